@@ -1,0 +1,1 @@
+//! protoc-gen-slimrpc-go: SlimRPC go stubs (not implemented yet).

@@ -1,0 +1,1 @@
+//! protoc-gen-slimrpc-python: SlimRPC python stubs (not implemented yet).

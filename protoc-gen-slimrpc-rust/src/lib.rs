@@ -1,0 +1,1 @@
+//! protoc-gen-slimrpc-rust: SlimRPC rust stubs (not implemented yet).

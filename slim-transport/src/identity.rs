@@ -1,0 +1,326 @@
+//! Shared-secret identity tokens, as SLIM v1.3 mints and checks them.
+//!
+//! A token is `id:ts:nonce:claims_b64:mac_b64`: `ts` in Unix seconds, a
+//! 12-byte nonce and the claims JSON in base64url without padding, and the MAC
+//! = base64url-nopad(HMAC-SHA256(secret, "id:ts:nonce:claims_b64")). Tokens are
+//! valid for 3600 s and may be at most 5 s in the future. A fresh token is
+//! minted for every message. The claims carry `pubkey`: the standard-base64
+//! Ed25519 public key of the MLS leaf that owns the token.
+//!
+//! Providers and verifiers are traits so other identities (JWT, SPIFFE) can be
+//! added. Every check takes `now` explicitly (the `*_at` methods) so callers
+//! such as the sans-IO session layer can run on a virtual clock.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
+use rand::Rng as _;
+use rand::distr::Alphanumeric;
+use sha2::Sha256;
+
+/// How long a token stays valid after it was minted, in seconds.
+pub const TOKEN_VALIDITY_SECS: u64 = 3600;
+/// How far in the future a token's timestamp may be, in seconds.
+pub const CLOCK_SKEW_SECS: u64 = 5;
+/// The shortest shared secret accepted, in bytes.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Why a token could not be minted or was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    #[error("shared secret must be at least {MIN_SECRET_LEN} bytes")]
+    SecretTooShort,
+    #[error("identity id must be non-empty, without ':' or whitespace")]
+    BadId,
+    #[error("token must have 5 ':'-separated fields")]
+    Malformed,
+    #[error("token timestamp is not a number")]
+    BadTimestamp,
+    #[error("token expired {0} s ago")]
+    Expired(u64),
+    #[error("token is {0} s in the future")]
+    FromTheFuture(u64),
+    #[error("token MAC does not match")]
+    BadMac,
+    #[error("token claims are not valid base64url JSON")]
+    BadClaims,
+}
+
+/// What a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// The token's id field (`<base_id>_<8 random alphanumerics>`).
+    pub sub: String,
+    /// Minting time, Unix seconds.
+    pub iat: u64,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
+    /// Standard-base64 Ed25519 public key, when the token carries one.
+    pub pubkey: Option<String>,
+}
+
+/// Mints identity tokens.
+pub trait IdentityProvider: Send + Sync {
+    /// The stable identity id used in every token.
+    fn id(&self) -> &str;
+    /// A fresh token as of `now` (Unix seconds).
+    fn token_at(&self, now: u64) -> Result<String, IdentityError>;
+    /// A fresh token as of the system clock.
+    fn token(&self) -> Result<String, IdentityError> {
+        self.token_at(unix_now())
+    }
+}
+
+/// Checks identity tokens.
+pub trait IdentityVerifier: Send + Sync {
+    /// Verifies `token` as of `now` (Unix seconds) and returns its claims.
+    fn verify_at(&self, token: &str, now: u64) -> Result<Claims, IdentityError>;
+    /// Verifies `token` as of the system clock.
+    fn verify(&self, token: &str) -> Result<Claims, IdentityError> {
+        self.verify_at(token, unix_now())
+    }
+}
+
+/// Seconds since the Unix epoch from the system clock.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Shared-secret identity: provider and verifier in one, as in SLIM v1.3.
+#[derive(Clone)]
+pub struct SharedSecret {
+    id: Arc<str>,
+    secret: Arc<[u8]>,
+    pubkey: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for SharedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("SharedSecret")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedSecret {
+    /// A new identity whose id is `<base_id>_<8 random alphanumerics>`.
+    pub fn new(base_id: &str, secret: &str) -> Result<Self, IdentityError> {
+        if base_id.is_empty() || base_id.contains(':') || base_id.chars().any(char::is_whitespace) {
+            return Err(IdentityError::BadId);
+        }
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(IdentityError::SecretTooShort);
+        }
+        let suffix: String = rand::rng()
+            .sample_iter(&Alphanumeric)
+            .take(8)
+            .map(char::from)
+            .collect();
+        Ok(Self {
+            id: format!("{base_id}_{suffix}").into(),
+            secret: secret.as_bytes().into(),
+            pubkey: None,
+        })
+    }
+
+    /// The same identity, with tokens that claim `public_key` (raw Ed25519
+    /// bytes) as theirs. The MLS layer binds its leaf key this way.
+    pub fn with_public_key(&self, public_key: &[u8]) -> Self {
+        Self {
+            pubkey: Some(STANDARD.encode(public_key).into()),
+            ..self.clone()
+        }
+    }
+
+    fn mac(&self, signed: &str) -> Hmac<Sha256> {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
+            .expect("HMAC-SHA256 takes keys of any length");
+        mac.update(signed.as_bytes());
+        mac
+    }
+}
+
+impl IdentityProvider for SharedSecret {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn token_at(&self, now: u64) -> Result<String, IdentityError> {
+        let mut nonce = [0u8; 12];
+        rand::rng().fill(&mut nonce);
+        let nonce = URL_SAFE_NO_PAD.encode(nonce);
+        let claims = match &self.pubkey {
+            Some(pk) => serde_json::json!({ "pubkey": pk.as_ref() }),
+            None => serde_json::json!({}),
+        };
+        let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let signed = format!("{}:{now}:{nonce}:{claims}", self.id);
+        let mac = URL_SAFE_NO_PAD.encode(self.mac(&signed).finalize().into_bytes());
+        Ok(format!("{signed}:{mac}"))
+    }
+}
+
+impl IdentityVerifier for SharedSecret {
+    fn verify_at(&self, token: &str, now: u64) -> Result<Claims, IdentityError> {
+        let fields: Vec<&str> = token.split(':').collect();
+        let [id, ts, _nonce, claims_b64, mac_b64] = fields[..] else {
+            return Err(IdentityError::Malformed);
+        };
+        let ts: u64 = ts.parse().map_err(|_| IdentityError::BadTimestamp)?;
+        if ts > now {
+            if ts - now > CLOCK_SKEW_SECS {
+                return Err(IdentityError::FromTheFuture(ts - now));
+            }
+        } else if now - ts > TOKEN_VALIDITY_SECS {
+            return Err(IdentityError::Expired(now - ts - TOKEN_VALIDITY_SECS));
+        }
+        let mac = URL_SAFE_NO_PAD
+            .decode(mac_b64)
+            .map_err(|_| IdentityError::BadMac)?;
+        let signed_len = token.len() - mac_b64.len() - 1;
+        self.mac(&token[..signed_len])
+            .verify_slice(&mac)
+            .map_err(|_| IdentityError::BadMac)?;
+        let pubkey = if claims_b64.is_empty() {
+            None
+        } else {
+            let json = URL_SAFE_NO_PAD
+                .decode(claims_b64)
+                .map_err(|_| IdentityError::BadClaims)?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&json).map_err(|_| IdentityError::BadClaims)?;
+            v.get("pubkey")
+                .or_else(|| v.get("custom_claims").and_then(|c| c.get("pubkey")))
+                .and_then(|p| p.as_str())
+                .map(str::to_owned)
+        };
+        Ok(Claims {
+            sub: id.to_string(),
+            iat: ts,
+            exp: ts + TOKEN_VALIDITY_SECS,
+            pubkey,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The public test secret and a token captured from a live SLIM v1.3 app.
+    const SECRET: &str = "kjandjansdiasb8udaijdniasdaindasndasndasndasndasndasndasndas";
+    const LIVE_TOKEN: &str = "alice_kzD1X3gf:1795290177:ZuvPiRb4WW-Xr9HN:eyJwdWJrZXkiOiJ6dXc2VlB2dlE4TGZrOUVjNko5bS8zZ1lNOWRKRjJORFlFNmVEYTgxY2VRPSJ9:hsEBjvXTVVy7XedeAh_O9pI-zGOB6VVsbA-3n8YYAqM";
+    const LIVE_TS: u64 = 1795290177;
+
+    fn verifier() -> SharedSecret {
+        SharedSecret::new("bob", SECRET).unwrap()
+    }
+
+    #[test]
+    fn verifies_a_token_minted_by_official_slim() {
+        let c = verifier().verify_at(LIVE_TOKEN, LIVE_TS + 10).unwrap();
+        assert_eq!(c.sub, "alice_kzD1X3gf");
+        assert_eq!(c.iat, LIVE_TS);
+        assert_eq!(
+            c.pubkey.as_deref(),
+            Some("zuw6VPvvQ8Lfk9Ec6J9m/3gYM9dJF2NDYE6eDa81ceQ=")
+        );
+    }
+
+    #[test]
+    fn minted_token_round_trips_with_its_public_key() {
+        let alice = SharedSecret::new("org/ns/alice", SECRET)
+            .unwrap()
+            .with_public_key(&[7u8; 32]);
+        let token = alice.token_at(1000).unwrap();
+        assert_eq!(token.split(':').count(), 5);
+        let c = verifier().verify_at(&token, 1000).unwrap();
+        assert_eq!(c.sub, alice.id());
+        assert_eq!(c.pubkey, Some(STANDARD.encode([7u8; 32])));
+    }
+
+    #[test]
+    fn ids_get_a_random_suffix() {
+        let a = SharedSecret::new("org/ns/a", SECRET).unwrap();
+        assert!(a.id().starts_with("org/ns/a_"));
+        assert_eq!(a.id().len(), "org/ns/a_".len() + 8);
+    }
+
+    #[test]
+    fn token_with_wrong_mac_is_refused() {
+        let other = SharedSecret::new("x", &"z".repeat(40)).unwrap();
+        let token = other.token_at(1000).unwrap();
+        assert_eq!(
+            verifier().verify_at(&token, 1000),
+            Err(IdentityError::BadMac)
+        );
+        let mut tampered = LIVE_TOKEN.to_string();
+        tampered.replace_range(0..5, "mallo");
+        assert_eq!(
+            verifier().verify_at(&tampered, LIVE_TS),
+            Err(IdentityError::BadMac)
+        );
+    }
+
+    #[test]
+    fn expired_token_is_refused() {
+        let v = verifier();
+        assert!(
+            v.verify_at(LIVE_TOKEN, LIVE_TS + TOKEN_VALIDITY_SECS)
+                .is_ok()
+        );
+        assert_eq!(
+            v.verify_at(LIVE_TOKEN, LIVE_TS + TOKEN_VALIDITY_SECS + 1),
+            Err(IdentityError::Expired(1))
+        );
+    }
+
+    #[test]
+    fn token_from_the_future_is_refused_beyond_the_skew() {
+        let v = verifier();
+        assert!(v.verify_at(LIVE_TOKEN, LIVE_TS - CLOCK_SKEW_SECS).is_ok());
+        assert_eq!(
+            v.verify_at(LIVE_TOKEN, LIVE_TS - CLOCK_SKEW_SECS - 1),
+            Err(IdentityError::FromTheFuture(CLOCK_SKEW_SECS + 1))
+        );
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused_without_panic() {
+        let v = verifier();
+        for t in [
+            "",
+            "a:b",
+            "a:b:c:d:e:f",
+            "id:notanumber:n:c:m",
+            "id:1:n:c:!!!",
+            "id:1:n:%%:m",
+        ] {
+            assert!(v.verify_at(t, 1).is_err(), "{t:?} accepted");
+        }
+    }
+
+    #[test]
+    fn short_secret_and_bad_id_are_rejected() {
+        assert_eq!(
+            SharedSecret::new("a", "short").unwrap_err(),
+            IdentityError::SecretTooShort
+        );
+        assert_eq!(
+            SharedSecret::new("a b", SECRET).unwrap_err(),
+            IdentityError::BadId
+        );
+        assert_eq!(
+            SharedSecret::new("", SECRET).unwrap_err(),
+            IdentityError::BadId
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! slim-transport: an embedded SLIM v1.3 transport.
+//!
+//! Layers, bottom up: [`name`] (SLIM names and their hashes), [`wire`] (the
+//! v1.3 protobuf schema), [`identity`] (shared-secret tokens). The forwarder,
+//! sessions and MLS build on these.
+
+pub mod identity;
+pub mod name;
+pub mod wire;
+
+pub use name::Name;

@@ -1,0 +1,309 @@
+//! SLIM names: three string components plus a 64-bit instance id.
+//!
+//! The strings are hashed to `u64` exactly as SLIM v1.3 does (XXH64, seed 0,
+//! over the UTF-8 bytes followed by one `0xFF` byte, which is what Rust's
+//! `Hash for str` feeds a hasher), so names built here route on official nodes.
+//! Equality and hashing use only the four `u64` components; the strings are
+//! kept for display and for the wire's `StringName`.
+//!
+//! This module never touches the network; converting from the wire is
+//! fallible because a peer may send a `Name` missing one of its parts.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::str::FromStr;
+
+use crate::wire;
+
+/// Instance id meaning "no particular instance" (anycast / any match).
+pub const NULL_ID: u64 = u64::MAX;
+
+/// Hashes one string component the way SLIM v1.3 does.
+pub fn hash_component(s: &str) -> u64 {
+    let mut h = twox_hash::XxHash64::with_seed(0);
+    h.write(s.as_bytes());
+    h.write_u8(0xFF);
+    h.finish()
+}
+
+/// Errors from parsing or decoding a [`Name`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("name `{0}` must have 3 or 4 `/`-separated components")]
+    Components(String),
+    #[error("name component {index} of `{name}` is empty")]
+    EmptyComponent { name: String, index: usize },
+    #[error("instance id `{0}` is not a hexadecimal u64")]
+    BadId(String),
+    #[error("wire name has no encoded part")]
+    MissingEncoded,
+    #[error("wire name has no string part")]
+    MissingStrings,
+}
+
+/// A SLIM name: `org/namespace/service` plus an instance id.
+#[derive(Clone)]
+pub struct Name {
+    components: [u64; 4],
+    strings: [String; 3],
+}
+
+impl Name {
+    /// A name from its three string components, with the NULL instance id.
+    pub fn new(org: impl Into<String>, ns: impl Into<String>, svc: impl Into<String>) -> Self {
+        let strings = [org.into(), ns.into(), svc.into()];
+        let components = [
+            hash_component(&strings[0]),
+            hash_component(&strings[1]),
+            hash_component(&strings[2]),
+            NULL_ID,
+        ];
+        Self {
+            components,
+            strings,
+        }
+    }
+
+    /// The same name with instance id `id`.
+    pub fn with_id(&self, id: u64) -> Self {
+        let mut n = self.clone();
+        n.components[3] = id;
+        n
+    }
+
+    /// The same name with the NULL instance id.
+    pub fn without_id(&self) -> Self {
+        self.with_id(NULL_ID)
+    }
+
+    /// The instance id (component 3).
+    pub fn id(&self) -> u64 {
+        self.components[3]
+    }
+
+    /// True when the instance id is NULL (`u64::MAX`).
+    pub fn has_null_id(&self) -> bool {
+        self.components[3] == NULL_ID
+    }
+
+    /// The four encoded components.
+    pub fn components(&self) -> [u64; 4] {
+        self.components
+    }
+
+    /// The three string components (display only; not used for matching).
+    pub fn strings(&self) -> &[String; 3] {
+        &self.strings
+    }
+
+    /// The first three components: the key routing tables use.
+    pub fn prefix(&self) -> [u64; 3] {
+        [self.components[0], self.components[1], self.components[2]]
+    }
+
+    /// Converts to the wire form, always carrying both sub-messages.
+    pub fn to_wire(&self) -> wire::Name {
+        wire::Name {
+            name: Some(wire::EncodedName {
+                component_0: self.components[0],
+                component_1: self.components[1],
+                component_2: self.components[2],
+                component_3: self.components[3],
+            }),
+            str_name: Some(wire::StringName {
+                str_component_0: self.strings[0].clone(),
+                str_component_1: self.strings[1].clone(),
+                str_component_2: self.strings[2].clone(),
+            }),
+        }
+    }
+
+    /// Converts from the wire form; both sub-messages must be present.
+    pub fn from_wire(n: &wire::Name) -> Result<Self, NameError> {
+        let e = n.name.as_ref().ok_or(NameError::MissingEncoded)?;
+        let s = n.str_name.as_ref().ok_or(NameError::MissingStrings)?;
+        Ok(Self {
+            components: [e.component_0, e.component_1, e.component_2, e.component_3],
+            strings: [
+                s.str_component_0.clone(),
+                s.str_component_1.clone(),
+                s.str_component_2.clone(),
+            ],
+        })
+    }
+}
+
+impl From<&Name> for wire::Name {
+    fn from(n: &Name) -> Self {
+        n.to_wire()
+    }
+}
+
+impl TryFrom<&wire::Name> for Name {
+    type Error = NameError;
+    fn try_from(n: &wire::Name) -> Result<Self, NameError> {
+        Name::from_wire(n)
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.components == other.components
+    }
+}
+
+impl Eq for Name {}
+
+impl Hash for Name {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.components.hash(state);
+    }
+}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.components.cmp(&other.components)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}/{:x}",
+            self.strings[0], self.strings[1], self.strings[2], self.components[3]
+        )
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Name {
+    type Err = NameError;
+
+    /// Parses `org/ns/svc` (NULL id) or `org/ns/svc/<hex id>`.
+    fn from_str(s: &str) -> Result<Self, NameError> {
+        let parts: Vec<&str> = s.split('/').collect();
+        if !(3..=4).contains(&parts.len()) {
+            return Err(NameError::Components(s.to_string()));
+        }
+        for (index, p) in parts.iter().enumerate() {
+            if p.is_empty() {
+                return Err(NameError::EmptyComponent {
+                    name: s.to_string(),
+                    index,
+                });
+            }
+        }
+        let name = Name::new(parts[0], parts[1], parts[2]);
+        match parts.get(3) {
+            None => Ok(name),
+            Some(id) => u64::from_str_radix(id, 16)
+                .map(|id| name.with_id(id))
+                .map_err(|_| NameError::BadId((*id).to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn component_hash_matches_slim_v1_3_vectors() {
+        let vectors = [
+            ("org", 0x873e580376ea963b_u64),
+            ("default", 0x219303c7c93f9668),
+            ("app", 0x86cb542776a5f6d5),
+            ("agntcy", 0x169ca82eb17d6bc2),
+            ("ns", 0xeef9769a4c6990d1),
+            ("", 0x95634172a60b7544),
+        ];
+        for (s, want) in vectors {
+            assert_eq!(hash_component(s), want, "hash of {s:?}");
+        }
+    }
+
+    #[test]
+    fn component_hash_includes_the_trailing_ff_byte() {
+        // Hashing the bare bytes gives the value SLIM does NOT use.
+        let bare = twox_hash::XxHash64::oneshot(0, b"org");
+        assert_eq!(bare, 0xc38126cd35e92b15);
+        assert_ne!(hash_component("org"), bare);
+    }
+
+    #[test]
+    fn new_name_has_null_id_and_displays_it_in_hex() {
+        let n = Name::new("org", "ns", "app");
+        assert!(n.has_null_id());
+        assert_eq!(n.to_string(), "org/ns/app/ffffffffffffffff");
+        assert_eq!(n.with_id(0x2a).to_string(), "org/ns/app/2a");
+    }
+
+    #[test]
+    fn parse_round_trips_display() {
+        let n: Name = "agntcy/grpc/server/1f".parse().unwrap();
+        assert_eq!(n.id(), 0x1f);
+        assert_eq!(n.to_string().parse::<Name>().unwrap(), n);
+        let anycast: Name = "agntcy/grpc/server".parse().unwrap();
+        assert!(anycast.has_null_id());
+    }
+
+    #[test]
+    fn parse_rejects_malformed_names() {
+        assert!(matches!(
+            "a/b".parse::<Name>(),
+            Err(NameError::Components(_))
+        ));
+        assert!(matches!(
+            "a/b/c/d/e".parse::<Name>(),
+            Err(NameError::Components(_))
+        ));
+        assert!(matches!(
+            "a//c".parse::<Name>(),
+            Err(NameError::EmptyComponent { .. })
+        ));
+        assert!(matches!(
+            "a/b/c/zz".parse::<Name>(),
+            Err(NameError::BadId(_))
+        ));
+    }
+
+    #[test]
+    fn equality_ignores_strings_and_uses_components() {
+        let a = Name::new("org", "ns", "app").with_id(7);
+        let mut w = a.to_wire();
+        w.str_name.as_mut().unwrap().str_component_2 = "other".into();
+        let b = Name::from_wire(&w).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, a.with_id(8));
+    }
+
+    #[test]
+    fn wire_round_trip_carries_both_parts() {
+        let a = Name::new("org", "ns", "app").with_id(99);
+        let w = a.to_wire();
+        assert!(w.name.is_some() && w.str_name.is_some());
+        assert_eq!(Name::from_wire(&w).unwrap(), a);
+    }
+
+    #[test]
+    fn wire_name_missing_a_part_is_an_error() {
+        let mut w = Name::new("o", "n", "s").to_wire();
+        w.str_name = None;
+        assert_eq!(Name::from_wire(&w), Err(NameError::MissingStrings));
+        w = Name::new("o", "n", "s").to_wire();
+        w.name = None;
+        assert_eq!(Name::from_wire(&w), Err(NameError::MissingEncoded));
+    }
+}

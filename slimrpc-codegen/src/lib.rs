@@ -1,0 +1,1 @@
+//! Shared core of the SlimRPC code generators (not implemented yet).

