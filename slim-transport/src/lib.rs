@@ -6,6 +6,7 @@
 
 pub mod identity;
 pub mod name;
+pub mod session;
 pub mod wire;
 
 pub use name::Name;
