@@ -168,6 +168,8 @@ pub struct Session {
     last_commit: u32,
     early_commits: BTreeMap<u32, Inbound>,
     watchdog: Option<Instant>,
+    /// GROUP_CLOSE received; answered once our MSGs are acknowledged.
+    close_ack: Option<Inbound>,
     outbox: VecDeque<wire::Message>,
     events: VecDeque<Event>,
     counters: Counters,
@@ -187,18 +189,28 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// What every new session starts from.
+struct Basics {
+    ctx: Context,
+    id: u32,
+    kind: SessionKind,
+    moderator: bool,
+    local: Name,
+    destination: Name,
+    now: Instant,
+}
+
 impl Session {
-    fn blank(
-        ctx: Context,
-        id: u32,
-        kind: SessionKind,
-        moderator: bool,
-        local: Name,
-        destination: Name,
-        crypto: Box<dyn SessionCrypto>,
-        rng: StdRng,
-        now: Instant,
-    ) -> Self {
+    fn blank(b: Basics, crypto: Box<dyn SessionCrypto>, rng: StdRng) -> Self {
+        let Basics {
+            ctx,
+            id,
+            kind,
+            moderator,
+            local,
+            destination,
+            now,
+        } = b;
         Self {
             id,
             kind,
@@ -234,6 +246,7 @@ impl Session {
             last_commit: 0,
             early_commits: BTreeMap::new(),
             watchdog: None,
+            close_ack: None,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
@@ -254,17 +267,16 @@ impl Session {
         now: Instant,
     ) -> (Self, Option<JobId>) {
         let local = ctx.app_name.clone();
-        let mut s = Self::blank(
+        let basics = Basics {
             ctx,
             id,
-            config.kind,
-            true,
+            kind: config.kind,
+            moderator: true,
             local,
-            dest.clone(),
-            crypto,
-            rng,
+            destination: dest.clone(),
             now,
-        );
+        };
+        let mut s = Self::blank(basics, crypto, rng);
         s.control_interval = config.interval.unwrap_or(DEFAULT_INTERVAL);
         s.control_retries = config.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
         s.data_timer = match (config.kind, config.interval, config.max_retries) {
@@ -320,17 +332,16 @@ impl Session {
         }
         let local = join.destination.with_id(ctx.app_name.id());
         let destination = channel.unwrap_or_else(|| join.source.clone());
-        let mut s = Self::blank(
+        let basics = Basics {
             ctx,
-            join.session_id,
+            id: join.session_id,
             kind,
-            false,
+            moderator: false,
             local,
             destination,
-            crypto,
-            rng,
             now,
-        );
+        };
+        let mut s = Self::blank(basics, crypto, rng);
         s.moderator_name = join.source.clone();
         s.members = vec![join.source.clone(), s.local.clone()];
         if let Some(t) = &req.timer_settings {
@@ -490,12 +501,12 @@ impl Session {
                     return Ok(());
                 }
                 let peer = self.destination.clone();
-                self.send_sequenced(&peer, 1, payload, metadata, vec![peer.clone()], None)?;
+                self.send_sequenced(&peer, 1, payload, metadata, vec![peer.clone()])?;
             }
             SessionKind::Group => {
                 let dst = self.destination.clone();
                 let others = self.others();
-                self.send_sequenced(&dst, GROUP_FANOUT, payload, metadata, others, None)?;
+                self.send_sequenced(&dst, GROUP_FANOUT, payload, metadata, others)?;
             }
         }
         self.progress();
@@ -558,14 +569,8 @@ impl Session {
         let target = self
             .resolve_member(member)
             .ok_or_else(|| SessionError::NotAMember(member.clone()))?;
-        self.send_sequenced(
-            &target,
-            GROUP_FANOUT,
-            payload,
-            metadata,
-            vec![target.clone()],
-            Some(target.clone()),
-        )
+        let dst = target.clone();
+        self.send_sequenced(&dst, GROUP_FANOUT, payload, metadata, vec![target])
     }
 
     /// Moderator of a group: queues an invite of `member` (usually a NULL-id
@@ -795,7 +800,6 @@ impl Session {
         payload: Vec<u8>,
         metadata: HashMap<String, String>,
         ack_from: Vec<Name>,
-        unicast_to: Option<Name>,
     ) -> Result<(), SessionError> {
         let blob = self.crypto.encrypt(&payload)?;
         let id = self.sender.take_id();
@@ -808,9 +812,9 @@ impl Session {
             metadata,
         );
         if let Some(retry) = self.data_retry() {
-            self.sender.remember(id, &msg, unicast_to);
-            self.sender
-                .expect_acks(id, msg.clone(), ack_from.into_iter().collect(), retry);
+            let audience: BTreeSet<Name> = ack_from.into_iter().collect();
+            self.sender.remember(id, &msg, audience.clone());
+            self.sender.expect_acks(id, msg.clone(), audience, retry);
         }
         self.send(msg);
         Ok(())
@@ -824,6 +828,12 @@ impl Session {
         }
         if self.lifecycle == Lifecycle::Draining && self.sender.is_idle() {
             self.start_close_protocol();
+        }
+        if self.sender.is_idle()
+            && let Some(close) = self.close_ack.take()
+        {
+            self.send_group_ack(&close);
+            self.finish_close("closed by the moderator");
         }
     }
 
@@ -875,8 +885,11 @@ impl Session {
             Kind::GroupWelcome => self.on_welcome(&inb),
             Kind::GroupAdd | Kind::GroupRemove => self.on_commit(inb),
             Kind::GroupClose => {
-                self.send_group_ack(&inb);
-                self.finish_close("closed by the moderator");
+                // Our own MSGs still in flight are delivered first: the ack
+                // (and our close) waits until every member acknowledged them.
+                self.cancel_jobs(SessionError::Closed);
+                self.lifecycle = Lifecycle::Closing;
+                self.close_ack = Some(inb);
             }
             Kind::LeaveRequest => {
                 self.send_leave_reply(&inb);
@@ -959,7 +972,7 @@ impl Session {
             return self.drop_msg(DropReason::OutOfRange);
         }
         let skip = if rtx {
-            inb.metadata.contains_key(keys::UNICAST_TO)
+            inb.metadata.contains_key(keys::NOT_ADDRESSED)
         } else {
             self.kind == SessionKind::Group
                 && !inb.destination.has_null_id()
@@ -973,7 +986,9 @@ impl Session {
                 Err(_) => return self.drop_msg(DropReason::DecryptFailed),
             }
         };
-        if reliable && !rtx {
+        if reliable {
+            // RTX_REPLYs are acked too (v1.3 does not): our senders wait for a
+            // real ack; v1.3 senders ignore an ack they no longer wait for.
             let mut meta = HashMap::new();
             if publish_to {
                 meta.insert(keys::PUBLISH_TO.to_string(), TRUE.to_string());
@@ -991,7 +1006,7 @@ impl Session {
         }
         let mut metadata = inb.metadata;
         metadata.remove(keys::PUBLISH_TO);
-        metadata.remove(keys::UNICAST_TO);
+        metadata.remove(keys::NOT_ADDRESSED);
         let msg = ReceivedMessage {
             source: source.clone(),
             payload: blob,
@@ -1011,13 +1026,12 @@ impl Session {
         let Some(retry) = self.data_retry() else {
             return self.emit(SessionEvent::Message(msg));
         };
-        let settle = self.now + retry_interval(self.data_timer) * 2;
         let fresh_start = self.moderator || self.kind == SessionKind::PointToPoint;
         let stream = self.streams.entry(source.clone()).or_insert_with(|| {
             if fresh_start {
                 Stream::starting_at(1)
             } else {
-                Stream::settling(settle)
+                Stream::probing()
             }
         });
         if inb.incoming_conn.is_some() {
@@ -1070,16 +1084,14 @@ impl Session {
         if self.data_timer.is_none() {
             return self.drop_msg(DropReason::Unexpected);
         }
-        // An RTX_REQUEST also tells us the requester is alive and listening.
-        self.sender.on_ack(inb.message_id, &inb.source);
+        // Unlike v1.3, an RTX_REQUEST does not count as an ack: the requester
+        // does not have the message yet, and a close right now would lose it.
         let reply = match self.sender.lookup(inb.message_id) {
-            Some((orig, unicast_to)) => {
+            Some((orig, audience)) => {
                 let mut m = orig.clone();
-                if let Some(target) = unicast_to
-                    && *target != inb.source
-                {
+                if !audience.contains(&inb.source) {
                     m.metadata
-                        .insert(keys::UNICAST_TO.to_string(), target.to_string());
+                        .insert(keys::NOT_ADDRESSED.to_string(), TRUE.to_string());
                 }
                 packet::set_kind(&mut m, Kind::RtxReply);
                 packet::set_destination(&mut m, &inb.source);
@@ -1109,6 +1121,7 @@ impl Session {
         for action in self.sender.on_timeout(self.now) {
             match action {
                 SendAction::Resend { msg, to } => {
+                    let msg = *msg;
                     for name in to {
                         let mut m = msg.clone();
                         packet::set_destination(&mut m, &name);
@@ -1151,7 +1164,8 @@ impl Session {
             let Some(retry) = retry else {
                 continue;
             };
-            let out = stream.on_timeout(now, || retry);
+            let _ = retry;
+            let out = stream.on_timeout(now);
             for id in out.request {
                 self.send_rtx_request(&source, id);
             }
@@ -1507,8 +1521,7 @@ impl Session {
             // The peer is a data endpoint from now on: flush early publishes.
             let held: Vec<_> = self.held_back.drain(..).collect();
             for (payload, metadata) in held {
-                if let Err(e) =
-                    self.send_sequenced(&peer, 1, payload, metadata, vec![peer.clone()], None)
+                if let Err(e) = self.send_sequenced(&peer, 1, payload, metadata, vec![peer.clone()])
                 {
                     warn!(session_id = self.id, error = %e, "held-back publish failed");
                 }
@@ -1930,6 +1943,14 @@ impl Session {
         }
         self.cancel_jobs(SessionError::Closed);
         self.unsubscribe_channel();
+        let mut sources: Vec<Name> = self.streams.keys().cloned().collect();
+        sources.sort();
+        for source in sources {
+            if let Some(stream) = self.streams.get_mut(&source) {
+                let ready = stream.flush();
+                self.deliver_ready(&source, ready);
+            }
+        }
         self.controls.clear();
         self.held_back.clear();
         self.ping_next = None;
@@ -1943,10 +1964,6 @@ impl Session {
             reason: reason.to_string(),
         });
     }
-}
-
-fn retry_interval(t: Option<(Duration, u32)>) -> Duration {
-    t.map_or(DEFAULT_INTERVAL, |(i, _)| i)
 }
 
 /// The stateless DISCOVERY_REPLY to a DISCOVERY_REQUEST: source = the

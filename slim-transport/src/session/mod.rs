@@ -24,6 +24,15 @@
 //!   `UNICAST_TO` metadata key so our receivers skip it instead of
 //!   delivering it (SLIM receivers ignore the key and deliver it, as they
 //!   would after a v1.3 re-send).
+//! * An RTX_REQUEST does not count as an acknowledgement of the MSG (in
+//!   v1.3 it does): the sender keeps retransmitting until a MSG_ACK, so a
+//!   message is never considered delivered while its receiver still misses
+//!   it. Our receivers also MSG_ACK a recovered RTX_REPLY.
+//! * A participant answers GROUP_CLOSE only once its own outstanding MSGs
+//!   are acknowledged (v1.3 answers and closes at once).
+//! * A group member that joined late finds where each sender's stream starts
+//!   by probing downwards with RTX_REQUEST (see `reliable::Stream`) instead
+//!   of taking the first id seen, which would skip a reordered first id.
 //! * A duplicate GROUP_ADD/GROUP_REMOVE carrying an already applied
 //!   `commit_id` is acknowledged again (v1.3 drops it without an ack, which
 //!   makes a lost GROUP_ACK fail the invite).

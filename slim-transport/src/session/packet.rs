@@ -34,11 +34,12 @@ pub mod keys {
     pub const IS_MODERATOR: &str = "IS_MODERATOR";
     /// LEAVE_REQUEST to the moderator: close the whole group.
     pub const DELETE_GROUP: &str = "DELETE_GROUP";
-    /// Ours, not SLIM's: on an RTX_REPLY, "this sequenced MSG was a unicast
-    /// to another member; keep your order but do not deliver it". SLIM peers
-    /// ignore unknown keys and deliver it, which is what a v1.3 sender's
+    /// Ours, not SLIM's: on an RTX_REPLY, "this sequenced MSG was not
+    /// addressed to you (a unicast to another member, or sent before you
+    /// joined); keep your order but do not deliver it". SLIM peers ignore
+    /// unknown keys and deliver it, which is what a v1.3 sender's
     /// re-send-to-everyone would have made them do anyway.
-    pub const UNICAST_TO: &str = "UNICAST_TO";
+    pub const NOT_ADDRESSED: &str = "NOT_ADDRESSED";
 }
 
 /// A received Publish whose shape is valid for the session layer.

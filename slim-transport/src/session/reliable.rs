@@ -82,17 +82,20 @@ struct Pending {
 #[derive(Debug)]
 pub enum SendAction {
     /// Re-send `msg` with its destination rewritten to each name in `to`.
-    Resend { msg: wire::Message, to: Vec<Name> },
+    Resend {
+        msg: Box<wire::Message>,
+        to: Vec<Name>,
+    },
     /// Gave up on `message_id`; `missing` never acknowledged it.
     Failed { message_id: u32, missing: Vec<Name> },
 }
 
-/// One historic MSG kept for RTX: the message and, for a unicast, its target.
+/// One historic MSG kept for RTX: the message and who it was addressed to.
 #[derive(Debug)]
 struct Sent {
     id: u32,
     msg: wire::Message,
-    unicast_to: Option<Name>,
+    audience: BTreeSet<Name>,
 }
 
 /// The reliable sender of one session.
@@ -132,14 +135,14 @@ impl Sender {
     }
 
     /// Records a sent sequenced MSG for RTX (history is bounded).
-    pub fn remember(&mut self, id: u32, msg: &wire::Message, unicast_to: Option<Name>) {
+    pub fn remember(&mut self, id: u32, msg: &wire::Message, audience: BTreeSet<Name>) {
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
         self.history.push_back(Sent {
             id,
             msg: msg.clone(),
-            unicast_to,
+            audience,
         });
     }
 
@@ -184,13 +187,13 @@ impl Sender {
         });
     }
 
-    /// The historic copy of sequenced MSG `id`, with its unicast target.
-    pub fn lookup(&self, id: u32) -> Option<(&wire::Message, Option<&Name>)> {
+    /// The historic copy of sequenced MSG `id`, with its audience.
+    pub fn lookup(&self, id: u32) -> Option<(&wire::Message, &BTreeSet<Name>)> {
         self.history
             .iter()
             .rev()
             .find(|s| s.id == id)
-            .map(|s| (&s.msg, s.unicast_to.as_ref()))
+            .map(|s| (&s.msg, &s.audience))
     }
 
     /// True when nothing waits for an ack.
@@ -218,7 +221,7 @@ impl Sender {
             };
             match p.retry.fire(now) {
                 Some(Fire::Resend) => out.push(SendAction::Resend {
-                    msg: p.msg.clone(),
+                    msg: Box::new(p.msg.clone()),
                     to: p.waiting.iter().cloned().collect(),
                 }),
                 Some(Fire::GiveUp) => {
@@ -256,20 +259,23 @@ pub enum Refused {
 
 /// The reorder buffer of one source: in-order delivery, gap detection.
 ///
-/// Where the stream starts: a fresh P2P session or a group moderator knows
-/// every sender starts at id 1 ([`Stream::starting_at`]). A group member that
-/// joined later cannot know which id is its first, and SLIM's "first id seen
-/// starts the stream" would silently skip an earlier id that merely arrived
-/// second. So such a stream first *settles* ([`Stream::settling`]): it holds
-/// what arrives for a while and starts at the lowest id seen. An id that
-/// still turns up below the start later was meant for us too (nobody sends
-/// us ids from before we joined): it is delivered late, once, rather than
-/// dropped.
+/// Where the stream starts: in a fresh P2P session, or at a group moderator,
+/// every sender's stream starts at id 1 ([`Stream::starting_at`]). A group
+/// member that joined later cannot know which id is its first, and SLIM's
+/// "first id seen starts the stream" would silently skip an earlier id that
+/// merely arrived second. Such a stream therefore *probes* ([`Stream::probing`]):
+/// it holds what arrives and asks the sender (RTX_REQUEST) for the id just
+/// below the lowest one seen, going down until the sender answers "not
+/// addressed to you" (our senders mark such RTX_REPLYs), "lost", or id 1 is
+/// reached, or the probe times out. Then it starts at the lowest id that was
+/// ours. An id that still turns up below the start later was meant for us
+/// (it reached us): it is delivered late, once, rather than dropped.
 #[derive(Debug)]
 pub struct Stream<T> {
     next: Option<u32>,
     start: Option<u32>,
-    settle_until: Option<Instant>,
+    probing: bool,
+    probe: Option<(u32, Retry)>,
     held: HashMap<u32, Slot<T>>,
     missing: HashMap<u32, Retry>,
     late_seen: VecDeque<u32>,
@@ -293,13 +299,17 @@ impl<T> Accepted<T> {
     }
 }
 
+fn prev_seq(id: u32) -> u32 {
+    if id == 0 { MAX_PUBLISH_ID } else { id - 1 }
+}
+
 impl<T> Stream<T> {
-    /// A stream known to start at `id`.
-    pub fn starting_at(id: u32) -> Self {
+    fn with(next: Option<u32>, probing: bool) -> Self {
         Self {
-            next: Some(id),
-            start: Some(id),
-            settle_until: None,
+            next,
+            start: next,
+            probing,
+            probe: None,
             held: HashMap::new(),
             missing: HashMap::new(),
             late_seen: VecDeque::new(),
@@ -307,21 +317,18 @@ impl<T> Stream<T> {
         }
     }
 
-    /// A stream whose start is the lowest id seen until `until`.
-    pub fn settling(until: Instant) -> Self {
-        Self {
-            next: None,
-            start: None,
-            settle_until: Some(until),
-            held: HashMap::new(),
-            missing: HashMap::new(),
-            late_seen: VecDeque::new(),
-            last_conn: None,
-        }
+    /// A stream known to start at `id`.
+    pub fn starting_at(id: u32) -> Self {
+        Self::with(Some(id), false)
+    }
+
+    /// A stream whose start is found by probing (see the type docs).
+    pub fn probing() -> Self {
+        Self::with(None, true)
     }
 
     /// Accepts sequenced message `id`. `retry` builds the RTX timer of each
-    /// newly missing id.
+    /// id to request.
     pub fn accept(
         &mut self,
         id: u32,
@@ -334,17 +341,8 @@ impl<T> Stream<T> {
         if self.held.contains_key(&id) {
             return Err(Refused::Duplicate);
         }
-        if self.settle_until.is_some() {
-            match self.next {
-                Some(n) if seq_diff(id, n).abs() > REORDER_WINDOW => {
-                    return Err(Refused::OutOfRange);
-                }
-                Some(n) if seq_diff(id, n) < 0 => self.next = Some(id),
-                Some(_) => {}
-                None => self.next = Some(id),
-            }
-            self.held.insert(id, slot);
-            return Ok(Accepted::empty());
+        if self.probing {
+            return self.accept_probing(id, slot, retry);
         }
         let next = *self.next.get_or_insert(id);
         let start = *self.start.get_or_insert(id);
@@ -354,7 +352,9 @@ impl<T> Stream<T> {
         }
         if d < 0 {
             let before_start = seq_diff(id, start);
-            if before_start < 0 && before_start >= -REORDER_WINDOW && !self.late_seen.contains(&id)
+            if (-REORDER_WINDOW..0).contains(&before_start)
+                && !self.late_seen.contains(&id)
+                && !matches!(slot, Slot::Skip)
             {
                 if self.late_seen.len() == HISTORY {
                     self.late_seen.pop_front();
@@ -370,13 +370,75 @@ impl<T> Stream<T> {
         self.missing.remove(&id);
         self.held.insert(id, slot);
         Ok(Accepted {
-            request: self.find_gaps(id, retry),
+            request: self.find_gaps(id, &retry),
             ready: self.drain(),
         })
     }
 
+    fn accept_probing(
+        &mut self,
+        id: u32,
+        slot: Slot<T>,
+        retry: impl Fn() -> Retry,
+    ) -> Result<Accepted<T>, Refused> {
+        let Some(n) = self.next else {
+            self.next = Some(id);
+            self.held.insert(id, slot);
+            return Ok(self.probe_below(id, &retry));
+        };
+        let d = seq_diff(id, n);
+        if d.abs() > REORDER_WINDOW {
+            return Err(Refused::OutOfRange);
+        }
+        if d >= 0 {
+            self.missing.remove(&id);
+            self.held.insert(id, slot);
+            return Ok(Accepted {
+                ready: Vec::new(),
+                request: self.find_gaps(id, &retry),
+            });
+        }
+        if matches!(slot, Slot::Skip) && self.probe.as_ref().is_some_and(|(p, _)| *p == id) {
+            // "Not addressed to you" just below our lowest id: the boundary.
+            return Ok(self.confirm_start());
+        }
+        // A lower id reached us, so it was ours: extend the stream down.
+        self.held.insert(id, slot);
+        self.next = Some(id);
+        let mut request = self.find_gaps(n, &retry);
+        let below = self.probe_below(id, &retry);
+        request.extend(below.request);
+        Ok(Accepted {
+            ready: below.ready,
+            request,
+        })
+    }
+
+    /// Probes the id below `id`, or confirms the start when there is none.
+    fn probe_below(&mut self, id: u32, retry: &impl Fn() -> Retry) -> Accepted<T> {
+        if id == 1 {
+            return self.confirm_start();
+        }
+        let p = prev_seq(id);
+        self.probe = Some((p, retry()));
+        Accepted {
+            ready: Vec::new(),
+            request: vec![p],
+        }
+    }
+
+    fn confirm_start(&mut self) -> Accepted<T> {
+        self.probing = false;
+        self.probe = None;
+        self.start = self.next;
+        Accepted {
+            ready: self.drain(),
+            request: Vec::new(),
+        }
+    }
+
     /// Registers every id between `next` and `upto` not yet held or missing.
-    fn find_gaps(&mut self, upto: u32, retry: impl Fn() -> Retry) -> Vec<u32> {
+    fn find_gaps(&mut self, upto: u32, retry: &impl Fn() -> Retry) -> Vec<u32> {
         let mut newly = Vec::new();
         let Some(mut k) = self.next else {
             return newly;
@@ -391,12 +453,16 @@ impl<T> Stream<T> {
         newly
     }
 
-    /// Recovery of `id` failed for good: it will be reported lost in order.
+    /// The sender says `id` is no longer available: lost, reported in order
+    /// (or, for a probe, the stream's start was found).
     pub fn mark_lost(&mut self, id: u32) -> Vec<(u32, Slot<T>)> {
+        if self.probing && self.probe.as_ref().is_some_and(|(p, _)| *p == id) {
+            return self.confirm_start().ready;
+        }
         if self.missing.remove(&id).is_some() {
             self.held.insert(id, Slot::Lost);
         }
-        if self.settle_until.is_some() {
+        if self.probing {
             return Vec::new();
         }
         self.drain()
@@ -415,26 +481,40 @@ impl<T> Stream<T> {
         out
     }
 
-    pub fn deadline(&self) -> Option<Instant> {
-        let rtx = self.missing.values().map(|r| r.next).min();
-        [rtx, self.settle_until].into_iter().flatten().min()
+    /// The session is closing: delivers everything held, in order, with
+    /// every id still missing before the highest one reported lost.
+    pub fn flush(&mut self) -> Vec<(u32, Slot<T>)> {
+        self.probing = false;
+        self.probe = None;
+        self.missing.clear();
+        let mut out = Vec::new();
+        let Some(mut next) = self.next else {
+            return out;
+        };
+        while !self.held.is_empty() {
+            let slot = self.held.remove(&next).unwrap_or(Slot::Lost);
+            out.push((next, slot));
+            next = next_seq(next);
+        }
+        self.next = Some(next);
+        out
     }
 
-    /// Ends settling and runs RTX timers due at `now`.
-    pub fn on_timeout(&mut self, now: Instant, retry: impl Fn() -> Retry) -> Accepted<T> {
+    pub fn deadline(&self) -> Option<Instant> {
+        let rtx = self.missing.values().map(|r| r.next).min();
+        let probe = self.probe.as_ref().map(|(_, r)| r.next);
+        [rtx, probe].into_iter().flatten().min()
+    }
+
+    /// Runs the probe and RTX timers due at `now`.
+    pub fn on_timeout(&mut self, now: Instant) -> Accepted<T> {
         let mut out = Accepted::empty();
-        if self.settle_until.is_some_and(|t| t <= now) {
-            self.settle_until = None;
-            self.start = self.next;
-            let highest = self
-                .held
-                .keys()
-                .copied()
-                .max_by_key(|k| self.next.map_or(0, |n| seq_diff(*k, n)));
-            if let Some(h) = highest {
-                out.request = self.find_gaps(h, &retry);
+        if let Some((id, retry)) = self.probe.as_mut() {
+            match retry.fire(now) {
+                Some(Fire::Resend) => out.request.push(*id),
+                Some(Fire::GiveUp) => out.ready = self.confirm_start().ready,
+                None => {}
             }
-            out.ready = self.drain();
         }
         let mut again = Vec::new();
         let mut gave_up = Vec::new();
@@ -518,29 +598,26 @@ mod tests {
     }
 
     #[test]
-    fn settling_stream_starts_at_the_lowest_id_seen_and_delivers_late_ids_once() {
-        let t0 = Instant::now();
-        let mut s: Stream<u32> = Stream::settling(t0 + Duration::from_secs(1));
-        assert!(
-            s.accept(7, Slot::Deliver(7), retry)
-                .unwrap()
-                .ready
-                .is_empty()
-        );
-        assert!(
-            s.accept(5, Slot::Deliver(5), retry)
-                .unwrap()
-                .ready
-                .is_empty()
-        );
-        let out = s.on_timeout(t0 + Duration::from_secs(1), retry);
-        assert_eq!(ids(out.ready), vec![5]);
-        assert_eq!(out.request, vec![6]);
+    fn probing_stream_extends_down_to_the_boundary_and_delivers_late_ids_once() {
+        let mut s: Stream<u32> = Stream::probing();
+        let a = s.accept(7, Slot::Deliver(7), retry).unwrap();
+        assert!(a.ready.is_empty());
+        assert_eq!(a.request, vec![6], "probe below the first id");
+        let a = s.accept(9, Slot::Deliver(9), retry).unwrap();
+        assert!(a.ready.is_empty());
+        assert_eq!(a.request, vec![8]);
+        // 6 was ours (its payload came back): go on probing 5.
+        let a = s.accept(6, Slot::Deliver(6), retry).unwrap();
+        assert!(a.ready.is_empty());
+        assert_eq!(a.request, vec![5]);
+        // 5 was not addressed to us: the stream starts at 6.
+        let a = s.accept(5, Slot::Skip, retry).unwrap();
+        assert_eq!(ids(a.ready), vec![6, 7]);
         assert_eq!(
-            ids(s.accept(6, Slot::Deliver(6), retry).unwrap().ready),
-            vec![6, 7]
+            ids(s.accept(8, Slot::Deliver(8), retry).unwrap().ready),
+            vec![8, 9]
         );
-        // An id below the start was meant for us: delivered once, late.
+        // An id below the start that reaches us anyway: delivered once, late.
         assert_eq!(
             ids(s.accept(4, Slot::Deliver(4), retry).unwrap().ready),
             vec![4]
@@ -549,6 +626,31 @@ mod tests {
             s.accept(4, Slot::Deliver(4), retry).err(),
             Some(Refused::Duplicate)
         );
+    }
+
+    #[test]
+    fn probing_stops_at_id_one_and_on_a_lost_answer() {
+        let mut s: Stream<u32> = Stream::probing();
+        assert_eq!(
+            ids(s.accept(1, Slot::Deliver(1), retry).unwrap().ready),
+            vec![1]
+        );
+        let mut s: Stream<u32> = Stream::probing();
+        s.accept(3, Slot::Deliver(3), retry).unwrap();
+        assert_eq!(ids(s.mark_lost(2)), vec![3]);
+    }
+
+    #[test]
+    fn flush_reports_gaps_lost_and_delivers_the_rest_in_order() {
+        let mut s: Stream<u32> = Stream::starting_at(1);
+        s.accept(1, Slot::Deliver(1), retry).unwrap();
+        s.accept(3, Slot::Deliver(3), retry).unwrap();
+        let flushed: Vec<(u32, bool)> = s
+            .flush()
+            .into_iter()
+            .map(|(id, slot)| (id, matches!(slot, Slot::Lost)))
+            .collect();
+        assert_eq!(flushed, vec![(2, true), (3, false)]);
     }
 
     #[test]

@@ -10,8 +10,9 @@ use crate::Name;
 use crate::wire::{self, SessionMessageType as Kind, command_payload::CommandPayloadType as Cmd};
 
 use super::packet::{self, Inbound, MAX_PUBLISH_ID, keys};
-use super::testnet::Net;
+use super::testnet::{Net, SECRET};
 use super::{Event, SessionConfig, SessionEvent, SessionKind};
+use crate::identity::{IdentityProvider as _, SharedSecret};
 
 const LIMIT: Duration = Duration::from_secs(600);
 
@@ -301,8 +302,11 @@ fn message_lost_for_good_is_reported_lost_in_its_place() {
             expect(5),
         ]
     );
-    // Bob's RTX_REQUEST counted as his ack (v1.3): the sender did not fail.
-    assert!(!net.has_event(alice, sid, |e| matches!(e, Event::PublishFailed { .. })));
+    // The sender gave up too, and said so.
+    assert!(net.has_event(alice, sid, |e| matches!(
+        e,
+        Event::PublishFailed { message_id: 3, .. }
+    )));
 }
 
 #[test]
@@ -482,4 +486,679 @@ fn participant_detects_a_vanished_moderator_after_three_silent_intervals() {
     assert!(net.app_events(bob, sid).contains(&SessionEvent::Closed {
         reason: "moderator unreachable".into()
     }));
+}
+
+// ----- group ------------------------------------------------------------------------
+
+#[test]
+fn group_of_moderator_and_five_members_forms_under_loss_following_v1_3() {
+    let (net, m, members, sid) = group(lossy(20), 5);
+    let mut expected: Vec<Name> = vec![net.name(m)];
+    expected.extend(members.iter().map(|&p| net.name(p)));
+    let mut sorted = expected.clone();
+    sorted.sort();
+    for &p in &members {
+        let mut got = net.nodes[p].sessions[&sid].members().to_vec();
+        got.sort();
+        assert_eq!(got, sorted, "member list of {}", net.name(p));
+    }
+    let joins: Vec<_> = net
+        .trace
+        .iter()
+        .filter(|t| t.kind == Kind::JoinRequest)
+        .collect();
+    for j in &joins {
+        let Some(Cmd::JoinRequest(jr)) = command_of(j) else {
+            panic!()
+        };
+        assert!(
+            jr.timer_settings.is_some(),
+            "group joins carry timer settings"
+        );
+        let channel =
+            Name::from_wire(jr.channel.as_ref().expect("group joins carry the channel")).unwrap();
+        assert_eq!(channel, "org/ns/chat".parse::<Name>().unwrap());
+    }
+    // GROUP_ADD only once the group has more than two members, to the channel.
+    let adds: Vec<_> = net
+        .trace
+        .iter()
+        .filter(|t| t.kind == Kind::GroupAdd)
+        .collect();
+    assert!(
+        adds.iter()
+            .all(|t| t.fanout == 256 && t.destination.has_null_id())
+    );
+    let added: std::collections::BTreeSet<Name> = adds
+        .iter()
+        .filter_map(|t| match command_of(t) {
+            Some(Cmd::GroupAdd(a)) => Name::from_wire(a.new_participant.as_ref()?).ok(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        added.len(),
+        4,
+        "members 2..5 were announced, member 1 was not"
+    );
+    assert!(!added.contains(&net.name(members[0])));
+    // Welcome lists everyone so far, moderator first.
+    let Some(Cmd::GroupWelcome(w)) = command_of(
+        net.trace
+            .iter()
+            .rfind(|t| t.kind == Kind::GroupWelcome)
+            .unwrap(),
+    ) else {
+        panic!()
+    };
+    assert_eq!(Name::from_wire(&w.participants[0]).unwrap(), net.name(m));
+    assert_eq!(w.participants.len(), 6);
+    // §h.11: no GROUP_PROPOSAL/NACK ever, GROUP_ACK only to the moderator.
+    assert!(
+        !net.trace
+            .iter()
+            .any(|t| matches!(t.kind, Kind::GroupProposal | Kind::GroupNack))
+    );
+    assert!(
+        net.trace
+            .iter()
+            .filter(|t| t.kind == Kind::GroupAck)
+            .all(|t| t.destination == net.name(m))
+    );
+    // The moderator told its app about each member.
+    for &p in &members {
+        assert!(
+            net.app_events(m, sid)
+                .contains(&SessionEvent::MemberJoined(net.name(p)))
+        );
+    }
+}
+
+#[test]
+fn group_broadcasts_arrive_exactly_once_in_per_source_order_under_loss() {
+    let (mut net, m, members, sid) = group(lossy(21), 5);
+    let all: Vec<usize> = std::iter::once(m).chain(members.iter().copied()).collect();
+    let sent: HashMap<usize, Vec<Vec<u8>>> = all
+        .iter()
+        .map(|&n| (n, payloads(&format!("from{n}"), 40)))
+        .collect();
+    for i in 0..40 {
+        for &n in &all {
+            let payload = format!("from{n}-{i}").into_bytes();
+            net.publish(n, sid, &payload);
+        }
+        net.run_for(Duration::from_millis(50));
+    }
+    assert!(net.run_until(LIMIT, |net| {
+        all.iter().all(|&r| net.messages(r, sid).len() >= 40 * 5)
+    }));
+    net.run_for(Duration::from_secs(30));
+    for &r in &all {
+        for &s in &all {
+            if r != s {
+                assert_eq!(net.payloads_from(r, sid, s), sent[&s], "{r} from {s}");
+            }
+        }
+        assert!(
+            !net.app_events(r, sid)
+                .iter()
+                .any(|e| matches!(e, SessionEvent::MessageLost { .. }))
+        );
+        assert!(!net.nodes[r].sessions[&sid].has_unacked());
+    }
+    assert!(
+        net.trace
+            .iter()
+            .filter(|t| t.kind == Kind::Msg && t.destination.has_null_id())
+            .all(|t| t.fanout == 256)
+    );
+}
+
+#[test]
+fn unicast_and_publish_to_reach_only_their_target_and_keep_everyones_order() {
+    let (mut net, m, members, sid) = group(lossy(22), 3);
+    let (a, b, c) = (members[0], members[1], members[2]);
+    let target = net.name(b);
+    let mut broadcast = Vec::new();
+    for i in 0..30u8 {
+        if i % 3 == 0 {
+            net.with(a, sid, |s, now| {
+                s.publish_unicast(&target, vec![100 + i], HashMap::new(), now)
+            })
+            .unwrap();
+        } else if i % 3 == 1 {
+            net.with(a, sid, |s, now| {
+                s.publish_to(&target, vec![200 + i], HashMap::new(), now)
+            })
+            .unwrap();
+        } else {
+            net.publish(a, sid, &[i]);
+            broadcast.push(vec![i]);
+        }
+        net.run_for(Duration::from_millis(30));
+    }
+    net.run_for(Duration::from_secs(60));
+    let unicast: Vec<Vec<u8>> = (0..30u8)
+        .filter(|i| i % 3 == 0)
+        .map(|i| vec![100 + i])
+        .collect();
+    let direct: std::collections::BTreeSet<Vec<u8>> = (0..30u8)
+        .filter(|i| i % 3 == 1)
+        .map(|i| vec![200 + i])
+        .collect();
+    let at_b = net.payloads_from(b, sid, a);
+    // Sequenced ones (broadcast + unicast) in order; PUBLISH_TO ones exactly once.
+    let seq_b: Vec<Vec<u8>> = at_b.iter().filter(|p| p[0] < 200).cloned().collect();
+    let mut want_seq: Vec<Vec<u8>> = Vec::new();
+    for i in 0..30u8 {
+        if i % 3 == 0 {
+            want_seq.push(vec![100 + i]);
+        } else if i % 3 == 2 {
+            want_seq.push(vec![i]);
+        }
+    }
+    assert_eq!(seq_b, want_seq);
+    let direct_b: Vec<Vec<u8>> = at_b.iter().filter(|p| p[0] >= 200).cloned().collect();
+    assert_eq!(direct_b.len(), direct.len(), "each PUBLISH_TO exactly once");
+    assert_eq!(
+        direct_b
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>(),
+        direct
+    );
+    for other in [m, c] {
+        assert_eq!(net.payloads_from(other, sid, a), broadcast, "node {other}");
+        assert!(
+            !net.app_events(other, sid)
+                .iter()
+                .any(|e| matches!(e, SessionEvent::MessageLost { .. }))
+        );
+    }
+    assert!(!unicast.is_empty());
+    let pt: Vec<_> = net
+        .trace
+        .iter()
+        .filter(|t| t.kind == Kind::Msg && t.msg.metadata.contains_key(keys::PUBLISH_TO))
+        .collect();
+    assert!(
+        pt.iter()
+            .all(|t| t.fanout == 1 && t.message_id > MAX_PUBLISH_ID && t.message_id < u32::MAX)
+    );
+    assert!(
+        net.trace
+            .iter()
+            .filter(|t| t.kind == Kind::MsgAck && t.destination == net.name(a) && t.from == b)
+            .any(|t| t.msg.metadata.get(keys::PUBLISH_TO).map(String::as_str) == Some("TRUE"))
+    );
+}
+
+#[test]
+fn silent_member_is_declared_gone_after_three_missed_ping_rounds() {
+    let (mut net, m, members, sid) = group(Net::perfect(23), 3);
+    let gone = members[1];
+    net.nodes[gone].silent = true;
+    let start = net.now;
+    assert!(net.run_until(LIMIT, |n| {
+        n.app_events(m, sid)
+            .contains(&SessionEvent::MemberLeft(n.name(gone)))
+    }));
+    let took = net.now - start;
+    assert!(
+        took >= Duration::from_secs(30) && took <= Duration::from_secs(45),
+        "{took:?}"
+    );
+    // The others are told through GROUP_REMOVE, and stay in the session.
+    for &p in [members[0], members[2]].iter() {
+        assert!(net.run_until(LIMIT, |n| {
+            n.app_events(p, sid)
+                .contains(&SessionEvent::MemberLeft(n.name(gone)))
+        }));
+        assert!(!net.is_closed_event(p, sid));
+    }
+    assert_eq!(net.session(m, sid).members().len(), 3);
+    // Pings carry a fresh random id each round.
+    let ids: std::collections::BTreeSet<u32> = net
+        .trace
+        .iter()
+        .filter(|t| t.kind == Kind::Ping && t.from == m)
+        .map(|t| t.message_id)
+        .collect();
+    assert!(ids.len() >= 3);
+}
+
+#[test]
+fn removed_member_stops_receiving_and_the_others_are_told() {
+    let (mut net, m, members, sid) = group(lossy(24), 3);
+    let removed = members[1];
+    let who = net.name(removed).without_id();
+    let job = net.with(m, sid, |s, now| s.remove(&who, now)).unwrap();
+    assert!(net.run_until(LIMIT, |n| n.job_result(m, job).is_some()));
+    assert_eq!(net.job_result(m, job), Some(Ok(())));
+    assert!(net.run_until(LIMIT, |n| n.is_closed_event(removed, sid)));
+    for &p in [members[0], members[2]].iter() {
+        assert!(
+            net.app_events(p, sid)
+                .contains(&SessionEvent::MemberLeft(net.name(removed)))
+        );
+    }
+    // GROUP_REMOVE first (more than two members), then LEAVE_REQUEST.
+    let gr = net
+        .trace
+        .iter()
+        .position(|t| t.kind == Kind::GroupRemove)
+        .unwrap();
+    let lr = net
+        .trace
+        .iter()
+        .position(|t| t.kind == Kind::LeaveRequest)
+        .unwrap();
+    assert!(gr < lr);
+    let Some(Cmd::GroupRemove(r)) = command_of(&net.trace[gr]) else {
+        panic!()
+    };
+    assert_eq!(r.participants.len(), 4, "list before removal");
+    net.run_for(Duration::from_secs(30));
+    let before = net.messages(removed, sid).len();
+    for i in 0..10u8 {
+        net.publish(m, sid, &[i]);
+        net.publish(members[0], sid, &[50 + i]);
+    }
+    assert!(net.run_until(LIMIT, |n| n.messages(members[2], sid).len() >= 20));
+    net.run_for(Duration::from_secs(20));
+    let after: Vec<_> = net.app_events(removed, sid);
+    assert_eq!(
+        after
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::Message(_)))
+            .count(),
+        before,
+        "nothing delivered after removal"
+    );
+    assert_eq!(
+        net.payloads_from(members[2], sid, m),
+        (0..10u8).map(|i| vec![i]).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn close_reaches_every_member_under_loss() {
+    let (mut net, m, members, sid) = group(lossy(25), 5);
+    net.publish(m, sid, b"bye");
+    net.with(m, sid, |s, now| s.close(now));
+    assert!(net.run_until(LIMIT, |n| n.is_closed_event(m, sid)
+        && members.iter().all(|&p| n.is_closed_event(p, sid))));
+    for &p in &members {
+        assert_eq!(net.payloads_from(p, sid, m), vec![b"bye".to_vec()]);
+        assert!(net.has_event(p, sid, |e| matches!(e, Event::Unsubscribe(_))));
+    }
+    let close = net
+        .trace
+        .iter()
+        .find(|t| t.kind == Kind::GroupClose)
+        .unwrap();
+    assert_eq!(close.fanout, 256);
+}
+
+#[test]
+fn member_leaving_gracefully_is_removed_and_the_group_goes_on() {
+    let (mut net, m, members, sid) = group(lossy(26), 3);
+    let leaver = members[0];
+    net.with(leaver, sid, |s, now| s.close(now));
+    assert!(net.run_until(LIMIT, |n| {
+        n.is_closed_event(leaver, sid)
+            && [members[1], members[2]]
+                .iter()
+                .all(|&p| n.nodes[p].sessions[&sid].members().len() == 3)
+    }));
+    assert!(
+        net.app_events(m, sid)
+            .contains(&SessionEvent::MemberLeft(net.name(leaver)))
+    );
+    assert!(!net.is_closed_event(m, sid));
+    net.publish(members[1], sid, b"still here");
+    assert!(
+        net.run_until(LIMIT, |n| n.messages(members[2], sid).len() == 1
+            && n.messages(m, sid).len() == 1)
+    );
+}
+
+#[test]
+fn last_member_leaving_closes_the_group() {
+    let (mut net, m, members, sid) = group(Net::perfect(27), 1);
+    net.with(members[0], sid, |s, now| s.close(now));
+    assert!(net.run_until(LIMIT, |n| n.is_closed_event(m, sid)));
+}
+
+#[test]
+fn participants_refuse_group_commands_from_anyone_but_the_moderator() {
+    let (mut net, _m, members, sid) = group(Net::perfect(28), 2);
+    let (a, b) = (members[0], members[1]);
+    let ctx = net.ctx(a);
+    let now = net.now;
+    let mut close = packet::Out {
+        source: &ctx.app_name,
+        destination: &net.name(b),
+        fanout: 1,
+        session_type: wire::SessionType::Multicast,
+        kind: Kind::GroupClose,
+        session_id: sid,
+        message_id: 42,
+        content: packet::command_content(Cmd::GroupClose(wire::GroupClosePayload {
+            participants: vec![],
+        })),
+        metadata: HashMap::new(),
+    }
+    .build();
+    packet::set_identity(
+        &mut close,
+        ctx.provider.token_at(ctx.clock.unix(now)).unwrap(),
+    );
+    net.inject(b, close);
+    assert!(!net.is_closed_event(b, sid));
+    assert_eq!(net.session(b, sid).counters().unexpected, 1);
+}
+
+#[test]
+fn lifecycles_deliver_exactly_once_in_order_across_many_seeds() {
+    // Group: publish from everyone, remove one member, close right away.
+    // P2P: both sides publish, the moderator closes right away; nothing in
+    // flight may be lost.
+    for seed in 100..112 {
+        let (mut net, m, members, sid) = group(lossy(seed), 4);
+        let all: Vec<usize> = std::iter::once(m).chain(members.iter().copied()).collect();
+        for i in 0..15u8 {
+            for &n in &all {
+                net.publish(n, sid, &[n as u8, i]);
+            }
+            net.run_for(Duration::from_millis(20));
+        }
+        assert!(net.run_until(LIMIT, |n| {
+            all.iter().all(|&r| n.messages(r, sid).len() >= 15 * 4)
+        }));
+        let rm = net.name(members[3]);
+        net.with(m, sid, |s, now| s.remove(&rm, now)).unwrap();
+        net.with(m, sid, |s, now| s.close(now));
+        assert!(
+            net.run_until(LIMIT, |n| all.iter().all(|&p| n.is_closed_event(p, sid))),
+            "seed {seed}"
+        );
+        for &r in &all[..4] {
+            for &s in &all {
+                if r != s {
+                    let want: Vec<Vec<u8>> = (0..15u8).map(|i| vec![s as u8, i]).collect();
+                    assert_eq!(
+                        net.payloads_from(r, sid, s),
+                        want,
+                        "seed {seed} {r} from {s}"
+                    );
+                }
+            }
+            assert!(
+                !net.app_events(r, sid)
+                    .iter()
+                    .any(|e| matches!(e, SessionEvent::MessageLost { .. })),
+                "seed {seed}"
+            );
+        }
+        let (mut net, alice, bob, sid) = p2p(lossy(seed));
+        for i in 0..50u8 {
+            net.publish(alice, sid, &[i]);
+            net.publish(bob, sid, &[i]);
+        }
+        net.with(alice, sid, |s, now| s.close(now));
+        assert!(
+            net.run_until(LIMIT, |n| n.is_closed_event(bob, sid)
+                && n.is_closed_event(alice, sid)),
+            "seed {seed}"
+        );
+        let want: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i]).collect();
+        assert_eq!(net.payloads_from(bob, sid, alice), want, "p2p seed {seed}");
+        assert_eq!(net.payloads_from(alice, sid, bob), want, "p2p seed {seed}");
+    }
+}
+
+// ----- bad input ---------------------------------------------------------------------
+
+/// A MSG from alice to bob in session `sid`, with `token` as identity.
+fn msg_with_token(
+    net: &Net,
+    from: usize,
+    to: usize,
+    sid: u32,
+    id: u32,
+    token: &str,
+) -> wire::Message {
+    let src = net.name(from);
+    let dst = net.name(to);
+    let mut m = packet::Out {
+        source: &src,
+        destination: &dst,
+        fanout: 1,
+        session_type: wire::SessionType::PointToPoint,
+        kind: Kind::Msg,
+        session_id: sid,
+        message_id: id,
+        content: packet::app_content("msg", b"evil".to_vec()),
+        metadata: HashMap::new(),
+    }
+    .build();
+    packet::set_identity(&mut m, token.to_string());
+    m
+}
+
+fn unix_now(net: &Net) -> u64 {
+    net.clock.unix(net.now)
+}
+
+#[test]
+fn messages_with_bad_identity_tokens_are_dropped_counted_and_harmless() {
+    let (mut net, alice, bob, sid) = p2p(Net::perfect(30));
+    let now = unix_now(&net);
+    let good = SharedSecret::new("org/ns/alice", SECRET).unwrap();
+    let other = SharedSecret::new("org/ns/mallory", &"m".repeat(40)).unwrap();
+    let tokens = vec![
+        other.token_at(now).unwrap(),       // wrong MAC
+        good.token_at(now - 3601).unwrap(), // expired
+        good.token_at(now + 60).unwrap(),   // from the future
+        "not:a:token".to_string(),          // malformed
+        String::new(),                      // missing
+    ];
+    let n = tokens.len() as u64;
+    for t in &tokens {
+        let m = msg_with_token(&net, alice, bob, sid, 1, t);
+        net.inject(bob, m);
+    }
+    assert_eq!(net.session(bob, sid).counters().bad_identity, n);
+    assert!(net.messages(bob, sid).is_empty());
+    assert!(
+        !net.trace.iter().any(|t| t.kind == Kind::MsgAck),
+        "never acked"
+    );
+    // The same forgery aimed at the stateless path (a JOIN_REQUEST).
+    let mut join = msg_with_token(&net, alice, bob, 777, 5, &tokens[0]);
+    packet::set_kind(&mut join, Kind::JoinRequest);
+    net.inject(bob, join);
+    assert_eq!(net.nodes[bob].layer.counters().bad_identity, 1);
+    assert!(!net.has_session(bob, 777));
+    // The session is unaffected.
+    net.publish(alice, sid, b"real");
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.payloads_from(bob, sid, alice), vec![b"real".to_vec()]);
+    // A token just inside the skew and validity windows is fine.
+    let m = msg_with_token(
+        &net,
+        alice,
+        bob,
+        sid,
+        2,
+        &good.token_at(unix_now(&net) + 5).unwrap(),
+    );
+    net.inject(bob, m);
+    assert_eq!(net.messages(bob, sid).len(), 2);
+}
+
+#[test]
+fn messages_for_unknown_sessions_are_dropped_and_counted() {
+    let (mut net, alice, bob, _sid) = p2p(Net::perfect(31));
+    let token = net.ctx(alice).provider.token_at(unix_now(&net)).unwrap();
+    for kind in [
+        Kind::Msg,
+        Kind::MsgAck,
+        Kind::GroupWelcome,
+        Kind::Ping,
+        Kind::GroupClose,
+    ] {
+        let mut m = msg_with_token(&net, alice, bob, 4242, 1, &token);
+        packet::set_kind(&mut m, kind);
+        net.inject(bob, m);
+    }
+    assert_eq!(net.nodes[bob].layer.counters().unknown_session, 5);
+    assert!(!net.has_session(bob, 4242));
+}
+
+#[test]
+fn out_of_range_message_ids_are_dropped_and_counted() {
+    let (mut net, alice, bob, sid) = p2p(Net::perfect(32));
+    let token = net.ctx(alice).provider.token_at(unix_now(&net)).unwrap();
+    // Sequenced ids live in [0, 2^31); far-ahead ids cannot be recovered.
+    for id in [MAX_PUBLISH_ID + 1, u32::MAX, 1_000_000] {
+        let m = msg_with_token(&net, alice, bob, sid, id, &token);
+        net.inject(bob, m);
+    }
+    assert_eq!(net.session(bob, sid).counters().out_of_range, 3);
+    assert!(net.messages(bob, sid).is_empty());
+    net.publish(alice, sid, b"fine");
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.messages(bob, sid).len(), 1);
+}
+
+#[test]
+fn group_publish_to_with_an_id_inside_the_sequenced_space_is_refused() {
+    let (mut net, _m, members, sid) = group(Net::perfect(33), 2);
+    let (a, b) = (members[0], members[1]);
+    let token = net.ctx(a).provider.token_at(unix_now(&net)).unwrap();
+    let mut m = msg_with_token(&net, a, b, sid, 5, &token);
+    m.metadata.insert(keys::PUBLISH_TO.into(), "TRUE".into());
+    net.inject(b, m);
+    assert_eq!(net.session(b, sid).counters().out_of_range, 1);
+    assert!(net.messages(b, sid).is_empty());
+}
+
+#[test]
+fn truncated_and_incomplete_messages_are_dropped_without_panic() {
+    use prost::Message as _;
+    let (mut net, alice, bob, sid) = p2p(Net::perfect(34));
+    let token = net.ctx(alice).provider.token_at(unix_now(&net)).unwrap();
+    let good = msg_with_token(&net, alice, bob, sid, 1, &token);
+    let mut broken = Vec::new();
+    // No content at all, on a MSG and on control messages.
+    for kind in [
+        Kind::Msg,
+        Kind::GroupWelcome,
+        Kind::GroupAdd,
+        Kind::RtxReply,
+    ] {
+        let mut m = good.clone();
+        packet::set_kind(&mut m, kind);
+        if let Some(wire::message::MessageType::Publish(p)) = &mut m.message_type {
+            p.msg = None;
+        }
+        broken.push(m);
+    }
+    // No header, no session header, names missing a part, unknown enum values.
+    let mut m = good.clone();
+    if let Some(wire::message::MessageType::Publish(p)) = &mut m.message_type {
+        p.header = None;
+    }
+    broken.push(m);
+    let mut m = good.clone();
+    if let Some(wire::message::MessageType::Publish(p)) = &mut m.message_type {
+        p.header.as_mut().unwrap().source.as_mut().unwrap().str_name = None;
+    }
+    broken.push(m);
+    let mut m = good.clone();
+    if let Some(wire::message::MessageType::Publish(p)) = &mut m.message_type {
+        p.session.as_mut().unwrap().session_message_type = 99;
+    }
+    broken.push(m);
+    let mut m = good.clone();
+    if let Some(wire::message::MessageType::Publish(p)) = &mut m.message_type {
+        p.session.as_mut().unwrap().session_type = 7;
+    }
+    broken.push(m);
+    broken.push(wire::Message::default());
+    // Truncated bytes: whatever still decodes must be handled gracefully.
+    let bytes = good.encode_to_vec();
+    for cut in [1, bytes.len() / 3, bytes.len() / 2, bytes.len() - 1] {
+        if let Ok(m) = wire::Message::decode(&bytes[..cut]) {
+            broken.push(m);
+        }
+    }
+    for m in broken {
+        net.inject(bob, m.clone());
+        // Straight into the session too, bypassing the layer's routing.
+        let now = net.now;
+        net.session(bob, sid).handle_message(m, now);
+    }
+    let c = net.session(bob, sid).counters();
+    assert!(c.malformed >= 6, "{c:?}");
+    assert!(net.messages(bob, sid).is_empty());
+    net.publish(alice, sid, b"still fine");
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.messages(bob, sid).len(), 1);
+}
+
+#[test]
+fn group_join_request_without_channel_or_timer_settings_is_refused() {
+    let mut net = Net::perfect(35);
+    let m = net.add("org/ns/moderator");
+    let p = net.add("org/ns/member");
+    let ctx = net.ctx(m);
+    let token = ctx.provider.token_at(unix_now(&net)).unwrap();
+    let dst = net.name(p);
+    for (channel, timers) in [(false, true), (true, false)] {
+        let mut join = packet::Out {
+            source: &ctx.app_name,
+            destination: &dst,
+            fanout: 1,
+            session_type: wire::SessionType::Multicast,
+            kind: Kind::JoinRequest,
+            session_id: 99,
+            message_id: 1,
+            content: packet::command_content(Cmd::JoinRequest(wire::JoinRequestPayload {
+                enable_mls: false,
+                timer_settings: timers.then_some(wire::TimerSettings {
+                    timeout: 1000,
+                    max_retries: 10,
+                }),
+                channel: channel.then(|| "org/ns/chat".parse::<Name>().unwrap().to_wire()),
+            })),
+            metadata: HashMap::new(),
+        }
+        .build();
+        packet::set_identity(&mut join, token.clone());
+        net.inject(p, join);
+    }
+    assert!(!net.has_session(p, 99));
+    assert_eq!(net.nodes[p].layer.counters().malformed, 2);
+}
+
+#[test]
+fn duplicate_and_reordered_control_requests_are_answered_idempotently() {
+    // Every link duplicates and reorders; handshakes still complete once.
+    let (net, m, members, sid) = group(Net::new(36, 0.0, 0.5, Duration::from_millis(500)), 3);
+    for &p in &members {
+        let established = net.nodes[p]
+            .events
+            .iter()
+            .filter(|(id, e)| *id == sid && *e == Event::Established)
+            .count();
+        assert_eq!(established, 1);
+    }
+    let joined = net
+        .app_events(m, sid)
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::MemberJoined(_)))
+        .count();
+    assert_eq!(joined, 3);
 }
