@@ -54,7 +54,10 @@ pub struct AddOutput {
 /// Both: [`encrypt`](Self::encrypt) each outbound MSG payload once (the
 /// ciphertext is what gets buffered and retransmitted);
 /// [`decrypt`](Self::decrypt) each inbound MSG payload before it is acked. A
-/// decrypt failure drops the message without an ack.
+/// decrypt failure drops the message without an ack. Duplicates (a MSG
+/// re-sent because its ack was lost) are recognised *before* decryption and
+/// acknowledged again, so an implementation never sees the same ciphertext
+/// twice. RTX_REPLY payloads are decrypted too (v1.3 forgets to).
 pub trait SessionCrypto: Send {
     /// True when MSG payloads are encrypted and MLS payloads are exchanged.
     fn enabled(&self) -> bool;

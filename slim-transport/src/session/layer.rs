@@ -81,6 +81,11 @@ impl SessionLayer {
         self
     }
 
+    /// Uses `factory` for sessions with MLS on, from now on.
+    pub fn set_crypto(&mut self, factory: CryptoFactory) {
+        self.crypto = Some(factory);
+    }
+
     pub fn context(&self) -> &Context {
         &self.ctx
     }

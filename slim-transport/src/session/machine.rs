@@ -978,6 +978,26 @@ impl Session {
                 && !inb.destination.has_null_id()
                 && inb.destination != self.local
         };
+        // Duplicates are recognised before decryption and acknowledged again:
+        // an MLS group cannot decrypt the same ciphertext twice, and a lost
+        // ack must not turn into a failed send (§h.15).
+        let duplicate = if publish_to {
+            self.publish_to_seen
+                .get(&source)
+                .is_some_and(|seen| seen.contains(&inb.message_id))
+        } else {
+            reliable
+                && self
+                    .streams
+                    .get(&source)
+                    .is_some_and(|s| s.is_duplicate(inb.message_id))
+        };
+        if duplicate {
+            if reliable {
+                self.send_msg_ack(&inb, publish_to);
+            }
+            return self.drop_msg(DropReason::Duplicate);
+        }
         let blob = if skip {
             Vec::new()
         } else {
@@ -989,20 +1009,7 @@ impl Session {
         if reliable {
             // RTX_REPLYs are acked too (v1.3 does not): our senders wait for a
             // real ack; v1.3 senders ignore an ack they no longer wait for.
-            let mut meta = HashMap::new();
-            if publish_to {
-                meta.insert(keys::PUBLISH_TO.to_string(), TRUE.to_string());
-            }
-            let mut ack = self.out(
-                &source,
-                1,
-                Kind::MsgAck,
-                inb.message_id,
-                app_content("", Vec::new()),
-                meta,
-            );
-            packet::set_forward_to(&mut ack, inb.incoming_conn);
-            self.send(ack);
+            self.send_msg_ack(&inb, publish_to);
         }
         let mut metadata = inb.metadata;
         metadata.remove(keys::PUBLISH_TO);
@@ -1048,6 +1055,23 @@ impl Session {
             Err(Refused::Duplicate) => self.drop_msg(DropReason::Duplicate),
             Err(Refused::OutOfRange) => self.drop_msg(DropReason::OutOfRange),
         }
+    }
+
+    fn send_msg_ack(&mut self, inb: &Inbound, publish_to: bool) {
+        let mut meta = HashMap::new();
+        if publish_to {
+            meta.insert(keys::PUBLISH_TO.to_string(), TRUE.to_string());
+        }
+        let mut ack = self.out(
+            &inb.source,
+            1,
+            Kind::MsgAck,
+            inb.message_id,
+            app_content("", Vec::new()),
+            meta,
+        );
+        packet::set_forward_to(&mut ack, inb.incoming_conn);
+        self.send(ack);
     }
 
     fn deliver_ready(&mut self, source: &Name, ready: Vec<(u32, Slot<ReceivedMessage>)>) {

@@ -327,6 +327,24 @@ impl<T> Stream<T> {
         Self::with(None, true)
     }
 
+    /// True when `id` was already received (held, delivered, or reported).
+    pub fn is_duplicate(&self, id: u32) -> bool {
+        if self.held.contains_key(&id) {
+            return true;
+        }
+        if self.probing {
+            return false;
+        }
+        let (Some(next), Some(start)) = (self.next, self.start) else {
+            return false;
+        };
+        if seq_diff(id, next) >= 0 {
+            return false;
+        }
+        let before_start = seq_diff(id, start);
+        !(-REORDER_WINDOW..0).contains(&before_start) || self.late_seen.contains(&id)
+    }
+
     /// Accepts sequenced message `id`. `retry` builds the RTX timer of each
     /// id to request.
     pub fn accept(

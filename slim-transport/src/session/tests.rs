@@ -1162,3 +1162,316 @@ fn duplicate_and_reordered_control_requests_are_answered_idempotently() {
         .count();
     assert_eq!(joined, 3);
 }
+
+// ----- MLS seam -------------------------------------------------------------------------
+
+/// What a test implementation of the MLS seam saw, per app.
+#[derive(Default, Debug)]
+struct CryptoLog {
+    commits: Vec<Vec<u8>>,
+    welcomes: Vec<Vec<u8>>,
+}
+
+/// A stand-in for the MLS group behind [`super::SessionCrypto`]: "encrypts"
+/// by prefixing, numbers its commits, and records what it processes, so the
+/// session's side of the contract (ordering, numbering, decrypt before ack)
+/// can be checked before the openmls implementation exists.
+struct TestCrypto {
+    log: std::sync::Arc<std::sync::Mutex<CryptoLog>>,
+    made: u32,
+    /// Like MLS, a ciphertext can be decrypted only once.
+    decrypted: std::collections::HashSet<Vec<u8>>,
+}
+
+impl super::SessionCrypto for TestCrypto {
+    fn enabled(&self) -> bool {
+        true
+    }
+    fn key_package(&mut self) -> Result<Option<Vec<u8>>, super::CryptoError> {
+        Ok(Some(b"kp".to_vec()))
+    }
+    fn create_group(&mut self) -> Result<(), super::CryptoError> {
+        Ok(())
+    }
+    fn add_member(
+        &mut self,
+        _member: &Name,
+        key_package: Option<&[u8]>,
+    ) -> Result<Option<super::AddOutput>, super::CryptoError> {
+        if key_package != Some(b"kp".as_slice()) {
+            return Err(super::CryptoError::BadInput("no key package".into()));
+        }
+        self.made += 1;
+        Ok(Some(super::AddOutput {
+            commit: format!("commit-{}", self.made).into_bytes(),
+            welcome: format!("welcome-{}", self.made).into_bytes(),
+        }))
+    }
+    fn remove_member(&mut self, _member: &Name) -> Result<Option<Vec<u8>>, super::CryptoError> {
+        self.made += 1;
+        Ok(Some(format!("commit-{}", self.made).into_bytes()))
+    }
+    fn process_welcome(&mut self, welcome: &[u8]) -> Result<(), super::CryptoError> {
+        self.log.lock().unwrap().welcomes.push(welcome.to_vec());
+        Ok(())
+    }
+    fn process_commit(&mut self, commit: &[u8]) -> Result<(), super::CryptoError> {
+        self.log.lock().unwrap().commits.push(commit.to_vec());
+        Ok(())
+    }
+    fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, super::CryptoError> {
+        Ok([b"enc:".as_slice(), plaintext].concat())
+    }
+    fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, super::CryptoError> {
+        if !self.decrypted.insert(ciphertext.to_vec()) {
+            return Err(super::CryptoError::Failed(
+                "generation already consumed".into(),
+            ));
+        }
+        ciphertext
+            .strip_prefix(b"enc:".as_slice())
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| super::CryptoError::BadInput("not ours".into()))
+    }
+}
+
+type Logs = Vec<std::sync::Arc<std::sync::Mutex<CryptoLog>>>;
+
+/// A group with MLS on through [`TestCrypto`]; returns the per-node logs.
+fn mls_group(mut net: Net, n: usize) -> (Net, usize, Vec<usize>, u32, Logs) {
+    let m = net.add("org/ns/moderator");
+    let members: Vec<usize> = (0..n)
+        .map(|i| net.add(&format!("org/ns/member{i}")))
+        .collect();
+    let mut logs = Vec::new();
+    for node in 0..net.nodes.len() {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(CryptoLog::default()));
+        logs.push(log.clone());
+        net.nodes[node]
+            .layer
+            .set_crypto(std::sync::Arc::new(move |_, _| {
+                Ok(Box::new(TestCrypto {
+                    log: log.clone(),
+                    made: 0,
+                    decrypted: Default::default(),
+                }) as Box<dyn super::SessionCrypto>)
+            }));
+    }
+    let config = SessionConfig {
+        mls: true,
+        ..group_config()
+    };
+    let (sid, _) = net.create(m, config, &"org/ns/chat".parse().unwrap());
+    let jobs: Vec<_> = (0..n)
+        .map(|i| {
+            let who: Name = format!("org/ns/member{i}").parse().unwrap();
+            net.with(m, sid, |s, now| s.invite(&who, now)).unwrap()
+        })
+        .collect();
+    assert!(net.run_until(LIMIT, |net| {
+        jobs.iter().all(|j| net.job_result(m, *j).is_some())
+    }));
+    for j in &jobs {
+        assert_eq!(net.job_result(m, *j), Some(Ok(())));
+    }
+    (net, m, members, sid, logs)
+}
+
+#[test]
+fn mls_commits_are_numbered_from_one_and_applied_in_order_under_loss() {
+    let (mut net, m, members, sid, logs) = mls_group(lossy(40), 3);
+    let adds: Vec<u32> = net
+        .trace
+        .iter()
+        .filter(|t| t.kind == Kind::GroupAdd)
+        .filter_map(|t| match command_of(t) {
+            Some(Cmd::GroupAdd(a)) => a.mls.map(|m| m.commit_id),
+            _ => None,
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(adds, vec![2, 3], "no GROUP_ADD for the first member");
+    for (k, &p) in members.iter().enumerate() {
+        let log = logs[p].lock().unwrap();
+        let k = k + 1;
+        assert_eq!(
+            log.welcomes,
+            vec![format!("welcome-{k}").into_bytes()],
+            "welcome carries its add's commit"
+        );
+        let want: Vec<Vec<u8>> = (k + 1..=3)
+            .map(|c| format!("commit-{c}").into_bytes())
+            .collect();
+        assert_eq!(
+            log.commits, want,
+            "member {k} applies later commits once, in order"
+        );
+    }
+    net.publish(m, sid, b"secret");
+    assert!(net.run_until(LIMIT, |n| {
+        members.iter().all(|&p| n.messages(p, sid).len() == 1)
+    }));
+    for &p in &members {
+        assert_eq!(net.payloads_from(p, sid, m), vec![b"secret".to_vec()]);
+    }
+    assert!(net.trace.iter().filter(|t| t.kind == Kind::Msg).all(|t| {
+        Inbound::parse(t.msg.clone())
+            .unwrap()
+            .app_payload()
+            .unwrap()
+            .blob
+            .starts_with(b"enc:")
+    }));
+    // A remove is one more commit, with the next number.
+    let who = net.name(members[2]);
+    let job = net.with(m, sid, |s, now| s.remove(&who, now)).unwrap();
+    assert!(net.run_until(LIMIT, |n| n.job_result(m, job).is_some()));
+    let remove = net
+        .trace
+        .iter()
+        .find(|t| t.kind == Kind::GroupRemove)
+        .unwrap();
+    let Some(Cmd::GroupRemove(r)) = command_of(remove) else {
+        panic!()
+    };
+    assert_eq!(r.mls.unwrap().commit_id, 4);
+    assert!(
+        net.run_until(LIMIT, |_| logs[members[0]].lock().unwrap().commits.len()
+            == 3)
+    );
+}
+
+#[test]
+fn early_commits_wait_for_their_turn_and_duplicates_are_acked_not_reapplied() {
+    let (mut net, m, members, sid, logs) = mls_group(Net::perfect(41), 1);
+    let p = members[0];
+    let ctx = net.ctx(m);
+    let now = net.now;
+    let mk = |commit_id: u32, mid: u32| {
+        let newcomer = Name::new("org", "ns", "late").with_id(commit_id.into());
+        let mut msg = packet::Out {
+            source: &ctx.app_name,
+            destination: &"org/ns/chat".parse().unwrap(),
+            fanout: 256,
+            session_type: wire::SessionType::Multicast,
+            kind: Kind::GroupAdd,
+            session_id: sid,
+            message_id: mid,
+            content: packet::command_content(Cmd::GroupAdd(wire::GroupAddPayload {
+                new_participant: Some(newcomer.to_wire()),
+                participants: vec![],
+                mls: Some(wire::MlsPayload {
+                    commit_id,
+                    mls_content: format!("injected-{commit_id}").into_bytes(),
+                }),
+            })),
+            metadata: HashMap::new(),
+        }
+        .build();
+        packet::set_identity(
+            &mut msg,
+            ctx.provider.token_at(ctx.clock.unix(now)).unwrap(),
+        );
+        msg
+    };
+    let acks = |net: &Net, mid: u32| {
+        net.trace
+            .iter()
+            .filter(|t| t.kind == Kind::GroupAck && t.from == p && t.message_id == mid)
+            .count()
+    };
+    net.inject(p, mk(3, 903));
+    assert!(
+        logs[p].lock().unwrap().commits.is_empty(),
+        "commit 3 waits for 2"
+    );
+    assert_eq!(acks(&net, 903), 0);
+    net.inject(p, mk(2, 902));
+    assert_eq!(
+        logs[p].lock().unwrap().commits,
+        vec![b"injected-2".to_vec(), b"injected-3".to_vec()]
+    );
+    assert_eq!((acks(&net, 902), acks(&net, 903)), (1, 1));
+    net.inject(p, mk(2, 902));
+    assert_eq!(
+        logs[p].lock().unwrap().commits.len(),
+        2,
+        "not applied twice"
+    );
+    assert_eq!(acks(&net, 902), 2, "but acknowledged again");
+    assert_eq!(net.session(p, sid).members().len(), 4);
+}
+
+#[test]
+fn undecryptable_msg_is_dropped_without_an_ack() {
+    let (mut net, m, members, sid, _logs) = mls_group(Net::perfect(42), 1);
+    let p = members[0];
+    let ctx = net.ctx(m);
+    let token = ctx.provider.token_at(ctx.clock.unix(net.now)).unwrap();
+    let mut msg = msg_with_token(&net, m, p, sid, 1, &token);
+    if let Some(wire::message::MessageType::Publish(pb)) = &mut msg.message_type {
+        pb.session.as_mut().unwrap().session_type = wire::SessionType::Multicast as i32;
+    }
+    net.inject(p, msg);
+    assert_eq!(net.session(p, sid).counters().decrypt_failed, 1);
+    assert!(
+        !net.trace
+            .iter()
+            .any(|t| t.kind == Kind::MsgAck && t.from == p)
+    );
+    assert!(net.messages(p, sid).is_empty());
+}
+
+#[test]
+fn duplicate_msg_is_acked_again_without_being_decrypted_twice() {
+    let (mut net, m, members, sid, _logs) = mls_group(Net::perfect(43), 1);
+    let p = members[0];
+    net.publish(m, sid, b"once");
+    net.run_for(Duration::from_secs(1));
+    let original = net
+        .trace
+        .iter()
+        .find(|t| t.kind == Kind::Msg && t.from == m)
+        .unwrap()
+        .msg
+        .clone();
+    let acks = |net: &Net| {
+        net.trace
+            .iter()
+            .filter(|t| t.kind == Kind::MsgAck && t.from == p)
+            .count()
+    };
+    let before = acks(&net);
+    net.inject(p, original);
+    assert_eq!(acks(&net), before + 1);
+    assert_eq!(net.session(p, sid).counters().decrypt_failed, 0);
+    assert_eq!(net.messages(p, sid).len(), 1);
+}
+
+#[test]
+fn mls_group_traffic_under_loss_never_decrypts_a_ciphertext_twice() {
+    let (mut net, m, members, sid, _logs) = mls_group(lossy(44), 3);
+    let all: Vec<usize> = std::iter::once(m).chain(members.iter().copied()).collect();
+    for i in 0..30u8 {
+        for &n in &all {
+            net.publish(n, sid, &[n as u8, i]);
+        }
+        net.run_for(Duration::from_millis(40));
+    }
+    assert!(net.run_until(LIMIT, |n| {
+        all.iter().all(|&r| n.messages(r, sid).len() >= 90)
+    }));
+    net.run_for(Duration::from_secs(30));
+    for &r in &all {
+        for &s in &all {
+            if r != s {
+                let want: Vec<Vec<u8>> = (0..30u8).map(|i| vec![s as u8, i]).collect();
+                assert_eq!(net.payloads_from(r, sid, s), want);
+            }
+        }
+        let c = net.session(r, sid).counters();
+        assert_eq!(c.decrypt_failed, 0, "node {r}");
+        assert!(!net.session(r, sid).has_unacked(), "node {r}");
+    }
+}
