@@ -4,6 +4,7 @@
 //! v1.3 protobuf schema), [`identity`] (shared-secret tokens). The forwarder,
 //! sessions and MLS build on these.
 
+pub mod app;
 pub mod identity;
 pub mod name;
 pub mod session;
