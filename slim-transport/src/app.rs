@@ -52,8 +52,8 @@ const LISTEN_QUEUE: usize = 64;
 /// The instance id SLIM derives from an identity id: SipHash-1-3 with zero
 /// keys (`DefaultHasher::new()`) over the id string, never the NULL id.
 fn instance_id(identity_id: &str) -> u64 {
-    #[allow(deprecated)]
-    let mut h = std::hash::SipHasher::new();
+    // Same hasher as SLIM's App (fixed zero keys, not randomly seeded).
+    let mut h = std::collections::hash_map::DefaultHasher::new();
     identity_id.hash(&mut h);
     let id = h.finish();
     if id == crate::name::NULL_ID {
