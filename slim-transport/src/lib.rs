@@ -5,8 +5,11 @@
 //! sessions and MLS build on these.
 
 pub mod app;
+pub mod config;
+pub mod forwarder;
 pub mod identity;
 pub mod name;
+pub mod service;
 pub mod session;
 pub mod wire;
 
