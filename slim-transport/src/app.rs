@@ -365,6 +365,15 @@ impl App {
     }
 }
 
+impl crate::service::Service {
+    /// Starts an app named `name` (its instance id is derived from
+    /// `identity`) on a new local connection of this node.
+    pub async fn app(&self, name: Name, identity: SharedSecret) -> Result<App, SessionError> {
+        let conn = self.local_connection();
+        App::start(name, identity, conn.id, conn.tx, conn.rx).await
+    }
+}
+
 /// Reads everything the forwarder delivers to the app.
 async fn read_loop<E: std::fmt::Display>(
     shared: Arc<Shared>,
@@ -494,7 +503,7 @@ fn spawn_session(
         inbox,
         commands,
         commands_open: true,
-        events: events_tx,
+        events: Some(events_tx),
         info,
         jobs,
         close_waiters: Vec::new(),
@@ -521,7 +530,9 @@ struct Driver {
     inbox: mpsc::Receiver<wire::Message>,
     commands: mpsc::Receiver<Command>,
     commands_open: bool,
-    events: mpsc::Sender<SessionEvent>,
+    /// Dropped right after `Closed` is delivered, which ends the app's
+    /// event stream.
+    events: Option<mpsc::Sender<SessionEvent>>,
     info: Arc<Mutex<Info>>,
     jobs: HashMap<JobId, oneshot::Sender<Result<(), SessionError>>>,
     close_waiters: Vec<oneshot::Sender<()>>,
@@ -630,8 +641,14 @@ impl Driver {
         while let Some(e) = self.machine.poll_event() {
             match e {
                 Event::App(ev) => {
-                    // A dropped receiver just means nobody listens any more.
-                    let _ = self.events.send(ev).await;
+                    let last = matches!(ev, SessionEvent::Closed { .. });
+                    if let Some(events) = &self.events {
+                        // A dropped receiver just means nobody listens any more.
+                        let _ = events.send(ev).await;
+                    }
+                    if last {
+                        self.events = None;
+                    }
                 }
                 Event::Established => {
                     if let (Some(s), Some(l)) = (self.pending.take(), self.listen.as_ref()) {

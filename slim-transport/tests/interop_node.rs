@@ -18,8 +18,12 @@ fn node(label: &str, args: &[&str]) -> Child {
 fn rpc_server(instance: &str, endpoint: &str) -> Child {
     let mut s = Child::spawn(
         &format!("rpc-server-{instance}"),
-        Command::new(venv_script("slim-bindings-simple-rpc-server"))
-            .args(["--instance", instance, "--server", endpoint]),
+        Command::new(venv_script("slim-bindings-simple-rpc-server")).args([
+            "--instance",
+            instance,
+            "--server",
+            endpoint,
+        ]),
     );
     // Printed after its subscription was acked: routes are in place.
     s.wait_for("SLIM_RPC_SERVER_READY", LIMIT);

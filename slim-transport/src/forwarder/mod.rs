@@ -358,7 +358,13 @@ impl Forwarder {
 
     /// Announces or withdraws `name` on upstream links when its downstream
     /// holders went from none to some or back.
-    fn announce(&mut self, before: bool, name: [u64; 4], sub: Option<SentSub>, out: &mut Vec<Action>) {
+    fn announce(
+        &mut self,
+        before: bool,
+        name: [u64; 4],
+        sub: Option<SentSub>,
+        out: &mut Vec<Action>,
+    ) {
         let after = self.held_downstream(name);
         let s = if !before && after {
             match sub {
@@ -440,7 +446,13 @@ impl Forwarder {
         }
     }
 
-    fn on_publish(&mut self, conn: ConnId, is_local: bool, mut msg: wire::Message, out: &mut Vec<Action>) {
+    fn on_publish(
+        &mut self,
+        conn: ConnId,
+        is_local: bool,
+        mut msg: wire::Message,
+        out: &mut Vec<Action>,
+    ) {
         let Some(MessageType::Publish(p)) = &mut msg.message_type else {
             return;
         };
@@ -456,7 +468,13 @@ impl Forwarder {
             if self.conns.contains_key(&f) {
                 out.push(Action::Send { conn: f, msg });
             } else {
-                self.fail(conn, is_local, ForwardErrorKind::UnknownConnection(f), &msg, out);
+                self.fail(
+                    conn,
+                    is_local,
+                    ForwardErrorKind::UnknownConnection(f),
+                    &msg,
+                    out,
+                );
             }
             return;
         }
@@ -515,7 +533,13 @@ impl Forwarder {
         }
     }
 
-    fn on_subscription(&mut self, conn: ConnId, mut msg: wire::Message, subscribe: bool, out: &mut Vec<Action>) {
+    fn on_subscription(
+        &mut self,
+        conn: ConnId,
+        mut msg: wire::Message,
+        subscribe: bool,
+        out: &mut Vec<Action>,
+    ) {
         let (header, subscription_id) = match &mut msg.message_type {
             Some(MessageType::Subscribe(s)) => (s.header.as_mut(), s.subscription_id),
             Some(MessageType::Unsubscribe(u)) => (u.header.as_mut(), u.subscription_id),
@@ -555,7 +579,10 @@ impl Forwarder {
         let before = self.held_downstream(name);
         if subscribe {
             self.table.add(name, target, target_local, subscription_id);
-        } else if let Err(e) = self.table.remove(name, target, target_local, subscription_id) {
+        } else if let Err(e) = self
+            .table
+            .remove(name, target, target_local, subscription_id)
+        {
             debug!(conn, error = %e, "unsubscribe failed");
             return ack(out, Err(e.to_string()));
         }
@@ -566,7 +593,10 @@ impl Forwarder {
         let acks = match self.conns.get(&f) {
             None => return ack(out, Err(format!("connection not found: {f}"))),
             Some(fc) if fc.kind == ConnKind::Local => return ack(out, Ok(())),
-            Some(fc) => fc.link.as_ref().is_some_and(|l| l.peer_acks_subscriptions()),
+            Some(fc) => fc
+                .link
+                .as_ref()
+                .is_some_and(|l| l.peer_acks_subscriptions()),
         };
         let key = (comps(&Some(sent.source.clone())), name);
         let record = self.forwarded.entry(f).or_default();
