@@ -410,11 +410,9 @@ async fn read_loop<E: std::fmt::Display>(
         match dispatch {
             Dispatch::Session(id, m) => {
                 let inbox = lock(&shared.state).sessions.get(&id).cloned();
-                match inbox {
-                    Some(inbox) => {
-                        let _ = inbox.send(m).await;
-                    }
-                    None => lock(&shared.state).layer.forget(id),
+                // Without an inbox the session is ending; its task forgets it.
+                if let Some(inbox) = inbox {
+                    let _ = inbox.send(m).await;
                 }
             }
             Dispatch::Accepted(s) => {
@@ -510,11 +508,15 @@ fn spawn_session(
         pending,
         listen,
     };
+    // The inbox must be reachable before the task can send anything: a
+    // reply may come back before `spawn` even returns.
+    lock(&shared.state).sessions.insert(id, inbox_tx);
     let task = tokio::spawn(driver.run());
     {
         let mut st = lock(&shared.state);
-        st.sessions.insert(id, inbox_tx);
-        st.tasks.insert(id, task);
+        if st.sessions.contains_key(&id) {
+            st.tasks.insert(id, task);
+        }
     }
     // Only a participant's side is absent here; its caller ignores it.
     to_return.unwrap_or(Session {

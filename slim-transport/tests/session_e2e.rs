@@ -55,7 +55,7 @@ async fn listen(app: &App) -> Session {
         .expect("session accepted")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p2p_ping_pong_of_a_thousand_messages() {
     let service = Service::new();
     let alice = app(&service, "org/ns/alice").await;
@@ -97,7 +97,7 @@ async fn p2p_ping_pong_of_a_thousand_messages() {
     assert_eq!(bob.dropped_counters().rejected(), 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_of_moderator_and_five_members_broadcasts_replies_removes_and_closes() {
     let service = Service::new();
     let moderator = app(&service, "org/ns/moderator").await;

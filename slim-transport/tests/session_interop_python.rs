@@ -209,6 +209,85 @@ async fn python_participant_joins_a_rust_group_and_talks_to_everyone() {
         }
     }
     assert_eq!(from_py, want("all"));
+    // Idle past three ping rounds: our pings keep the official participant
+    // in the session (it closes after 3 silent intervals otherwise), and its
+    // echoes keep it a member (we remove it after 3 missed rounds).
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    assert_eq!(m.members().len(), 3);
+    m.publish(b"late".to_vec(), HashMap::new()).await.unwrap();
+    let mut late = 0;
+    while late < 2 {
+        let (src, p, _) = next_message(&mut m).await;
+        if src == py_name && p.ends_with(b"late") {
+            late += 1;
+        }
+    }
     m.close().await.unwrap();
+    wait_success(py).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_participants_serve_a_python_group_across_ping_rounds() {
+    let (service, port) = node().await;
+    let apps = [
+        app(&service, "org/ns/rust0").await,
+        app(&service, "org/ns/rust1").await,
+    ];
+    let py = python(port, "moderate");
+    let mut members = Vec::new();
+    for a in &apps {
+        let s = tokio::time::timeout(LIVENESS, a.listen_for_session())
+            .await
+            .expect("invited in time")
+            .unwrap();
+        assert_eq!(s.kind(), SessionKind::Group);
+        members.push(s);
+    }
+    let py = wait_for(py, "PY_INVITED").await;
+    let tasks: Vec<_> = members
+        .into_iter()
+        .map(|mut s| {
+            tokio::spawn(async move {
+                let mut from_py = 0;
+                loop {
+                    let (src, p, _) = next_message(&mut s).await;
+                    if src.prefix() != "org/ns/py".parse::<Name>().unwrap().prefix() {
+                        continue; // the other member's acks
+                    }
+                    let text = String::from_utf8(p).unwrap();
+                    let moderator = src.clone();
+                    if text == "still there?" {
+                        s.publish_unicast(&moderator, b"yes".to_vec(), HashMap::new())
+                            .await
+                            .unwrap();
+                        break;
+                    }
+                    assert_eq!(text, format!("m{from_py}"), "moderator's order kept");
+                    from_py += 1;
+                    s.publish_unicast(
+                        &moderator,
+                        format!("ack {text}").into_bytes(),
+                        HashMap::new(),
+                    )
+                    .await
+                    .unwrap();
+                }
+                // The Python moderator closes the session.
+                loop {
+                    match tokio::time::timeout(LIVENESS, s.recv())
+                        .await
+                        .expect("close in time")
+                    {
+                        Ok(SessionEvent::Closed { .. }) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+                from_py
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), N);
+    }
     wait_success(py).await;
 }

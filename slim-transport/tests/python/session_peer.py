@@ -6,9 +6,14 @@ plays one role (MLS off):
               then waits until the peer closes the session.
   initiate  - creates a P2P session to org/ns/rusty, sends N pings, checks the
               pongs, deletes the session.
-  group     - waits for a group invite; for each of N messages from the
+  group     - waits for a group invite; for each of N+1 messages from the
               moderator answers with publish_to (PUBLISH_TO) and publish
               (to the channel); then waits until the session is closed.
+  moderate  - creates group org/ns/pychat, invites org/ns/rust0 and
+              org/ns/rust1, broadcasts N messages, expects from each member
+              one "ack <text>" per message, stays idle past three ping
+              rounds, broadcasts "still there?" and expects one answer from
+              each member, then closes the session.
 Prints PY_READY when subscribed and PY_DONE on success; exits 1 on failure.
 """
 
@@ -76,7 +81,7 @@ async def main(port: int, mode: str, n: int) -> None:
         await handle.wait_async()
     elif mode == "group":
         session = await app.listen_for_session_async(WAIT)
-        for _ in range(n):
+        for _ in range(n + 1):
             msg = await session.get_message_async(timeout=WAIT)
             text = msg.payload.decode()
             await session.publish_to_async(
@@ -84,6 +89,42 @@ async def main(port: int, mode: str, n: int) -> None:
             )
             await session.publish_async(f"all {text}".encode(), None, None)
         await wait_closed(session)
+    elif mode == "moderate":
+        config = slim_bindings.SessionConfig(
+            session_type=slim_bindings.SessionType.GROUP,
+            enable_mls=False,
+            max_retries=10,
+            interval=datetime.timedelta(seconds=1),
+            metadata={},
+        )
+        ctx = await app.create_session_async(
+            config, slim_bindings.Name.from_string("org/ns/pychat")
+        )
+        await ctx.completion.wait_async()
+        session = ctx.session
+        for member in ("org/ns/rust0", "org/ns/rust1"):
+            invitee = slim_bindings.Name.from_string(member)
+            await app.set_route_async(invitee, conn)
+            handle = await session.invite_async(invitee)
+            await handle.wait_async()
+        print("PY_INVITED", flush=True)
+        for i in range(n):
+            await session.publish_async(f"m{i}".encode(), None, None)
+        acks = [
+            (await session.get_message_async(timeout=WAIT)).payload
+            for _ in range(2 * n)
+        ]
+        want = sorted([f"ack m{i}".encode() for i in range(n)] * 2)
+        if sorted(acks) != want:
+            raise RuntimeError(f"unexpected acks {acks!r}")
+        await asyncio.sleep(35)
+        await session.publish_async(b"still there?", None, None)
+        for _ in range(2):
+            msg = await session.get_message_async(timeout=WAIT)
+            if msg.payload != b"yes":
+                raise RuntimeError(f"unexpected answer {msg.payload!r}")
+        handle = await app.delete_session_async(session)
+        await handle.wait_async()
     else:
         raise RuntimeError(f"unknown mode {mode}")
     print("PY_DONE", flush=True)
