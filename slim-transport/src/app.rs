@@ -157,8 +157,10 @@ impl Shared {
     }
 
     /// A session joined or left a group channel: (un)subscribe it locally,
-    /// and on every connection the app subscribed itself on. No acks are
-    /// requested (subscription id 0), as SLIM's session layer does.
+    /// and on every connection the app subscribed itself on, where it also
+    /// (un)routes the channel so our sends reach the remote members (SLIM
+    /// does both, Appendix C.2). No acks are requested (subscription id 0),
+    /// as SLIM's session layer does.
     async fn channel_subscription(&self, channel: &Name, subscribe: bool) {
         let conns = lock(&self.state).remote_conns.clone();
         let msgs: Vec<wire::Message> = if conns.is_empty() {
@@ -166,7 +168,12 @@ impl Shared {
         } else {
             conns
                 .iter()
-                .map(|c| self.subscription_msg(subscribe, channel, 0, Some(*c), None))
+                .flat_map(|c| {
+                    [
+                        self.subscription_msg(subscribe, channel, 0, Some(*c), None),
+                        self.subscription_msg(subscribe, channel, 0, None, Some(*c)),
+                    ]
+                })
                 .collect()
         };
         for m in msgs {
@@ -665,6 +672,16 @@ impl Driver {
                 Event::Subscribe(channel) => self.shared.channel_subscription(&channel, true).await,
                 Event::Unsubscribe(channel) => {
                     self.shared.channel_subscription(&channel, false).await
+                }
+                Event::Route { name, conn } => {
+                    // A route on a local connection is accepted and ignored
+                    // by the node, so this is harmless for in-process peers.
+                    let m = self
+                        .shared
+                        .subscription_msg(true, &name, 0, None, Some(conn));
+                    if self.shared.tx.send(m).await.is_err() {
+                        warn!(session_id = self.machine.id(), "data plane is gone");
+                    }
                 }
                 Event::PublishFailed {
                     message_id,

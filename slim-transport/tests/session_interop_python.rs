@@ -291,3 +291,91 @@ async fn rust_participants_serve_a_python_group_across_ping_rounds() {
     }
     wait_success(py).await;
 }
+
+/// An official SLIM node (`slim-bindings-server`) on a free loopback port.
+async fn official_node() -> (Child, u16) {
+    let port = slimrpc_testkit::free_port();
+    let node = Child::spawn(
+        "slim-official-node",
+        Command::new(slimrpc_testkit::venv_script("slim-bindings-server"))
+            .arg("--slim")
+            .arg(format!("127.0.0.1:{port}")),
+    );
+    (wait_for(node, "Slim server started").await, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_app_behind_an_official_node_runs_p2p_and_group_sessions_with_python() {
+    let (_node, port) = official_node().await;
+    let service = Service::new();
+    let link = tokio::time::timeout(
+        LIVENESS,
+        service.connect(&format!("http://127.0.0.1:{port}")),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connected to the official node");
+    let rusty = app(&service, "org/ns/rusty").await;
+    let own = rusty.name().clone();
+    rusty.subscribe(&own, Some(link)).await.unwrap();
+    rusty
+        .set_route(&"org/ns/py".parse().unwrap(), link)
+        .await
+        .unwrap();
+
+    // P2P through the official node.
+    let py = wait_for(python(port, "accept"), "PY_READY").await;
+    let (mut s, done) = rusty
+        .create_session(SessionConfig::default(), &"org/ns/py".parse().unwrap())
+        .await
+        .unwrap();
+    tokio::time::timeout(LIVENESS, done).await.unwrap().unwrap();
+    for i in 0..N {
+        s.publish(format!("ping {i}").into_bytes(), HashMap::new())
+            .await
+            .unwrap();
+        let (_, p, _) = next_message(&mut s).await;
+        assert_eq!(p, format!("pong {i}").into_bytes());
+    }
+    s.close().await.unwrap();
+    wait_success(py).await;
+
+    // A group whose only other member sits behind the official node.
+    let py = wait_for(python(port, "group"), "PY_READY").await;
+    let config = SessionConfig {
+        kind: SessionKind::Group,
+        ..SessionConfig::default()
+    };
+    let (mut m, ready) = rusty
+        .create_session(config, &"org/ns/remotechat".parse().unwrap())
+        .await
+        .unwrap();
+    ready.await.unwrap();
+    let joined = m.invite(&"org/ns/py".parse().unwrap()).await.unwrap();
+    tokio::time::timeout(LIVENESS, joined)
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 0..=N {
+        m.publish(format!("q{i}").into_bytes(), HashMap::new())
+            .await
+            .unwrap();
+    }
+    let mut all = Vec::new();
+    let mut direct = 0;
+    while all.len() + direct < 2 * (N + 1) {
+        let (_, p, _) = next_message(&mut m).await;
+        let text = String::from_utf8(p).unwrap();
+        if text.starts_with("direct") {
+            direct += 1;
+        } else {
+            all.push(text);
+        }
+    }
+    assert_eq!(
+        all,
+        (0..=N).map(|i| format!("all q{i}")).collect::<Vec<_>>()
+    );
+    m.close().await.unwrap();
+    wait_success(py).await;
+}

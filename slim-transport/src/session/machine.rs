@@ -365,6 +365,12 @@ impl Session {
             Cmd::JoinReply(JoinReplyPayload { key_package }),
         );
         s.join_reply = Some(reply.clone());
+        if let Some(conn) = join.incoming_conn {
+            s.events.push_back(Event::Route {
+                name: join.source.clone(),
+                conn,
+            });
+        }
         s.send(reply);
         Ok(s)
     }
@@ -1259,7 +1265,15 @@ impl Session {
 
     fn control_done(&mut self, purpose: Purpose, reply: &Inbound) {
         match purpose {
-            Purpose::Discovery => self.after_discovery(reply.source.clone()),
+            Purpose::Discovery => {
+                if let Some(conn) = reply.incoming_conn {
+                    self.events.push_back(Event::Route {
+                        name: reply.source.clone(),
+                        conn,
+                    });
+                }
+                self.after_discovery(reply.source.clone())
+            }
             Purpose::Join => self.after_join(reply),
             Purpose::Welcome | Purpose::GroupAdd => self.welcome_part_done(),
             Purpose::GroupRemove => self.after_group_remove(),

@@ -148,6 +148,11 @@ pub enum Event {
     Subscribe(Name),
     /// Undo [`Event::Subscribe`].
     Unsubscribe(Name),
+    /// Route messages for the full name `name` to connection `conn` of the
+    /// local node: the connection its DISCOVERY_REPLY or JOIN_REQUEST came
+    /// in on (as SLIM does, so replies sent with fanout 256 to a full name
+    /// find their way across a node).
+    Route { name: Name, conn: u64 },
     /// A sent MSG was never acknowledged by `missing`.
     PublishFailed { message_id: u32, missing: Vec<Name> },
 }
