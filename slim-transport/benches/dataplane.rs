@@ -21,7 +21,13 @@ fn header(src: &Name, dst: &Name) -> wire::SlimHeader {
     }
 }
 
-fn subscribe(src: &Name, dst: &Name, id: u64, recv_from: Option<ConnId>, forward_to: Option<ConnId>) -> wire::Message {
+fn subscribe(
+    src: &Name,
+    dst: &Name,
+    id: u64,
+    recv_from: Option<ConnId>,
+    forward_to: Option<ConnId>,
+) -> wire::Message {
     let mut h = header(src, dst);
     h.recv_from = recv_from;
     h.forward_to = forward_to;
@@ -46,10 +52,12 @@ fn publish(src: &Name, dst: &Name, seq: u32) -> wire::Message {
                 message_id: seq,
             }),
             msg: Some(wire::Content {
-                content_type: Some(wire::content::ContentType::AppPayload(wire::ApplicationPayload {
-                    payload_type: "msg".into(),
-                    blob: vec![0x5a; PAYLOAD],
-                })),
+                content_type: Some(wire::content::ContentType::AppPayload(
+                    wire::ApplicationPayload {
+                        payload_type: "msg".into(),
+                        blob: vec![0x5a; PAYLOAD],
+                    },
+                )),
             }),
         })),
     }
@@ -89,7 +97,13 @@ async fn in_process() -> Pair {
     let nb = Name::new("bench", "ns", "b").with_id(2);
     sub_acked(&mut a, subscribe(&na, &na, 1, None, None)).await;
     sub_acked(&mut b, subscribe(&nb, &nb, 2, None, None)).await;
-    Pair { a, b, na, nb, services: vec![s] }
+    Pair {
+        a,
+        b,
+        na,
+        nb,
+        services: vec![s],
+    }
 }
 
 /// Apps in two client processes' forwarders, both linked to `node_a`
@@ -103,7 +117,10 @@ async fn over_grpc(two_nodes: bool) -> Pair {
     let addr_b = if two_nodes {
         let node_b = Service::new();
         let addr_b = node_b.run_server(any).await.expect("server");
-        node_b.connect_upstream(&addr_a.to_string()).await.expect("link");
+        node_b
+            .connect_upstream(&addr_a.to_string())
+            .await
+            .expect("link");
         services.push(node_b);
         addr_b
     } else {
@@ -123,11 +140,19 @@ async fn over_grpc(two_nodes: bool) -> Pair {
     sub_acked(&mut b, subscribe(&nb, &na, 4, Some(lb), None)).await;
     services.push(ca);
     services.push(cb);
-    let mut p = Pair { a, b, na, nb, services };
+    let mut p = Pair {
+        a,
+        b,
+        na,
+        nb,
+        services,
+    };
     // Warm-up round trip (the upstream announcement may still be in flight).
     loop {
         p.a.tx.send(publish(&p.na, &p.nb, 0)).await.expect("send");
-        if let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_millis(200), p.b.rx.recv()).await {
+        if let Ok(Some(Ok(_))) =
+            tokio::time::timeout(Duration::from_millis(200), p.b.rx.recv()).await
+        {
             break;
         }
     }
@@ -157,7 +182,10 @@ async fn measure(setup: &'static str, mut p: Pair, n_throughput: u32, n_rtt: u32
     });
     let start = Instant::now();
     for i in 0..n_throughput {
-        p.a.tx.send(publish(&p.na, &p.nb, i + 1)).await.expect("send");
+        p.a.tx
+            .send(publish(&p.na, &p.nb, i + 1))
+            .await
+            .expect("send");
     }
     let mut b = counter.await.expect("counter");
     let msgs_per_s = f64::from(n_throughput) / start.elapsed().as_secs_f64();
@@ -169,7 +197,9 @@ async fn measure(setup: &'static str, mut p: Pair, n_throughput: u32, n_rtt: u32
             match b.rx.recv().await {
                 Some(Ok(m)) => {
                     let seq = match &m.message_type {
-                        Some(MessageType::Publish(p)) => p.session.as_ref().map_or(0, |s| s.message_id),
+                        Some(MessageType::Publish(p)) => {
+                            p.session.as_ref().map_or(0, |s| s.message_id)
+                        }
                         _ => 0,
                     };
                     b.tx.send(publish(&nb, &na, seq)).await.expect("echo");
@@ -181,7 +211,10 @@ async fn measure(setup: &'static str, mut p: Pair, n_throughput: u32, n_rtt: u32
     let mut rtts = Vec::with_capacity(n_rtt as usize);
     for i in 0..n_rtt {
         let t = Instant::now();
-        p.a.tx.send(publish(&p.na, &p.nb, i + 1)).await.expect("send");
+        p.a.tx
+            .send(publish(&p.na, &p.nb, i + 1))
+            .await
+            .expect("send");
         match p.a.rx.recv().await {
             Some(Ok(_)) => rtts.push(t.elapsed()),
             other => panic!("round trip got {other:?}"),
@@ -208,13 +241,34 @@ fn main() {
         .expect("runtime");
     let rows = rt.block_on(async {
         vec![
-            measure("(a) in-process forwarder", in_process().await, 200_000, 20_000).await,
-            measure("(b) one node, loopback gRPC", over_grpc(false).await, 100_000, 10_000).await,
-            measure("(c) two linked nodes", over_grpc(true).await, 100_000, 10_000).await,
+            measure(
+                "(a) in-process forwarder",
+                in_process().await,
+                200_000,
+                20_000,
+            )
+            .await,
+            measure(
+                "(b) one node, loopback gRPC",
+                over_grpc(false).await,
+                100_000,
+                10_000,
+            )
+            .await,
+            measure(
+                "(c) two linked nodes",
+                over_grpc(true).await,
+                100_000,
+                10_000,
+            )
+            .await,
         ]
     });
     println!("slim-transport data plane, {PAYLOAD}-byte payloads");
-    println!("{:<30} {:>12} {:>12} {:>12}", "setup", "messages/s", "rtt p50", "rtt p99");
+    println!(
+        "{:<30} {:>12} {:>12} {:>12}",
+        "setup", "messages/s", "rtt p50", "rtt p99"
+    );
     for r in rows {
         println!(
             "{:<30} {:>12.0} {:>10.1}µs {:>10.1}µs",

@@ -23,13 +23,14 @@ use tonic::transport::{Endpoint, Server, server::TcpIncoming};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
+use crate::forwarder::{Action, ConnKind, Forwarder, ack_message};
 pub use crate::forwarder::{
     ConnId, ForwardError, ForwardErrorKind, SessionContext, TransportError,
 };
-use crate::forwarder::{Action, ConnKind, Forwarder, ack_message};
 use crate::name::Name;
 use crate::wire::{
-    self, data_plane_service_client::DataPlaneServiceClient,
+    self,
+    data_plane_service_client::DataPlaneServiceClient,
     data_plane_service_server::{DataPlaneService, DataPlaneServiceServer},
     message::MessageType,
 };
@@ -535,13 +536,10 @@ impl Inner {
         ep: &Endpoint,
     ) -> Result<Streaming<wire::Message>, TransportError> {
         let endpoint = ep.uri().to_string();
-        let channel = ep
-            .connect()
-            .await
-            .map_err(|e| TransportError::Connect {
-                endpoint: endpoint.clone(),
-                reason: format!("{e}: {}", source_chain(&e)),
-            })?;
+        let channel = ep.connect().await.map_err(|e| TransportError::Connect {
+            endpoint: endpoint.clone(),
+            reason: format!("{e}: {}", source_chain(&e)),
+        })?;
         let mut client =
             DataPlaneServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_SIZE);
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
@@ -573,7 +571,12 @@ impl Inner {
     /// Owns an outgoing link: reads it, and on loss reconnects with backoff
     /// (same connection index, subscriptions replayed), giving up after
     /// [`RECONNECT_WINDOW`].
-    async fn run_link(self: Arc<Self>, conn: ConnId, ep: Endpoint, first: Streaming<wire::Message>) {
+    async fn run_link(
+        self: Arc<Self>,
+        conn: ConnId,
+        ep: Endpoint,
+        first: Streaming<wire::Message>,
+    ) {
         let mut stream = first;
         loop {
             self.read_remote(conn, stream).await;

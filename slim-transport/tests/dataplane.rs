@@ -67,7 +67,10 @@ async fn dropping_a_link_removes_the_routes_learned_on_it() {
     assert_eq!(node_b.subscribers(&alice).len(), 1);
 
     node_a.disconnect(link).await.unwrap();
-    eventually("node B forgets alice", || node_b.subscribers(&alice).is_empty()).await;
+    eventually("node B forgets alice", || {
+        node_b.subscribers(&alice).is_empty()
+    })
+    .await;
     app_b
         .tx
         .send(publish(&bob, &alice, 1, b"anyone?"))
@@ -174,7 +177,10 @@ async fn multicast_fanout_reaches_every_subscriber_across_a_link() {
     assert_eq!(blob(&next_publish(&mut m2).await), Some(&b"all"[..]));
     assert_eq!(blob(&next_publish(&mut m3).await), Some(&b"all"[..]));
     // Never echoed to the sender: its next item is the one after.
-    m2.tx.send(publish(&me, &chan, 256, b"second")).await.unwrap();
+    m2.tx
+        .send(publish(&me, &chan, 256, b"second"))
+        .await
+        .unwrap();
     assert_eq!(blob(&next_publish(&mut m1).await), Some(&b"second"[..]));
 
     node_a.shutdown().await;

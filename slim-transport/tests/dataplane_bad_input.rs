@@ -132,8 +132,8 @@ async fn unknown_oneof_member_is_dropped_and_the_stream_stays_usable() {
     let (tx, mut replies) = raw_stream(addr).await;
     // Field 7 (not in the oneof), length-delimited, empty.
     tx.send(vec![0x3a, 0x00]).await.unwrap();
-    // A SubscriptionAck-free Subscribe with an id on the same stream is
-    // still answered: the stream survived the unknown member.
+    // A Subscribe with an id on the same stream is still answered: the
+    // stream survived the unknown member.
     let me = name("org/ns/raw/1");
     let sub = subscribe(&me, &me, 77, None, None);
     tx.send(prost::Message::encode_to_vec(&sub)).await.unwrap();
@@ -145,11 +145,13 @@ async fn unknown_oneof_member_is_dropped_and_the_stream_stays_usable() {
     let ack: wire::Message = prost::Message::decode(&reply[..]).unwrap();
     assert!(matches!(
         ack.message_type,
-        Some(wire::message::MessageType::SubscriptionAck(wire::SubscriptionAck {
-            subscription_id: 77,
-            success: true,
-            ..
-        }))
+        Some(wire::message::MessageType::SubscriptionAck(
+            wire::SubscriptionAck {
+                subscription_id: 77,
+                success: true,
+                ..
+            }
+        ))
     ));
     round_trip_still_works(&node, addr, 2).await;
     node.shutdown().await;
@@ -177,7 +179,13 @@ async fn broken_names_and_headerless_publish_are_dropped_without_harm() {
     let mut no_encoded = publish(&src, &target, 1, b"x");
     let mut no_header = publish(&src, &target, 1, b"x");
     if let Some(wire::message::MessageType::Publish(p)) = &mut no_strings.message_type {
-        p.header.as_mut().unwrap().destination.as_mut().unwrap().str_name = None;
+        p.header
+            .as_mut()
+            .unwrap()
+            .destination
+            .as_mut()
+            .unwrap()
+            .str_name = None;
     }
     if let Some(wire::message::MessageType::Publish(p)) = &mut no_encoded.message_type {
         p.header.as_mut().unwrap().source.as_mut().unwrap().name = None;
@@ -187,7 +195,13 @@ async fn broken_names_and_headerless_publish_are_dropped_without_harm() {
     }
     let mut bad_sub = subscribe(&src, &target, 9, None, None);
     if let Some(wire::message::MessageType::Subscribe(s)) = &mut bad_sub.message_type {
-        s.header.as_mut().unwrap().destination.as_mut().unwrap().name = None;
+        s.header
+            .as_mut()
+            .unwrap()
+            .destination
+            .as_mut()
+            .unwrap()
+            .name = None;
     }
     for m in [no_strings, no_encoded, no_header, bad_sub] {
         tx.send(m).await.unwrap();
@@ -230,7 +244,10 @@ async fn message_over_four_mebibytes_closes_that_stream_only() {
     let end = tokio::time::timeout(LIMIT, replies.message())
         .await
         .expect("liveness");
-    assert!(!matches!(end, Ok(Some(_))), "stream should be closed: {end:?}");
+    assert!(
+        !matches!(end, Ok(Some(_))),
+        "stream should be closed: {end:?}"
+    );
     round_trip_still_works(&node, addr, 4).await;
     // The oversized publish never reached the victim.
     assert!(victim.rx.try_recv().is_err());

@@ -29,7 +29,11 @@ async fn outgoing_link_reconnects_after_node_restart_and_replays_subscriptions()
     let link = a.connect(&endpoint).await.unwrap();
     let mut alice_app = a.local_connection();
     let alice = name("org/ns/alice/a1");
-    subscribe_acked(&mut alice_app, subscribe(&alice, &alice, 1, None, Some(link))).await;
+    subscribe_acked(
+        &mut alice_app,
+        subscribe(&alice, &alice, 1, None, Some(link)),
+    )
+    .await;
 
     node.kill();
     let _node = start_node("slim-reconnect-second", &endpoint);
@@ -47,7 +51,10 @@ async fn outgoing_link_reconnects_after_node_restart_and_replays_subscriptions()
     .await;
     let start = Instant::now();
     let got = loop {
-        assert!(start.elapsed() < LIMIT, "replayed subscription never arrived");
+        assert!(
+            start.elapsed() < LIMIT,
+            "replayed subscription never arrived"
+        );
         carol_app
             .tx
             .send(publish(&carol, &alice, 1, b"after restart"))

@@ -18,8 +18,12 @@ fn node(label: &str, args: &[&str]) -> Child {
 fn rpc_server(instance: &str, endpoint: &str) -> Child {
     let mut s = Child::spawn(
         &format!("rpc-server-{instance}"),
-        Command::new(venv_script("slim-bindings-simple-rpc-server"))
-            .args(["--instance", instance, "--server", endpoint]),
+        Command::new(venv_script("slim-bindings-simple-rpc-server")).args([
+            "--instance",
+            instance,
+            "--server",
+            endpoint,
+        ]),
     );
     // Printed after its subscription was acked: routes are in place.
     s.wait_for("SLIM_RPC_SERVER_READY", LIMIT);
@@ -61,7 +65,10 @@ fn p2p_and_group_clients(client_endpoint: &str) {
         "slim-bindings-simple-rpc-client-group",
         &["--servers", "server1,server2", "--server", client_endpoint],
         "SLIM_RPC_GROUP_CLIENT_DONE",
-        &["server1", "server2"],
+        &[
+            "RpcMessageContext(source=agntcy/grpc/server1/",
+            "RpcMessageContext(source=agntcy/grpc/server2/",
+        ],
     );
     assert!(
         !out.contains("RPC error"),

@@ -102,10 +102,7 @@ async fn run(config: Config) -> Result<(), String> {
                 ));
             }
             let addr = resolve(&s.endpoint).await?;
-            let bound = service
-                .run_server(addr)
-                .await
-                .map_err(|e| e.to_string())?;
+            let bound = service.run_server(addr).await.map_err(|e| e.to_string())?;
             // Tests and scripts wait for this exact line.
             println!("slim node listening on {bound}");
         }
@@ -126,7 +123,10 @@ async fn run(config: Config) -> Result<(), String> {
     for l in &links {
         l.abort();
     }
-    if tokio::time::timeout(drain, service.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, service.shutdown())
+        .await
+        .is_err()
+    {
         warn!(?drain, "drain timeout passed; exiting anyway");
     }
     info!("slim node stopped");

@@ -170,7 +170,10 @@ mod tests {
     fn server_answers_a_valid_request_echoing_the_link_id_with_its_version() {
         let id = uuid::Uuid::new_v4().to_string();
         let mut s = LinkState::new(Role::Server);
-        let reply = s.on_payload(&payload(&id, "1.3.0", false)).unwrap().unwrap();
+        let reply = s
+            .on_payload(&payload(&id, "1.3.0", false))
+            .unwrap()
+            .unwrap();
         let p = reply_payload(&reply);
         assert_eq!(p.link_id, id);
         assert_eq!(p.slim_version, "1.3.0");

@@ -85,13 +85,16 @@ struct SentSub {
     identity: String,
 }
 
+/// (source, name) of a forwarded subscription.
+type SentKey = ([u64; 4], [u64; 4]);
+
 /// The forwarder state.
 pub struct Forwarder {
     conns: HashMap<ConnId, Conn>,
     next_id: ConnId,
     table: SubscriptionTable,
     /// Per link: subscriptions forwarded on it, keyed by (source, name).
-    forwarded: HashMap<ConnId, BTreeMap<([u64; 4], [u64; 4]), SentSub>>,
+    forwarded: HashMap<ConnId, BTreeMap<SentKey, SentSub>>,
     /// Names announced on upstream links.
     announced: BTreeMap<[u64; 4], SentSub>,
     pick: Box<dyn Pick>,
@@ -358,7 +361,13 @@ impl Forwarder {
 
     /// Announces or withdraws `name` on upstream links when its downstream
     /// holders went from none to some or back.
-    fn announce(&mut self, before: bool, name: [u64; 4], sub: Option<SentSub>, out: &mut Vec<Action>) {
+    fn announce(
+        &mut self,
+        before: bool,
+        name: [u64; 4],
+        sub: Option<SentSub>,
+        out: &mut Vec<Action>,
+    ) {
         let after = self.held_downstream(name);
         let s = if !before && after {
             match sub {
@@ -412,15 +421,13 @@ impl Forwarder {
                 };
                 self.on_link(conn, p, &mut out)
             }
-            Some(MessageType::SubscriptionAck(a)) => {
-                if !is_local {
-                    out.push(Action::RemoteAck {
-                        link: conn,
-                        ack: a.clone(),
-                    });
-                }
+            Some(MessageType::SubscriptionAck(a)) if !is_local => {
+                out.push(Action::RemoteAck {
+                    link: conn,
+                    ack: a.clone(),
+                });
             }
-            None => {}
+            Some(MessageType::SubscriptionAck(_)) | None => {}
         }
         out
     }
@@ -440,7 +447,13 @@ impl Forwarder {
         }
     }
 
-    fn on_publish(&mut self, conn: ConnId, is_local: bool, mut msg: wire::Message, out: &mut Vec<Action>) {
+    fn on_publish(
+        &mut self,
+        conn: ConnId,
+        is_local: bool,
+        mut msg: wire::Message,
+        out: &mut Vec<Action>,
+    ) {
         let Some(MessageType::Publish(p)) = &mut msg.message_type else {
             return;
         };
@@ -456,7 +469,13 @@ impl Forwarder {
             if self.conns.contains_key(&f) {
                 out.push(Action::Send { conn: f, msg });
             } else {
-                self.fail(conn, is_local, ForwardErrorKind::UnknownConnection(f), &msg, out);
+                self.fail(
+                    conn,
+                    is_local,
+                    ForwardErrorKind::UnknownConnection(f),
+                    &msg,
+                    out,
+                );
             }
             return;
         }
@@ -515,7 +534,13 @@ impl Forwarder {
         }
     }
 
-    fn on_subscription(&mut self, conn: ConnId, mut msg: wire::Message, subscribe: bool, out: &mut Vec<Action>) {
+    fn on_subscription(
+        &mut self,
+        conn: ConnId,
+        mut msg: wire::Message,
+        subscribe: bool,
+        out: &mut Vec<Action>,
+    ) {
         let (header, subscription_id) = match &mut msg.message_type {
             Some(MessageType::Subscribe(s)) => (s.header.as_mut(), s.subscription_id),
             Some(MessageType::Unsubscribe(u)) => (u.header.as_mut(), u.subscription_id),
@@ -555,7 +580,10 @@ impl Forwarder {
         let before = self.held_downstream(name);
         if subscribe {
             self.table.add(name, target, target_local, subscription_id);
-        } else if let Err(e) = self.table.remove(name, target, target_local, subscription_id) {
+        } else if let Err(e) = self
+            .table
+            .remove(name, target, target_local, subscription_id)
+        {
             debug!(conn, error = %e, "unsubscribe failed");
             return ack(out, Err(e.to_string()));
         }
@@ -566,7 +594,10 @@ impl Forwarder {
         let acks = match self.conns.get(&f) {
             None => return ack(out, Err(format!("connection not found: {f}"))),
             Some(fc) if fc.kind == ConnKind::Local => return ack(out, Ok(())),
-            Some(fc) => fc.link.as_ref().is_some_and(|l| l.peer_acks_subscriptions()),
+            Some(fc) => fc
+                .link
+                .as_ref()
+                .is_some_and(|l| l.peer_acks_subscriptions()),
         };
         let key = (comps(&Some(sent.source.clone())), name);
         let record = self.forwarded.entry(f).or_default();

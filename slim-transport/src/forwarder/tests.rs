@@ -116,7 +116,10 @@ fn subscribe_with_id_is_acked_on_the_same_connection_and_without_id_is_not() {
     assert_eq!(out.len(), 1);
     let (to, ack) = ack_of(&out[0]);
     assert_eq!((to, ack.subscription_id, ack.success), (app, 42, true));
-    assert!(f.handle(app, subscribe(&name("a/b/d/5"), 0, |_| {})).is_empty());
+    assert!(
+        f.handle(app, subscribe(&name("a/b/d/5"), 0, |_| {}))
+            .is_empty()
+    );
     assert_eq!(f.subscribers(name("a/b/d/5").components()), vec![app]);
 }
 
@@ -167,10 +170,14 @@ fn publish_with_forward_to_skips_the_table_and_unknown_target_errors_locally() {
     let b = f.add_connection(ConnKind::Incoming);
     let out = f.handle(a, publish(&name("x/y/z/1"), 1, |h| h.forward_to = Some(b)));
     assert_eq!(sends(&out), vec![b]);
-    assert_eq!(pub_header(match &out[0] {
-        Action::Send { msg, .. } => msg,
-        _ => unreachable!(),
-    }).forward_to, None);
+    assert_eq!(
+        pub_header(match &out[0] {
+            Action::Send { msg, .. } => msg,
+            _ => unreachable!(),
+        })
+        .forward_to,
+        None
+    );
     let out = f.handle(a, publish(&name("x/y/z/1"), 1, |h| h.forward_to = Some(77)));
     match &out[..] {
         [Action::Error { conn, error }] => {
@@ -192,7 +199,10 @@ fn unmatched_publish_errors_to_a_local_app_with_session_context_and_is_silent_fo
             assert_eq!(*conn, a);
             assert!(matches!(error.kind, ForwardErrorKind::NoMatch(_)));
             let ctx = error.session_context.expect("context");
-            assert_eq!((ctx.message_id, ctx.session_id, ctx.session_message_type), (9, 7, 1));
+            assert_eq!(
+                (ctx.message_id, ctx.session_id, ctx.session_message_type),
+                (9, 7, 1)
+            );
             let json: serde_json::Value = serde_json::from_str(&error.to_slim_json()).unwrap();
             assert_eq!(json["session_context"]["message_id"], 9);
             assert_eq!(json["error"], "no matching found for x/y/z/1");
@@ -233,8 +243,14 @@ fn fanout_other_than_one_reaches_every_match_but_never_the_incoming_connection()
     for x in [a, b, c] {
         f.handle(x, subscribe(&name("g/r/chan"), 0, |_| {}));
     }
-    assert_eq!(sends(&f.handle(a, publish(&name("g/r/chan"), 256, |_| {}))), vec![b, c]);
-    assert_eq!(sends(&f.handle(c, publish(&name("g/r/chan"), 0, |_| {}))), vec![a, b]);
+    assert_eq!(
+        sends(&f.handle(a, publish(&name("g/r/chan"), 256, |_| {}))),
+        vec![b, c]
+    );
+    assert_eq!(
+        sends(&f.handle(c, publish(&name("g/r/chan"), 0, |_| {}))),
+        vec![a, b]
+    );
 }
 
 #[test]
@@ -245,7 +261,10 @@ fn anycast_uses_the_injected_pick() {
     let s2 = f.add_connection(ConnKind::Incoming);
     f.handle(s1, subscribe(&name("o/n/server/1"), 0, |_| {}));
     f.handle(s2, subscribe(&name("o/n/server/2"), 0, |_| {}));
-    assert_eq!(sends(&f.handle(src, publish(&name("o/n/server"), 1, |_| {}))), vec![s2]);
+    assert_eq!(
+        sends(&f.handle(src, publish(&name("o/n/server"), 1, |_| {}))),
+        vec![s2]
+    );
 }
 
 #[test]
@@ -254,10 +273,16 @@ fn recv_from_installs_a_route_on_another_connection_and_local_targets_are_ignore
     let app = f.add_connection(ConnKind::Local);
     let other_app = f.add_connection(ConnKind::Local);
     let link = f.add_connection(ConnKind::Outgoing);
-    let out = f.handle(app, subscribe(&name("p/e/er/3"), 5, |h| h.recv_from = Some(link)));
+    let out = f.handle(
+        app,
+        subscribe(&name("p/e/er/3"), 5, |h| h.recv_from = Some(link)),
+    );
     assert!(ack_of(&out[0]).1.success);
     assert_eq!(f.subscribers(name("p/e/er/3").components()), vec![link]);
-    let out = f.handle(app, subscribe(&name("p/e/er/4"), 6, |h| h.recv_from = Some(other_app)));
+    let out = f.handle(
+        app,
+        subscribe(&name("p/e/er/4"), 6, |h| h.recv_from = Some(other_app)),
+    );
     assert!(ack_of(&out[0]).1.success);
     assert!(f.subscribers(name("p/e/er/4").components()).is_empty());
 }
@@ -268,7 +293,10 @@ fn forwarded_subscription_to_an_acking_peer_waits_for_the_remote_ack() {
     let app = f.add_connection(ConnKind::Local);
     let link = negotiated(&mut f, ConnKind::Outgoing);
     assert_eq!(f.peer_version(link).as_deref(), Some("1.3.0"));
-    let out = f.handle(app, subscribe(&name("a/b/me/1"), 9, |h| h.forward_to = Some(link)));
+    let out = f.handle(
+        app,
+        subscribe(&name("a/b/me/1"), 9, |h| h.forward_to = Some(link)),
+    );
     assert_eq!(f.subscribers(name("a/b/me/1").components()), vec![app]);
     match &out[..] {
         [
@@ -296,7 +324,10 @@ fn forwarded_subscription_to_an_unnegotiated_peer_is_acked_at_once() {
     let mut f = Forwarder::new();
     let app = f.add_connection(ConnKind::Local);
     let link = f.add_connection(ConnKind::Outgoing);
-    let out = f.handle(app, subscribe(&name("a/b/me/1"), 9, |h| h.forward_to = Some(link)));
+    let out = f.handle(
+        app,
+        subscribe(&name("a/b/me/1"), 9, |h| h.forward_to = Some(link)),
+    );
     assert_eq!(sends(&out), vec![link, app]);
     assert!(ack_of(&out[1]).1.success);
 }
@@ -306,7 +337,10 @@ fn subscriptions_are_never_forwarded_to_local_connections() {
     let mut f = Forwarder::new();
     let app = f.add_connection(ConnKind::Local);
     let other = f.add_connection(ConnKind::Local);
-    let out = f.handle(app, subscribe(&name("a/b/me/1"), 9, |h| h.forward_to = Some(other)));
+    let out = f.handle(
+        app,
+        subscribe(&name("a/b/me/1"), 9, |h| h.forward_to = Some(other)),
+    );
     assert_eq!(sends(&out), vec![app]);
 }
 
@@ -315,8 +349,14 @@ fn link_reconnect_replays_forwarded_subscriptions_without_id() {
     let mut f = Forwarder::new();
     let app = f.add_connection(ConnKind::Local);
     let link = negotiated(&mut f, ConnKind::Outgoing);
-    f.handle(app, subscribe(&name("a/b/me/1"), 9, |h| h.forward_to = Some(link)));
-    f.handle(app, subscribe(&name("a/b/me2/1"), 10, |h| h.forward_to = Some(link)));
+    f.handle(
+        app,
+        subscribe(&name("a/b/me/1"), 9, |h| h.forward_to = Some(link)),
+    );
+    f.handle(
+        app,
+        subscribe(&name("a/b/me2/1"), 10, |h| h.forward_to = Some(link)),
+    );
     f.handle(app, unsubscribe(&name("a/b/me2/1"), 10));
     let replay = f.link_up(link, uuid::Uuid::new_v4().to_string());
     assert!(matches!(replay[0].message_type, Some(MessageType::Link(_))));
@@ -341,9 +381,15 @@ fn removing_a_connection_removes_its_routes() {
     let a = f.add_connection(ConnKind::Local);
     let r = f.add_connection(ConnKind::Incoming);
     f.handle(r, subscribe(&name("a/b/c/1"), 1, |_| {}));
-    assert_eq!(sends(&f.handle(a, publish(&name("a/b/c/1"), 1, |_| {}))), vec![r]);
+    assert_eq!(
+        sends(&f.handle(a, publish(&name("a/b/c/1"), 1, |_| {}))),
+        vec![r]
+    );
     f.remove_connection(r);
-    assert!(matches!(&f.handle(a, publish(&name("a/b/c/1"), 1, |_| {}))[..], [Action::Error { .. }]));
+    assert!(matches!(
+        &f.handle(a, publish(&name("a/b/c/1"), 1, |_| {}))[..],
+        [Action::Error { .. }]
+    ));
     assert!(f.handle(r, publish(&name("a/b/c/1"), 1, |_| {})).is_empty());
 }
 
@@ -357,12 +403,24 @@ fn upstream_link_learns_downstream_names_once_and_carries_unmatched_traffic() {
     let out = f.handle(a, subscribe(&name("a/b/chan"), 3, |_| {}));
     assert_eq!(sends(&out), vec![up, a]);
     // A second holder of the same name announces nothing more.
-    assert_eq!(sends(&f.handle(b, subscribe(&name("a/b/chan"), 0, |_| {}))), Vec::<ConnId>::new());
+    assert_eq!(
+        sends(&f.handle(b, subscribe(&name("a/b/chan"), 0, |_| {}))),
+        Vec::<ConnId>::new()
+    );
     // Unmatched unicast goes up; multicast goes to matches and up.
-    assert_eq!(sends(&f.handle(a, publish(&name("x/y/z"), 1, |_| {}))), vec![up]);
-    assert_eq!(sends(&f.handle(a, publish(&name("a/b/chan"), 256, |_| {}))), vec![b, up]);
+    assert_eq!(
+        sends(&f.handle(a, publish(&name("x/y/z"), 1, |_| {}))),
+        vec![up]
+    );
+    assert_eq!(
+        sends(&f.handle(a, publish(&name("a/b/chan"), 256, |_| {}))),
+        vec![b, up]
+    );
     // Nothing goes back up the link it came from.
-    assert_eq!(sends(&f.handle(up, publish(&name("a/b/chan"), 256, |_| {}))), vec![a, b]);
+    assert_eq!(
+        sends(&f.handle(up, publish(&name("a/b/chan"), 256, |_| {}))),
+        vec![a, b]
+    );
     assert!(f.handle(up, publish(&name("x/y/z"), 1, |_| {})).is_empty());
     // Withdrawn when the last downstream holder goes.
     f.remove_connection(a);
@@ -370,7 +428,10 @@ fn upstream_link_learns_downstream_names_once_and_carries_unmatched_traffic() {
     match &out[..] {
         [Action::Send { conn, msg }] => {
             assert_eq!(*conn, up);
-            assert!(matches!(msg.message_type, Some(MessageType::Unsubscribe(_))));
+            assert!(matches!(
+                msg.message_type,
+                Some(MessageType::Unsubscribe(_))
+            ));
         }
         other => panic!("unexpected {other:?}"),
     }
