@@ -132,8 +132,8 @@ async fn unknown_oneof_member_is_dropped_and_the_stream_stays_usable() {
     let (tx, mut replies) = raw_stream(addr).await;
     // Field 7 (not in the oneof), length-delimited, empty.
     tx.send(vec![0x3a, 0x00]).await.unwrap();
-    // A SubscriptionAck-free Subscribe with an id on the same stream is
-    // still answered: the stream survived the unknown member.
+    // A Subscribe with an id on the same stream is still answered: the
+    // stream survived the unknown member.
     let me = name("org/ns/raw/1");
     let sub = subscribe(&me, &me, 77, None, None);
     tx.send(prost::Message::encode_to_vec(&sub)).await.unwrap();

@@ -65,7 +65,10 @@ fn p2p_and_group_clients(client_endpoint: &str) {
         "slim-bindings-simple-rpc-client-group",
         &["--servers", "server1,server2", "--server", client_endpoint],
         "SLIM_RPC_GROUP_CLIENT_DONE",
-        &["server1", "server2"],
+        &[
+            "RpcMessageContext(source=agntcy/grpc/server1/",
+            "RpcMessageContext(source=agntcy/grpc/server2/",
+        ],
     );
     assert!(
         !out.contains("RPC error"),

@@ -85,13 +85,16 @@ struct SentSub {
     identity: String,
 }
 
+/// (source, name) of a forwarded subscription.
+type SentKey = ([u64; 4], [u64; 4]);
+
 /// The forwarder state.
 pub struct Forwarder {
     conns: HashMap<ConnId, Conn>,
     next_id: ConnId,
     table: SubscriptionTable,
     /// Per link: subscriptions forwarded on it, keyed by (source, name).
-    forwarded: HashMap<ConnId, BTreeMap<([u64; 4], [u64; 4]), SentSub>>,
+    forwarded: HashMap<ConnId, BTreeMap<SentKey, SentSub>>,
     /// Names announced on upstream links.
     announced: BTreeMap<[u64; 4], SentSub>,
     pick: Box<dyn Pick>,
@@ -418,15 +421,13 @@ impl Forwarder {
                 };
                 self.on_link(conn, p, &mut out)
             }
-            Some(MessageType::SubscriptionAck(a)) => {
-                if !is_local {
-                    out.push(Action::RemoteAck {
-                        link: conn,
-                        ack: a.clone(),
-                    });
-                }
+            Some(MessageType::SubscriptionAck(a)) if !is_local => {
+                out.push(Action::RemoteAck {
+                    link: conn,
+                    ack: a.clone(),
+                });
             }
-            None => {}
+            Some(MessageType::SubscriptionAck(_)) | None => {}
         }
         out
     }
