@@ -193,3 +193,50 @@ async fn group_of_moderator_and_five_members_broadcasts_replies_removes_and_clos
         assert!(s.is_closed());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_edges_subscriptions_failed_invites_and_commands_after_close() {
+    let service = Service::new();
+    let alice = app(&service, "org/ns/alice").await;
+    let extra: Name = "org/ns/alias".parse().unwrap();
+    alice.subscribe(&extra, None).await.unwrap();
+    alice.unsubscribe(&extra, None).await.unwrap();
+    alice
+        .set_route(&"org/ns/elsewhere".parse().unwrap(), alice.conn_id())
+        .await
+        .unwrap();
+
+    // An invite nobody answers fails (short timers keep the test quick).
+    let quick = SessionConfig {
+        kind: SessionKind::Group,
+        interval: Some(Duration::from_millis(50)),
+        max_retries: Some(2),
+        ..SessionConfig::default()
+    };
+    let (g, _) = alice
+        .create_session(quick.clone(), &"org/ns/room".parse().unwrap())
+        .await
+        .unwrap();
+    let invite = g.invite(&"org/ns/nobody".parse().unwrap()).await.unwrap();
+    let r = tokio::time::timeout(LIVENESS, invite).await.unwrap();
+    assert!(r.is_err(), "{r:?}");
+    assert!(g.remove(&"org/ns/nobody".parse().unwrap()).await.is_err());
+
+    // A P2P session to nobody: its completion fails and the session closes.
+    let p2p = SessionConfig {
+        kind: SessionKind::PointToPoint,
+        ..quick
+    };
+    let (mut s, done) = alice
+        .create_session(p2p, &"org/ns/nobody".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(tokio::time::timeout(LIVENESS, done).await.unwrap().is_err());
+    let reason = until_closed(&mut s).await;
+    assert!(reason.contains("not reachable"), "{reason}");
+    assert!(s.publish(b"x".to_vec(), HashMap::new()).await.is_err());
+    assert!(s.recv().await.is_err(), "event stream ends after Closed");
+    s.close().await.unwrap();
+    g.close().await.unwrap();
+    assert!(g.is_closed());
+}
