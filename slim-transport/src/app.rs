@@ -418,8 +418,12 @@ async fn read_loop<E: std::fmt::Display>(
             Dispatch::Session(id, m) => {
                 let inbox = lock(&shared.state).sessions.get(&id).cloned();
                 // Without an inbox the session is ending; its task forgets it.
-                if let Some(inbox) = inbox {
-                    let _ = inbox.send(m).await;
+                // A full inbox drops the message rather than stalling every
+                // other session of the app: the sender retransmits it.
+                if let Some(inbox) = inbox
+                    && let Err(mpsc::error::TrySendError::Full(_)) = inbox.try_send(m)
+                {
+                    debug!(app = %shared.name, session_id = id, "session inbox full; message dropped");
                 }
             }
             Dispatch::Accepted(s) => {
