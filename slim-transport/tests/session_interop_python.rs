@@ -67,6 +67,13 @@ async fn wait_success(child: Child) {
     assert!(out.contains("PY_DONE"), "{out}");
 }
 
+async fn next_event(s: &mut Session) -> SessionEvent {
+    tokio::time::timeout(LIVENESS, s.recv())
+        .await
+        .expect("event in time")
+        .expect("session open")
+}
+
 async fn next_message(s: &mut Session) -> (Name, Vec<u8>, HashMap<String, String>) {
     loop {
         match tokio::time::timeout(LIVENESS, s.recv())
@@ -134,7 +141,7 @@ async fn python_moderator_and_rust_participant_exchange_p2p_messages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_participant_joins_a_rust_group_and_talks_to_everyone() {
+async fn python_participant_joins_a_rust_group_talks_to_everyone_and_is_removed() {
     let (service, port) = node().await;
     let moderator = app(&service, "org/ns/rusty").await;
     let member = app(&service, "org/ns/rustmember").await;
@@ -222,8 +229,27 @@ async fn python_participant_joins_a_rust_group_and_talks_to_everyone() {
             late += 1;
         }
     }
-    m.close().await.unwrap();
+    // Removing the official participant: GROUP_REMOVE to the channel (three
+    // members), then LEAVE_REQUEST; its session closes, ours goes on.
+    m.remove(&py_name).await.unwrap();
+    assert_eq!(m.members().len(), 2);
     wait_success(py).await;
+    loop {
+        match next_event(&mut r).await {
+            SessionEvent::MemberLeft(n) if n == py_name => break,
+            _ => {}
+        }
+    }
+    m.publish(b"just us".to_vec(), HashMap::new())
+        .await
+        .unwrap();
+    loop {
+        let (_, p, _) = next_message(&mut r).await;
+        if p == b"just us" {
+            break;
+        }
+    }
+    m.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
