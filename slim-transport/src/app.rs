@@ -366,7 +366,13 @@ impl App {
         rx.recv().await.ok_or(SessionError::Closed)
     }
 
-    #[doc(hidden)]
+    /// Builds the MLS state of sessions created or accepted from now on
+    /// with `factory` (without one, MLS sessions are refused).
+    pub fn set_crypto(&self, factory: session::CryptoFactory) {
+        lock(&self.shared.state).layer.set_crypto(factory);
+    }
+
+    /// Inbound messages that reached no session and were dropped, by reason.
     pub fn dropped_counters(&self) -> session::Counters {
         lock(&self.shared.state).layer.counters()
     }
