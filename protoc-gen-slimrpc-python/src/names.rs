@@ -47,15 +47,6 @@ pub fn constant(name: &str) -> String {
     name.to_shouty_snake_case()
 }
 
-/// Whether a module's last component is snake_case (ruff's N999 wants that; protoc's
-/// `CamelCase_pb2` names are not).
-pub fn is_snake_module(module: &str) -> bool {
-    module.rsplit('.').next().is_some_and(|m| {
-        m.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,7 +80,5 @@ mod tests {
     fn constants_are_shouty_snake_case() {
         assert_eq!(constant("ExampleUnaryUnary"), "EXAMPLE_UNARY_UNARY");
         assert_eq!(constant("get_thing"), "GET_THING");
-        assert!(is_snake_module("a.v1.my_service_pb2"));
-        assert!(!is_snake_module("a.v1.MyService_pb2"));
     }
 }

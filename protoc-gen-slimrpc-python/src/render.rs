@@ -62,7 +62,6 @@ impl Options {
 #[template(path = "python/stubs.py.jinja", escape = "none")]
 struct FileView {
     source: String,
-    noqa_module_name: bool,
     import_groups: Vec<Vec<String>>,
     constants: Vec<ConstView>,
     helpers: Helpers,
@@ -99,9 +98,7 @@ struct MethodView {
     py_name: String,
     kind: &'static str,
     client_streaming: bool,
-    server_streaming: bool,
     input: String,
-    output: String,
     method_const: String,
     deprecated: bool,
     deprecation_message: String,
@@ -111,6 +108,11 @@ struct MethodView {
     servicer_doc: String,
     handler: String,
     handler_class_line: String,
+    stub_request_iterator: String,
+    servicer_request_iterator: String,
+    stub_returns: String,
+    group_returns: String,
+    servicer_returns: String,
     return_decoded: String,
     p2p_reader_loop: String,
     p2p_stream_loop: String,
@@ -234,21 +236,37 @@ fn wrap_from_import(from: &str, name: &str, alias: &str) -> String {
 /// one line if it fits, else the arguments on one indented line, else one per line with a
 /// trailing comma. The first line carries no indentation (the template provides it).
 fn fmt_call(indent: usize, head: &str, args: &[&str], tail: &str) -> String {
+    fmt_bracketed(indent, head, ('(', ')'), args, tail)
+}
+
+/// [`fmt_call`] with any bracket pair (`[`/`]` for subscripted annotations).
+fn fmt_bracketed(
+    indent: usize,
+    head: &str,
+    (open, close): (char, char),
+    args: &[&str],
+    tail: &str,
+) -> String {
     let joined = args.join(", ");
     if indent + head.len() + joined.len() + 2 + tail.len() <= LINE_LENGTH {
-        return format!("{head}({joined}){tail}");
+        return format!("{head}{open}{joined}{close}{tail}");
     }
     let inner = " ".repeat(indent + 4);
     let outer = " ".repeat(indent);
     if indent + 4 + joined.len() <= LINE_LENGTH {
-        return format!("{head}(\n{inner}{joined}\n{outer}){tail}");
+        return format!("{head}{open}\n{inner}{joined}\n{outer}{close}{tail}");
     }
-    let mut s = format!("{head}(\n");
+    let mut s = format!("{head}{open}\n");
     for a in args {
         s.push_str(&format!("{inner}{a},\n"));
     }
-    s.push_str(&format!("{outer}){tail}"));
+    s.push_str(&format!("{outer}{close}{tail}"));
     s
+}
+
+/// `name: Generic[inner],` as ruff lays it out at `indent`.
+fn fmt_annotated(indent: usize, head: &str, inner: &str, tail: &str) -> String {
+    fmt_bracketed(indent, head, ('[', ']'), &[inner], tail)
 }
 
 /// A docstring as ruff format prints it, at `indent` (first line unindented).
@@ -445,7 +463,6 @@ pub fn render_file(file: &File, options: &Options) -> Result<String, CodegenErro
                 py_name: py_name.clone(),
                 kind,
                 client_streaming,
-                server_streaming,
                 method_const,
                 deprecated: m.deprecated,
                 deprecation_message: py_str(&format!("{rpc} is deprecated")),
@@ -485,6 +502,34 @@ pub fn render_file(file: &File, options: &Options) -> Result<String, CodegenErro
                     ":",
                 ),
                 handler,
+                stub_request_iterator: fmt_annotated(
+                    8,
+                    "request_iterator: RequestIterable",
+                    &input,
+                    ",",
+                ),
+                servicer_request_iterator: fmt_annotated(
+                    8,
+                    "request_iterator: AsyncIterator",
+                    &input,
+                    ",",
+                ),
+                stub_returns: if server_streaming {
+                    fmt_annotated(4, ") -> AsyncIterator", &output, ":")
+                } else {
+                    format!(") -> {output}:")
+                },
+                group_returns: fmt_annotated(
+                    4,
+                    ") -> AsyncIterator",
+                    &format!("GroupResult[{output}]"),
+                    ":",
+                ),
+                servicer_returns: if server_streaming {
+                    fmt_annotated(4, ") -> AsyncIterable", &output, ":")
+                } else {
+                    format!(") -> {output}:")
+                },
                 return_decoded: fmt_call(8, &format!("return {decode_out}"), &["response"], ""),
                 p2p_reader_loop: fmt_call(
                     8,
@@ -524,7 +569,6 @@ pub fn render_file(file: &File, options: &Options) -> Result<String, CodegenErro
                     ",",
                 ),
                 input,
-                output,
             });
         }
         let deprecated_svc = svc
@@ -636,7 +680,6 @@ pub fn render_file(file: &File, options: &Options) -> Result<String, CodegenErro
 
     let view = FileView {
         source: file.name.clone(),
-        noqa_module_name: !names::is_snake_module(&own_module),
         import_groups,
         constants,
         helpers,
