@@ -144,13 +144,13 @@ fn example_programs_are_ruff_clean_and_pass_mypy_strict_with_generated_stubs() {
     check.extend(paths.iter().map(String::as_str));
     assert_ok(
         "ruff check examples",
-        &run_in(&examples, &venv_bin("ruff"), &check),
+        &run_in(&root(), &venv_bin("ruff"), &check),
     );
     let mut format = vec!["format", "--check", "--no-cache"];
     format.extend(paths.iter().map(String::as_str));
     assert_ok(
         "ruff format examples",
-        &run_in(&examples, &venv_bin("ruff"), &format),
+        &run_in(&root(), &venv_bin("ruff"), &format),
     );
     let mut mypy = Command::new(venv_bin("mypy"));
     mypy.current_dir(&out)
