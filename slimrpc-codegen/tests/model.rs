@@ -205,5 +205,5 @@ fn output_names_escaping_the_output_directory_are_refused() {
     r.proto_file[1].name = Some("../escape.proto".into());
     r.file_to_generate = vec!["../escape.proto".into()];
     let e = respond(&r, &Echo).error.unwrap();
-    assert!(e.contains("refusing to write `../escape.a`"), "{e}");
+    assert!(e.contains("refusing to write `../escape."), "{e}");
 }
