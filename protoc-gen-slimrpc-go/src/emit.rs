@@ -226,9 +226,7 @@ fn method_view(
         MethodKind::ServerStreaming => (
             "server_streaming",
             "UnaryStream",
-            format!(
-                "(ctx context.Context, in *{input}) ({h}.ResponseStream[*{output}], error)"
-            ),
+            format!("(ctx context.Context, in *{input}) ({h}.ResponseStream[*{output}], error)"),
             format!(
                 "(ctx context.Context, in *{input}) ({h}.MulticastResponseStream[*{output}], error)"
             ),
@@ -240,9 +238,7 @@ fn method_view(
         MethodKind::ClientStreaming => (
             "client_streaming",
             "StreamUnary",
-            format!(
-                "(ctx context.Context) ({h}.ClientRequestStream[*{input}, *{output}], error)"
-            ),
+            format!("(ctx context.Context) ({h}.ClientRequestStream[*{input}, *{output}], error)"),
             format!(
                 "(ctx context.Context) ({h}.MulticastClientBidiStream[*{input}, *{output}], error)"
             ),
@@ -254,9 +250,7 @@ fn method_view(
         MethodKind::BidiStreaming => (
             "bidi_streaming",
             "StreamStream",
-            format!(
-                "(ctx context.Context) ({h}.ClientBidiStream[*{input}, *{output}], error)"
-            ),
+            format!("(ctx context.Context) ({h}.ClientBidiStream[*{input}, *{output}], error)"),
             format!(
                 "(ctx context.Context) ({h}.MulticastClientBidiStream[*{input}, *{output}], error)"
             ),
@@ -300,10 +294,7 @@ fn go_type(t: &TypeRef, packages: &PackageMap, imports: &mut Imports) -> Result<
 
 /// The `Deprecated:` paragraph, preceded by a blank comment line.
 fn deprecation() -> Vec<String> {
-    vec![
-        "//".to_string(),
-        "// Deprecated: Do not use.".to_string(),
-    ]
+    vec!["//".to_string(), "// Deprecated: Do not use.".to_string()]
 }
 
 /// Proto comments (leading, then trailing) as `// text` lines forming one paragraph: every

@@ -10,7 +10,9 @@ pub enum GoError {
     #[error("unknown path type {0:?}: want \"import\" or \"source_relative\"")]
     UnknownPathType(String),
     /// `runtime=` with a value other than `v3` / `v1`.
-    #[error("unknown runtime {0:?}: want \"v3\" (slim-bindings-go/v3 slim_rpc) or \"v1\" (slim-bindings-go slim_bindings + slimrpc)")]
+    #[error(
+        "unknown runtime {0:?}: want \"v3\" (slim-bindings-go/v3 slim_rpc) or \"v1\" (slim-bindings-go slim_bindings + slimrpc)"
+    )]
     UnknownRuntime(String),
     /// `module=` together with `paths=source_relative` (protoc-gen-go refuses it too).
     #[error("cannot use module= with paths=source_relative")]

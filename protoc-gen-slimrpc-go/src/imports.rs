@@ -119,8 +119,14 @@ mod tests {
     #[test]
     fn reserved_and_predeclared_names_are_never_used() {
         let mut im = Imports::new("example.com/a", ["proto", "in"]);
-        assert_eq!(im.qualifier("example.com/proto", "proto").unwrap(), "proto1");
-        assert_eq!(im.qualifier("example.com/string", "string").unwrap(), "string1");
+        assert_eq!(
+            im.qualifier("example.com/proto", "proto").unwrap(),
+            "proto1"
+        );
+        assert_eq!(
+            im.qualifier("example.com/string", "string").unwrap(),
+            "string1"
+        );
         assert_eq!(im.qualifier("example.com/type", "type").unwrap(), "_type");
     }
 

@@ -124,7 +124,13 @@ pub fn go_camel_case(s: &str) -> String {
 pub fn go_sanitized(s: &str) -> String {
     let mapped: String = s
         .chars()
-        .map(|r| if r.is_alphabetic() || r.is_numeric() { r } else { '_' })
+        .map(|r| {
+            if r.is_alphabetic() || r.is_numeric() {
+                r
+            } else {
+                '_'
+            }
+        })
         .collect();
     let starts_with_letter = mapped.chars().next().is_some_and(|r| r.is_alphabetic());
     if is_go_keyword(&mapped) || !starts_with_letter {

@@ -164,12 +164,12 @@ impl PackageMap {
         match &self.module {
             Some(module) => {
                 let trim = format!("{module}/");
-                name.strip_prefix(&trim)
-                    .map(str::to_string)
-                    .ok_or_else(|| GoError::ModulePrefixMismatch {
+                name.strip_prefix(&trim).map(str::to_string).ok_or_else(|| {
+                    GoError::ModulePrefixMismatch {
                         file: name.clone(),
                         module: module.clone(),
-                    })
+                    }
+                })
             }
             None => Ok(name),
         }
