@@ -98,6 +98,11 @@ func NewRpcErrorRpc(code RpcCode, message string, details *[]byte) *RpcError {
 	return &RpcError{err: RpcErrorRpc{Code: code, Message: message, Details: details}}
 }
 
+// NewRpcErrorMulticastRpc builds the RpcError of one member of a group call.
+func NewRpcErrorMulticastRpc(origin string, code RpcCode, message string, details *[]byte) *RpcError {
+	return &RpcError{err: RpcErrorMulticastRpc{Origin: origin, Code: code, Message: message, Details: details}}
+}
+
 // StreamMessage is one event of a point-to-point stream.
 type StreamMessage interface{ isStreamMessage() }
 
@@ -153,10 +158,18 @@ func (b *BidiStreamHandler) CloseSendAsync() error { return nil }
 func (b *BidiStreamHandler) RecvAsync() StreamMessage { return StreamMessageEnd{} }
 
 // MulticastResponseReader reads the responses of every member of a group call.
-type MulticastResponseReader struct{}
+type MulticastResponseReader struct {
+	// Pending is a SHIM-ONLY test hook (not in the real API): NextAsync pops it, then ends.
+	Pending []MulticastStreamMessage
+}
 
 func (r *MulticastResponseReader) NextAsync() MulticastStreamMessage {
-	return MulticastStreamMessageEnd{}
+	if len(r.Pending) == 0 {
+		return MulticastStreamMessageEnd{}
+	}
+	next := r.Pending[0]
+	r.Pending = r.Pending[1:]
+	return next
 }
 
 // MulticastBidiStreamHandler is a client stream to a group.
@@ -184,21 +197,56 @@ func (c *Context) Metadata() map[string]string { return nil }
 func (c *Context) SessionId() string { return "" }
 
 // RequestStream is the server side of a client stream.
-type RequestStream struct{}
+type RequestStream struct {
+	// Pending is a SHIM-ONLY test hook (not in the real API): NextAsync pops it, then ends.
+	Pending []StreamMessage
+}
 
-func (s *RequestStream) NextAsync() StreamMessage { return StreamMessageEnd{} }
+func (s *RequestStream) NextAsync() StreamMessage {
+	if len(s.Pending) == 0 {
+		return StreamMessageEnd{}
+	}
+	next := s.Pending[0]
+	s.Pending = s.Pending[1:]
+	return next
+}
 
 // ResponseSink is the server side of a response stream.
-type ResponseSink struct{}
+type ResponseSink struct {
+	// Log is a SHIM-ONLY test hook (not in the real API): "send", "error: <message>",
+	// "close" in call order.
+	Log    []string
+	closed bool
+}
 
-func (s *ResponseSink) SendAsync(data []byte) error { return nil }
+func (s *ResponseSink) SendAsync(data []byte) error {
+	if s.closed {
+		return NewRpcErrorRpc(RpcCodeFailedPrecondition, "sink closed", nil)
+	}
+	s.Log = append(s.Log, "send")
+	return nil
+}
 
 // SendErrorAsync sends err and closes the stream.
-func (s *ResponseSink) SendErrorAsync(err *RpcError) error { return nil }
+func (s *ResponseSink) SendErrorAsync(err *RpcError) error {
+	if s.closed {
+		return NewRpcErrorRpc(RpcCodeFailedPrecondition, "sink closed", nil)
+	}
+	s.Log = append(s.Log, "error: "+err.Error())
+	s.closed = true
+	return nil
+}
 
-func (s *ResponseSink) CloseAsync() error { return nil }
+func (s *ResponseSink) CloseAsync() error {
+	if s.closed {
+		return NewRpcErrorRpc(RpcCodeFailedPrecondition, "sink closed", nil)
+	}
+	s.Log = append(s.Log, "close")
+	s.closed = true
+	return nil
+}
 
-func (s *ResponseSink) IsClosedAsync() bool { return false }
+func (s *ResponseSink) IsClosedAsync() bool { return s.closed }
 
 // Handler interfaces implemented by generated code.
 type UnaryUnaryHandler interface {
