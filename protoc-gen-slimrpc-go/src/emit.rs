@@ -10,6 +10,7 @@
 use askama::Template;
 use slimrpc_codegen::{Comments, File, Method, MethodKind, Model, Service, TypeRef};
 
+use crate::GoOptions;
 use crate::error::GoError;
 use crate::imports::{ImportSpec, Imports};
 use crate::naming::{go_camel_case, unexport};
@@ -95,8 +96,9 @@ pub fn render_file(
     model: &Model,
     file: &File,
     packages: &PackageMap,
-    runtime: Runtime,
+    opts: &GoOptions,
 ) -> Result<String, GoError> {
+    let runtime = opts.runtime;
     let own = packages
         .get(&file.name)
         .ok_or_else(|| GoError::NoImportPath(file.name.clone()))?
@@ -140,7 +142,19 @@ pub fn render_file(
 
     let mut services = Vec::with_capacity(file.services.len());
     for svc in &file.services {
-        services.push(service_view(svc, packages, &mut imports, runtime, &h)?);
+        let wire_name = if opts.legacy_empty_package_dot && file.package.is_empty() {
+            format!(".{}", svc.full_name)
+        } else {
+            svc.full_name.clone()
+        };
+        services.push(service_view(
+            svc,
+            &wire_name,
+            packages,
+            &mut imports,
+            runtime,
+            &h,
+        )?);
     }
     let (std_imports, other_imports) = imports.groups();
     let tmpl = FileTemplate {
@@ -173,6 +187,7 @@ pub fn render_file(
 
 fn service_view(
     svc: &Service,
+    wire_name: &str,
     packages: &PackageMap,
     imports: &mut Imports,
     runtime: Runtime,
@@ -194,7 +209,7 @@ fn service_view(
         proto_name: svc.name.clone(),
         lower: unexport(&go_name),
         go_name,
-        full_name_lit: go_string_literal(&svc.full_name),
+        full_name_lit: go_string_literal(wire_name),
         doc,
         deprecated_doc,
         methods,

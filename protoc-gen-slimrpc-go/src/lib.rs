@@ -10,7 +10,9 @@
 //! Parameters (anything else is an error in `CodeGeneratorResponse.error`):
 //! * `paths=import|source_relative`, `module=<prefix>`, `M<file>=<import path>[;<name>]` —
 //!   as protoc-gen-go;
-//! * `runtime=v3|v1` — the Go runtime layout (see [`runtime::Runtime`]); default `v3`.
+//! * `runtime=v3|v1` — the Go runtime layout (see [`runtime::Runtime`]); default `v3`;
+//! * `legacy_empty_package_dot=true` — name services of package-less files `.Svc` on the wire,
+//!   as the official plugin does, instead of `Svc` (same option as the Python plugin).
 //!
 //! This crate maps the language-neutral model of `slimrpc-codegen` to Go; it does not parse
 //! requests or parameters itself.
@@ -39,7 +41,13 @@ pub const FILE_SUFFIX: &str = "_slimrpc.pb.go";
 pub struct GoGenerator;
 
 /// Parameter keys the Go generator accepts.
-pub const PARAMETER_KEYS: &[&str] = &["paths", "module", "runtime", "M*"];
+pub const PARAMETER_KEYS: &[&str] = &[
+    "paths",
+    "module",
+    "runtime",
+    "legacy_empty_package_dot",
+    "M*",
+];
 
 /// Options decoded from the parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -52,11 +60,13 @@ pub struct GoOptions {
     pub runtime: Runtime,
     /// `M<file>=<value>` as (`file`, `value`), in order.
     pub mappings: Vec<(String, String)>,
+    /// `legacy_empty_package_dot=`.
+    pub legacy_empty_package_dot: bool,
 }
 
 impl GoOptions {
     /// Interprets validated parameters.
-    pub fn from_parameters(params: &Parameters) -> Result<Self, GoError> {
+    pub fn from_parameters(params: &Parameters) -> Result<Self, CodegenError> {
         let paths = match params.get("paths") {
             Some(v) => PathType::parse(v)?,
             None => PathType::Import,
@@ -78,6 +88,7 @@ impl GoOptions {
             module,
             runtime,
             mappings,
+            legacy_empty_package_dot: params.get_bool("legacy_empty_package_dot", false)?,
         })
     }
 }
@@ -111,7 +122,7 @@ impl Generator for GoGenerator {
             if file.services.is_empty() {
                 continue;
             }
-            let content = emit::render_file(model, file, &packages, opts.runtime)?;
+            let content = emit::render_file(model, file, &packages, &opts)?;
             let name = packages.output_name(&file.name, FILE_SUFFIX)?;
             out.push(GeneratedFile { name, content });
         }

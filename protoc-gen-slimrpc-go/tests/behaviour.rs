@@ -1,5 +1,5 @@
 //! Runs a Go program (`testdata/go/behaviour/main.go.tmpl`) against the stubs generated for
-//! `testdata/protos/go/` and the runtime shims of `testdata/go/`, for both runtime layouts.
+//! `testdata/protos/golang/` and the runtime shims of `testdata/go/`, for both runtime layouts.
 //! It checks what the generated code does, not only that it compiles: Unimplemented answers
 //! (not Internal), wrapped RpcErrors kept through errors.As, errors sent instead of closing a
 //! stream, deadline/metadata passed to the channel, a cancelled context failing fast, wire
@@ -14,15 +14,14 @@ use protoc_gen_slimrpc_go::{PathType, Runtime};
 
 fn behaviour(runtime: Runtime) {
     let scratch = Scratch::new(&format!("behaviour-{runtime:?}"));
-    let root = testdata().join("protos");
-    let mut files: Vec<String> = read_tree(&root.join("go"))
+    let mut files: Vec<String> = read_tree(&protos().join("golang"))
         .into_keys()
         .filter(|f| f.ends_with(".proto"))
-        .map(|f| format!("go/{f}"))
+        .map(|f| format!("golang/{f}"))
         .collect();
     files.sort();
     let mapping = (
-        "go/nogopkg/bare.proto".to_string(),
+        "golang/nogopkg/bare.proto".to_string(),
         "example.com/gen/go/nogopkg;bare".to_string(),
     );
     let mut params = vec![format!("M{}={}", mapping.0, mapping.1)];
@@ -46,10 +45,9 @@ fn behaviour(runtime: Runtime) {
             )
         }
     };
-    let set = descriptor_set(&root, &files, scratch.path());
+    let set = descriptor_set(&files, scratch.path());
     let packages = package_map(&set, &[mapping], PathType::Import, None);
-    let generated: BTreeMap<String, String> =
-        generate_with_protoc(&root, &files, &params, scratch.path());
+    let generated: BTreeMap<String, String> = generate_with_protoc(&files, &params, scratch.path());
     let program = std::fs::read_to_string(testdata().join("go/behaviour/main.go.tmpl"))
         .expect("read behaviour program")
         .replace("RUNTIME_UNIFFI", uniffi)

@@ -170,9 +170,36 @@ fn files_of_one_go_package_with_different_names_are_reported() {
 }
 
 #[test]
+fn legacy_empty_package_dot_needs_a_boolean() {
+    let e = error_of(request(vec![good_file()], "legacy_empty_package_dot=maybe"));
+    assert!(e.contains("legacy_empty_package_dot"), "{e}");
+}
+
+#[test]
+fn legacy_empty_package_dot_puts_a_dot_before_package_less_service_names() {
+    let mut f = file("bare.proto", None, ".Req");
+    f.package = None;
+    f.service[0].method[0].output_type = Some(".Resp".into());
+    let text = |param: &str| {
+        let resp = generate(&request(vec![f.clone()], param));
+        assert_eq!(resp.error, None);
+        resp.file[0].content.clone().unwrap_or_default()
+    };
+    assert!(text("Mbare.proto=example.com/bare").contains("const Demo_ServiceName = \"Demo\"\n"));
+    assert!(
+        text("Mbare.proto=example.com/bare,legacy_empty_package_dot=true")
+            .contains("const Demo_ServiceName = \".Demo\"\n")
+    );
+    // Files with a package are not affected.
+    let resp = generate(&request(vec![good_file()], "legacy_empty_package_dot=true"));
+    let content = resp.file[0].content.clone().unwrap_or_default();
+    assert!(content.contains("const Demo_ServiceName = \"demo.v1.Demo\"\n"));
+}
+
+#[test]
 fn protoc_shows_the_plugin_error_and_fails() {
     let scratch = common::Scratch::new("protoc-error");
-    let root = common::testdata().join("protos");
+    let root = common::protos();
     let out = Command::new(slimrpc_testkit::protoc())
         .arg(format!("-I{}", root.display()))
         .arg(format!(
@@ -181,7 +208,7 @@ fn protoc_shows_the_plugin_error_and_fails() {
         ))
         .arg(format!("--slimrpc-go_out={}", scratch.path().display()))
         .arg("--slimrpc-go_opt=runtime=v9")
-        .arg("go/editions/editions.proto")
+        .arg("golang/editions/editions.proto")
         .output()
         .expect("run protoc");
     assert!(!out.status.success());

@@ -104,11 +104,21 @@ pub fn write_tree(dir: &Path, files: &BTreeMap<String, String>) {
     }
 }
 
-/// A descriptor set (imports and source info included) for `files` under `root`.
-pub fn descriptor_set(root: &Path, files: &[String], scratch: &Path) -> FileDescriptorSet {
+/// `testdata/protos` (the shared corpus, Go-specific files under `golang/`).
+pub fn protos() -> PathBuf {
+    testdata().join("protos")
+}
+
+/// Include paths of the corpus: the protos and their third-party imports.
+pub fn includes() -> Vec<PathBuf> {
+    vec![protos(), testdata().join("third_party")]
+}
+
+/// A descriptor set (imports and source info included) for corpus `files`.
+pub fn descriptor_set(files: &[String], scratch: &Path) -> FileDescriptorSet {
     let out = scratch.join("descriptors.pb");
     run(Command::new(slimrpc_testkit::protoc())
-        .arg(format!("-I{}", root.display()))
+        .args(includes().iter().map(|i| format!("-I{}", i.display())))
         .arg(format!("--descriptor_set_out={}", out.display()))
         .arg("--include_imports")
         .arg("--include_source_info")
@@ -117,9 +127,8 @@ pub fn descriptor_set(root: &Path, files: &[String], scratch: &Path) -> FileDesc
     FileDescriptorSet::decode(bytes.as_slice()).expect("decode descriptor set")
 }
 
-/// Runs protoc with the plugin; returns the generated tree.
+/// Runs protoc with the plugin on corpus `files`; returns the generated tree.
 pub fn generate_with_protoc(
-    root: &Path,
     files: &[String],
     params: &[String],
     scratch: &Path,
@@ -127,7 +136,7 @@ pub fn generate_with_protoc(
     let out = scratch.join("protoc-out");
     std::fs::create_dir_all(&out).expect("mkdir");
     let mut cmd = Command::new(slimrpc_testkit::protoc());
-    cmd.arg(format!("-I{}", root.display()))
+    cmd.args(includes().iter().map(|i| format!("-I{}", i.display())))
         .arg(format!(
             "--plugin=protoc-gen-slimrpc-go={}",
             plugin().display()
@@ -140,15 +149,24 @@ pub fn generate_with_protoc(
     read_tree(&out)
 }
 
-/// Runs `buf generate` on `root` (limited to `paths`, minus `excludes`) with the plugin as a
-/// local plugin; returns the generated tree.
+/// Runs `buf generate` over the corpus (a buf v2 workspace of `protos` and `third_party`,
+/// limited to `paths` under `protos/` when given) with the plugin as a local plugin; returns
+/// the generated tree.
 pub fn generate_with_buf(
-    root: &Path,
     paths: &[&str],
-    excludes: &[&str],
     params: &[String],
     scratch: &Path,
 ) -> BTreeMap<String, String> {
+    let work = scratch.join("buf-work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    std::os::unix::fs::symlink(protos(), work.join("protos")).expect("symlink protos");
+    std::os::unix::fs::symlink(testdata().join("third_party"), work.join("third_party"))
+        .expect("symlink third_party");
+    std::fs::write(
+        work.join("buf.yaml"),
+        "version: v2\nmodules:\n  - path: protos\n  - path: third_party\n",
+    )
+    .expect("write buf.yaml");
     let out = scratch.join("buf-out");
     std::fs::create_dir_all(&out).expect("mkdir");
     let mut yaml = format!(
@@ -162,19 +180,13 @@ pub fn generate_with_buf(
             yaml.push_str(&format!("      - \"{p}\"\n"));
         }
     }
-    let template = scratch.join("buf.gen.yaml");
-    std::fs::write(&template, yaml).expect("write buf.gen.yaml");
+    std::fs::write(work.join("buf.gen.yaml"), yaml).expect("write buf.gen.yaml");
     let mut cmd = Command::new(slimrpc_testkit::buf());
-    cmd.arg("generate")
-        .arg(root)
-        .arg("--template")
-        .arg(&template)
+    cmd.current_dir(&work)
+        .args(["generate", "protos", "--template", "buf.gen.yaml"])
         .env("BUF_CACHE_DIR", scratch.join("buf-cache"));
     for p in paths {
-        cmd.arg("--path").arg(root.join(p));
-    }
-    for e in excludes {
-        cmd.arg("--exclude-path").arg(root.join(e));
+        cmd.arg("--path").arg(format!("protos/{p}"));
     }
     run(&mut cmd);
     read_tree(&out)
@@ -357,6 +369,7 @@ pub fn go_vet(
     }
     // Generated files, placed by their proto file's import path.
     let mut vet_packages = BTreeSet::new();
+    let mut placed = 0;
     for fd in &set.file {
         let Ok(out_name) = packages.output_name(fd.name(), protoc_gen_slimrpc_go::FILE_SUFFIX)
         else {
@@ -369,15 +382,12 @@ pub fn go_vet(
         let dir = dir_of(&pkg.import_path);
         std::fs::create_dir_all(&dir).expect("mkdir");
         std::fs::write(dir.join(path_base(&out_name)), content).expect("write generated");
+        placed += 1;
         vet_packages.insert(pkg.import_path.clone());
     }
     assert_eq!(
-        vet_packages.len(),
-        generated
-            .keys()
-            .map(|k| k.rsplit_once('/').map(|(d, _)| d).unwrap_or(""))
-            .collect::<BTreeSet<_>>()
-            .len(),
+        placed,
+        generated.len(),
         "every generated file must be placed for type-checking"
     );
     let main = ws.join("main");
