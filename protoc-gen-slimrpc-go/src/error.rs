@@ -37,6 +37,15 @@ pub enum GoError {
     /// `module=` is not a prefix of an output path.
     #[error("{file}: generated file does not match prefix {module:?}")]
     ModulePrefixMismatch { file: String, module: String },
+    /// Two declarations of one Go package would get the same identifier (for example rpcs
+    /// `get_thing` and `GetThing`, or a message named like a generated `XClient`).
+    #[error("Go package {import_path}: {first} and {second} would both be named {name}")]
+    NameCollision {
+        import_path: String,
+        name: String,
+        first: String,
+        second: String,
+    },
     /// The template engine failed (a bug, reported rather than panicking).
     #[error("rendering Go output for {file}: {message}")]
     Render { file: String, message: String },

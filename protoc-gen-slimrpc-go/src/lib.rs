@@ -116,6 +116,7 @@ impl Generator for GoGenerator {
             opts.paths,
             opts.module.clone(),
         )?;
+        check_names(model, &packages)?;
         let mut out = Vec::new();
         for file in &model.files {
             // Like protoc-gen-go-grpc: no services, no file.
@@ -134,4 +135,90 @@ impl Generator for GoGenerator {
 /// entry point a multi-language plugin calls after taking out its own `lang=` parameter.
 pub fn generate(request: &CodeGeneratorRequest) -> CodeGeneratorResponse {
     slimrpc_codegen::respond(request, &GoGenerator)
+}
+
+/// Fails when two declarations in one Go package would share an identifier: generated names
+/// of every service, the methods of each service, and the message and enum types that
+/// protoc-gen-go declares in the same package.
+fn check_names(model: &Model, packages: &PackageMap) -> Result<(), GoError> {
+    use naming::{go_camel_case, unexport};
+    use std::collections::BTreeMap;
+
+    // import path -> identifier -> what declares it
+    let mut declared: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut declare = |path: &str, name: String, what: String| -> Result<(), GoError> {
+        let names = declared.entry(path.to_string()).or_default();
+        match names.get(&name) {
+            Some(first) if *first != what => Err(GoError::NameCollision {
+                import_path: path.to_string(),
+                name,
+                first: first.clone(),
+                second: what,
+            }),
+            _ => {
+                names.insert(name, what);
+                Ok(())
+            }
+        }
+    };
+    let generated_paths: std::collections::BTreeSet<&str> = model
+        .files
+        .iter()
+        .filter(|f| !f.services.is_empty())
+        .filter_map(|f| packages.get(&f.name))
+        .map(|p| p.import_path.as_str())
+        .collect();
+    for t in model.index.iter_sorted() {
+        if let Some(pkg) = packages.get(&t.file)
+            && generated_paths.contains(pkg.import_path.as_str())
+        {
+            let kind = match t.kind {
+                slimrpc_codegen::TypeKind::Message => "message",
+                slimrpc_codegen::TypeKind::Enum => "enum",
+            };
+            declare(
+                &pkg.import_path,
+                go_camel_case(&t.relative_name()),
+                format!("{kind} {}", t.full_name),
+            )?;
+        }
+    }
+    for file in &model.files {
+        let Some(pkg) = packages.get(&file.name) else {
+            continue;
+        };
+        for svc in &file.services {
+            let go = go_camel_case(&svc.name);
+            let lower = unexport(&go);
+            let owner = format!("service {}", svc.full_name);
+            for name in [
+                format!("{go}_ServiceName"),
+                format!("{go}Client"),
+                format!("{lower}Client"),
+                format!("New{go}Client"),
+                format!("{go}GroupClient"),
+                format!("{lower}GroupClient"),
+                format!("New{go}GroupClient"),
+                format!("{go}Server"),
+                format!("Unimplemented{go}Server"),
+                format!("Unsafe{go}Server"),
+                format!("Register{go}Server"),
+                format!("_{go}_callOptions"),
+                format!("_{go}_toRpcError"),
+            ] {
+                declare(&pkg.import_path, name, owner.clone())?;
+            }
+            for m in &svc.methods {
+                let mgo = go_camel_case(&m.name);
+                let owner = format!("rpc {}.{}", svc.full_name, m.name);
+                declare(
+                    &pkg.import_path,
+                    format!("{go}_{mgo}_MethodName"),
+                    owner.clone(),
+                )?;
+                declare(&pkg.import_path, format!("_{go}_{mgo}_Handler"), owner)?;
+            }
+        }
+    }
+    Ok(())
 }

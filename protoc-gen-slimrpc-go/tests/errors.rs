@@ -170,6 +170,26 @@ fn files_of_one_go_package_with_different_names_are_reported() {
 }
 
 #[test]
+fn rpcs_with_the_same_go_name_are_reported() {
+    let mut f = good_file();
+    let mut twin = f.service[0].method[0].clone();
+    twin.name = Some("call".into());
+    f.service[0].method.push(twin);
+    let e = error_of(request(vec![f], ""));
+    assert!(e.contains("Demo_Call_MethodName"), "{e}");
+    assert!(e.contains("demo.v1.Demo.call"), "{e}");
+}
+
+#[test]
+fn message_named_like_a_generated_identifier_is_reported() {
+    let mut f = good_file();
+    f.message_type.push(message("DemoClient"));
+    let e = error_of(request(vec![f], ""));
+    assert!(e.contains("message demo.v1.DemoClient"), "{e}");
+    assert!(e.contains("service demo.v1.Demo"), "{e}");
+}
+
+#[test]
 fn legacy_empty_package_dot_needs_a_boolean() {
     let e = error_of(request(vec![good_file()], "legacy_empty_package_dot=maybe"));
     assert!(e.contains("legacy_empty_package_dot"), "{e}");

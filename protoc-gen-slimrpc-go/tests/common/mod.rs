@@ -233,8 +233,6 @@ pub fn go_cmd() -> Command {
     let tools = slimrpc_testkit::root().join(".tools");
     cmd.env("GOTOOLCHAIN", "local")
         .env("GOPROXY", "off")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GONOSUMDB", "*")
         .env("GOFLAGS", "-mod=mod");
     if std::env::var_os("GOCACHE").is_none() {
         cmd.env("GOCACHE", tools.join("go-cache"));
@@ -278,7 +276,7 @@ fn module_of(import_path: &str, runtime_module: &str) -> (String, String) {
 
 /// Stand-in for protoc-gen-go's output of one file: one empty struct per message (nested ones
 /// `Outer_Inner`) with a ProtoReflect method, in the right package.
-fn stand_in(package_name: &str, proto_package: &str, messages: &[DescriptorProto]) -> String {
+fn stand_in(package_name: &str, messages: &[DescriptorProto]) -> String {
     fn collect(prefix: &str, msgs: &[DescriptorProto], out: &mut Vec<String>) {
         for m in msgs {
             let rel = if prefix.is_empty() {
@@ -290,7 +288,6 @@ fn stand_in(package_name: &str, proto_package: &str, messages: &[DescriptorProto
             collect(&rel, &m.nested_type, out);
         }
     }
-    let _ = proto_package;
     let mut names = Vec::new();
     collect("", messages, &mut names);
     let mut s = format!(
@@ -363,7 +360,7 @@ pub fn go_vet(
         std::fs::create_dir_all(&dir).expect("mkdir");
         std::fs::write(
             dir.join(format!("{}.pb.go", stem.replace('/', "_"))),
-            stand_in(&pkg.name, fd.package(), &fd.message_type),
+            stand_in(&pkg.name, &fd.message_type),
         )
         .expect("write stand-in");
     }
