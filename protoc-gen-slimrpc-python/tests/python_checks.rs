@@ -160,3 +160,123 @@ fn example_programs_are_ruff_clean_and_pass_mypy_strict_with_generated_stubs() {
     let run = mypy.output().expect("run mypy");
     assert_ok("mypy --strict examples", &run);
 }
+
+#[test]
+fn relative_imports_mode_is_ruff_clean_and_imports_inside_a_package() {
+    let work = scratch("relative");
+    // The whole corpus: lint only (protoc's own _pb2 files import their deps absolutely,
+    // so a corpus with cross-file imports cannot live inside one package).
+    let out = work.join("gen");
+    std::fs::create_dir_all(&out).expect("mkdir gen");
+    let run = protoc(
+        &corpus_includes(),
+        &corpus_files(),
+        &out,
+        Some("imports=relative"),
+        false,
+    );
+    assert_ok("protoc imports=relative", &run);
+    let mut stubs = Vec::new();
+    walk(&out, &out, &mut stubs, "py");
+    let rel =
+        std::fs::read_to_string(out.join("cross/a/v1/uses_both_pb2_slimrpc.py")).expect("stub");
+    assert!(
+        rel.contains("from ...b.v1 import common_pb2 as cross_dot_b_dot_v1_dot_common__pb2"),
+        "{rel}"
+    );
+    assert!(
+        rel.contains("from ...c.v1 import common_pb2 as cross_dot_c_dot_v1_dot_common__pb2"),
+        "{rel}"
+    );
+    let wkt = std::fs::read_to_string(out.join("wkt/well_known_pb2_slimrpc.py")).expect("stub");
+    assert!(
+        wkt.contains("from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2")
+    );
+    let paths: Vec<String> = stubs.iter().map(|s| format!("gen/{s}")).collect();
+    let mut check = vec!["check", "--no-cache"];
+    check.extend(paths.iter().map(String::as_str));
+    assert_ok(
+        "ruff check (relative)",
+        &run_in(&work, &venv_bin("ruff"), &check),
+    );
+    let mut format = vec!["format", "--check", "--no-cache"];
+    format.extend(paths.iter().map(String::as_str));
+    assert_ok(
+        "ruff format (relative)",
+        &run_in(&work, &venv_bin("ruff"), &format),
+    );
+
+    // The example inside a package imports and exposes its stubs.
+    let pkg = work.join("app/protos");
+    std::fs::create_dir_all(&pkg).expect("mkdir package");
+    std::fs::write(work.join("app/__init__.py"), "").expect("init");
+    std::fs::write(pkg.join("__init__.py"), "").expect("init");
+    let run = protoc(
+        &[root().join("examples")],
+        &["example.proto".to_string()],
+        &pkg,
+        Some("imports=relative"),
+        true,
+    );
+    assert_ok("protoc example imports=relative", &run);
+    let stub = std::fs::read_to_string(pkg.join("example_pb2_slimrpc.py")).expect("stub");
+    assert!(
+        stub.contains("from . import example_pb2 as example__pb2"),
+        "{stub}"
+    );
+    let run = run_in(
+        &work,
+        &slimrpc_testkit::python(),
+        &[
+            "-c",
+            "from app.protos.example_pb2_slimrpc import TestGroupStub, TestStub, add_TestServicer_to_server; print('ok')",
+        ],
+    );
+    assert_ok("import app.protos.example_pb2_slimrpc", &run);
+}
+
+#[test]
+fn module_prefix_prefixes_absolute_imports_except_google() {
+    let out = scratch("prefix");
+    let run = protoc(
+        &corpus_includes(),
+        &[
+            "wkt/well_known.proto".into(),
+            "cross/a/v1/uses_both.proto".into(),
+        ],
+        &out,
+        Some("module_prefix=myapp.gen"),
+        false,
+    );
+    assert_ok("protoc module_prefix", &run);
+    let cross =
+        std::fs::read_to_string(out.join("cross/a/v1/uses_both_pb2_slimrpc.py")).expect("stub");
+    assert!(
+        cross.contains(
+            "from myapp.gen.cross.b.v1 import (\n    common_pb2 as myapp_dot_gen_dot_cross_dot_b_dot_v1_dot_common__pb2,\n)"
+        ),
+        "{cross}"
+    );
+    let wkt = std::fs::read_to_string(out.join("wkt/well_known_pb2_slimrpc.py")).expect("stub");
+    assert!(
+        wkt.contains("from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2"),
+        "{wkt}"
+    );
+    // Long prefixed imports are wrapped the way ruff's isort and formatter want them.
+    let files = [
+        "cross/a/v1/uses_both_pb2_slimrpc.py",
+        "wkt/well_known_pb2_slimrpc.py",
+    ];
+    let mut check = vec!["check", "--no-cache"];
+    check.extend(files);
+    assert_ok(
+        "ruff check (prefix)",
+        &run_in(&out, &venv_bin("ruff"), &check),
+    );
+    let mut format = vec!["format", "--check", "--no-cache"];
+    format.extend(files);
+    assert_ok(
+        "ruff format (prefix)",
+        &run_in(&out, &venv_bin("ruff"), &format),
+    );
+}
