@@ -25,10 +25,44 @@ async def requests(n: int) -> AsyncIterator[ExampleRequest]:
         yield ExampleRequest(example_integer=i, example_string=f"item {i}")
 
 
-async def amain(node: str, target: str) -> None:
+async def expect_unimplemented(stub: TestStub) -> None:
+    """Every rpc of a server without overrides must fail with UNIMPLEMENTED."""
+    request = ExampleRequest(example_integer=1, example_string="world")
+
+    async def unary_stream() -> None:
+        async for _ in stub.ExampleUnaryStream(request, timeout=TIMEOUT):
+            pass
+
+    async def stream_stream() -> None:
+        async for _ in stub.ExampleStreamStream(requests(2), timeout=TIMEOUT):
+            pass
+
+    calls = {
+        "UNARY_UNARY": stub.ExampleUnaryUnary(request, timeout=TIMEOUT),
+        "UNARY_STREAM": unary_stream(),
+        "STREAM_UNARY": stub.ExampleStreamUnary(requests(2), timeout=TIMEOUT),
+        "STREAM_STREAM": stream_stream(),
+    }
+    for shape, call in calls.items():
+        try:
+            await call
+        except slim_bindings.RpcError as e:
+            code = getattr(e, "code", None)
+            expect(code == slim_bindings.RpcCode.UNIMPLEMENTED, f"{shape}: {e!r}")
+            print(f"{shape} UNIMPLEMENTED", flush=True)
+        else:
+            raise SystemExit(f"CLIENT_FAILED: {shape} succeeded on a bare servicer")
+
+
+async def amain(node: str, target: str, *, unimplemented: bool) -> None:
     app, conn_id = await connect("client", node)
     channel = slim_bindings.Channel.new_with_connection(app, member(target), conn_id)
     stub = TestStub(channel)
+    if unimplemented:
+        await expect_unimplemented(stub)
+        await channel.close_async(None)
+        print("CLIENT_DONE", flush=True)
+        return
     request = ExampleRequest(example_integer=1, example_string="world")
 
     response = await stub.ExampleUnaryUnary(request, timeout=TIMEOUT)
@@ -67,8 +101,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--server", default=DEFAULT_NODE, help="SLIM node endpoint")
     parser.add_argument("--target", default="server1", help="server instance to call")
+    parser.add_argument(
+        "--expect-unimplemented",
+        action="store_true",
+        help="check that every rpc answers UNIMPLEMENTED (target started with --bare)",
+    )
     args = parser.parse_args()
-    asyncio.run(amain(args.server, args.target))
+    asyncio.run(
+        amain(args.server, args.target, unimplemented=args.expect_unimplemented)
+    )
 
 
 if __name__ == "__main__":

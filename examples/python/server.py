@@ -84,12 +84,14 @@ class TestService(TestServicer):
             )
 
 
-async def amain(instance: str, node: str, fail_on: str | None) -> None:
+async def amain(instance: str, node: str, fail_on: str | None, *, bare: bool) -> None:
     app, conn_id = await connect(instance, node)
     server = slim_bindings.Server.new_with_connection(
         app, slim_bindings.Name("agntcy", "grpc", instance), conn_id
     )
-    add_TestServicer_to_server(TestService(instance, fail_on), server)
+    # --bare serves the generated base class itself: every rpc answers UNIMPLEMENTED.
+    servicer = TestServicer() if bare else TestService(instance, fail_on)
+    add_TestServicer_to_server(servicer, server)
     print(f"SLIM_RPC_SERVER_READY {instance}", flush=True)
     await server.serve_async()
 
@@ -99,8 +101,11 @@ def main() -> None:
     parser.add_argument("--instance", default="server", help="third name component")
     parser.add_argument("--server", default=DEFAULT_NODE, help="SLIM node endpoint")
     parser.add_argument("--fail-on", default=None, help="fail requests with this text")
+    parser.add_argument(
+        "--bare", action="store_true", help="serve TestServicer without overrides"
+    )
     args = parser.parse_args()
-    asyncio.run(amain(args.instance, args.server, args.fail_on))
+    asyncio.run(amain(args.instance, args.server, args.fail_on, bare=args.bare))
 
 
 if __name__ == "__main__":

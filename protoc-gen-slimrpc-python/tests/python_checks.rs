@@ -280,3 +280,42 @@ fn module_prefix_prefixes_absolute_imports_except_google() {
         &run_in(&out, &venv_bin("ruff"), &format),
     );
 }
+
+#[test]
+fn deprecated_service_and_rpc_emit_deprecation_warnings_and_others_do_not() {
+    let out = scratch("deprecation");
+    let run = protoc(
+        &corpus_includes(),
+        &["basic/shapes.proto".into()],
+        &out,
+        None,
+        true,
+    );
+    assert_ok("protoc", &run);
+    // The channel is never reached: the warning comes first (the stub is given None).
+    let script = r#"
+import asyncio, warnings
+from basic import shapes_pb2_slimrpc as m
+
+def caught(fn):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        try:
+            fn()
+        except AttributeError:
+            pass  # None has no call_* methods
+    return [str(w.message) for w in seen if issubclass(w.category, DeprecationWarning)]
+
+assert caught(lambda: m.LegacyStub(None)) == ["service basic.v1.Legacy is deprecated"], caught(lambda: m.LegacyStub(None))
+assert caught(lambda: m.LegacyGroupStub(None)) == ["service basic.v1.Legacy is deprecated"]
+assert caught(lambda: m.ShapesStub(None)) == []
+stub = m.ShapesStub(None)
+got = caught(lambda: asyncio.run(stub.Bidi([]).__anext__()))
+assert got == ["basic.v1.Shapes/Bidi is deprecated"], got
+assert caught(lambda: asyncio.run(stub.Unary(None))) == []
+print("deprecation ok")
+"#;
+    let run = run_in(&out, &slimrpc_testkit::python(), &["-c", script]);
+    assert_ok("python deprecation script", &run);
+    assert!(String::from_utf8_lossy(&run.stdout).contains("deprecation ok"));
+}

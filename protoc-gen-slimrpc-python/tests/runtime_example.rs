@@ -1,7 +1,8 @@
 //! Runtime proof: stubs generated for `examples/example.proto` drive the example programs of
 //! `examples/python/` on the official slim-bindings 1.3.0 with its embedded SLIM node —
 //! four point-to-point shapes, four group shapes with every answer tagged by its member,
-//! and a member's error delivered as an item next to the other member's response.
+//! a member's error delivered as an item next to the other member's response, and
+//! UNIMPLEMENTED from a servicer that overrides nothing.
 
 mod common;
 
@@ -27,7 +28,8 @@ fn python_cmd(script: &str, gen_dir: &Path) -> Command {
 }
 
 #[test]
-fn generated_python_stubs_run_eight_shapes_and_keep_member_errors_on_slim_bindings_1_3() {
+fn generated_python_stubs_run_eight_shapes_answer_unimplemented_and_keep_member_errors_on_slim_bindings_1_3()
+ {
     let gen_dir = scratch("runtime-example");
     let run = protoc(
         &[root().join("examples")],
@@ -63,8 +65,19 @@ fn generated_python_stubs_run_eight_shapes_and_keep_member_errors_on_slim_bindin
             "boom",
         ]),
     );
+    let mut bare = Child::spawn(
+        "py-server-bare",
+        python_cmd("server.py", &gen_dir).args([
+            "--instance",
+            "bare",
+            "--server",
+            &endpoint,
+            "--bare",
+        ]),
+    );
     server1.wait_for("SLIM_RPC_SERVER_READY server1", LIVENESS);
     server2.wait_for("SLIM_RPC_SERVER_READY server2", LIVENESS);
+    bare.wait_for("SLIM_RPC_SERVER_READY bare", LIVENESS);
 
     // Point-to-point: the four shapes against server1 (the client checks every answer).
     let mut client = Child::spawn(
@@ -81,6 +94,31 @@ fn generated_python_stubs_run_eight_shapes_and_keep_member_errors_on_slim_bindin
         "CLIENT_DONE",
     ] {
         assert!(out.contains(line), "client output lacks {line:?}:\n{out}");
+    }
+
+    // The generated servicer base answers UNIMPLEMENTED for every shape.
+    let mut unimplemented = Child::spawn(
+        "py-client-unimplemented",
+        python_cmd("client.py", &gen_dir).args([
+            "--server",
+            &endpoint,
+            "--target",
+            "bare",
+            "--expect-unimplemented",
+        ]),
+    );
+    let (code, out) = unimplemented.wait_exit(LIVENESS);
+    assert_eq!(code, Some(0), "unimplemented client failed:\n{out}");
+    for shape in [
+        "UNARY_UNARY",
+        "UNARY_STREAM",
+        "STREAM_UNARY",
+        "STREAM_STREAM",
+    ] {
+        assert!(
+            out.contains(&format!("{shape} UNIMPLEMENTED")),
+            "{shape}:\n{out}"
+        );
     }
 
     // Group: the four shapes on both servers, then a request server2 refuses.
@@ -116,5 +154,5 @@ fn generated_python_stubs_run_eight_shapes_and_keep_member_errors_on_slim_bindin
         "server1's answer was lost next to server2's error:\n{out}"
     );
     assert!(out.contains("GROUP_CLIENT_DONE"), "{out}");
-    drop((server1, server2, node));
+    drop((server1, server2, bare, node));
 }
