@@ -319,3 +319,35 @@ print("deprecation ok")
     assert_ok("python deprecation script", &run);
     assert!(String::from_utf8_lossy(&run.stdout).contains("deprecation ok"));
 }
+
+#[test]
+fn legacy_empty_package_dot_names_package_less_services_with_a_leading_dot() {
+    let out = scratch("legacy-dot");
+    let plain = out.join("plain");
+    let legacy = out.join("legacy");
+    std::fs::create_dir_all(&plain).expect("mkdir");
+    std::fs::create_dir_all(&legacy).expect("mkdir");
+    let files = ["nopkg.proto".to_string(), "basic/shapes.proto".to_string()];
+    assert_ok(
+        "protoc",
+        &protoc(&corpus_includes(), &files, &plain, None, false),
+    );
+    assert_ok(
+        "protoc legacy",
+        &protoc(
+            &corpus_includes(),
+            &files,
+            &legacy,
+            Some("legacy_empty_package_dot=true"),
+            false,
+        ),
+    );
+    let read = |dir: &Path, f: &str| std::fs::read_to_string(dir.join(f)).expect("stub");
+    assert!(read(&plain, "nopkg_pb2_slimrpc.py").contains("BARE_SERVICE_NAME: Final = \"Bare\""));
+    assert!(read(&legacy, "nopkg_pb2_slimrpc.py").contains("BARE_SERVICE_NAME: Final = \".Bare\""));
+    // Files with a package are not affected.
+    assert_eq!(
+        read(&plain, "basic/shapes_pb2_slimrpc.py"),
+        read(&legacy, "basic/shapes_pb2_slimrpc.py")
+    );
+}
