@@ -1,6 +1,6 @@
-//! protoc-gen-slimrpc-go plugin entry point (not implemented yet).
+//! protoc-gen-slimrpc-go: reads a `CodeGeneratorRequest` on stdin, writes the response on
+//! stdout (see the library for parameters).
 
-fn main() {
-    eprintln!("protoc-gen-slimrpc-go: not implemented yet");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    slimrpc_codegen::plugin_main(&protoc_gen_slimrpc_go::GoGenerator)
 }

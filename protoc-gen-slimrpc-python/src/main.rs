@@ -1,6 +1,5 @@
-//! protoc-gen-slimrpc-python plugin entry point (not implemented yet).
+//! protoc-gen-slimrpc-python: reads a CodeGeneratorRequest on stdin, writes the response.
 
-fn main() {
-    eprintln!("protoc-gen-slimrpc-python: not implemented yet");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    slimrpc_codegen::plugin_main(&protoc_gen_slimrpc_python::PythonGenerator)
 }

@@ -1,0 +1,105 @@
+//! Golden files: the corpus generated through real protoc and through real `buf generate`
+//! must both equal `testdata/golden/python/`. `SLIMRPC_BLESS=1` (`cargo xtask golden`)
+//! rewrites the goldens from the protoc run.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn read_tree(dir: &Path) -> BTreeMap<String, String> {
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files, "py");
+    files
+        .into_iter()
+        .filter(|f| f.ends_with("_pb2_slimrpc.py"))
+        .map(|f| {
+            let text = std::fs::read_to_string(dir.join(&f)).expect("read generated file");
+            (f, text)
+        })
+        .collect()
+}
+
+fn compare(what: &str, generated: &BTreeMap<String, String>) {
+    let golden = read_tree(&golden_dir());
+    assert!(!generated.is_empty(), "{what}: nothing was generated");
+    let gen_names: Vec<_> = generated.keys().collect();
+    let golden_names: Vec<_> = golden.keys().collect();
+    assert_eq!(
+        gen_names, golden_names,
+        "{what}: generated file set differs from testdata/golden/python (run `cargo xtask golden`)"
+    );
+    for (name, text) in generated {
+        if golden[name] != *text {
+            let first = golden[name]
+                .lines()
+                .zip(text.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            panic!(
+                "{what}: {name} differs from its golden at line {} (run `cargo xtask golden` and review):\n golden:    {:?}\n generated: {:?}",
+                first + 1,
+                golden[name].lines().nth(first),
+                text.lines().nth(first)
+            );
+        }
+    }
+}
+
+fn bless(generated: &BTreeMap<String, String>) {
+    let dir = golden_dir();
+    let _ = std::fs::remove_dir_all(&dir);
+    for (name, text) in generated {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir golden");
+        std::fs::write(&p, text).expect("write golden");
+    }
+}
+
+#[test]
+fn golden_python_protoc_output_matches_goldens() {
+    let out = scratch("golden-protoc");
+    let run = protoc(&corpus_includes(), &corpus_files(), &out, None, false);
+    assert_ok("protoc", &run);
+    let generated = read_tree(&out);
+    if std::env::var_os("SLIMRPC_BLESS").is_some() {
+        bless(&generated);
+    }
+    compare("protoc", &generated);
+}
+
+#[test]
+fn golden_python_buf_generate_output_matches_goldens() {
+    let work = scratch("golden-buf");
+    // A buf v2 workspace over the corpus and its third-party imports.
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(protos_dir(), work.join("protos")).expect("symlink protos");
+        std::os::unix::fs::symlink(third_party_dir(), work.join("third_party"))
+            .expect("symlink third_party");
+    }
+    std::fs::write(
+        work.join("buf.yaml"),
+        "version: v2\nmodules:\n  - path: protos\n  - path: third_party\n",
+    )
+    .expect("write buf.yaml");
+    std::fs::write(
+        work.join("buf.gen.yaml"),
+        format!(
+            "version: v2\nplugins:\n  - local: {}\n    out: gen\n",
+            plugin().display()
+        ),
+    )
+    .expect("write buf.gen.yaml");
+    let run = Command::new(slimrpc_testkit::buf())
+        .current_dir(&work)
+        .env("BUF_CACHE_DIR", work.join(".cache"))
+        .args(["generate", "protos"])
+        .output()
+        .expect("run buf");
+    assert_ok("buf generate", &run);
+    compare("buf", &read_tree(&work.join("gen")));
+}

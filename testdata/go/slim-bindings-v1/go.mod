@@ -1,0 +1,7 @@
+// SHIM of github.com/agntcy/slim-bindings-go (v1.3 layout) for type-checking generated code
+// (see ../README.md).
+module github.com/agntcy/slim-bindings-go
+
+go 1.22
+
+require google.golang.org/protobuf v1.36.0
