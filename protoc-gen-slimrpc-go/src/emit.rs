@@ -105,11 +105,25 @@ pub fn render_file(
         .clone();
 
     let mut reserved: Vec<String> = TEMPLATE_LOCALS.iter().map(|s| s.to_string()).collect();
+    // Our own package-level names (an import named like one would clash with it).
     for svc in &file.services {
         let go = go_camel_case(&svc.name);
         let lower = unexport(&go);
-        reserved.push(format!("{lower}Client"));
-        reserved.push(format!("{lower}GroupClient"));
+        for name in [
+            format!("{go}_ServiceName"),
+            format!("{go}Client"),
+            format!("{lower}Client"),
+            format!("New{go}Client"),
+            format!("{go}GroupClient"),
+            format!("{lower}GroupClient"),
+            format!("New{go}GroupClient"),
+            format!("{go}Server"),
+            format!("Unimplemented{go}Server"),
+            format!("Unsafe{go}Server"),
+            format!("Register{go}Server"),
+        ] {
+            reserved.push(name);
+        }
     }
     // Message names of our own package are package-level identifiers too.
     let mut own_messages: Vec<String> = model
