@@ -332,7 +332,13 @@ fn deprecation() -> Vec<String> {
 fn proto_comment_lines(c: &Comments) -> Vec<String> {
     c.doc_lines()
         .iter()
-        .map(|l| l.trim())
+        .map(|l| {
+            // Control characters (a stray `\r`, form feeds) have no business in Go source.
+            l.chars()
+                .map(|ch| if ch.is_control() { ' ' } else { ch })
+                .collect::<String>()
+        })
+        .map(|l| l.trim().to_string())
         .filter(|l| !l.is_empty())
         .map(|l| format!("// {l}"))
         .collect()
@@ -364,13 +370,18 @@ mod tests {
     #[test]
     fn comments_become_one_unindented_paragraph() {
         let c = Comments {
-            leading: Some(" Says hello.\n\n   indented code\n".into()),
+            leading: Some(" Says hello.\n\n   indented code\n\tform\x0cfeed\r\n".into()),
             trailing: Some(" trailing\n".into()),
             leading_detached: vec![],
         };
         assert_eq!(
             proto_comment_lines(&c),
-            vec!["// Says hello.", "// indented code", "// trailing"]
+            vec![
+                "// Says hello.",
+                "// indented code",
+                "// form feed",
+                "// trailing"
+            ]
         );
     }
 
