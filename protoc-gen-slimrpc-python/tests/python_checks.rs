@@ -119,3 +119,44 @@ fn generated_python_imports_under_official_slim_bindings_1_3_0() {
         "{stdout}"
     );
 }
+
+#[test]
+fn example_programs_are_ruff_clean_and_pass_mypy_strict_with_generated_stubs() {
+    let out = scratch("examples-check");
+    let run = protoc(
+        &[root().join("examples")],
+        &["example.proto".to_string()],
+        &out,
+        None,
+        true,
+    );
+    assert_ok("protoc (example.proto)", &run);
+    let examples = root().join("examples/python");
+    let mut scripts = Vec::new();
+    walk(&examples, &examples, &mut scripts, "py");
+    scripts.sort();
+    assert!(scripts.len() >= 4, "{scripts:?}");
+    let paths: Vec<String> = scripts
+        .iter()
+        .map(|s| examples.join(s).display().to_string())
+        .collect();
+    let mut check = vec!["check", "--no-cache"];
+    check.extend(paths.iter().map(String::as_str));
+    assert_ok(
+        "ruff check examples",
+        &run_in(&root(), &venv_bin("ruff"), &check),
+    );
+    let mut format = vec!["format", "--check", "--no-cache"];
+    format.extend(paths.iter().map(String::as_str));
+    assert_ok(
+        "ruff format examples",
+        &run_in(&root(), &venv_bin("ruff"), &format),
+    );
+    let mut mypy = Command::new(venv_bin("mypy"));
+    mypy.current_dir(&out)
+        .env("MYPYPATH", &examples)
+        .args(["--strict", "--cache-dir", ".mypy_cache"])
+        .args(&paths);
+    let run = mypy.output().expect("run mypy");
+    assert_ok("mypy --strict examples", &run);
+}

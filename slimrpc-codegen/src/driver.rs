@@ -116,6 +116,12 @@ pub fn try_generate(
     let params = Parameters::parse(request.parameter(), generator.parameter_keys())?;
     let model = Model::build(request)?;
     let mut files = generator.generate(&model, &params)?;
+    if let Some(bad) = files.iter().find(|f| !is_safe_output_name(&f.name)) {
+        return Err(CodegenError::Generator(format!(
+            "refusing to write `{}`: output names must be relative paths without `.` or `..` parts",
+            bad.name
+        )));
+    }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     if let Some(w) = files.windows(2).find(|w| w[0].name == w[1].name) {
         return Err(CodegenError::Generator(format!(
@@ -124,6 +130,16 @@ pub fn try_generate(
         )));
     }
     Ok(files)
+}
+
+/// What protoc accepts as an output file name: relative, `/`-separated, no empty, `.` or
+/// `..` component.
+pub fn is_safe_output_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains('\\')
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
 }
 
 /// Bytes in → bytes out: decode, [`respond`], encode. Err only for undecodable input.

@@ -193,3 +193,17 @@ fn unknown_parameter_goes_into_response_error() {
 fn garbage_bytes_are_a_decode_error_not_a_panic() {
     assert!(run_plugin(&[0xff, 0xff, 0xff, 0xff, 0x0f], &Echo).is_err());
 }
+
+#[test]
+fn output_names_escaping_the_output_directory_are_refused() {
+    use slimrpc_codegen::driver::is_safe_output_name;
+    assert!(is_safe_output_name("a/b_pb2_slimrpc.py"));
+    for bad in ["", "/abs.py", "a/../b.py", "./a.py", "a//b.py", "a\\b.py"] {
+        assert!(!is_safe_output_name(bad), "{bad:?}");
+    }
+    let mut r = request(vec![], None);
+    r.proto_file[1].name = Some("../escape.proto".into());
+    r.file_to_generate = vec!["../escape.proto".into()];
+    let e = respond(&r, &Echo).error.unwrap();
+    assert!(e.contains("refusing to write `../escape."), "{e}");
+}
