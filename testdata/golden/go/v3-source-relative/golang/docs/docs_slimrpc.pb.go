@@ -28,7 +28,8 @@ const Docs_Link_MethodName = "Link"
 const Docs_Heading_MethodName = "Heading"
 
 // DocsClient is the client API for the Docs service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // # Not a heading
 // [spec]: https://example.com/spec
 // tab-indented code
@@ -166,7 +167,9 @@ func (c *docsGroupClient) Heading(ctx context.Context, in *Note) (slim_rpc.Multi
 
 // DocsServer is the server API for the Docs service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedDocsServer for forward compatibility.
+// UnimplementedDocsServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // # Not a heading
 // [spec]: https://example.com/spec
 // tab-indented code
