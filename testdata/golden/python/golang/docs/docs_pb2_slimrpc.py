@@ -7,14 +7,13 @@ Per service ``X``:
 * ``XStub(channel)``: point-to-point client, one async method per rpc.
 * ``XGroupStub(channel)``: group client for a channel made with
   ``slim_bindings.Channel.new_group*``. Every method is an async generator of
-  ``(source, result)`` pairs, one per member answer: ``source`` is the SLIM
-  name (text) of the member that answered; ``result`` is its decoded response
-  or, when that member failed, its ``slim_bindings.RpcError`` (the
-  ``MulticastRpc`` variant, with ``origin``, ``code`` and ``message``). A
-  member's error is an item, never the end of the call: the other members'
-  responses keep arriving. Errors not tied to one member (transport, deadline,
-  group session closed) are raised.
-  Items are typed ``GroupResult[Response]``.
+  ``(source, result)`` pairs (``GroupResult[Response]``), one per member
+  answer: ``source`` is the SLIM name (text) of the member that answered;
+  ``result`` is its decoded response or, when that member failed, its
+  ``slim_bindings.RpcError`` (the ``MulticastRpc`` variant, with ``origin``,
+  ``code`` and ``message``). A member's error is an item, never the end of the
+  call: the other members' responses keep arriving. Errors not tied to one
+  member (transport, deadline, group session closed) are raised.
 * ``XServicer``: async server base class; methods not overridden answer
   ``UNIMPLEMENTED``.
 * ``add_XServicer_to_server(servicer, server)``: registers the handlers on a
