@@ -33,7 +33,9 @@ fn node_serves_the_documented_config_and_exits_zero_on_sigterm() {
     );
     let mut node = Child::spawn(
         "slim-sigterm",
-        Command::new(env!("CARGO_BIN_EXE_slim")).arg("--config").arg(&cfg),
+        Command::new(env!("CARGO_BIN_EXE_slim"))
+            .arg("--config")
+            .arg(&cfg),
     );
     node.wait_for(&format!("slim node listening on 127.0.0.1:{port}"), LIMIT);
     signal(&node, "-TERM");
@@ -61,7 +63,9 @@ fn broken_config_is_refused_with_a_clear_message() {
     let cfg = write_config("broken", "services: { slim/0: { dataplane: { servers: [ {");
     let mut node = Child::spawn(
         "slim-broken",
-        Command::new(env!("CARGO_BIN_EXE_slim")).arg("--config").arg(&cfg),
+        Command::new(env!("CARGO_BIN_EXE_slim"))
+            .arg("--config")
+            .arg(&cfg),
     );
     let (code, out) = node.wait_exit(LIMIT);
     assert_eq!(code, Some(2), "{out}");

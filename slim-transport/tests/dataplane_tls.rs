@@ -37,17 +37,86 @@ fn make_certs() -> PathBuf {
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
     )
     .expect("ext");
-    openssl(&dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key"]);
     openssl(
         &dir,
-        &["req", "-x509", "-new", "-key", "ca.key", "-sha256", "-days", "2", "-subj", "/CN=slim test CA", "-out", "ca.pem"],
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "ca.key",
+        ],
     );
-    openssl(&dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "leaf.key"]);
-    openssl(&dir, &["pkcs8", "-topk8", "-nocrypt", "-in", "leaf.key", "-out", "key.pem"]);
-    openssl(&dir, &["req", "-new", "-key", "key.pem", "-subj", "/CN=localhost", "-out", "leaf.csr"]);
     openssl(
         &dir,
-        &["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-sha256", "-extfile", "leaf.ext", "-out", "cert.pem"],
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-sha256",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=slim test CA",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "leaf.key",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "pkcs8", "-topk8", "-nocrypt", "-in", "leaf.key", "-out", "key.pem",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "key.pem",
+            "-subj",
+            "/CN=localhost",
+            "-out",
+            "leaf.csr",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-sha256",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "cert.pem",
+        ],
     );
     dir
 }
@@ -55,7 +124,12 @@ fn make_certs() -> PathBuf {
 fn node(label: &str, cfg_body: String, dir: &Path) -> Child {
     let cfg = dir.join(format!("{label}.yaml"));
     std::fs::write(&cfg, cfg_body).expect("config");
-    let mut n = Child::spawn(label, Command::new(env!("CARGO_BIN_EXE_slim")).arg("--config").arg(&cfg));
+    let mut n = Child::spawn(
+        label,
+        Command::new(env!("CARGO_BIN_EXE_slim"))
+            .arg("--config")
+            .arg(&cfg),
+    );
     n.wait_for("slim node listening on", LIMIT);
     n
 }
@@ -85,7 +159,10 @@ async fn nodes_and_services_route_over_tls_links() {
 
     // dave: plain link to B; carol: TLS link to A.
     let dave_side = Service::new();
-    let to_b = dave_side.connect(&format!("127.0.0.1:{port_b}")).await.unwrap();
+    let to_b = dave_side
+        .connect(&format!("127.0.0.1:{port_b}"))
+        .await
+        .unwrap();
     let carol_side = Service::new();
     let ca = std::fs::read_to_string(dir.join("ca.pem")).unwrap();
     let ep = Endpoint::from_shared(format!("https://localhost:{port_a}"))
@@ -99,7 +176,11 @@ async fn nodes_and_services_route_over_tls_links() {
     let dave = name("org/ns/dave/4");
     let carol = name("org/ns/carol/3");
     subscribe_acked(&mut dave_app, subscribe(&dave, &dave, 1, None, Some(to_b))).await;
-    subscribe_acked(&mut carol_app, subscribe(&carol, &dave, 2, Some(to_a), None)).await;
+    subscribe_acked(
+        &mut carol_app,
+        subscribe(&carol, &dave, 2, Some(to_a), None),
+    )
+    .await;
     // B announces dave to A over TLS; retry until that has happened.
     let start = Instant::now();
     let got = loop {
