@@ -186,3 +186,33 @@ async fn multicast_fanout_reaches_every_subscriber_across_a_link() {
     node_a.shutdown().await;
     node_b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_unsubscribe_is_acked_with_the_peers_refusal() {
+    let node_b = Service::new();
+    let addr = node_b.run_server(localhost()).await.unwrap();
+    let node_a = Service::new();
+    let link = node_a.connect(&addr.to_string()).await.unwrap();
+    // Only a negotiated >= 1.2.0 peer is waited for.
+    eventually("link negotiated", || node_a.peer_version(link).is_some()).await;
+    let mut app = node_a.local_connection();
+    let me = name("org/ns/me/1");
+    // Known locally (so the local removal succeeds) but never forwarded:
+    // node B refuses the forwarded unsubscribe, and the app learns it only
+    // through the remote ack.
+    subscribe_acked(&mut app, subscribe(&me, &me, 5, None, None)).await;
+    let ack = ack_for(&mut app, unsubscribe(&me, &me, 5, Some(link)), 5).await;
+    assert!(!ack.success);
+    assert!(
+        ack.error
+            .starts_with("remote subscription ack returned error"),
+        "{}",
+        ack.error
+    );
+    // A forwarded subscribe the peer accepts is acked with success.
+    let ack = ack_for(&mut app, subscribe(&me, &me, 6, None, Some(link)), 6).await;
+    assert!(ack.success, "{}", ack.error);
+    assert_eq!(node_b.subscribers(&me).len(), 1);
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+}
