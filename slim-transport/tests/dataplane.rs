@@ -59,6 +59,7 @@ async fn dropping_a_link_removes_the_routes_learned_on_it() {
     let addr = node_b.run_server(localhost()).await.unwrap();
     let node_a = Service::new();
     let link = node_a.connect(&addr.to_string()).await.unwrap();
+    negotiated(&node_a, link).await;
     let mut app_a = node_a.local_connection();
     let mut app_b = node_b.local_connection();
     let alice = name("org/ns/alice/a1");
@@ -96,6 +97,8 @@ async fn three_nodes_in_a_chain_route_with_explicit_routes_only() {
     let b_to_c = node_b.connect(&addr_c.to_string()).await.unwrap();
     let node_a = Service::new();
     let a_to_b = node_a.connect(&addr_b.to_string()).await.unwrap();
+    negotiated(&node_b, b_to_c).await;
+    negotiated(&node_a, a_to_b).await;
 
     let mut alice_app = node_a.local_connection();
     let mut ctl_b = node_b.local_connection();
@@ -164,6 +167,7 @@ async fn multicast_fanout_reaches_every_subscriber_across_a_link() {
     let addr = node_b.run_server(localhost()).await.unwrap();
     let node_a = Service::new();
     let link = node_a.connect(&addr.to_string()).await.unwrap();
+    negotiated(&node_a, link).await;
     let chan = name("org/ns/chan");
     let mut m1 = node_b.local_connection();
     let mut m2 = node_b.local_connection();
@@ -194,7 +198,7 @@ async fn forwarded_unsubscribe_is_acked_with_the_peers_refusal() {
     let node_a = Service::new();
     let link = node_a.connect(&addr.to_string()).await.unwrap();
     // Only a negotiated >= 1.2.0 peer is waited for.
-    eventually("link negotiated", || node_a.peer_version(link).is_some()).await;
+    negotiated(&node_a, link).await;
     let mut app = node_a.local_connection();
     let me = name("org/ns/me/1");
     // Known locally (so the local removal succeeds) but never forwarded:

@@ -169,6 +169,13 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until link `conn` of `svc` finished link negotiation; from then
+/// on subscriptions forwarded on it are acked only after the peer's ack, so
+/// the peer's table is known to hold them.
+pub async fn negotiated(svc: &slim_transport::service::Service, conn: ConnId) {
+    eventually("link negotiation", || svc.peer_version(conn).is_some()).await;
+}
+
 pub fn localhost() -> std::net::SocketAddr {
     "127.0.0.1:0".parse().expect("addr")
 }
