@@ -220,3 +220,29 @@ async fn forwarded_unsubscribe_is_acked_with_the_peers_refusal() {
     node_a.shutdown().await;
     node_b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_reports_unreachable_and_malformed_endpoints() {
+    let svc = Service::new();
+    let port = slimrpc_testkit::free_port();
+    let err = svc.connect(&format!("127.0.0.1:{port}")).await.unwrap_err();
+    assert!(
+        matches!(err, slim_transport::service::TransportError::Connect { .. }),
+        "{err}"
+    );
+    let err = svc.connect("http://bad host:1").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            slim_transport::service::TransportError::InvalidEndpoint { .. }
+        ),
+        "{err}"
+    );
+    // Failed attempts leave no connection behind.
+    assert!(svc.connections().is_empty());
+    svc.shutdown().await;
+    assert!(matches!(
+        svc.connect(&format!("127.0.0.1:{port}")).await,
+        Err(slim_transport::service::TransportError::Shutdown)
+    ));
+}
