@@ -59,6 +59,7 @@ async fn dropping_a_link_removes_the_routes_learned_on_it() {
     let addr = node_b.run_server(localhost()).await.unwrap();
     let node_a = Service::new();
     let link = node_a.connect(&addr.to_string()).await.unwrap();
+    negotiated(&node_a, link).await;
     let mut app_a = node_a.local_connection();
     let mut app_b = node_b.local_connection();
     let alice = name("org/ns/alice/a1");
@@ -96,6 +97,8 @@ async fn three_nodes_in_a_chain_route_with_explicit_routes_only() {
     let b_to_c = node_b.connect(&addr_c.to_string()).await.unwrap();
     let node_a = Service::new();
     let a_to_b = node_a.connect(&addr_b.to_string()).await.unwrap();
+    negotiated(&node_b, b_to_c).await;
+    negotiated(&node_a, a_to_b).await;
 
     let mut alice_app = node_a.local_connection();
     let mut ctl_b = node_b.local_connection();
@@ -164,6 +167,7 @@ async fn multicast_fanout_reaches_every_subscriber_across_a_link() {
     let addr = node_b.run_server(localhost()).await.unwrap();
     let node_a = Service::new();
     let link = node_a.connect(&addr.to_string()).await.unwrap();
+    negotiated(&node_a, link).await;
     let chan = name("org/ns/chan");
     let mut m1 = node_b.local_connection();
     let mut m2 = node_b.local_connection();
@@ -185,4 +189,60 @@ async fn multicast_fanout_reaches_every_subscriber_across_a_link() {
 
     node_a.shutdown().await;
     node_b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_unsubscribe_is_acked_with_the_peers_refusal() {
+    let node_b = Service::new();
+    let addr = node_b.run_server(localhost()).await.unwrap();
+    let node_a = Service::new();
+    let link = node_a.connect(&addr.to_string()).await.unwrap();
+    // Only a negotiated >= 1.2.0 peer is waited for.
+    negotiated(&node_a, link).await;
+    let mut app = node_a.local_connection();
+    let me = name("org/ns/me/1");
+    // Known locally (so the local removal succeeds) but never forwarded:
+    // node B refuses the forwarded unsubscribe, and the app learns it only
+    // through the remote ack.
+    subscribe_acked(&mut app, subscribe(&me, &me, 5, None, None)).await;
+    let ack = ack_for(&mut app, unsubscribe(&me, &me, 5, Some(link)), 5).await;
+    assert!(!ack.success);
+    assert!(
+        ack.error
+            .starts_with("remote subscription ack returned error"),
+        "{}",
+        ack.error
+    );
+    // A forwarded subscribe the peer accepts is acked with success.
+    let ack = ack_for(&mut app, subscribe(&me, &me, 6, None, Some(link)), 6).await;
+    assert!(ack.success, "{}", ack.error);
+    assert_eq!(node_b.subscribers(&me).len(), 1);
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_reports_unreachable_and_malformed_endpoints() {
+    let svc = Service::new();
+    let port = slimrpc_testkit::free_port();
+    let err = svc.connect(&format!("127.0.0.1:{port}")).await.unwrap_err();
+    assert!(
+        matches!(err, slim_transport::service::TransportError::Connect { .. }),
+        "{err}"
+    );
+    let err = svc.connect("http://bad host:1").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            slim_transport::service::TransportError::InvalidEndpoint { .. }
+        ),
+        "{err}"
+    );
+    // Failed attempts leave no connection behind.
+    assert!(svc.connections().is_empty());
+    svc.shutdown().await;
+    assert!(matches!(
+        svc.connect(&format!("127.0.0.1:{port}")).await,
+        Err(slim_transport::service::TransportError::Shutdown)
+    ));
 }

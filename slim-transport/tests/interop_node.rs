@@ -15,6 +15,17 @@ fn node(label: &str, args: &[&str]) -> Child {
     n
 }
 
+fn official_node(label: &str, listen: &str) -> Child {
+    let mut n = Child::spawn(
+        label,
+        Command::new(venv_script("slim-bindings-server"))
+            .args(["--slim", listen])
+            .env("PYTHONUNBUFFERED", "1"),
+    );
+    n.wait_for("Slim server started on", LIMIT);
+    n
+}
+
 fn rpc_server(instance: &str, endpoint: &str) -> Child {
     let mut s = Child::spawn(
         &format!("rpc-server-{instance}"),
@@ -88,6 +99,37 @@ fn official_slimrpc_examples_run_through_our_node() {
     p2p_and_group_clients(&endpoint);
 }
 
+fn upstream_node_config(port: u16, upstream: &str) -> std::path::PathBuf {
+    let config =
+        std::env::temp_dir().join(format!("slim-interop-b-{}-{port}.yaml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            "tracing:\n  log_level: info\nruntime:\n  drain_timeout: 2s\nservices:\n  slim/0:\n    dataplane:\n      servers:\n        - endpoint: \"127.0.0.1:{port}\"\n          tls:\n            insecure: true\n      clients:\n        - endpoint: \"{upstream}\"\n          tls:\n            insecure: true\n          upstream: true\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn official_apps_on_our_node_reach_servers_on_an_official_node_via_upstream_link() {
+    // The official embedded node (slim-bindings-server) hosts the servers;
+    // our node links to it as upstream and hosts the clients.
+    let listen_o = format!("127.0.0.1:{}", free_port());
+    let _official = official_node("official-node", &listen_o);
+    let port_b = free_port();
+    let config = upstream_node_config(port_b, &format!("http://{listen_o}"));
+    let mut node_b = node("slim-interop-ob", &["--config", config.to_str().unwrap()]);
+    node_b.wait_for("slim node linked to", LIMIT);
+    let endpoint_o = format!("http://{listen_o}");
+    let _s = rpc_server("server", &endpoint_o);
+    let _s1 = rpc_server("server1", &endpoint_o);
+    let _s2 = rpc_server("server2", &endpoint_o);
+    p2p_and_group_clients(&format!("http://127.0.0.1:{port_b}"));
+    let _ = std::fs::remove_file(&config);
+}
+
 #[test]
 fn official_slimrpc_examples_run_across_two_linked_nodes() {
     // Node A: plain. Node B: links to A as its upstream (config `clients:`).
@@ -96,17 +138,7 @@ fn official_slimrpc_examples_run_across_two_linked_nodes() {
     let port_b = free_port();
     let listen_a = format!("127.0.0.1:{port_a}");
     let _node_a = node("slim-interop-a", &["--endpoint", &listen_a]);
-    let config = std::env::temp_dir().join(format!(
-        "slim-interop-b-{}-{port_b}.yaml",
-        std::process::id()
-    ));
-    std::fs::write(
-        &config,
-        format!(
-            "tracing:\n  log_level: info\nruntime:\n  drain_timeout: 2s\nservices:\n  slim/0:\n    dataplane:\n      servers:\n        - endpoint: \"127.0.0.1:{port_b}\"\n          tls:\n            insecure: true\n      clients:\n        - endpoint: \"http://{listen_a}\"\n          tls:\n            insecure: true\n          upstream: true\n"
-        ),
-    )
-    .unwrap();
+    let config = upstream_node_config(port_b, &format!("http://{listen_a}"));
     let mut node_b = node("slim-interop-b", &["--config", config.to_str().unwrap()]);
     node_b.wait_for("slim node linked to", LIMIT);
 

@@ -12,8 +12,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use slim_transport::config::{ClientConfig, Config};
+use slim_transport::config::{ClientConfig, Config, TlsConfig};
 use slim_transport::service::Service;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
 use tracing::{error, info, warn};
 
 #[derive(Parser, Debug)]
@@ -95,27 +96,21 @@ async fn run(config: Config) -> Result<(), String> {
     for (name, svc) in &config.services {
         info!(service = %name, "starting service");
         for s in &svc.dataplane.servers {
-            if s.tls.wants_tls() {
-                return Err(format!(
-                    "server {}: TLS (cert_file/key_file) is not supported by this build; use `tls: {{ insecure: true }}`",
-                    s.endpoint
-                ));
-            }
+            let builder =
+                server_builder(&s.tls).map_err(|e| format!("server {}: {e}", s.endpoint))?;
             let addr = resolve(&s.endpoint).await?;
-            let bound = service.run_server(addr).await.map_err(|e| e.to_string())?;
+            let bound = service
+                .run_server_with(addr, builder)
+                .await
+                .map_err(|e| e.to_string())?;
             // Tests and scripts wait for this exact line.
             println!("slim node listening on {bound}");
         }
         for c in &svc.dataplane.clients {
-            if c.tls.wants_tls() {
-                return Err(format!(
-                    "client {}: TLS (ca_file/cert_file) is not supported by this build; use `tls: {{ insecure: true }}`",
-                    c.endpoint
-                ));
-            }
+            let ep = client_endpoint(c).map_err(|e| format!("client {}: {e}", c.endpoint))?;
             let svc = service.clone();
             let c = c.clone();
-            links.push(tokio::spawn(async move { keep_linking(svc, c).await }));
+            links.push(tokio::spawn(async move { keep_linking(svc, c, ep).await }));
         }
     }
     shutdown_signal().await;
@@ -135,14 +130,10 @@ async fn run(config: Config) -> Result<(), String> {
 
 /// Opens a configured outgoing link, retrying until the peer is up (the
 /// link itself then reconnects on loss).
-async fn keep_linking(service: Service, c: ClientConfig) {
+async fn keep_linking(service: Service, c: ClientConfig, ep: Endpoint) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let r = if c.upstream {
-            service.connect_upstream(&c.endpoint).await
-        } else {
-            service.connect(&c.endpoint).await
-        };
+        let r = service.connect_endpoint(ep.clone(), c.upstream).await;
         match r {
             Ok(conn) => {
                 println!("slim node linked to {} (connection {conn})", c.endpoint);
@@ -156,6 +147,55 @@ async fn keep_linking(service: Service, c: ClientConfig) {
             }
         }
     }
+}
+
+fn read_pem(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// A tonic server builder with this entry's TLS identity (and client CA
+/// for mutual TLS), or a plain one for `insecure: true`.
+fn server_builder(tls: &TlsConfig) -> Result<Server, String> {
+    let builder = Server::builder();
+    if !tls.wants_tls() {
+        return Ok(builder);
+    }
+    let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) else {
+        return Err("TLS needs both cert_file and key_file".into());
+    };
+    let mut cfg =
+        ServerTlsConfig::new().identity(Identity::from_pem(read_pem(cert)?, read_pem(key)?));
+    if let Some(ca) = &tls.ca_file {
+        cfg = cfg.client_ca_root(Certificate::from_pem(read_pem(ca)?));
+    }
+    builder.tls_config(cfg).map_err(|e| format!("TLS: {e}"))
+}
+
+/// The tonic endpoint of an outgoing link (`https` and a CA when TLS).
+fn client_endpoint(c: &ClientConfig) -> Result<Endpoint, String> {
+    let tls = c.tls.wants_tls();
+    let uri = if c.endpoint.contains("://") {
+        c.endpoint.clone()
+    } else if tls {
+        format!("https://{}", c.endpoint)
+    } else {
+        format!("http://{}", c.endpoint)
+    };
+    let ep = Endpoint::from_shared(uri)
+        .map_err(|e| format!("invalid endpoint: {e}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10));
+    if !tls {
+        return Ok(ep);
+    }
+    let mut cfg = ClientTlsConfig::new();
+    if let Some(ca) = &c.tls.ca_file {
+        cfg = cfg.ca_certificate(Certificate::from_pem(read_pem(ca)?));
+    }
+    if let (Some(cert), Some(key)) = (&c.tls.cert_file, &c.tls.key_file) {
+        cfg = cfg.identity(Identity::from_pem(read_pem(cert)?, read_pem(key)?));
+    }
+    ep.tls_config(cfg).map_err(|e| format!("TLS: {e}"))
 }
 
 async fn shutdown_signal() {

@@ -46,6 +46,38 @@ pub fn subscribe(
     }
 }
 
+/// Unsubscribe `dst` (forwarded on `forward_to`).
+pub fn unsubscribe(src: &Name, dst: &Name, id: u64, forward_to: Option<ConnId>) -> wire::Message {
+    let mut h = header(src, dst, 1);
+    h.forward_to = forward_to;
+    wire::Message {
+        metadata: Default::default(),
+        message_type: Some(MessageType::Unsubscribe(wire::Unsubscribe {
+            header: Some(h),
+            subscription_id: id,
+        })),
+    }
+}
+
+/// Sends a message and returns the SubscriptionAck carrying `id`.
+pub async fn ack_for(
+    app: &mut LocalConnection,
+    msg: wire::Message,
+    id: u64,
+) -> wire::SubscriptionAck {
+    app.tx.send(msg).await.expect("forwarder alive");
+    loop {
+        if let Ok(wire::Message {
+            message_type: Some(MessageType::SubscriptionAck(a)),
+            ..
+        }) = next(app).await
+            && a.subscription_id == id
+        {
+            return a;
+        }
+    }
+}
+
 pub fn publish(src: &Name, dst: &Name, fanout: u32, payload: &[u8]) -> wire::Message {
     wire::Message {
         metadata: [("k".to_string(), "v".to_string())].into(),
@@ -135,6 +167,13 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(start.elapsed() < LIMIT, "liveness bound passed: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until link `conn` of `svc` finished link negotiation; from then
+/// on subscriptions forwarded on it are acked only after the peer's ack, so
+/// the peer's table is known to hold them.
+pub async fn negotiated(svc: &slim_transport::service::Service, conn: ConnId) {
+    eventually("link negotiation", || svc.peer_version(conn).is_some()).await;
 }
 
 pub fn localhost() -> std::net::SocketAddr {
