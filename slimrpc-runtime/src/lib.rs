@@ -1,13 +1,38 @@
-//! slimrpc: the SlimRPC protocol (point-to-point and Group RPC) over
-//! slim-transport sessions.
+//! slimrpc: the SlimRPC protocol (point-to-point and Group RPC) over SLIM
+//! sessions, and the typed API generated code calls.
 //!
-//! Not implemented yet: see the runtime issue.
+//! * Client: [`Channel::new`]`(app, members)` — one member is a point-to-point
+//!   channel, several a group channel — then `unary`, `unary_stream`,
+//!   `stream_unary`, `stream_stream` and their `group_*` versions, each with
+//!   [`CallOptions`].
+//! * Server: [`Server::new`]`(app, base_name)`, `register_*` per method
+//!   (keyed `package.Service/Method`), then [`Server::start`].
+//! * The session layer is reached through the small traits in [`transport`].
+//!
+//! Wire behaviour follows SLIM v1.3 (`agntcy-slim-bindings` 1.3.0): see
+//! [`metadata`] for the frames.
+
+pub mod channel;
+pub mod code;
+pub mod context;
+pub mod dispatcher;
+pub mod error;
+pub mod metadata;
+pub mod server;
+pub mod tracker;
+pub mod transport;
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn crate_links_against_the_transport() {
-        let n = slim_transport::Name::new("agntcy", "grpc", "server");
-        assert!(n.has_null_id());
-    }
-}
+mod testing;
+
+pub use channel::{Channel, MulticastStream, ResponseStream};
+pub use code::Code;
+pub use context::{CallOptions, Context, MulticastItem, RequestStream};
+pub use error::RpcError;
+pub use metadata::Metadata;
+pub use server::{Server, ServerHandle};
+pub use slim_transport::Name;
+pub use transport::{
+    IncomingMessage, IntoTransport, RpcSessionEvents, RpcSessionHandle, RpcTransport, SessionKind,
+    TransportError, TransportSession,
+};
