@@ -776,3 +776,44 @@ async fn stream_handler_that_answers_early_leaves_no_open_stream() {
     eventually(|| f.servers[0].active_handlers() == 0 && f.servers[0].open_streams() == 0).await;
     drop(tx);
 }
+
+#[tokio::test]
+async fn group_servers_ignore_echoed_replies_of_other_members_while_streaming() {
+    // Ping-pong: the next request goes out only once both members answered
+    // the previous one, so each member's stream is still open when the
+    // re-sent (echoed) replies of the other member reach it.
+    let f = fixture(&["s1", "s2"]).await;
+    let ch = Channel::new(f.client.clone(), members(&["s1", "s2"])).unwrap();
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Msg>();
+    tx.unbounded_send(msg("item 0", 0)).unwrap();
+    let mut s = ch.group_stream_stream::<_, Msg>(SVC, "ExampleStreamStream", rx, opts());
+    let mut tx = Some(tx);
+    let mut got = Vec::new();
+    while let Some(item) = bounded(s.next()).await {
+        let item = item.unwrap();
+        got.push((item.source.strings()[2].clone(), item.message.n));
+        if got.len() % 2 == 0 {
+            let next = (got.len() / 2) as i64;
+            if next < 3 {
+                if let Some(tx) = &tx {
+                    tx.unbounded_send(msg(&format!("item {next}"), next)).unwrap();
+                }
+            } else {
+                tx = None;
+            }
+        }
+    }
+    drop(tx);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("s1".to_string(), 0),
+            ("s1".to_string(), 100),
+            ("s1".to_string(), 200),
+            ("s2".to_string(), 0),
+            ("s2".to_string(), 100),
+            ("s2".to_string(), 200),
+        ]
+    );
+}
