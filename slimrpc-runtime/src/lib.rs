@@ -19,6 +19,7 @@ pub mod dispatcher;
 pub mod error;
 pub mod metadata;
 pub mod server;
+pub mod slim_app;
 pub mod tracker;
 pub mod transport;
 

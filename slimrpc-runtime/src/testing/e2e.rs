@@ -796,7 +796,8 @@ async fn group_servers_ignore_echoed_replies_of_other_members_while_streaming() 
             let next = (got.len() / 2) as i64;
             if next < 3 {
                 if let Some(tx) = &tx {
-                    tx.unbounded_send(msg(&format!("item {next}"), next)).unwrap();
+                    tx.unbounded_send(msg(&format!("item {next}"), next))
+                        .unwrap();
                 }
             } else {
                 tx = None;
