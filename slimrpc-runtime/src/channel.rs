@@ -30,7 +30,7 @@ use crate::metadata::{
 };
 use crate::tracker::{CallTracker, Output, Step};
 use crate::transport::{
-    IncomingMessage, IntoTransport, RpcSessionHandle, RpcTransport, SessionKind,
+    ConnId, IncomingMessage, IntoTransport, RpcSessionHandle, RpcTransport, SessionKind,
 };
 
 /// Responses of a single-target call (`unary_stream`, `stream_stream`).
@@ -74,6 +74,8 @@ struct ChannelInner {
     members: Vec<Name>,
     /// Group channel name (`org/ns/<uuid>`); `None` for P2P.
     group_name: Option<Name>,
+    /// Link towards the members' node, routed before every (re)creation.
+    connection: Option<ConnId>,
     slot: Mutex<Slot>,
     closed: AtomicBool,
 }
@@ -102,7 +104,25 @@ impl Channel {
     /// `org/ns/<uuid-v4>` after the app's own org and namespace. Nothing is
     /// sent until the first call.
     pub fn new(app: impl IntoTransport, members: Vec<Name>) -> Result<Self, RpcError> {
-        let transport = app.into_transport();
+        Self::build(app.into_transport(), members, None)
+    }
+
+    /// Like [`Channel::new`], for an app whose members sit behind a remote
+    /// node reached over link `conn`: each member gets a route over `conn`
+    /// before the session is created (P2P) or the member invited (group).
+    pub fn new_with_connection(
+        app: impl IntoTransport,
+        members: Vec<Name>,
+        conn: ConnId,
+    ) -> Result<Self, RpcError> {
+        Self::build(app.into_transport(), members, Some(conn))
+    }
+
+    fn build(
+        transport: Arc<dyn RpcTransport>,
+        members: Vec<Name>,
+        connection: Option<ConnId>,
+    ) -> Result<Self, RpcError> {
         if members.is_empty() {
             return Err(RpcError::invalid_argument(
                 "a channel needs at least one member",
@@ -118,6 +138,7 @@ impl Channel {
                 transport,
                 members,
                 group_name,
+                connection,
                 slot: Mutex::new(Slot::Empty),
                 closed: AtomicBool::new(false),
             }),
@@ -234,6 +255,9 @@ impl Channel {
     }
 
     /// Stream-stream call: requests and responses stream concurrently.
+    ///
+    /// Like every call, it is lazy: requests are taken from `requests` and
+    /// sent while the returned stream is being polled.
     pub fn stream_stream<Req, Res>(
         &self,
         service: &str,
@@ -319,6 +343,7 @@ impl Channel {
     }
 
     /// Group stream-stream call: requests broadcast, every member streams back.
+    /// Requests are sent while the returned stream is being polled.
     pub fn group_stream_stream<Req, Res>(
         &self,
         service: &str,
@@ -400,6 +425,7 @@ impl ChannelInner {
                         self.transport.clone(),
                         self.members.clone(),
                         self.group_name.clone(),
+                        self.connection,
                     )
                     .boxed()
                     .shared();
@@ -456,11 +482,24 @@ async fn open_session(
     transport: Arc<dyn RpcTransport>,
     members: Vec<Name>,
     group_name: Option<Name>,
+    connection: Option<ConnId>,
 ) -> Result<Arc<LiveSession>, RpcError> {
     let (kind, destination) = match &group_name {
         Some(g) => (SessionKind::Group, g.clone()),
         None => (SessionKind::PointToPoint, members[0].clone()),
     };
+    let route = async |m: &Name| -> Result<(), RpcError> {
+        if let Some(conn) = connection {
+            transport
+                .set_route(m, conn)
+                .await
+                .map_err(|e| RpcError::unavailable(format!("Failed to route {m}: {e}")))?;
+        }
+        Ok(())
+    };
+    if group_name.is_none() {
+        route(&destination).await?;
+    }
     let session = transport
         .create_session(kind, &destination)
         .await
@@ -469,9 +508,17 @@ async fn open_session(
         })?;
     if group_name.is_some() {
         for m in &members {
-            if let Err(e) = session.handle.invite(m).await {
+            let invited = match route(m).await {
+                Ok(()) => session
+                    .handle
+                    .invite(m)
+                    .await
+                    .map_err(|e| RpcError::unavailable(format!("Failed to invite {m}: {e}"))),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = invited {
                 let _ = session.handle.close().await;
-                return Err(RpcError::unavailable(format!("Failed to invite {m}: {e}")));
+                return Err(e);
             }
         }
     }

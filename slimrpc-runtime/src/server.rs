@@ -32,7 +32,7 @@ use crate::metadata::{
     is_client_frame, is_eos, rpc_id, status_frame,
 };
 use crate::transport::{
-    IncomingMessage, IntoTransport, RpcSessionEvents, RpcSessionHandle, RpcTransport,
+    ConnId, IncomingMessage, IntoTransport, RpcSessionEvents, RpcSessionHandle, RpcTransport,
     TransportSession,
 };
 
@@ -169,6 +169,7 @@ fn decode<Req: prost::Message + Default>(bytes: &[u8]) -> Result<Req, RpcError> 
 pub struct Server {
     transport: Arc<dyn RpcTransport>,
     base_name: Name,
+    connection: Option<ConnId>,
     handlers: HashMap<String, Handler>,
 }
 
@@ -178,8 +179,17 @@ impl Server {
         Self {
             transport: app.into_transport(),
             base_name,
+            connection: None,
             handlers: HashMap::new(),
         }
+    }
+
+    /// A server whose base name is also subscribed on link `conn` (the app
+    /// reaches its clients through a remote SLIM node).
+    pub fn new_with_connection(app: impl IntoTransport, base_name: Name, conn: ConnId) -> Self {
+        let mut s = Self::new(app, base_name);
+        s.connection = Some(conn);
+        s
     }
 
     fn insert(&mut self, service: &str, method: &str, h: Handler) {
@@ -296,7 +306,7 @@ impl Server {
     /// Subscribes the base name and starts accepting sessions.
     pub async fn start(self) -> Result<ServerHandle, RpcError> {
         self.transport
-            .subscribe(&self.base_name)
+            .subscribe(&self.base_name, self.connection)
             .await
             .map_err(|e| {
                 RpcError::unavailable(format!("Failed to subscribe {}: {e}", self.base_name))

@@ -14,8 +14,8 @@ use slim_transport::Name;
 use slim_transport::app::{App, Session, SessionConfig, SessionEvent, SessionHandle};
 
 use crate::transport::{
-    IncomingMessage, RpcSessionEvents, RpcSessionHandle, RpcTransport, SessionKind, TransportError,
-    TransportFuture, TransportSession,
+    ConnId, IncomingMessage, RpcSessionEvents, RpcSessionHandle, RpcTransport, SessionKind,
+    TransportError, TransportFuture, TransportSession,
 };
 
 fn err(e: impl std::fmt::Display) -> TransportError {
@@ -65,9 +65,14 @@ impl RpcTransport for App {
         async move { self.listen_for_session().await.map(wrap).map_err(err) }.boxed()
     }
 
-    fn subscribe(&self, name: &Name) -> TransportFuture<'_, ()> {
+    fn subscribe(&self, name: &Name, conn: Option<ConnId>) -> TransportFuture<'_, ()> {
         let name = name.clone();
-        async move { App::subscribe(self, &name, None).await.map_err(err) }.boxed()
+        async move { App::subscribe(self, &name, conn).await.map_err(err) }.boxed()
+    }
+
+    fn set_route(&self, name: &Name, conn: ConnId) -> TransportFuture<'_, ()> {
+        let name = name.clone();
+        async move { App::set_route(self, &name, conn).await.map_err(err) }.boxed()
     }
 }
 
@@ -86,8 +91,11 @@ impl<T: RpcTransport> RpcTransport for Arc<T> {
     fn accept_session(&self) -> TransportFuture<'_, TransportSession> {
         (**self).accept_session()
     }
-    fn subscribe(&self, name: &Name) -> TransportFuture<'_, ()> {
-        (**self).subscribe(name)
+    fn subscribe(&self, name: &Name, conn: Option<ConnId>) -> TransportFuture<'_, ()> {
+        (**self).subscribe(name, conn)
+    }
+    fn set_route(&self, name: &Name, conn: ConnId) -> TransportFuture<'_, ()> {
+        (**self).set_route(name, conn)
     }
 }
 

@@ -13,7 +13,8 @@
 //! | [`RpcTransport::local_name`] | `App::name` |
 //! | [`RpcTransport::create_session`] | `App::create_session(config{kind}, dest)` + awaiting its `Completion` |
 //! | [`RpcTransport::accept_session`] | `App::listen_for_session` |
-//! | [`RpcTransport::subscribe`] | `App::subscribe(name, None)` |
+//! | [`RpcTransport::subscribe`] | `App::subscribe(name, conn)` |
+//! | [`RpcTransport::set_route`] | `App::set_route(name, conn)` |
 //! | [`RpcSessionHandle`] | `SessionHandle` (`publish`, `publish_unicast`, `invite` + `Completion`, `close`, `is_closed`) |
 //! | [`RpcSessionEvents::recv`] | `Session::recv`, keeping `Message` events and ending on `Closed` or an error |
 
@@ -27,6 +28,9 @@ use slim_transport::Name;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("transport: {0}")]
 pub struct TransportError(pub String);
+
+/// A connection (link) id in the local node's table.
+pub type ConnId = u64;
 
 /// A future returned by the seam's async operations.
 pub type TransportFuture<'a, T> = BoxFuture<'a, Result<T, TransportError>>;
@@ -67,8 +71,12 @@ pub trait RpcTransport: Send + Sync + 'static {
     /// Resolves with the next session another app opened towards this one.
     fn accept_session(&self) -> TransportFuture<'_, TransportSession>;
 
-    /// Makes `name` route to this app (a server's base name).
-    fn subscribe(&self, name: &Name) -> TransportFuture<'_, ()>;
+    /// Makes `name` route to this app (a server's base name); with `conn`,
+    /// also announces it on that link to a remote node.
+    fn subscribe(&self, name: &Name, conn: Option<ConnId>) -> TransportFuture<'_, ()>;
+
+    /// Routes messages for `name` over link `conn` (a peer behind a remote node).
+    fn set_route(&self, name: &Name, conn: ConnId) -> TransportFuture<'_, ()>;
 }
 
 /// The command side of one session; cheap to share.

@@ -415,3 +415,39 @@ async fn shutdown_cancels_calls_and_a_new_server_is_reached_through_a_new_sessio
     assert_eq!(r, msg("server: back", 2));
     assert_eq!(again.active_sessions(), 1);
 }
+
+#[tokio::test]
+async fn p2p_channel_with_connection_reaches_a_server_behind_a_remote_node() {
+    // Node A hosts the server and listens on 127.0.0.1; node B hosts the
+    // client and links to A. The route to the member goes over that link.
+    let node_a = Service::new();
+    let addr = bounded(node_a.run_server("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let gate = Arc::new(Notify::new());
+    let server_app = app(&node_a, "org/ns/s1").await;
+    let server = start_server(&server_app, "s1", &gate).await;
+    let node_b = Service::new();
+    let conn = bounded(node_b.connect(&format!("http://127.0.0.1:{}", addr.port())))
+        .await
+        .unwrap();
+    let client = app(&node_b, "org/ns/client").await;
+    // Replies are routed by name: announce the client's name on the link.
+    bounded(client.subscribe(client.name(), Some(conn)))
+        .await
+        .unwrap();
+    let ch = Channel::new_with_connection(client.clone(), members(&["s1"]), conn).unwrap();
+    for i in 0..3 {
+        let r: Msg = bounded(ch.unary(SVC, "ExampleUnaryUnary", msg("far", i), opts()))
+            .await
+            .unwrap();
+        assert_eq!(r, msg("s1: far", i));
+    }
+    let items: Vec<_> = bounded(
+        ch.unary_stream::<_, Msg>(SVC, "ExampleUnaryStream", msg("", 3), opts())
+            .collect(),
+    )
+    .await;
+    assert_eq!(items.len(), 3);
+    assert_eq!(server.active_sessions(), 1);
+}

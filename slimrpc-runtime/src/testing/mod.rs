@@ -146,7 +146,11 @@ impl RpcTransport for MemApp {
         .boxed()
     }
 
-    fn subscribe(&self, _name: &Name) -> TransportFuture<'_, ()> {
+    fn subscribe(&self, _name: &Name, _conn: Option<u64>) -> TransportFuture<'_, ()> {
+        async { Ok(()) }.boxed()
+    }
+
+    fn set_route(&self, _name: &Name, _conn: u64) -> TransportFuture<'_, ()> {
         async { Ok(()) }.boxed()
     }
 }
