@@ -818,3 +818,19 @@ async fn group_servers_ignore_echoed_replies_of_other_members_while_streaming() 
         ]
     );
 }
+
+#[tokio::test]
+async fn dropping_the_last_channel_clone_closes_its_session() {
+    let f = fixture(&["server"]).await;
+    let ch = Channel::new(f.client.clone(), members(&["server"])).unwrap();
+    let other = ch.clone();
+    let _: Msg = bounded(ch.unary(SVC, "ExampleUnaryUnary", msg("a", 0), opts()))
+        .await
+        .unwrap();
+    assert_eq!(f.net.open_sessions(), 1);
+    drop(ch);
+    assert_eq!(f.net.open_sessions(), 1, "a clone still uses the session");
+    drop(other);
+    eventually(|| f.net.open_sessions() == 0).await;
+    eventually(|| f.servers[0].active_sessions() == 0).await;
+}

@@ -67,6 +67,16 @@ impl MemNet {
         }
     }
 
+    /// Sessions created so far that are still open.
+    pub fn open_sessions(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| !s.is_closed())
+            .count()
+    }
+
     fn find_app(&self, name: &Name) -> Option<(Name, mpsc::Sender<TransportSession>)> {
         self.apps
             .lock()
