@@ -105,11 +105,25 @@ pub fn render_file(
         .clone();
 
     let mut reserved: Vec<String> = TEMPLATE_LOCALS.iter().map(|s| s.to_string()).collect();
+    // Our own package-level names (an import named like one would clash with it).
     for svc in &file.services {
         let go = go_camel_case(&svc.name);
         let lower = unexport(&go);
-        reserved.push(format!("{lower}Client"));
-        reserved.push(format!("{lower}GroupClient"));
+        for name in [
+            format!("{go}_ServiceName"),
+            format!("{go}Client"),
+            format!("{lower}Client"),
+            format!("New{go}Client"),
+            format!("{go}GroupClient"),
+            format!("{lower}GroupClient"),
+            format!("New{go}GroupClient"),
+            format!("{go}Server"),
+            format!("Unimplemented{go}Server"),
+            format!("Unsafe{go}Server"),
+            format!("Register{go}Server"),
+        ] {
+            reserved.push(name);
+        }
     }
     // Message names of our own package are package-level identifiers too.
     let mut own_messages: Vec<String> = model
@@ -318,7 +332,13 @@ fn deprecation() -> Vec<String> {
 fn proto_comment_lines(c: &Comments) -> Vec<String> {
     c.doc_lines()
         .iter()
-        .map(|l| l.trim())
+        .map(|l| {
+            // Control characters (a stray `\r`, form feeds) have no business in Go source.
+            l.chars()
+                .map(|ch| if ch.is_control() { ' ' } else { ch })
+                .collect::<String>()
+        })
+        .map(|l| l.trim().to_string())
         .filter(|l| !l.is_empty())
         .map(|l| format!("// {l}"))
         .collect()
@@ -350,13 +370,18 @@ mod tests {
     #[test]
     fn comments_become_one_unindented_paragraph() {
         let c = Comments {
-            leading: Some(" Says hello.\n\n   indented code\n".into()),
+            leading: Some(" Says hello.\n\n   indented code\n\tform\x0cfeed\r\n".into()),
             trailing: Some(" trailing\n".into()),
             leading_detached: vec![],
         };
         assert_eq!(
             proto_comment_lines(&c),
-            vec!["// Says hello.", "// indented code", "// trailing"]
+            vec![
+                "// Says hello.",
+                "// indented code",
+                "// form feed",
+                "// trailing"
+            ]
         );
     }
 

@@ -14,6 +14,25 @@
 //! * `legacy_empty_package_dot=true` — name services of package-less files `.Svc` on the wire,
 //!   as the official plugin does, instead of `Svc` (same option as the Python plugin).
 //!
+//! Using the output (v3 layout; `pb` is the package of the generated code):
+//!
+//! ```go
+//! // Server: the same implementation serves point-to-point and group calls.
+//! type testServer struct{ pb.UnimplementedTestServer }
+//! func (testServer) ExampleUnaryUnary(ctx context.Context, in *pb.ExampleRequest) (*pb.ExampleResponse, error) { ... }
+//! pb.RegisterTestServer(server, testServer{})
+//!
+//! // Group client: every member answers; items carry the member that sent them.
+//! channel, _ := slim_rpc.ChannelNewGroupWithConnection(app, members, &connID)
+//! stream, err := pb.NewTestGroupClient(channel).ExampleUnaryUnary(ctx, req)
+//! for {
+//!     item, err := stream.Recv()
+//!     if err != nil { log.Print(err); continue } // one member failed; the others go on
+//!     if item == nil { break }                    // every member has finished
+//!     log.Printf("%v: %v", item.Context.Source, item.Value)
+//! }
+//! ```
+//!
 //! This crate maps the language-neutral model of `slimrpc-codegen` to Go; it does not parse
 //! requests or parameters itself.
 

@@ -116,9 +116,18 @@ pub fn includes() -> Vec<PathBuf> {
 
 /// A descriptor set (imports and source info included) for corpus `files`.
 pub fn descriptor_set(files: &[String], scratch: &Path) -> FileDescriptorSet {
+    descriptor_set_in(&includes(), files, scratch)
+}
+
+/// A descriptor set for `files` found under `includes`.
+pub fn descriptor_set_in(
+    includes: &[PathBuf],
+    files: &[String],
+    scratch: &Path,
+) -> FileDescriptorSet {
     let out = scratch.join("descriptors.pb");
     run(Command::new(slimrpc_testkit::protoc())
-        .args(includes().iter().map(|i| format!("-I{}", i.display())))
+        .args(includes.iter().map(|i| format!("-I{}", i.display())))
         .arg(format!("--descriptor_set_out={}", out.display()))
         .arg("--include_imports")
         .arg("--include_source_info")
@@ -133,10 +142,20 @@ pub fn generate_with_protoc(
     params: &[String],
     scratch: &Path,
 ) -> BTreeMap<String, String> {
+    generate_with_protoc_in(&includes(), files, params, scratch)
+}
+
+/// Runs protoc with the plugin on `files` found under `includes`.
+pub fn generate_with_protoc_in(
+    includes: &[PathBuf],
+    files: &[String],
+    params: &[String],
+    scratch: &Path,
+) -> BTreeMap<String, String> {
     let out = scratch.join("protoc-out");
     std::fs::create_dir_all(&out).expect("mkdir");
     let mut cmd = Command::new(slimrpc_testkit::protoc());
-    cmd.args(includes().iter().map(|i| format!("-I{}", i.display())))
+    cmd.args(includes.iter().map(|i| format!("-I{}", i.display())))
         .arg(format!(
             "--plugin=protoc-gen-slimrpc-go={}",
             plugin().display()
@@ -274,31 +293,65 @@ fn module_of(import_path: &str, runtime_module: &str) -> (String, String) {
     (host.to_string(), rest.to_string())
 }
 
-/// Stand-in for protoc-gen-go's output of one file: one empty struct per message (nested ones
-/// `Outer_Inner`) with a ProtoReflect method, in the right package.
+/// Stand-in for protoc-gen-go's output of one file: one struct per message (nested ones
+/// `Outer_Inner`, map entries skipped) with a ProtoReflect method and protoc-gen-go's field
+/// names for scalar fields (message, enum and oneof fields are left out or simplified), in
+/// the right package.
 fn stand_in(package_name: &str, messages: &[DescriptorProto]) -> String {
-    fn collect(prefix: &str, msgs: &[DescriptorProto], out: &mut Vec<String>) {
+    use prost_types::field_descriptor_proto::{Label, Type};
+    fn scalar(t: Type) -> Option<&'static str> {
+        Some(match t {
+            Type::String => "string",
+            Type::Bytes => "[]byte",
+            Type::Bool => "bool",
+            Type::Int64 | Type::Sint64 | Type::Sfixed64 => "int64",
+            Type::Int32 | Type::Sint32 | Type::Sfixed32 | Type::Enum => "int32",
+            Type::Uint64 | Type::Fixed64 => "uint64",
+            Type::Uint32 | Type::Fixed32 => "uint32",
+            Type::Double => "float64",
+            Type::Float => "float32",
+            Type::Message | Type::Group => return None,
+        })
+    }
+    fn collect(prefix: &str, msgs: &[DescriptorProto], out: &mut String) {
         for m in msgs {
+            if m.options.as_ref().is_some_and(|o| o.map_entry()) {
+                continue;
+            }
             let rel = if prefix.is_empty() {
                 m.name().to_string()
             } else {
                 format!("{prefix}.{}", m.name())
             };
-            out.push(rel.clone());
+            let go = go_camel_case(&rel);
+            out.push_str(&format!("\ntype {go} struct {{\n\t_ int\n"));
+            for f in &m.field {
+                let Some(ty) = scalar(f.r#type()) else {
+                    continue;
+                };
+                let synthetic = f.proto3_optional();
+                if f.oneof_index.is_some() && !synthetic {
+                    continue;
+                }
+                let ty = if f.label() == Label::Repeated {
+                    format!("[]{ty}")
+                } else if synthetic {
+                    format!("*{ty}")
+                } else {
+                    ty.to_string()
+                };
+                out.push_str(&format!("\t{} {ty}\n", go_camel_case(f.name())));
+            }
+            out.push_str(&format!(
+                "}}\n\nfunc (x *{go}) ProtoReflect() protoreflect.Message {{ return protoimpl.Reflect(x) }}\n"
+            ));
             collect(&rel, &m.nested_type, out);
         }
     }
-    let mut names = Vec::new();
-    collect("", messages, &mut names);
     let mut s = format!(
         "// Stand-in for protoc-gen-go output (type-check only; see testdata/go/README.md).\n\npackage {package_name}\n\nimport (\n\tprotoreflect \"google.golang.org/protobuf/reflect/protoreflect\"\n\tprotoimpl \"google.golang.org/protobuf/runtime/protoimpl\"\n)\n"
     );
-    for rel in names {
-        let go = go_camel_case(&rel);
-        s.push_str(&format!(
-            "\ntype {go} struct{{ _ int }}\n\nfunc (x *{go}) ProtoReflect() protoreflect.Message {{ return protoimpl.Reflect(x) }}\n"
-        ));
-    }
+    collect("", messages, &mut s);
     s
 }
 

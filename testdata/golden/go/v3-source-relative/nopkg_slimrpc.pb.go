@@ -24,7 +24,8 @@ const Bare_ServiceName = "Bare"
 const Bare_Ask_MethodName = "Ask"
 
 // BareClient is the client API for the Bare service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // A service in a file without a package.
 type BareClient interface {
 	Ask(ctx context.Context, in *BareRequest) (*BareReply, error)
@@ -98,7 +99,9 @@ func (c *bareGroupClient) Ask(ctx context.Context, in *BareRequest) (slim_rpc.Mu
 
 // BareServer is the server API for the Bare service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedBareServer for forward compatibility.
+// UnimplementedBareServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // A service in a file without a package.
 type BareServer interface {
 	Ask(ctx context.Context, in *BareRequest) (*BareReply, error)

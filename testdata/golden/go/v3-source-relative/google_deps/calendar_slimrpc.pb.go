@@ -26,7 +26,8 @@ const Calendar_ServiceName = "google_deps.v1.Calendar"
 const Calendar_Check_MethodName = "Check"
 
 // CalendarClient is the client API for the Calendar service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // Types from google.* packages other than google.protobuf.
 type CalendarClient interface {
 	Check(ctx context.Context, in *date.Date) (*status.Status, error)
@@ -100,7 +101,9 @@ func (c *calendarGroupClient) Check(ctx context.Context, in *date.Date) (slim_rp
 
 // CalendarServer is the server API for the Calendar service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedCalendarServer for forward compatibility.
+// UnimplementedCalendarServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // Types from google.* packages other than google.protobuf.
 type CalendarServer interface {
 	Check(ctx context.Context, in *date.Date) (*status.Status, error)

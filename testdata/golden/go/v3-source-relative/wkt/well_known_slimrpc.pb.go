@@ -63,7 +63,8 @@ const WellKnown_TimestampToDuration_MethodName = "TimestampToDuration"
 const WellKnown_AnyToFieldMask_MethodName = "AnyToFieldMask"
 
 // WellKnownClient is the client API for the WellKnown service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // Every well-known type as a request or response.
 type WellKnownClient interface {
 	EmptyToEmpty(ctx context.Context, in *emptypb.Empty) (*emptypb.Empty, error)
@@ -401,7 +402,9 @@ func (c *wellKnownGroupClient) AnyToFieldMask(ctx context.Context) (slim_rpc.Mul
 
 // WellKnownServer is the server API for the WellKnown service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedWellKnownServer for forward compatibility.
+// UnimplementedWellKnownServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // Every well-known type as a request or response.
 type WellKnownServer interface {
 	EmptyToEmpty(ctx context.Context, in *emptypb.Empty) (*emptypb.Empty, error)

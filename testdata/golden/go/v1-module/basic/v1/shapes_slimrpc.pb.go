@@ -37,7 +37,8 @@ const Shapes_ClientStream_MethodName = "ClientStream"
 const Shapes_Bidi_MethodName = "Bidi"
 
 // ShapesClient is the client API for the Shapes service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // Shapes covers the four interaction patterns.
 // It has a second paragraph with `code`, a backslash \ and "quotes".
 type ShapesClient interface {
@@ -199,7 +200,9 @@ func (c *shapesGroupClient) Bidi(ctx context.Context) (slimrpc.MulticastClientBi
 
 // ShapesServer is the server API for the Shapes service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedShapesServer for forward compatibility.
+// UnimplementedShapesServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // Shapes covers the four interaction patterns.
 // It has a second paragraph with `code`, a backslash \ and "quotes".
 type ShapesServer interface {
@@ -371,7 +374,8 @@ const Legacy_ServiceName = "basic.v1.Legacy"
 const Legacy_Old_MethodName = "Old"
 
 // LegacyClient is the client API for the Legacy service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // A deprecated service with one method.
 //
 // Deprecated: Do not use.
@@ -453,7 +457,9 @@ func (c *legacyGroupClient) Old(ctx context.Context, in *Ping) (slimrpc.Multicas
 
 // LegacyServer is the server API for the Legacy service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedLegacyServer for forward compatibility.
+// UnimplementedLegacyServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // A deprecated service with one method.
 //
 // Deprecated: Do not use.

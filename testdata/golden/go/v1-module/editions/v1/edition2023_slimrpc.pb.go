@@ -25,7 +25,8 @@ const Editions2023_ServiceName = "editions.v1.Editions2023"
 const Editions2023_Echo_MethodName = "Echo"
 
 // Editions2023Client is the client API for the Editions2023 service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // A service in an editions file (needs FEATURE_SUPPORTS_EDITIONS).
 type Editions2023Client interface {
 	Echo(ctx context.Context, in *EdRequest) (*EdReply, error)
@@ -99,7 +100,9 @@ func (c *editions2023GroupClient) Echo(ctx context.Context, in *EdRequest) (slim
 
 // Editions2023Server is the server API for the Editions2023 service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedEditions2023Server for forward compatibility.
+// UnimplementedEditions2023Server for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // A service in an editions file (needs FEATURE_SUPPORTS_EDITIONS).
 type Editions2023Server interface {
 	Echo(ctx context.Context, in *EdRequest) (*EdReply, error)

@@ -25,7 +25,8 @@ const Editions2024_ServiceName = "editions.v2.Editions2024"
 const Editions2024_Echo_MethodName = "Echo"
 
 // Editions2024Client is the client API for the Editions2024 service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // A service in an edition 2024 file.
 type Editions2024Client interface {
 	Echo(ctx context.Context, in *Ed24Request) (*Ed24Request, error)
@@ -99,7 +100,9 @@ func (c *editions2024GroupClient) Echo(ctx context.Context, in *Ed24Request) (sl
 
 // Editions2024Server is the server API for the Editions2024 service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedEditions2024Server for forward compatibility.
+// UnimplementedEditions2024Server for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // A service in an edition 2024 file.
 type Editions2024Server interface {
 	Echo(ctx context.Context, in *Ed24Request) (*Ed24Request, error)

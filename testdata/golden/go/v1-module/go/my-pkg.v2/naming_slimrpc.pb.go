@@ -32,7 +32,8 @@ const SnakeCaseService_DoIt_MethodName = "do_it"
 const SnakeCaseService_XPrivate_MethodName = "_private"
 
 // SnakeCaseServiceClient is the client API for the snake_case_service service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 type SnakeCaseServiceClient interface {
 	DoIt(ctx context.Context, in *proto1.Thing) (*context1.Thing, error)
 	XPrivate(ctx context.Context, in *metadata1.Thing) (slimrpc.ResponseStream[*proto1.Thing], error)
@@ -138,7 +139,9 @@ func (c *snakeCaseServiceGroupClient) XPrivate(ctx context.Context, in *metadata
 
 // SnakeCaseServiceServer is the server API for the snake_case_service service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedSnakeCaseServiceServer for forward compatibility.
+// UnimplementedSnakeCaseServiceServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 type SnakeCaseServiceServer interface {
 	DoIt(ctx context.Context, in *proto1.Thing) (*context1.Thing, error)
 	XPrivate(ctx context.Context, in *metadata1.Thing, stream slimrpc.RequestStream[*proto1.Thing]) error

@@ -25,7 +25,8 @@ const GoBare_ServiceName = "GoBare"
 const GoBare_Call_MethodName = "Call"
 
 // GoBareClient is the client API for the GoBare service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 type GoBareClient interface {
 	Call(ctx context.Context, in *GoBareRequest) (*GoBareReply, error)
 }
@@ -97,7 +98,9 @@ func (c *goBareGroupClient) Call(ctx context.Context, in *GoBareRequest) (slimrp
 
 // GoBareServer is the server API for the GoBare service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedGoBareServer for forward compatibility.
+// UnimplementedGoBareServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 type GoBareServer interface {
 	Call(ctx context.Context, in *GoBareRequest) (*GoBareReply, error)
 	mustEmbedUnimplementedGoBareServer()

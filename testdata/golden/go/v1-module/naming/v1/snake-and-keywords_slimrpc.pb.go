@@ -41,7 +41,8 @@ const SnakeService_None_MethodName = "None"
 const SnakeService_Match_MethodName = "match"
 
 // SnakeServiceClient is the client API for the snake_service service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // rpc names that are snake_case, Python keywords and soft keywords.
 type SnakeServiceClient interface {
 	GetThing(ctx context.Context, in *Thing) (*Thing, error)
@@ -227,7 +228,9 @@ func (c *snakeServiceGroupClient) Match(ctx context.Context) (slimrpc.MulticastC
 
 // SnakeServiceServer is the server API for the snake_service service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedSnakeServiceServer for forward compatibility.
+// UnimplementedSnakeServiceServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // rpc names that are snake_case, Python keywords and soft keywords.
 type SnakeServiceServer interface {
 	GetThing(ctx context.Context, in *Thing) (*Thing, error)

@@ -30,7 +30,8 @@ const NestedService_Deep_MethodName = "Deep"
 const NestedService_Foreign_MethodName = "Foreign"
 
 // NestedServiceClient is the client API for the NestedService service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // Request and response types nested in messages, here and in another package.
 type NestedServiceClient interface {
 	Deep(ctx context.Context, in *Outer_Inner) (*Outer_Inner_Deepest, error)
@@ -138,7 +139,9 @@ func (c *nestedServiceGroupClient) Foreign(ctx context.Context, in *Outer) (slim
 
 // NestedServiceServer is the server API for the NestedService service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedNestedServiceServer for forward compatibility.
+// UnimplementedNestedServiceServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // Request and response types nested in messages, here and in another package.
 type NestedServiceServer interface {
 	Deep(ctx context.Context, in *Outer_Inner) (*Outer_Inner_Deepest, error)

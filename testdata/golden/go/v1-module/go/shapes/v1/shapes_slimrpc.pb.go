@@ -66,7 +66,8 @@ const Shapes_GetThing_MethodName = "get_thing"
 const Shapes_Import_MethodName = "import"
 
 // ShapesClient is the client API for the Shapes service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // Shapes exercises the four call shapes.
 // A second paragraph, with an indented example:
 // shapes.Unary(ctx, &Ping{})
@@ -456,7 +457,9 @@ func (c *shapesGroupClient) Import(ctx context.Context, in *Ping) (slimrpc.Multi
 
 // ShapesServer is the server API for the Shapes service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedShapesServer for forward compatibility.
+// UnimplementedShapesServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // Shapes exercises the four call shapes.
 // A second paragraph, with an indented example:
 // shapes.Unary(ctx, &Ping{})
@@ -798,7 +801,8 @@ const Legacy_Old_MethodName = "Old"
 const Legacy_Older_MethodName = "Older"
 
 // LegacyClient is the client API for the Legacy service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // Legacy is on its way out.
 //
 // Deprecated: Do not use.
@@ -908,7 +912,9 @@ func (c *legacyGroupClient) Older(ctx context.Context) (slimrpc.MulticastClientB
 
 // LegacyServer is the server API for the Legacy service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedLegacyServer for forward compatibility.
+// UnimplementedLegacyServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // Legacy is on its way out.
 //
 // Deprecated: Do not use.
@@ -1029,7 +1035,8 @@ func _Legacy_toRpcError(err error) *slim_bindings.RpcError {
 const Nothing_ServiceName = "slimrpc.go.shapes.v1.Nothing"
 
 // NothingClient is the client API for the Nothing service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // Nothing is a service without methods.
 type NothingClient interface {
 }
@@ -1065,7 +1072,9 @@ func NewNothingGroupClient(channel slim_bindings.ChannelInterface) NothingGroupC
 
 // NothingServer is the server API for the Nothing service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedNothingServer for forward compatibility.
+// UnimplementedNothingServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // Nothing is a service without methods.
 type NothingServer interface {
 	mustEmbedUnimplementedNothingServer()

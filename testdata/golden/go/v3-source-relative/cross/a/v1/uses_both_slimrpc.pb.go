@@ -30,7 +30,8 @@ const Crossing_BToC_MethodName = "BToC"
 const Crossing_CToB_MethodName = "CToB"
 
 // CrossingClient is the client API for the Crossing service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // Two packages whose last element (v1) and file name (common) are the same.
 type CrossingClient interface {
 	BToC(ctx context.Context, in *bv1.Shared) (*v1.Shared, error)
@@ -124,7 +125,9 @@ func (c *crossingGroupClient) CToB(ctx context.Context) (slim_rpc.MulticastClien
 
 // CrossingServer is the server API for the Crossing service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedCrossingServer for forward compatibility.
+// UnimplementedCrossingServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // Two packages whose last element (v1) and file name (common) are the same.
 type CrossingServer interface {
 	BToC(ctx context.Context, in *bv1.Shared) (*v1.Shared, error)

@@ -65,7 +65,8 @@ const Shapes_GetThing_MethodName = "get_thing"
 const Shapes_Import_MethodName = "import"
 
 // ShapesClient is the client API for the Shapes service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // Shapes exercises the four call shapes.
 // A second paragraph, with an indented example:
 // shapes.Unary(ctx, &Ping{})
@@ -455,7 +456,9 @@ func (c *shapesGroupClient) Import(ctx context.Context, in *Ping) (slim_rpc.Mult
 
 // ShapesServer is the server API for the Shapes service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedShapesServer for forward compatibility.
+// UnimplementedShapesServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // Shapes exercises the four call shapes.
 // A second paragraph, with an indented example:
 // shapes.Unary(ctx, &Ping{})
@@ -797,7 +800,8 @@ const Legacy_Old_MethodName = "Old"
 const Legacy_Older_MethodName = "Older"
 
 // LegacyClient is the client API for the Legacy service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // Legacy is on its way out.
 //
 // Deprecated: Do not use.
@@ -907,7 +911,9 @@ func (c *legacyGroupClient) Older(ctx context.Context) (slim_rpc.MulticastClient
 
 // LegacyServer is the server API for the Legacy service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedLegacyServer for forward compatibility.
+// UnimplementedLegacyServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // Legacy is on its way out.
 //
 // Deprecated: Do not use.
@@ -1028,7 +1034,8 @@ func _Legacy_toRpcError(err error) *slim_rpc.RpcError {
 const Nothing_ServiceName = "slimrpc.go.shapes.v1.Nothing"
 
 // NothingClient is the client API for the Nothing service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // Nothing is a service without methods.
 type NothingClient interface {
 }
@@ -1064,7 +1071,9 @@ func NewNothingGroupClient(channel slim_rpc.ChannelInterface) NothingGroupClient
 
 // NothingServer is the server API for the Nothing service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedNothingServer for forward compatibility.
+// UnimplementedNothingServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // Nothing is a service without methods.
 type NothingServer interface {
 	mustEmbedUnimplementedNothingServer()

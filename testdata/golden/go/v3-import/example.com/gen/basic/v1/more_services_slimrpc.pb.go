@@ -20,7 +20,8 @@ import (
 const Nothing_ServiceName = "basic.v1.Nothing"
 
 // NothingClient is the client API for the Nothing service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // A service without methods.
 type NothingClient interface {
 }
@@ -56,7 +57,9 @@ func NewNothingGroupClient(channel slim_rpc.ChannelInterface) NothingGroupClient
 
 // NothingServer is the server API for the Nothing service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedNothingServer for forward compatibility.
+// UnimplementedNothingServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // A service without methods.
 type NothingServer interface {
 	mustEmbedUnimplementedNothingServer()
@@ -101,7 +104,8 @@ const Mixed_FromOtherFile_MethodName = "FromOtherFile"
 const Mixed_FromThisFile_MethodName = "FromThisFile"
 
 // MixedClient is the client API for the Mixed service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // Uses types of this file and of another file of the same package.
 type MixedClient interface {
 	FromOtherFile(ctx context.Context, in *Ping) (*Local, error)
@@ -213,7 +217,9 @@ func (c *mixedGroupClient) FromThisFile(ctx context.Context, in *Local) (slim_rp
 
 // MixedServer is the server API for the Mixed service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedMixedServer for forward compatibility.
+// UnimplementedMixedServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // Uses types of this file and of another file of the same package.
 type MixedServer interface {
 	FromOtherFile(ctx context.Context, in *Ping) (*Local, error)

@@ -36,7 +36,8 @@ const Shapes_ClientStream_MethodName = "ClientStream"
 const Shapes_Bidi_MethodName = "Bidi"
 
 // ShapesClient is the client API for the Shapes service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // Shapes covers the four interaction patterns.
 // It has a second paragraph with `code`, a backslash \ and "quotes".
 type ShapesClient interface {
@@ -198,7 +199,9 @@ func (c *shapesGroupClient) Bidi(ctx context.Context) (slim_rpc.MulticastClientB
 
 // ShapesServer is the server API for the Shapes service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedShapesServer for forward compatibility.
+// UnimplementedShapesServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // Shapes covers the four interaction patterns.
 // It has a second paragraph with `code`, a backslash \ and "quotes".
 type ShapesServer interface {
@@ -370,7 +373,8 @@ const Legacy_ServiceName = "basic.v1.Legacy"
 const Legacy_Old_MethodName = "Old"
 
 // LegacyClient is the client API for the Legacy service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // A deprecated service with one method.
 //
 // Deprecated: Do not use.
@@ -452,7 +456,9 @@ func (c *legacyGroupClient) Old(ctx context.Context, in *Ping) (slim_rpc.Multica
 
 // LegacyServer is the server API for the Legacy service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedLegacyServer for forward compatibility.
+// UnimplementedLegacyServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // A deprecated service with one method.
 //
 // Deprecated: Do not use.

@@ -24,7 +24,8 @@ const Editions_ServiceName = "slimrpc.go.editions.Editions"
 const Editions_Greet_MethodName = "Greet"
 
 // EditionsClient is the client API for the Editions service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 type EditionsClient interface {
 	Greet(ctx context.Context, in *Req) (*Resp, error)
 }
@@ -96,7 +97,9 @@ func (c *editionsGroupClient) Greet(ctx context.Context, in *Req) (slim_rpc.Mult
 
 // EditionsServer is the server API for the Editions service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedEditionsServer for forward compatibility.
+// UnimplementedEditionsServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 type EditionsServer interface {
 	Greet(ctx context.Context, in *Req) (*Resp, error)
 	mustEmbedUnimplementedEditionsServer()

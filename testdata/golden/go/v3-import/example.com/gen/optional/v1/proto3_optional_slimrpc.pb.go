@@ -24,7 +24,8 @@ const Maybe_ServiceName = "optional.v1.Maybe"
 const Maybe_Check_MethodName = "Check"
 
 // MaybeClient is the client API for the Maybe service, for calls to one
-// server over a point-to-point channel.
+// server over a point-to-point channel. A response stream ends when Recv returns a nil
+// message and a nil error.
 // Messages with proto3 optional fields (needs FEATURE_PROTO3_OPTIONAL).
 type MaybeClient interface {
 	Check(ctx context.Context, in *MaybeRequest) (*MaybeReply, error)
@@ -98,7 +99,9 @@ func (c *maybeGroupClient) Check(ctx context.Context, in *MaybeRequest) (slim_rp
 
 // MaybeServer is the server API for the Maybe service. One implementation
 // serves both point-to-point and group calls. Implementations must embed
-// UnimplementedMaybeServer for forward compatibility.
+// UnimplementedMaybeServer for forward compatibility. A request stream ends when
+// Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
+// code) answers the call with it.
 // Messages with proto3 optional fields (needs FEATURE_PROTO3_OPTIONAL).
 type MaybeServer interface {
 	Check(ctx context.Context, in *MaybeRequest) (*MaybeReply, error)
