@@ -4,8 +4,13 @@
 //! v1.3 protobuf schema), [`identity`] (shared-secret tokens). The forwarder,
 //! sessions and MLS build on these.
 
+pub mod app;
+pub mod config;
+pub mod forwarder;
 pub mod identity;
 pub mod name;
+pub mod service;
+pub mod session;
 pub mod wire;
 
 pub use name::Name;

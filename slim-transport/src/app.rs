@@ -1,0 +1,910 @@
+//! The public session API of an embedded SLIM app, and the async driver that
+//! pumps the sans-IO [`crate::session`] state machines.
+//!
+//! An [`App`] owns one in-process connection to the data plane (a
+//! `LocalConnection` of the `Service`): a reader task takes what the
+//! forwarder delivers, resolves subscription acks, and hands Publish
+//! messages to the [`SessionLayer`], which routes them by session id or
+//! answers them (discovery, new participant sessions). Each session runs in
+//! its own task that owns the state machine and exactly one timer: it feeds
+//! in messages, commands and expired deadlines, then drains transmits (to
+//! the forwarder) and events (to the app's [`Session`]).
+//!
+//! What this module must not do: decide anything about the protocol (that
+//! is `session`'s job), hold a std lock across an `.await`, or leave a task
+//! without an owner (the [`App`] aborts its tasks when dropped).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use rand::Rng as _;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::Name;
+use crate::identity::{IdentityProvider as _, SharedSecret, unix_now};
+use crate::session::{self, Context, Dispatch, Event, JobId, SessionLayer, WallClock};
+use crate::wire::{self, SlimHeader, Subscribe, Unsubscribe, message::MessageType};
+
+pub use crate::session::{ReceivedMessage, SessionConfig, SessionError, SessionEvent, SessionKind};
+
+/// A connection index in the local node's connection table.
+pub type ConnId = u64;
+
+/// How long an app waits for a SubscriptionAck. SLIM apps wait 10 s; a node
+/// forwarding to a remote peer may itself wait up to 20 s for that peer.
+const SUBSCRIPTION_ACK_WAIT: Duration = Duration::from_secs(30);
+/// Messages queued for one session task before the reader waits.
+const SESSION_INBOX: usize = 1024;
+/// Commands queued for one session task.
+const SESSION_COMMANDS: usize = 256;
+/// Events queued for the application before its session task waits.
+const SESSION_EVENTS: usize = 4096;
+/// Accepted sessions not yet taken by `listen_for_session`.
+const LISTEN_QUEUE: usize = 64;
+
+/// The instance id SLIM derives from an identity id: SipHash-1-3 with zero
+/// keys (`DefaultHasher::new()`) over the id string, never the NULL id.
+fn instance_id(identity_id: &str) -> u64 {
+    // Same hasher as SLIM's App (fixed zero keys, not randomly seeded).
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    identity_id.hash(&mut h);
+    let id = h.finish();
+    if id == crate::name::NULL_ID {
+        id ^ 1
+    } else {
+        id
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not wedge the app; the state stays usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct AppState {
+    layer: SessionLayer,
+    sessions: HashMap<u32, mpsc::Sender<wire::Message>>,
+    tasks: HashMap<u32, JoinHandle<()>>,
+    pending_acks: HashMap<u64, oneshot::Sender<Result<(), String>>>,
+    subscriptions: HashMap<(Name, Option<ConnId>), u64>,
+    routes: HashMap<(Name, ConnId), u64>,
+    /// Connections the app subscribed itself on: group channels are
+    /// subscribed on them too.
+    remote_conns: Vec<ConnId>,
+}
+
+struct Shared {
+    name: Name,
+    conn_id: ConnId,
+    identity: SharedSecret,
+    tx: mpsc::Sender<wire::Message>,
+    state: Mutex<AppState>,
+}
+
+impl Shared {
+    fn token(&self) -> String {
+        self.identity.token().unwrap_or_default()
+    }
+
+    fn subscription_msg(
+        &self,
+        subscribe: bool,
+        name: &Name,
+        subscription_id: u64,
+        forward_to: Option<ConnId>,
+        recv_from: Option<ConnId>,
+    ) -> wire::Message {
+        let header = Some(SlimHeader {
+            source: Some(self.name.to_wire()),
+            destination: Some(name.to_wire()),
+            fanout: 1,
+            identity: self.token(),
+            recv_from,
+            forward_to,
+            incoming_conn: None,
+            error: None,
+        });
+        let message_type = if subscribe {
+            MessageType::Subscribe(Subscribe {
+                header,
+                subscription_id,
+            })
+        } else {
+            MessageType::Unsubscribe(Unsubscribe {
+                header,
+                subscription_id,
+            })
+        };
+        wire::Message {
+            metadata: HashMap::new(),
+            message_type: Some(message_type),
+        }
+    }
+
+    /// Sends a (un)subscription with a fresh id and waits for its ack.
+    async fn acked(&self, msg_for: impl FnOnce(u64) -> wire::Message) -> Result<u64, SessionError> {
+        let id = loop {
+            let id: u64 = rand::rng().random();
+            if id != 0 && !lock(&self.state).pending_acks.contains_key(&id) {
+                break id;
+            }
+        };
+        self.acked_with(id, msg_for(id)).await.map(|()| id)
+    }
+
+    async fn acked_with(&self, id: u64, msg: wire::Message) -> Result<(), SessionError> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.state).pending_acks.insert(id, tx);
+        if self.tx.send(msg).await.is_err() {
+            lock(&self.state).pending_acks.remove(&id);
+            return Err(SessionError::Transport("data plane is gone".into()));
+        }
+        let result = tokio::time::timeout(SUBSCRIPTION_ACK_WAIT, rx).await;
+        lock(&self.state).pending_acks.remove(&id);
+        match result {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(SessionError::Transport(e)),
+            Ok(Err(_)) => Err(SessionError::Transport("data plane is gone".into())),
+            Err(_) => Err(SessionError::Transport("subscription ack timed out".into())),
+        }
+    }
+
+    /// A session joined or left a group channel: (un)subscribe it locally,
+    /// and on every connection the app subscribed itself on. No acks are
+    /// requested (subscription id 0), as SLIM's session layer does.
+    async fn channel_subscription(&self, channel: &Name, subscribe: bool) {
+        let conns = lock(&self.state).remote_conns.clone();
+        let msgs: Vec<wire::Message> = if conns.is_empty() {
+            vec![self.subscription_msg(subscribe, channel, 0, None, None)]
+        } else {
+            conns
+                .iter()
+                .map(|c| self.subscription_msg(subscribe, channel, 0, Some(*c), None))
+                .collect()
+        };
+        for m in msgs {
+            if self.tx.send(m).await.is_err() {
+                warn!(channel = %channel, "data plane is gone");
+            }
+        }
+    }
+}
+
+/// An embedded SLIM application: one name, one identity, one local
+/// connection to the data plane, any number of sessions.
+pub struct App {
+    shared: Arc<Shared>,
+    listen: tokio::sync::Mutex<mpsc::Receiver<Session>>,
+    reader: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("name", &self.shared.name)
+            .field("conn_id", &self.shared.conn_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.reader.abort();
+        for (_, t) in lock(&self.shared.state).tasks.drain() {
+            t.abort();
+        }
+    }
+}
+
+impl App {
+    /// Starts an app on a local connection (`tx`/`rx` of the data plane's
+    /// `LocalConnection` with id `conn_id`): derives the instance id from
+    /// the identity, subscribes the app's full name and waits for the ack.
+    pub async fn start<E>(
+        base: Name,
+        identity: SharedSecret,
+        conn_id: ConnId,
+        tx: mpsc::Sender<wire::Message>,
+        rx: mpsc::Receiver<Result<wire::Message, E>>,
+    ) -> Result<Self, SessionError>
+    where
+        E: std::fmt::Display + Send + 'static,
+    {
+        let name = base.with_id(instance_id(crate::identity::IdentityProvider::id(
+            &identity,
+        )));
+        let ctx = Context {
+            app_name: name.clone(),
+            provider: Arc::new(identity.clone()),
+            verifier: Arc::new(identity.clone()),
+            clock: WallClock {
+                base: Instant::now(),
+                unix_at_base: unix_now(),
+            },
+        };
+        let layer = SessionLayer::new(ctx, rand::rng().random());
+        let shared = Arc::new(Shared {
+            name: name.clone(),
+            conn_id,
+            identity,
+            tx,
+            state: Mutex::new(AppState {
+                layer,
+                sessions: HashMap::new(),
+                tasks: HashMap::new(),
+                pending_acks: HashMap::new(),
+                subscriptions: HashMap::new(),
+                routes: HashMap::new(),
+                remote_conns: Vec::new(),
+            }),
+        });
+        let (listen_tx, listen_rx) = mpsc::channel(LISTEN_QUEUE);
+        let reader = tokio::spawn(read_loop(shared.clone(), rx, listen_tx));
+        let app = App {
+            shared,
+            listen: tokio::sync::Mutex::new(listen_rx),
+            reader,
+        };
+        let own = app.shared.name.clone();
+        let sub_id = app
+            .shared
+            .acked(|id| app.shared.subscription_msg(true, &own, id, None, None))
+            .await?;
+        lock(&app.shared.state)
+            .subscriptions
+            .insert((own, None), sub_id);
+        Ok(app)
+    }
+
+    /// The full name, including this app's instance id.
+    pub fn name(&self) -> &Name {
+        &self.shared.name
+    }
+
+    /// The id of this app's local connection.
+    pub fn conn_id(&self) -> ConnId {
+        self.shared.conn_id
+    }
+
+    /// Subscribes `name` (its id replaced by this app's, as SLIM does) so
+    /// messages for it reach this app; with `conn`, also on that remote
+    /// link (the node acks after the remote node did).
+    pub async fn subscribe(&self, name: &Name, conn: Option<ConnId>) -> Result<(), SessionError> {
+        let name = name.with_id(self.shared.name.id());
+        let id = self
+            .shared
+            .acked(|id| self.shared.subscription_msg(true, &name, id, conn, None))
+            .await?;
+        let mut st = lock(&self.shared.state);
+        st.subscriptions.insert((name, conn), id);
+        if let Some(c) = conn
+            && !st.remote_conns.contains(&c)
+        {
+            st.remote_conns.push(c);
+        }
+        Ok(())
+    }
+
+    /// Undoes [`subscribe`](Self::subscribe).
+    pub async fn unsubscribe(&self, name: &Name, conn: Option<ConnId>) -> Result<(), SessionError> {
+        let name = name.with_id(self.shared.name.id());
+        let id = lock(&self.shared.state)
+            .subscriptions
+            .remove(&(name.clone(), conn))
+            .unwrap_or(0);
+        let msg = self.shared.subscription_msg(false, &name, id, conn, None);
+        if id == 0 {
+            self.shared
+                .tx
+                .send(msg)
+                .await
+                .map_err(|_| SessionError::Transport("data plane is gone".into()))
+        } else {
+            self.shared.acked_with(id, msg).await
+        }
+    }
+
+    /// Routes messages for `name` to connection `conn` (local table only).
+    pub async fn set_route(&self, name: &Name, conn: ConnId) -> Result<(), SessionError> {
+        let id = self
+            .shared
+            .acked(|id| {
+                self.shared
+                    .subscription_msg(true, name, id, None, Some(conn))
+            })
+            .await?;
+        lock(&self.shared.state)
+            .routes
+            .insert((name.clone(), conn), id);
+        Ok(())
+    }
+
+    /// Creates a session as its moderator. `dest` is the peer (P2P; usually
+    /// without instance id) or the channel (group). The [`Completion`]
+    /// resolves when a P2P handshake finished (at once for a group).
+    pub async fn create_session(
+        &self,
+        config: SessionConfig,
+        dest: &Name,
+    ) -> Result<(Session, Completion), SessionError> {
+        let (machine, job) =
+            lock(&self.shared.state)
+                .layer
+                .create(&config, dest, Instant::now())?;
+        let mut jobs = HashMap::new();
+        let completion = match job {
+            Some(job) => {
+                let (tx, rx) = oneshot::channel();
+                jobs.insert(job, tx);
+                Completion::pending(rx)
+            }
+            None => Completion::ready(Ok(())),
+        };
+        let session = spawn_session(&self.shared, machine, jobs, None);
+        Ok((session, completion))
+    }
+
+    /// The next session another app created with this one (its welcome
+    /// arrived).
+    pub async fn listen_for_session(&self) -> Result<Session, SessionError> {
+        // The guard only serializes concurrent listeners on the receiver.
+        let mut rx = self.listen.lock().await;
+        rx.recv().await.ok_or(SessionError::Closed)
+    }
+
+    #[doc(hidden)]
+    pub fn dropped_counters(&self) -> session::Counters {
+        lock(&self.shared.state).layer.counters()
+    }
+}
+
+impl crate::service::Service {
+    /// Starts an app named `name` (its instance id is derived from
+    /// `identity`) on a new local connection of this node.
+    pub async fn app(&self, name: Name, identity: SharedSecret) -> Result<App, SessionError> {
+        let conn = self.local_connection();
+        App::start(name, identity, conn.id, conn.tx, conn.rx).await
+    }
+}
+
+/// Reads everything the forwarder delivers to the app.
+async fn read_loop<E: std::fmt::Display>(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Result<wire::Message, E>>,
+    listen: mpsc::Sender<Session>,
+) {
+    while let Some(item) = rx.recv().await {
+        let msg = match item {
+            Ok(m) => m,
+            Err(e) => {
+                debug!(app = %shared.name, error = %e, "data plane could not forward a message");
+                continue;
+            }
+        };
+        match &msg.message_type {
+            Some(MessageType::SubscriptionAck(ack)) => {
+                let waiter = lock(&shared.state)
+                    .pending_acks
+                    .remove(&ack.subscription_id);
+                if let Some(w) = waiter {
+                    let r = if ack.success {
+                        Ok(())
+                    } else {
+                        Err(ack.error.clone())
+                    };
+                    let _ = w.send(r);
+                }
+                continue;
+            }
+            Some(MessageType::Publish(_)) => {}
+            _ => continue,
+        }
+        let dispatch = lock(&shared.state).layer.handle(msg, Instant::now());
+        match dispatch {
+            Dispatch::Session(id, m) => {
+                let inbox = lock(&shared.state).sessions.get(&id).cloned();
+                match inbox {
+                    Some(inbox) => {
+                        let _ = inbox.send(m).await;
+                    }
+                    None => lock(&shared.state).layer.forget(id),
+                }
+            }
+            Dispatch::Accepted(s) => {
+                spawn_session(&shared, *s, HashMap::new(), Some(listen.clone()));
+            }
+            Dispatch::Reply(m) => {
+                let _ = shared.tx.send(m).await;
+            }
+            Dispatch::Dropped(_) => {}
+        }
+    }
+    debug!(app = %shared.name, "data plane connection closed");
+}
+
+/// What a session handle asks its task.
+enum Command {
+    Publish {
+        target: Target,
+        payload: Vec<u8>,
+        metadata: HashMap<String, String>,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    Invite {
+        member: Name,
+        reply: oneshot::Sender<Result<Completion, SessionError>>,
+    },
+    Remove {
+        member: Name,
+        reply: oneshot::Sender<Result<Completion, SessionError>>,
+    },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+enum Target {
+    Destination,
+    To(Name),
+    Unicast(Name),
+}
+
+/// What handles can read without asking the task.
+struct Info {
+    local: Name,
+    destination: Name,
+    members: Vec<Name>,
+    closed: bool,
+}
+
+/// Starts the task of one session and returns its application side. For an
+/// accepted (participant) session the application side is handed to
+/// `listen` once the welcome arrived.
+fn spawn_session(
+    shared: &Arc<Shared>,
+    machine: session::Session,
+    jobs: HashMap<JobId, oneshot::Sender<Result<(), SessionError>>>,
+    listen: Option<mpsc::Sender<Session>>,
+) -> Session {
+    let id = machine.id();
+    let (inbox_tx, inbox) = mpsc::channel(SESSION_INBOX);
+    let (cmd_tx, commands) = mpsc::channel(SESSION_COMMANDS);
+    let (events_tx, events) = mpsc::channel(SESSION_EVENTS);
+    let info = Arc::new(Mutex::new(Info {
+        local: machine.local_name().clone(),
+        destination: machine.destination().clone(),
+        members: machine.members().to_vec(),
+        closed: false,
+    }));
+    let handle = SessionHandle {
+        id,
+        kind: machine.kind(),
+        commands: cmd_tx,
+        info: info.clone(),
+    };
+    let app_side = Session {
+        handle: handle.clone(),
+        events,
+    };
+    let (to_return, pending) = match listen {
+        Some(_) => (None, Some(app_side)),
+        None => (Some(app_side), None),
+    };
+    let driver = Driver {
+        shared: shared.clone(),
+        machine,
+        inbox,
+        commands,
+        commands_open: true,
+        events: Some(events_tx),
+        info,
+        jobs,
+        close_waiters: Vec::new(),
+        pending,
+        listen,
+    };
+    let task = tokio::spawn(driver.run());
+    {
+        let mut st = lock(&shared.state);
+        st.sessions.insert(id, inbox_tx);
+        st.tasks.insert(id, task);
+    }
+    // Only a participant's side is absent here; its caller ignores it.
+    to_return.unwrap_or(Session {
+        handle,
+        events: mpsc::channel(1).1,
+    })
+}
+
+/// One session's task: the state machine, its timer and its channels.
+struct Driver {
+    shared: Arc<Shared>,
+    machine: session::Session,
+    inbox: mpsc::Receiver<wire::Message>,
+    commands: mpsc::Receiver<Command>,
+    commands_open: bool,
+    /// Dropped right after `Closed` is delivered, which ends the app's
+    /// event stream.
+    events: Option<mpsc::Sender<SessionEvent>>,
+    info: Arc<Mutex<Info>>,
+    jobs: HashMap<JobId, oneshot::Sender<Result<(), SessionError>>>,
+    close_waiters: Vec<oneshot::Sender<()>>,
+    pending: Option<Session>,
+    listen: Option<mpsc::Sender<Session>>,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let id = self.machine.id();
+        loop {
+            self.flush().await;
+            if self.machine.is_finished(Instant::now()) {
+                break;
+            }
+            let deadline = self.machine.poll_timeout();
+            let sleep = async move {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                m = self.inbox.recv() => match m {
+                    Some(m) => self.machine.handle_message(m, Instant::now()),
+                    None => break,
+                },
+                c = self.commands.recv(), if self.commands_open => match c {
+                    Some(c) => self.command(c),
+                    None => {
+                        // Every handle is gone: nobody can use the session.
+                        self.commands_open = false;
+                        self.machine.close(Instant::now());
+                    }
+                },
+                () = sleep => self.machine.handle_timeout(Instant::now()),
+            }
+        }
+        lock(&self.info).closed = true;
+        for w in self.close_waiters.drain(..) {
+            let _ = w.send(());
+        }
+        for (_, j) in self.jobs.drain() {
+            let _ = j.send(Err(SessionError::Closed));
+        }
+        let mut st = lock(&self.shared.state);
+        st.sessions.remove(&id);
+        st.tasks.remove(&id);
+        st.layer.forget(id);
+    }
+
+    fn command(&mut self, c: Command) {
+        let now = Instant::now();
+        match c {
+            Command::Publish {
+                target,
+                payload,
+                metadata,
+                reply,
+            } => {
+                let r = match target {
+                    Target::Destination => self.machine.publish(payload, metadata, now),
+                    Target::To(m) => self.machine.publish_to(&m, payload, metadata, now),
+                    Target::Unicast(m) => self.machine.publish_unicast(&m, payload, metadata, now),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Invite { member, reply } => {
+                let r = self
+                    .machine
+                    .invite(&member, now)
+                    .map(|job| self.completion(job));
+                let _ = reply.send(r);
+            }
+            Command::Remove { member, reply } => {
+                let r = self
+                    .machine
+                    .remove(&member, now)
+                    .map(|job| self.completion(job));
+                let _ = reply.send(r);
+            }
+            Command::Close { reply } => {
+                if self.machine.is_closed() {
+                    let _ = reply.send(());
+                } else {
+                    self.close_waiters.push(reply);
+                    self.machine.close(now);
+                }
+            }
+        }
+    }
+
+    fn completion(&mut self, job: JobId) -> Completion {
+        let (tx, rx) = oneshot::channel();
+        self.jobs.insert(job, tx);
+        Completion::pending(rx)
+    }
+
+    /// Sends what the machine wants sent and delivers its events.
+    async fn flush(&mut self) {
+        while let Some(m) = self.machine.poll_transmit() {
+            if self.shared.tx.send(m).await.is_err() {
+                warn!(session_id = self.machine.id(), "data plane is gone");
+            }
+        }
+        while let Some(e) = self.machine.poll_event() {
+            match e {
+                Event::App(ev) => {
+                    let last = matches!(ev, SessionEvent::Closed { .. });
+                    if let Some(events) = &self.events {
+                        // A dropped receiver just means nobody listens any more.
+                        let _ = events.send(ev).await;
+                    }
+                    if last {
+                        self.events = None;
+                    }
+                }
+                Event::Established => {
+                    if let (Some(s), Some(l)) = (self.pending.take(), self.listen.as_ref()) {
+                        let _ = l.send(s).await;
+                    }
+                }
+                Event::JobDone { job, result } => {
+                    if let Some(tx) = self.jobs.remove(&job) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Event::Subscribe(channel) => self.shared.channel_subscription(&channel, true).await,
+                Event::Unsubscribe(channel) => {
+                    self.shared.channel_subscription(&channel, false).await
+                }
+                Event::PublishFailed {
+                    message_id,
+                    missing,
+                } => {
+                    warn!(
+                        session_id = self.machine.id(),
+                        message_id,
+                        ?missing,
+                        "message send retry failed"
+                    );
+                }
+            }
+        }
+        let mut info = lock(&self.info);
+        info.local = self.machine.local_name().clone();
+        info.destination = self.machine.destination().clone();
+        info.members = self.machine.members().to_vec();
+        info.closed = self.machine.is_closed();
+        let closed = info.closed;
+        drop(info);
+        if closed {
+            for w in self.close_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+}
+
+/// The application's side of a session: its events, plus (through
+/// `Deref`) every command of [`SessionHandle`].
+pub struct Session {
+    handle: SessionHandle,
+    events: mpsc::Receiver<SessionEvent>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.handle.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A cloneable handle for commands.
+    pub fn handle(&self) -> SessionHandle {
+        self.handle.clone()
+    }
+
+    /// The next event; `Err(Closed)` once the session ended and every
+    /// event was read.
+    pub async fn recv(&mut self) -> Result<SessionEvent, SessionError> {
+        self.events.recv().await.ok_or(SessionError::Closed)
+    }
+}
+
+impl std::ops::Deref for Session {
+    type Target = SessionHandle;
+    fn deref(&self) -> &SessionHandle {
+        &self.handle
+    }
+}
+
+/// Commands and read-only facts of one session; cheap to clone.
+#[derive(Clone)]
+pub struct SessionHandle {
+    id: u32,
+    kind: SessionKind,
+    commands: mpsc::Sender<Command>,
+    info: Arc<Mutex<Info>>,
+}
+
+impl std::fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionHandle {
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+    pub fn kind(&self) -> SessionKind {
+        self.kind
+    }
+    /// This app's full name in the session.
+    pub fn local_name(&self) -> Name {
+        lock(&self.info).local.clone()
+    }
+    /// The peer (full name once discovered) or the channel.
+    pub fn destination(&self) -> Name {
+        lock(&self.info).destination.clone()
+    }
+    /// Current members (full names), moderator first, this app included.
+    pub fn members(&self) -> Vec<Name> {
+        lock(&self.info).members.clone()
+    }
+    pub fn is_closed(&self) -> bool {
+        lock(&self.info).closed
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SessionError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| SessionError::Closed)?;
+        rx.await.map_err(|_| SessionError::Closed)
+    }
+
+    async fn publish_target(
+        &self,
+        target: Target,
+        payload: Vec<u8>,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), SessionError> {
+        self.ask(|reply| Command::Publish {
+            target,
+            payload,
+            metadata,
+            reply,
+        })
+        .await?
+    }
+
+    /// To the destination: the peer, or every member (fanout 256).
+    pub async fn publish(
+        &self,
+        payload: Vec<u8>,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), SessionError> {
+        self.publish_target(Target::Destination, payload, metadata)
+            .await
+    }
+
+    /// v1.3 PUBLISH_TO: unsequenced, to one member, delivered at once.
+    pub async fn publish_to(
+        &self,
+        member: &Name,
+        payload: Vec<u8>,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), SessionError> {
+        self.publish_target(Target::To(member.clone()), payload, metadata)
+            .await
+    }
+
+    /// Sequenced, ordered, reliable MSG to one member (acked by it only).
+    pub async fn publish_unicast(
+        &self,
+        member: &Name,
+        payload: Vec<u8>,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), SessionError> {
+        self.publish_target(Target::Unicast(member.clone()), payload, metadata)
+            .await
+    }
+
+    /// Moderator of a group: invites `member`; the [`Completion`] resolves
+    /// when it joined (or failed to).
+    pub async fn invite(&self, member: &Name) -> Result<Completion, SessionError> {
+        let member = member.clone();
+        self.ask(|reply| Command::Invite { member, reply }).await?
+    }
+
+    /// Moderator of a group: removes `member` and waits until done.
+    pub async fn remove(&self, member: &Name) -> Result<(), SessionError> {
+        let member = member.clone();
+        self.ask(|reply| Command::Remove { member, reply })
+            .await??
+            .await
+    }
+
+    /// Closes the session (moderator: for everyone; participant: leaves)
+    /// and waits until it is closed.
+    pub async fn close(&self) -> Result<(), SessionError> {
+        match self.ask(|reply| Command::Close { reply }).await {
+            Ok(()) | Err(SessionError::Closed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Resolves when an invite (or a P2P session's handshake) completed.
+pub struct Completion {
+    state: CompletionState,
+}
+
+enum CompletionState {
+    Ready(Option<Result<(), SessionError>>),
+    Pending(oneshot::Receiver<Result<(), SessionError>>),
+}
+
+impl std::fmt::Debug for Completion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completion").finish_non_exhaustive()
+    }
+}
+
+impl Completion {
+    fn ready(r: Result<(), SessionError>) -> Self {
+        Self {
+            state: CompletionState::Ready(Some(r)),
+        }
+    }
+    fn pending(rx: oneshot::Receiver<Result<(), SessionError>>) -> Self {
+        Self {
+            state: CompletionState::Pending(rx),
+        }
+    }
+}
+
+impl Future for Completion {
+    type Output = Result<(), SessionError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            CompletionState::Ready(r) => Poll::Ready(r.take().unwrap_or(Err(SessionError::Closed))),
+            CompletionState::Pending(rx) => match Pin::new(rx).poll(cx) {
+                Poll::Ready(Ok(r)) => Poll::Ready(r),
+                Poll::Ready(Err(_)) => Poll::Ready(Err(SessionError::Closed)),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_id_matches_rust_default_hasher_and_is_never_null() {
+        let id = "org/ns/alice/ffffffffffffffff_abcdefgh";
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        assert_eq!(instance_id(id), h.finish());
+        assert_ne!(instance_id(""), crate::name::NULL_ID);
+    }
+}

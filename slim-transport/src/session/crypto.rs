@@ -1,0 +1,123 @@
+//! The MLS seam of the session layer: what a session asks of its group
+//! cryptography, and the no-op implementation used when MLS is off.
+//!
+//! The session state machine owns the *protocol* around MLS (who sends which
+//! payload, `commit_id` numbering from 1, applying commits strictly in
+//! `commit_id` order, buffering early ones and dropping duplicates, decrypting
+//! before acking and encrypting before buffering). An implementation of
+//! [`SessionCrypto`] owns only the MLS group state and the bytes. It must not
+//! send anything, keep timers or reorder anything; every call is synchronous
+//! and is made from the session's own task.
+//!
+//! All byte strings are serialized `MLSMessage` structures exactly as they
+//! travel in SLIM v1.3 (§e.4): key packages are `MLSMessage(KeyPackage)`,
+//! welcomes `MLSMessage(Welcome)` (with the ratchet-tree extension), commits
+//! `MLSMessage(PublicMessage)`, application data `MLSMessage(PrivateMessage)`.
+
+use crate::Name;
+
+/// Why a cryptographic operation failed. The session drops the message (or
+/// fails the invite/remove) and counts it; it never panics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    #[error("MLS group does not exist yet")]
+    NoGroup,
+    #[error("bad MLS input: {0}")]
+    BadInput(String),
+    #[error("MLS operation failed: {0}")]
+    Failed(String),
+}
+
+/// What adding a member produced: the commit for the existing members
+/// (carried in GROUP_ADD) and the welcome for the new one (GROUP_WELCOME).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddOutput {
+    pub commit: Vec<u8>,
+    pub welcome: Vec<u8>,
+}
+
+/// Group cryptography of one session (one MLS group).
+///
+/// Call order, moderator: [`create_group`](Self::create_group) once, when the
+/// first invitee answers discovery; then per invite
+/// [`add_member`](Self::add_member) with the key package from its
+/// JOIN_REPLY; per removal [`remove_member`](Self::remove_member). The session
+/// numbers the resulting commits 1, 2, 3, ... and puts the same number on
+/// the welcome of the add that produced it.
+///
+/// Call order, participant: [`key_package`](Self::key_package) once for the
+/// JOIN_REPLY (the session re-sends the same bytes if the request is
+/// repeated); [`process_welcome`](Self::process_welcome) once; then
+/// [`process_commit`](Self::process_commit) exactly once per commit, in
+/// `commit_id` order, never for a duplicate.
+///
+/// Both: [`encrypt`](Self::encrypt) each outbound MSG payload once (the
+/// ciphertext is what gets buffered and retransmitted);
+/// [`decrypt`](Self::decrypt) each inbound MSG payload before it is acked. A
+/// decrypt failure drops the message without an ack. Duplicates (a MSG
+/// re-sent because its ack was lost) are recognised *before* decryption and
+/// acknowledged again, so an implementation never sees the same ciphertext
+/// twice. RTX_REPLY payloads are decrypted too (v1.3 forgets to).
+pub trait SessionCrypto: Send {
+    /// True when MSG payloads are encrypted and MLS payloads are exchanged.
+    fn enabled(&self) -> bool;
+    /// Participant: the serialized key package for JOIN_REPLY (`None` = no MLS).
+    fn key_package(&mut self) -> Result<Option<Vec<u8>>, CryptoError>;
+    /// Moderator: creates the group, with this member alone in it.
+    fn create_group(&mut self) -> Result<(), CryptoError>;
+    /// Moderator: adds `member` from its key package (`None` when the
+    /// JOIN_REPLY carried none). Returns `None` when MLS is off.
+    fn add_member(
+        &mut self,
+        member: &Name,
+        key_package: Option<&[u8]>,
+    ) -> Result<Option<AddOutput>, CryptoError>;
+    /// Moderator: removes `member`; returns the commit (`None` = MLS off).
+    fn remove_member(&mut self, member: &Name) -> Result<Option<Vec<u8>>, CryptoError>;
+    /// Participant: joins the group from a welcome.
+    fn process_welcome(&mut self, welcome: &[u8]) -> Result<(), CryptoError>;
+    /// Participant: applies one commit (called in `commit_id` order).
+    fn process_commit(&mut self, commit: &[u8]) -> Result<(), CryptoError>;
+    /// Encrypts one MSG payload.
+    fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError>;
+    /// Decrypts one MSG payload.
+    fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError>;
+}
+
+/// MLS off: no key packages or commits, payloads pass through unchanged.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCrypto;
+
+impl SessionCrypto for NoCrypto {
+    fn enabled(&self) -> bool {
+        false
+    }
+    fn key_package(&mut self) -> Result<Option<Vec<u8>>, CryptoError> {
+        Ok(None)
+    }
+    fn create_group(&mut self) -> Result<(), CryptoError> {
+        Ok(())
+    }
+    fn add_member(
+        &mut self,
+        _member: &Name,
+        _key_package: Option<&[u8]>,
+    ) -> Result<Option<AddOutput>, CryptoError> {
+        Ok(None)
+    }
+    fn remove_member(&mut self, _member: &Name) -> Result<Option<Vec<u8>>, CryptoError> {
+        Ok(None)
+    }
+    fn process_welcome(&mut self, _welcome: &[u8]) -> Result<(), CryptoError> {
+        Ok(())
+    }
+    fn process_commit(&mut self, _commit: &[u8]) -> Result<(), CryptoError> {
+        Ok(())
+    }
+    fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        Ok(plaintext.to_vec())
+    }
+    fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        Ok(ciphertext.to_vec())
+    }
+}

@@ -1,0 +1,2013 @@
+//! One session's state machine: moderator or participant, point-to-point or
+//! group, with the control handshakes, reliability and liveness of SLIM v1.3
+//! (§d.4–§d.11).
+//!
+//! Inputs: [`Session::handle_message`], the app commands and
+//! [`Session::handle_timeout`]; outputs: [`Session::poll_transmit`],
+//! [`Session::poll_timeout`], [`Session::poll_event`]. It must not do I/O,
+//! read clocks or panic on anything a peer sends.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand::Rng as _;
+use rand::rngs::StdRng;
+use tracing::{debug, warn};
+
+use crate::Name;
+use crate::wire::{
+    self, DiscoveryReplyPayload, DiscoveryRequestPayload, GroupAckPayload, GroupAddPayload,
+    GroupClosePayload, GroupRemovePayload, GroupWelcomePayload, JoinReplyPayload,
+    JoinRequestPayload, LeaveReplyPayload, LeaveRequestPayload, MlsPayload, PingPayload,
+    SessionMessageType as Kind, SessionType, TimerSettings,
+    command_payload::CommandPayloadType as Cmd,
+};
+
+use super::packet::{
+    self, GROUP_FANOUT, Inbound, MAX_PUBLISH_ID, Out, TRUE, app_content, command_content, keys,
+};
+use super::reliable::{Fire, Refused, Retry, SendAction, Sender, Slot, Stream};
+use super::{
+    Context, Counters, DEFAULT_INTERVAL, DEFAULT_MAX_RETRIES, DropReason, Event, JobId,
+    MAX_PING_FAILURES, PING_INTERVAL, ReceivedMessage, SessionConfig, SessionCrypto, SessionError,
+    SessionEvent, SessionKind,
+};
+
+/// How many PUBLISH_TO ids per source are remembered for duplicate removal.
+const PUBLISH_TO_MEMORY: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lifecycle {
+    Open,
+    /// Close requested: waiting for outstanding MSG acks first.
+    Draining,
+    /// GROUP_CLOSE (moderator) or graceful LEAVE_REQUEST (participant) sent.
+    Closing,
+    /// Closed; still answers repeated GROUP_CLOSE / LEAVE_REQUEST until then.
+    Closed {
+        until: Instant,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Discovery,
+    Join,
+    Welcome,
+    GroupAdd,
+    GroupRemove,
+    Leave,
+    Ping,
+    Close,
+    GracefulLeave,
+}
+
+impl Purpose {
+    fn belongs_to_job(self) -> bool {
+        matches!(
+            self,
+            Purpose::Discovery
+                | Purpose::Join
+                | Purpose::Welcome
+                | Purpose::GroupAdd
+                | Purpose::GroupRemove
+                | Purpose::Leave
+        )
+    }
+}
+
+#[derive(Debug)]
+enum Waiting {
+    Names(BTreeSet<Name>),
+    /// DISCOVERY_REPLY is matched on the name with its id reset.
+    Prefix([u64; 3]),
+}
+
+/// A control request retransmitted until every expected replier answered.
+#[derive(Debug)]
+struct Control {
+    msg: wire::Message,
+    expect: Kind,
+    waiting: Waiting,
+    retry: Retry,
+    purpose: Purpose,
+}
+
+#[derive(Debug)]
+enum Job {
+    Invite {
+        id: JobId,
+        member: Name,
+    },
+    Remove {
+        id: JobId,
+        member: Name,
+    },
+    /// Tell the rest about a member that left or was declared gone.
+    Announce {
+        removed: Name,
+        before: Vec<Name>,
+    },
+}
+
+#[derive(Debug)]
+enum Stage {
+    Discovering,
+    Joining { peer: Name },
+    Welcoming { peer: Name, outstanding: u32 },
+    Removing { member: Name, leave: bool },
+    Leaving,
+}
+
+#[derive(Debug)]
+struct Active {
+    job: Option<JobId>,
+    stage: Stage,
+}
+
+/// One SLIM session, moderator or participant. See the module docs.
+pub struct Session {
+    id: u32,
+    kind: SessionKind,
+    moderator: bool,
+    ctx: Context,
+    rng: StdRng,
+    crypto: Box<dyn SessionCrypto>,
+    now: Instant,
+    local: Name,
+    /// P2P: the peer (full name once known); group: the channel.
+    destination: Name,
+    /// The moderator's full name (our own when we are the moderator).
+    moderator_name: Name,
+    /// Full names, moderator first, including ourselves.
+    members: Vec<Name>,
+    control_interval: Duration,
+    control_retries: u32,
+    /// Data reliability (acks, RTX, ordering) when set.
+    data_timer: Option<(Duration, u32)>,
+    metadata: std::collections::HashMap<String, String>,
+    lifecycle: Lifecycle,
+    sender: Sender,
+    streams: HashMap<Name, Stream<ReceivedMessage>>,
+    publish_to_seen: HashMap<Name, VecDeque<u32>>,
+    /// P2P moderator: MSGs published before the peer is known.
+    held_back: VecDeque<(Vec<u8>, HashMap<String, String>)>,
+    controls: HashMap<u32, Control>,
+    jobs: VecDeque<Job>,
+    active: Option<Active>,
+    next_job: JobId,
+    channel_subscribed: bool,
+    group_created: bool,
+    commit_counter: u32,
+    ping_next: Option<Instant>,
+    ping_round: Option<u32>,
+    ping_missed: HashMap<Name, u32>,
+    // Participant state.
+    welcomed: bool,
+    join_reply: Option<wire::Message>,
+    last_commit: u32,
+    early_commits: BTreeMap<u32, Inbound>,
+    watchdog: Option<Instant>,
+    /// GROUP_CLOSE received; answered once our MSGs are acknowledged.
+    close_ack: Option<Inbound>,
+    outbox: VecDeque<wire::Message>,
+    events: VecDeque<Event>,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("moderator", &self.moderator)
+            .field("local", &self.local)
+            .field("destination", &self.destination)
+            .field("members", &self.members)
+            .field("lifecycle", &self.lifecycle)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every new session starts from.
+struct Basics {
+    ctx: Context,
+    id: u32,
+    kind: SessionKind,
+    moderator: bool,
+    local: Name,
+    destination: Name,
+    now: Instant,
+}
+
+impl Session {
+    fn blank(b: Basics, crypto: Box<dyn SessionCrypto>, rng: StdRng) -> Self {
+        let Basics {
+            ctx,
+            id,
+            kind,
+            moderator,
+            local,
+            destination,
+            now,
+        } = b;
+        Self {
+            id,
+            kind,
+            moderator,
+            rng,
+            crypto,
+            now,
+            moderator_name: local.clone(),
+            members: vec![local.clone()],
+            local,
+            destination,
+            control_interval: DEFAULT_INTERVAL,
+            control_retries: DEFAULT_MAX_RETRIES,
+            data_timer: None,
+            metadata: HashMap::new(),
+            lifecycle: Lifecycle::Open,
+            sender: Sender::new(),
+            streams: HashMap::new(),
+            publish_to_seen: HashMap::new(),
+            held_back: VecDeque::new(),
+            controls: HashMap::new(),
+            jobs: VecDeque::new(),
+            active: None,
+            next_job: 1,
+            channel_subscribed: false,
+            group_created: false,
+            commit_counter: 0,
+            ping_next: None,
+            ping_round: None,
+            ping_missed: HashMap::new(),
+            welcomed: false,
+            join_reply: None,
+            last_commit: 0,
+            early_commits: BTreeMap::new(),
+            watchdog: None,
+            close_ack: None,
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+            ctx,
+        }
+    }
+
+    /// A moderator session (the creator's side). P2P sessions invite `dest`
+    /// at once and return that invite's job id: its [`Event::JobDone`] is the
+    /// handshake's completion.
+    pub(crate) fn new_moderator(
+        ctx: Context,
+        id: u32,
+        config: &SessionConfig,
+        dest: &Name,
+        crypto: Box<dyn SessionCrypto>,
+        rng: StdRng,
+        now: Instant,
+    ) -> (Self, Option<JobId>) {
+        let local = ctx.app_name.clone();
+        let basics = Basics {
+            ctx,
+            id,
+            kind: config.kind,
+            moderator: true,
+            local,
+            destination: dest.clone(),
+            now,
+        };
+        let mut s = Self::blank(basics, crypto, rng);
+        s.control_interval = config.interval.unwrap_or(DEFAULT_INTERVAL);
+        s.control_retries = config.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
+        s.data_timer = match (config.kind, config.interval, config.max_retries) {
+            (_, Some(i), Some(r)) => Some((i, r)),
+            (SessionKind::Group, _, _) => Some((s.control_interval, s.control_retries)),
+            _ => None,
+        };
+        s.metadata = config.metadata.clone();
+        s.ping_next = Some(now + PING_INTERVAL);
+        let job = match config.kind {
+            SessionKind::PointToPoint => {
+                let id = s.push_job_invite(dest.clone());
+                s.progress();
+                Some(id)
+            }
+            SessionKind::Group => None,
+        };
+        (s, job)
+    }
+
+    /// A participant session created by a verified JOIN_REQUEST; answers it.
+    pub(crate) fn new_participant(
+        ctx: Context,
+        join: &Inbound,
+        crypto: Box<dyn SessionCrypto>,
+        rng: StdRng,
+        now: Instant,
+    ) -> Result<Self, DropReason> {
+        let Some(Cmd::JoinRequest(req)) = join.command() else {
+            return Err(DropReason::Malformed);
+        };
+        let kind = match join.session_type {
+            SessionType::PointToPoint => SessionKind::PointToPoint,
+            SessionType::Multicast => SessionKind::Group,
+            SessionType::Unspecified => return Err(DropReason::Malformed),
+        };
+        if join.flag(keys::IS_MODERATOR) {
+            // Control-plane-created moderators are not supported.
+            return Err(DropReason::Unexpected);
+        }
+        if req.enable_mls != crypto.enabled() {
+            return Err(DropReason::Unexpected);
+        }
+        let channel = match (kind, &req.channel) {
+            (SessionKind::Group, Some(c)) => {
+                Some(Name::from_wire(c).map_err(|_| DropReason::Malformed)?)
+            }
+            (SessionKind::Group, None) => return Err(DropReason::Malformed),
+            (SessionKind::PointToPoint, _) => None,
+        };
+        if kind == SessionKind::Group && req.timer_settings.is_none() {
+            return Err(DropReason::Malformed);
+        }
+        let local = join.destination.with_id(ctx.app_name.id());
+        let destination = channel.unwrap_or_else(|| join.source.clone());
+        let basics = Basics {
+            ctx,
+            id: join.session_id,
+            kind,
+            moderator: false,
+            local,
+            destination,
+            now,
+        };
+        let mut s = Self::blank(basics, crypto, rng);
+        s.moderator_name = join.source.clone();
+        s.members = vec![join.source.clone(), s.local.clone()];
+        if let Some(t) = &req.timer_settings {
+            let interval = Duration::from_millis(u64::from(t.timeout.max(1)));
+            s.data_timer = Some((interval, t.max_retries));
+            s.control_interval = interval;
+            s.control_retries = t.max_retries;
+        }
+        s.metadata = join.metadata.clone();
+        s.metadata.remove(keys::IS_MODERATOR);
+        s.watchdog = Some(now + PING_INTERVAL * MAX_PING_FAILURES);
+        let key_package = s.crypto.key_package().map_err(|e| {
+            warn!(session_id = s.id, error = %e, "no key package for JOIN_REPLY");
+            DropReason::Unexpected
+        })?;
+        let reply = s.command_msg(
+            &join.source,
+            1,
+            Kind::JoinReply,
+            join.message_id,
+            Cmd::JoinReply(JoinReplyPayload { key_package }),
+        );
+        s.join_reply = Some(reply.clone());
+        s.send(reply);
+        Ok(s)
+    }
+
+    // ----- accessors -------------------------------------------------------
+
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+    pub fn kind(&self) -> SessionKind {
+        self.kind
+    }
+    pub fn is_moderator(&self) -> bool {
+        self.moderator
+    }
+    /// Our full name in this session.
+    pub fn local_name(&self) -> &Name {
+        &self.local
+    }
+    /// The peer (P2P, full name once discovered) or the channel (group).
+    pub fn destination(&self) -> &Name {
+        &self.destination
+    }
+    /// Current members (full names), moderator first, ourselves included.
+    pub fn members(&self) -> &[Name] {
+        &self.members
+    }
+    /// Session metadata (the JOIN_REQUEST's, for a participant).
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
+    }
+    pub fn is_closed(&self) -> bool {
+        matches!(self.lifecycle, Lifecycle::Closed { .. })
+    }
+    /// Closed and past its grace period: the driver may drop it.
+    pub fn is_finished(&self, now: Instant) -> bool {
+        matches!(self.lifecycle, Lifecycle::Closed { until } if now >= until)
+    }
+    /// Participant: the welcome was processed.
+    pub fn is_established(&self) -> bool {
+        self.moderator || self.welcomed
+    }
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+    /// True while sent MSGs still wait for acknowledgements.
+    pub fn has_unacked(&self) -> bool {
+        !self.sender.is_idle()
+    }
+    #[cfg(test)]
+    pub(crate) fn sender_mut(&mut self) -> &mut Sender {
+        &mut self.sender
+    }
+    /// Tests of the id wrap: pretend the stream from `source` starts at `id`.
+    #[cfg(test)]
+    pub(crate) fn start_stream_at(&mut self, source: Name, id: u32) {
+        self.streams.insert(source, Stream::starting_at(id));
+    }
+
+    // ----- sans-IO surface --------------------------------------------------
+
+    /// The next message to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<wire::Message> {
+        self.outbox.pop_front()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if let Lifecycle::Closed { until } = self.lifecycle {
+            return Some(until);
+        }
+        [
+            self.sender.deadline(),
+            self.streams.values().filter_map(|s| s.deadline()).min(),
+            self.controls.values().map(|c| c.retry.next).min(),
+            self.ping_next,
+            self.watchdog,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// A message received from the data plane for this session.
+    pub fn handle_message(&mut self, msg: wire::Message, now: Instant) {
+        self.tick(now);
+        match Inbound::parse(msg) {
+            Ok(inb) => self.handle_inbound(inb),
+            Err(r) => self.drop_msg(r),
+        }
+        self.progress();
+    }
+
+    /// Time passed: retransmit, give up, ping, detect silence.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tick(now);
+        if self.is_closed() {
+            return;
+        }
+        self.sender_timeouts();
+        self.stream_timeouts();
+        self.control_timeouts();
+        if self.moderator {
+            if self.ping_next.is_some_and(|t| t <= now) {
+                self.ping_round();
+            }
+        } else if self.watchdog.is_some_and(|t| t <= now) {
+            self.watchdog = None;
+            self.finish_close("moderator unreachable");
+        }
+        self.progress();
+    }
+
+    // ----- app commands -----------------------------------------------------
+
+    /// Sends `payload` to the destination (P2P peer, or the whole group).
+    pub fn publish(
+        &mut self,
+        payload: Vec<u8>,
+        metadata: HashMap<String, String>,
+        now: Instant,
+    ) -> Result<(), SessionError> {
+        self.tick(now);
+        self.check_open()?;
+        match self.kind {
+            SessionKind::PointToPoint => {
+                if self.moderator && self.members.len() < 2 {
+                    self.held_back.push_back((payload, metadata));
+                    return Ok(());
+                }
+                let peer = self.destination.clone();
+                self.send_sequenced(&peer, 1, payload, metadata, vec![peer.clone()])?;
+            }
+            SessionKind::Group => {
+                let dst = self.destination.clone();
+                let others = self.others();
+                self.send_sequenced(&dst, GROUP_FANOUT, payload, metadata, others)?;
+            }
+        }
+        self.progress();
+        Ok(())
+    }
+
+    /// v1.3 PUBLISH_TO: an unsequenced MSG to one member, delivered at once.
+    /// In P2P sessions this is a normal publish to the peer.
+    pub fn publish_to(
+        &mut self,
+        member: &Name,
+        payload: Vec<u8>,
+        mut metadata: HashMap<String, String>,
+        now: Instant,
+    ) -> Result<(), SessionError> {
+        self.tick(now);
+        self.check_open()?;
+        if self.kind == SessionKind::PointToPoint {
+            self.check_peer(member)?;
+            return self.publish(payload, metadata, now);
+        }
+        let target = self
+            .resolve_member(member)
+            .ok_or_else(|| SessionError::NotAMember(member.clone()))?;
+        let blob = self.crypto.encrypt(&payload)?;
+        let id = self.rng.random_range((MAX_PUBLISH_ID + 1)..=(u32::MAX - 1));
+        metadata.insert(keys::PUBLISH_TO.into(), TRUE.into());
+        let msg = self.out(
+            &target,
+            1,
+            Kind::Msg,
+            id,
+            app_content("msg", blob),
+            metadata,
+        );
+        if let Some(retry) = self.data_retry() {
+            self.sender
+                .expect_acks(id, msg.clone(), BTreeSet::from([target]), retry);
+        }
+        self.send(msg);
+        Ok(())
+    }
+
+    /// A sequenced, ordered, reliable MSG addressed to one member, whose ack
+    /// is expected only from that member (see the module docs for how this
+    /// differs from v1.3). In P2P sessions this is a normal publish.
+    pub fn publish_unicast(
+        &mut self,
+        member: &Name,
+        payload: Vec<u8>,
+        metadata: HashMap<String, String>,
+        now: Instant,
+    ) -> Result<(), SessionError> {
+        self.tick(now);
+        self.check_open()?;
+        if self.kind == SessionKind::PointToPoint {
+            self.check_peer(member)?;
+            return self.publish(payload, metadata, now);
+        }
+        let target = self
+            .resolve_member(member)
+            .ok_or_else(|| SessionError::NotAMember(member.clone()))?;
+        let dst = target.clone();
+        self.send_sequenced(&dst, GROUP_FANOUT, payload, metadata, vec![target])
+    }
+
+    /// Moderator of a group: queues an invite of `member` (usually a NULL-id
+    /// name: discovery picks an instance). Completion is [`Event::JobDone`].
+    pub fn invite(&mut self, member: &Name, now: Instant) -> Result<JobId, SessionError> {
+        self.tick(now);
+        self.check_open()?;
+        if !self.moderator {
+            return Err(SessionError::NotModerator);
+        }
+        if self.kind == SessionKind::PointToPoint {
+            return Err(SessionError::Unsupported(
+                "a point-to-point session invites its peer when created",
+            ));
+        }
+        if !member.has_null_id() && self.members.contains(member) {
+            return Err(SessionError::AlreadyMember(member.clone()));
+        }
+        let id = self.push_job_invite(member.clone());
+        self.progress();
+        Ok(id)
+    }
+
+    /// Moderator of a group: removes `member` (GROUP_REMOVE to the others if
+    /// any, then LEAVE_REQUEST to it). Completion is [`Event::JobDone`].
+    pub fn remove(&mut self, member: &Name, now: Instant) -> Result<JobId, SessionError> {
+        self.tick(now);
+        self.check_open()?;
+        if !self.moderator {
+            return Err(SessionError::NotModerator);
+        }
+        if self.kind == SessionKind::PointToPoint {
+            return Err(SessionError::Unsupported(
+                "close a point-to-point session instead of removing its peer",
+            ));
+        }
+        if self.resolve_member(member).is_none() {
+            return Err(SessionError::NotAMember(member.clone()));
+        }
+        let id = self.next_job;
+        self.next_job += 1;
+        self.jobs.push_back(Job::Remove {
+            id,
+            member: member.clone(),
+        });
+        self.progress();
+        Ok(id)
+    }
+
+    /// Closes the session: after outstanding MSGs are acknowledged, a
+    /// moderator sends GROUP_CLOSE to every member and a participant leaves
+    /// gracefully. Ends with [`SessionEvent::Closed`]. Idempotent.
+    pub fn close(&mut self, now: Instant) {
+        self.tick(now);
+        if self.lifecycle != Lifecycle::Open {
+            return;
+        }
+        self.cancel_jobs(SessionError::Closed);
+        self.lifecycle = Lifecycle::Draining;
+        self.progress();
+    }
+
+    // ----- plumbing -----------------------------------------------------------
+
+    fn tick(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn check_open(&self) -> Result<(), SessionError> {
+        if self.lifecycle == Lifecycle::Open {
+            Ok(())
+        } else {
+            Err(SessionError::Closed)
+        }
+    }
+
+    fn check_peer(&self, member: &Name) -> Result<(), SessionError> {
+        if member.prefix() == self.destination.prefix() {
+            Ok(())
+        } else {
+            Err(SessionError::NotAMember(member.clone()))
+        }
+    }
+
+    fn drop_msg(&mut self, r: DropReason) {
+        debug!(session_id = self.id, reason = ?r, "inbound message dropped");
+        self.counters.record(r);
+    }
+
+    fn session_type(&self) -> SessionType {
+        match self.kind {
+            SessionKind::PointToPoint => SessionType::PointToPoint,
+            SessionKind::Group => SessionType::Multicast,
+        }
+    }
+
+    fn others(&self) -> Vec<Name> {
+        self.members
+            .iter()
+            .filter(|m| **m != self.local)
+            .cloned()
+            .collect()
+    }
+
+    /// A member by full name, or by prefix when `name` has the NULL id.
+    fn resolve_member(&self, name: &Name) -> Option<Name> {
+        let others = self.members.iter().filter(|m| **m != self.local);
+        if name.has_null_id() {
+            others
+                .into_iter()
+                .find(|m| m.prefix() == name.prefix())
+                .cloned()
+        } else {
+            others.into_iter().find(|m| *m == name).cloned()
+        }
+    }
+
+    fn data_retry(&self) -> Option<Retry> {
+        self.data_timer.map(|(i, r)| Retry::new(self.now, i, r))
+    }
+
+    fn control_retry(&self) -> Retry {
+        Retry::new(self.now, self.control_interval, self.control_retries)
+    }
+
+    fn out(
+        &self,
+        dst: &Name,
+        fanout: u32,
+        kind: Kind,
+        message_id: u32,
+        content: wire::Content,
+        metadata: HashMap<String, String>,
+    ) -> wire::Message {
+        Out {
+            source: &self.local,
+            destination: dst,
+            fanout,
+            session_type: self.session_type(),
+            kind,
+            session_id: self.id,
+            message_id,
+            content,
+            metadata,
+        }
+        .build()
+    }
+
+    fn command_msg(
+        &self,
+        dst: &Name,
+        fanout: u32,
+        kind: Kind,
+        message_id: u32,
+        cmd: Cmd,
+    ) -> wire::Message {
+        self.out(
+            dst,
+            fanout,
+            kind,
+            message_id,
+            command_content(cmd),
+            HashMap::new(),
+        )
+    }
+
+    /// Stamps a fresh identity token and queues the message.
+    fn send(&mut self, mut msg: wire::Message) {
+        match self.ctx.provider.token_at(self.ctx.clock.unix(self.now)) {
+            Ok(token) => {
+                packet::set_identity(&mut msg, token);
+                self.outbox.push_back(msg);
+            }
+            Err(e) => {
+                warn!(session_id = self.id, error = %e, "cannot mint identity token");
+                self.counters.mint_failed += 1;
+            }
+        }
+    }
+
+    fn emit(&mut self, e: SessionEvent) {
+        self.events.push_back(Event::App(e));
+    }
+
+    fn fresh_control_id(&mut self) -> u32 {
+        loop {
+            let id: u32 = self.rng.random();
+            if !self.controls.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn start_control(
+        &mut self,
+        msg: wire::Message,
+        expect: Kind,
+        waiting: Waiting,
+        purpose: Purpose,
+    ) {
+        let message_id = match &msg.message_type {
+            Some(wire::message::MessageType::Publish(p)) => {
+                p.session.as_ref().map(|s| s.message_id).unwrap_or(0)
+            }
+            _ => 0,
+        };
+        self.send(msg.clone());
+        let retry = self.control_retry();
+        self.controls.insert(
+            message_id,
+            Control {
+                msg,
+                expect,
+                waiting,
+                retry,
+                purpose,
+            },
+        );
+    }
+
+    fn send_sequenced(
+        &mut self,
+        dst: &Name,
+        fanout: u32,
+        payload: Vec<u8>,
+        metadata: HashMap<String, String>,
+        ack_from: Vec<Name>,
+    ) -> Result<(), SessionError> {
+        let blob = self.crypto.encrypt(&payload)?;
+        let id = self.sender.take_id();
+        let msg = self.out(
+            dst,
+            fanout,
+            Kind::Msg,
+            id,
+            app_content("msg", blob),
+            metadata,
+        );
+        if let Some(retry) = self.data_retry() {
+            let audience: BTreeSet<Name> = ack_from.into_iter().collect();
+            self.sender.remember(id, &msg, audience.clone());
+            self.sender.expect_acks(id, msg.clone(), audience, retry);
+        }
+        self.send(msg);
+        Ok(())
+    }
+
+    /// Advances whatever can advance after an input: the next queued job,
+    /// the close protocol once outstanding MSGs are acknowledged.
+    fn progress(&mut self) {
+        if self.moderator && self.lifecycle == Lifecycle::Open {
+            self.start_next_job();
+        }
+        if self.lifecycle == Lifecycle::Draining && self.sender.is_idle() {
+            self.start_close_protocol();
+        }
+        if self.sender.is_idle()
+            && let Some(close) = self.close_ack.take()
+        {
+            self.send_group_ack(&close);
+            self.finish_close("closed by the moderator");
+        }
+    }
+
+    // ----- inbound dispatch ---------------------------------------------------
+
+    pub(crate) fn handle_inbound(&mut self, inb: Inbound) {
+        if inb.session_id != self.id {
+            return self.drop_msg(DropReason::UnknownSession);
+        }
+        let unix = self.ctx.clock.unix(self.now);
+        if let Err(e) = self.ctx.verifier.verify_at(&inb.identity, unix) {
+            debug!(session_id = self.id, error = %e, source = %inb.source, "bad identity");
+            return self.drop_msg(DropReason::BadIdentity);
+        }
+        if inb.source == self.local {
+            return self.drop_msg(DropReason::Unexpected);
+        }
+        if self.is_closed() {
+            return self.handle_after_close(&inb);
+        }
+        match inb.kind {
+            Kind::Msg => self.on_data(inb, false),
+            Kind::RtxReply => self.on_data(inb, true),
+            Kind::MsgAck => {
+                if !self.sender.on_ack(inb.message_id, &inb.source) {
+                    self.counters.record(DropReason::Duplicate);
+                }
+            }
+            Kind::RtxRequest => self.on_rtx_request(&inb),
+            Kind::DiscoveryRequest => {
+                if let Some(reply) = discovery_reply(&self.ctx, &inb, self.now) {
+                    self.outbox.push_back(reply);
+                }
+            }
+            Kind::DiscoveryReply | Kind::JoinReply | Kind::GroupAck if self.moderator => {
+                self.on_control_reply(&inb)
+            }
+            Kind::Ping if self.moderator => self.on_control_reply(&inb),
+            Kind::LeaveReply => self.on_control_reply(&inb),
+            Kind::LeaveRequest if self.moderator => self.on_leave_request_at_moderator(&inb),
+            _ if self.moderator => self.drop_msg(DropReason::Unexpected),
+            // Participant: control comes from the moderator only.
+            _ if inb.source != self.moderator_name => self.drop_msg(DropReason::Unexpected),
+            Kind::JoinRequest => {
+                if let Some(r) = self.join_reply.clone() {
+                    self.send(r);
+                }
+            }
+            Kind::GroupWelcome => self.on_welcome(&inb),
+            Kind::GroupAdd | Kind::GroupRemove => self.on_commit(inb),
+            Kind::GroupClose => {
+                // Our own MSGs still in flight are delivered first: the ack
+                // (and our close) waits until every member acknowledged them.
+                self.cancel_jobs(SessionError::Closed);
+                self.lifecycle = Lifecycle::Closing;
+                self.close_ack = Some(inb);
+            }
+            Kind::LeaveRequest => {
+                self.send_leave_reply(&inb);
+                self.finish_close("removed by the moderator");
+            }
+            Kind::Ping => {
+                let echo = self.out(
+                    &inb.source,
+                    inb.fanout,
+                    Kind::Ping,
+                    inb.message_id,
+                    inb.content
+                        .clone()
+                        .unwrap_or_else(|| command_content(Cmd::Ping(PingPayload {}))),
+                    inb.metadata.clone(),
+                );
+                self.send(echo);
+                self.watchdog = Some(self.now + PING_INTERVAL * MAX_PING_FAILURES);
+            }
+            _ => self.drop_msg(DropReason::Unexpected),
+        }
+    }
+
+    /// A closed session still answers repeated close/leave requests, so the
+    /// moderator does not wait for acks that were lost.
+    fn handle_after_close(&mut self, inb: &Inbound) {
+        if self.moderator || inb.source != self.moderator_name {
+            return self.drop_msg(DropReason::Unexpected);
+        }
+        match inb.kind {
+            Kind::GroupClose => self.send_group_ack(inb),
+            Kind::LeaveRequest => self.send_leave_reply(inb),
+            _ => self.drop_msg(DropReason::Unexpected),
+        }
+    }
+
+    fn send_group_ack(&mut self, inb: &Inbound) {
+        let ack = self.command_msg(
+            &inb.source,
+            1,
+            Kind::GroupAck,
+            inb.message_id,
+            Cmd::GroupAck(GroupAckPayload {}),
+        );
+        self.send(ack);
+    }
+
+    fn send_leave_reply(&mut self, inb: &Inbound) {
+        let reply = self.command_msg(
+            &inb.source,
+            1,
+            Kind::LeaveReply,
+            inb.message_id,
+            Cmd::LeaveReply(LeaveReplyPayload {}),
+        );
+        self.send(reply);
+    }
+
+    // ----- data path ------------------------------------------------------------
+
+    fn on_data(&mut self, inb: Inbound, rtx: bool) {
+        let reliable = self.data_timer.is_some();
+        if rtx && !reliable {
+            return self.drop_msg(DropReason::Unexpected);
+        }
+        let source = inb.source.clone();
+        if rtx && inb.error.is_some() {
+            let Some(stream) = self.streams.get_mut(&source) else {
+                return self.drop_msg(DropReason::Unexpected);
+            };
+            let ready = stream.mark_lost(inb.message_id);
+            return self.deliver_ready(&source, ready);
+        }
+        let Some(payload) = inb.app_payload() else {
+            return self.drop_msg(DropReason::Malformed);
+        };
+        let publish_to = self.kind == SessionKind::Group && inb.flag(keys::PUBLISH_TO);
+        if publish_to == (inb.message_id <= MAX_PUBLISH_ID) && !rtx {
+            // PUBLISH_TO ids live above the sequenced space, MSG ids in it.
+            return self.drop_msg(DropReason::OutOfRange);
+        }
+        let skip = if rtx {
+            inb.metadata.contains_key(keys::NOT_ADDRESSED)
+        } else {
+            self.kind == SessionKind::Group
+                && !inb.destination.has_null_id()
+                && inb.destination != self.local
+        };
+        // Duplicates are recognised before decryption and acknowledged again:
+        // an MLS group cannot decrypt the same ciphertext twice, and a lost
+        // ack must not turn into a failed send (§h.15).
+        let duplicate = if publish_to {
+            self.publish_to_seen
+                .get(&source)
+                .is_some_and(|seen| seen.contains(&inb.message_id))
+        } else {
+            reliable
+                && self
+                    .streams
+                    .get(&source)
+                    .is_some_and(|s| s.is_duplicate(inb.message_id))
+        };
+        if duplicate {
+            if reliable {
+                self.send_msg_ack(&inb, publish_to);
+            }
+            return self.drop_msg(DropReason::Duplicate);
+        }
+        let blob = if skip {
+            Vec::new()
+        } else {
+            match self.crypto.decrypt(&payload.blob) {
+                Ok(b) => b,
+                Err(_) => return self.drop_msg(DropReason::DecryptFailed),
+            }
+        };
+        if reliable {
+            // RTX_REPLYs are acked too (v1.3 does not): our senders wait for a
+            // real ack; v1.3 senders ignore an ack they no longer wait for.
+            self.send_msg_ack(&inb, publish_to);
+        }
+        let mut metadata = inb.metadata;
+        metadata.remove(keys::PUBLISH_TO);
+        metadata.remove(keys::NOT_ADDRESSED);
+        let msg = ReceivedMessage {
+            source: source.clone(),
+            payload: blob,
+            metadata,
+        };
+        if publish_to {
+            let seen = self.publish_to_seen.entry(source).or_default();
+            if seen.contains(&inb.message_id) {
+                return self.drop_msg(DropReason::Duplicate);
+            }
+            if seen.len() == PUBLISH_TO_MEMORY {
+                seen.pop_front();
+            }
+            seen.push_back(inb.message_id);
+            return self.emit(SessionEvent::Message(msg));
+        }
+        let Some(retry) = self.data_retry() else {
+            return self.emit(SessionEvent::Message(msg));
+        };
+        let fresh_start = self.moderator || self.kind == SessionKind::PointToPoint;
+        let stream = self.streams.entry(source.clone()).or_insert_with(|| {
+            if fresh_start {
+                Stream::starting_at(1)
+            } else {
+                Stream::probing()
+            }
+        });
+        if inb.incoming_conn.is_some() {
+            stream.last_conn = inb.incoming_conn;
+        }
+        let slot = if skip { Slot::Skip } else { Slot::Deliver(msg) };
+        match stream.accept(inb.message_id, slot, || retry) {
+            Ok(acc) => {
+                for id in acc.request {
+                    self.send_rtx_request(&source, id);
+                }
+                self.deliver_ready(&source, acc.ready);
+            }
+            Err(Refused::Duplicate) => self.drop_msg(DropReason::Duplicate),
+            Err(Refused::OutOfRange) => self.drop_msg(DropReason::OutOfRange),
+        }
+    }
+
+    fn send_msg_ack(&mut self, inb: &Inbound, publish_to: bool) {
+        let mut meta = HashMap::new();
+        if publish_to {
+            meta.insert(keys::PUBLISH_TO.to_string(), TRUE.to_string());
+        }
+        let mut ack = self.out(
+            &inb.source,
+            1,
+            Kind::MsgAck,
+            inb.message_id,
+            app_content("", Vec::new()),
+            meta,
+        );
+        packet::set_forward_to(&mut ack, inb.incoming_conn);
+        self.send(ack);
+    }
+
+    fn deliver_ready(&mut self, source: &Name, ready: Vec<(u32, Slot<ReceivedMessage>)>) {
+        for (id, slot) in ready {
+            match slot {
+                Slot::Deliver(m) => self.emit(SessionEvent::Message(m)),
+                Slot::Skip => {}
+                Slot::Lost => {
+                    warn!(session_id = self.id, source = %source, message_id = id, "message lost");
+                    self.emit(SessionEvent::MessageLost {
+                        source: source.clone(),
+                        message_id: id,
+                    })
+                }
+            }
+        }
+    }
+
+    fn send_rtx_request(&mut self, source: &Name, id: u32) {
+        let conn = self.streams.get(source).and_then(|s| s.last_conn);
+        let mut req = self.out(
+            source,
+            1,
+            Kind::RtxRequest,
+            id,
+            app_content("", Vec::new()),
+            HashMap::new(),
+        );
+        packet::set_forward_to(&mut req, conn);
+        self.send(req);
+    }
+
+    fn on_rtx_request(&mut self, inb: &Inbound) {
+        if self.data_timer.is_none() {
+            return self.drop_msg(DropReason::Unexpected);
+        }
+        // Unlike v1.3, an RTX_REQUEST does not count as an ack: the requester
+        // does not have the message yet, and a close right now would lose it.
+        let reply = match self.sender.lookup(inb.message_id) {
+            Some((orig, audience)) => {
+                let mut m = orig.clone();
+                if !audience.contains(&inb.source) {
+                    m.metadata
+                        .insert(keys::NOT_ADDRESSED.to_string(), TRUE.to_string());
+                }
+                packet::set_kind(&mut m, Kind::RtxReply);
+                packet::set_destination(&mut m, &inb.source);
+                m
+            }
+            None => {
+                let mut m = self.out(
+                    &inb.source,
+                    1,
+                    Kind::RtxReply,
+                    inb.message_id,
+                    app_content("", Vec::new()),
+                    HashMap::new(),
+                );
+                packet::set_lost(&mut m);
+                m
+            }
+        };
+        let mut reply = reply;
+        packet::set_forward_to(&mut reply, inb.incoming_conn);
+        self.send(reply);
+    }
+
+    // ----- timers -------------------------------------------------------------------
+
+    fn sender_timeouts(&mut self) {
+        for action in self.sender.on_timeout(self.now) {
+            match action {
+                SendAction::Resend { msg, to } => {
+                    let msg = *msg;
+                    for name in to {
+                        let mut m = msg.clone();
+                        packet::set_destination(&mut m, &name);
+                        self.send(m);
+                    }
+                }
+                SendAction::Failed {
+                    message_id,
+                    missing,
+                } => {
+                    warn!(
+                        session_id = self.id,
+                        message_id,
+                        ?missing,
+                        "message send retry failed"
+                    );
+                    self.events.push_back(Event::PublishFailed {
+                        message_id,
+                        missing,
+                    });
+                }
+            }
+        }
+    }
+
+    fn stream_timeouts(&mut self) {
+        let now = self.now;
+        let mut sources: Vec<Name> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.deadline().is_some_and(|d| d <= now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        sources.sort();
+        let retry = self.data_retry();
+        for source in sources {
+            let Some(stream) = self.streams.get_mut(&source) else {
+                continue;
+            };
+            let Some(retry) = retry else {
+                continue;
+            };
+            let _ = retry;
+            let out = stream.on_timeout(now);
+            for id in out.request {
+                self.send_rtx_request(&source, id);
+            }
+            self.deliver_ready(&source, out.ready);
+        }
+    }
+
+    fn control_timeouts(&mut self) {
+        let now = self.now;
+        let mut due: Vec<u32> = self
+            .controls
+            .iter()
+            .filter(|(_, c)| c.retry.next <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        due.sort_unstable();
+        for id in due {
+            let Some(c) = self.controls.get_mut(&id) else {
+                continue;
+            };
+            match c.retry.fire(now) {
+                Some(Fire::Resend) => {
+                    let m = c.msg.clone();
+                    self.send(m);
+                }
+                Some(Fire::GiveUp) => {
+                    if let Some(c) = self.controls.remove(&id) {
+                        self.control_failed(id, c);
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
+    // ----- control replies (moderator, and a participant's graceful leave) --------
+
+    fn on_control_reply(&mut self, inb: &Inbound) {
+        let Some(c) = self.controls.get_mut(&inb.message_id) else {
+            return self.drop_msg(DropReason::Duplicate);
+        };
+        if c.expect != inb.kind {
+            return self.drop_msg(DropReason::Unexpected);
+        }
+        let (matched, done) = match &mut c.waiting {
+            Waiting::Names(set) => {
+                let m = set.remove(&inb.source);
+                (m, set.is_empty())
+            }
+            Waiting::Prefix(p) => {
+                let m = *p == inb.source.prefix();
+                (m, m)
+            }
+        };
+        if !matched {
+            return self.drop_msg(DropReason::Duplicate);
+        }
+        let purpose = c.purpose;
+        if purpose == Purpose::Ping {
+            self.ping_missed.insert(inb.source.clone(), 0);
+        }
+        if done {
+            self.controls.remove(&inb.message_id);
+            self.control_done(purpose, inb);
+        }
+    }
+
+    fn control_done(&mut self, purpose: Purpose, reply: &Inbound) {
+        match purpose {
+            Purpose::Discovery => self.after_discovery(reply.source.clone()),
+            Purpose::Join => self.after_join(reply),
+            Purpose::Welcome | Purpose::GroupAdd => self.welcome_part_done(),
+            Purpose::GroupRemove => self.after_group_remove(),
+            Purpose::Leave => self.finish_job(Ok(())),
+            Purpose::Ping => {
+                if self.ping_round == Some(reply.message_id) {
+                    self.ping_round = None;
+                }
+            }
+            Purpose::Close => self.finish_close("closed"),
+            Purpose::GracefulLeave => self.finish_close("left the session"),
+        }
+    }
+
+    fn control_failed(&mut self, id: u32, c: Control) {
+        debug!(session_id = self.id, purpose = ?c.purpose, message_id = id, "control request timed out");
+        match c.purpose {
+            Purpose::Discovery => self.fail_job(SessionError::Timeout { what: "discovery" }),
+            Purpose::Join => self.fail_job(SessionError::Timeout { what: "join" }),
+            Purpose::Welcome | Purpose::GroupAdd => {
+                if let Some(Active {
+                    stage: Stage::Welcoming { peer, .. },
+                    ..
+                }) = &self.active
+                {
+                    let peer = peer.clone();
+                    self.forget_member(&peer);
+                }
+                self.fail_job(SessionError::Timeout { what: "welcome" })
+            }
+            // Whoever did not answer is presumably gone; carry on.
+            Purpose::GroupRemove => self.after_group_remove(),
+            Purpose::Leave => self.finish_job(Ok(())),
+            Purpose::Ping => {
+                if self.ping_round == Some(id) {
+                    self.ping_round = None;
+                }
+                self.count_missed(c.waiting);
+            }
+            Purpose::Close => self.finish_close("closed"),
+            Purpose::GracefulLeave => self.finish_close("left the session"),
+        }
+    }
+
+    // ----- moderator: jobs ----------------------------------------------------------
+
+    fn push_job_invite(&mut self, member: Name) -> JobId {
+        let id = self.next_job;
+        self.next_job += 1;
+        self.jobs.push_back(Job::Invite { id, member });
+        id
+    }
+
+    fn start_next_job(&mut self) {
+        while self.active.is_none() && self.lifecycle == Lifecycle::Open {
+            let Some(job) = self.jobs.pop_front() else {
+                return;
+            };
+            match job {
+                Job::Invite { id, member } => {
+                    let mid = self.fresh_control_id();
+                    let req = self.command_msg(
+                        &member,
+                        1,
+                        Kind::DiscoveryRequest,
+                        mid,
+                        Cmd::DiscoveryRequest(DiscoveryRequestPayload { destination: None }),
+                    );
+                    self.active = Some(Active {
+                        job: Some(id),
+                        stage: Stage::Discovering,
+                    });
+                    self.start_control(
+                        req,
+                        Kind::DiscoveryReply,
+                        Waiting::Prefix(member.prefix()),
+                        Purpose::Discovery,
+                    );
+                }
+                Job::Remove { id, member } => {
+                    let Some(member) = self.resolve_member(&member) else {
+                        self.events.push_back(Event::JobDone {
+                            job: id,
+                            result: Err(SessionError::NotAMember(member)),
+                        });
+                        continue;
+                    };
+                    let before = self.members.clone();
+                    self.forget_member(&member);
+                    self.emit(SessionEvent::MemberLeft(member.clone()));
+                    self.active = Some(Active {
+                        job: Some(id),
+                        stage: Stage::Leaving,
+                    });
+                    self.announce_removal(&member, &before, true);
+                }
+                Job::Announce { removed, before } => {
+                    self.active = Some(Active {
+                        job: None,
+                        stage: Stage::Leaving,
+                    });
+                    self.announce_removal(&removed, &before, false);
+                }
+            }
+        }
+    }
+
+    /// GROUP_REMOVE to the channel when more than two were members, then
+    /// (when `leave`) LEAVE_REQUEST to the removed member.
+    fn announce_removal(&mut self, removed: &Name, before: &[Name], leave: bool) {
+        let commit = match self.crypto.remove_member(removed) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(session_id = self.id, error = %e, "MLS remove failed");
+                None
+            }
+        };
+        let mls = commit.map(|c| self.next_commit(c));
+        if before.len() > 2 {
+            let waiting: BTreeSet<Name> = before
+                .iter()
+                .filter(|m| **m != self.local && (leave || *m != removed))
+                .cloned()
+                .collect();
+            let mid = self.fresh_control_id();
+            let dst = self.destination.clone();
+            let msg = self.command_msg(
+                &dst,
+                GROUP_FANOUT,
+                Kind::GroupRemove,
+                mid,
+                Cmd::GroupRemove(GroupRemovePayload {
+                    removed_participant: Some(removed.to_wire()),
+                    participants: before.iter().map(Name::to_wire).collect(),
+                    mls,
+                }),
+            );
+            if let Some(a) = self.active.as_mut() {
+                a.stage = Stage::Removing {
+                    member: removed.clone(),
+                    leave,
+                };
+            }
+            self.start_control(
+                msg,
+                Kind::GroupAck,
+                Waiting::Names(waiting),
+                Purpose::GroupRemove,
+            );
+        } else if leave {
+            self.send_leave_request(removed);
+        } else {
+            self.finish_job(Ok(()));
+        }
+    }
+
+    fn after_group_remove(&mut self) {
+        let next = match &self.active {
+            Some(Active {
+                stage:
+                    Stage::Removing {
+                        member,
+                        leave: true,
+                    },
+                ..
+            }) => Some(member.clone()),
+            _ => None,
+        };
+        match next {
+            Some(member) => self.send_leave_request(&member),
+            None => self.finish_job(Ok(())),
+        }
+    }
+
+    fn send_leave_request(&mut self, member: &Name) {
+        if let Some(a) = self.active.as_mut() {
+            a.stage = Stage::Leaving;
+        }
+        let mid = self.fresh_control_id();
+        let msg = self.command_msg(
+            member,
+            1,
+            Kind::LeaveRequest,
+            mid,
+            Cmd::LeaveRequest(LeaveRequestPayload { destination: None }),
+        );
+        self.start_control(
+            msg,
+            Kind::LeaveReply,
+            Waiting::Names(BTreeSet::from([member.clone()])),
+            Purpose::Leave,
+        );
+    }
+
+    fn next_commit(&mut self, content: Vec<u8>) -> MlsPayload {
+        self.commit_counter += 1;
+        MlsPayload {
+            commit_id: self.commit_counter,
+            mls_content: content,
+        }
+    }
+
+    fn after_discovery(&mut self, peer: Name) {
+        if self.members.contains(&peer) {
+            return self.fail_job(SessionError::AlreadyMember(peer));
+        }
+        if self.kind == SessionKind::Group && !self.channel_subscribed {
+            self.channel_subscribed = true;
+            self.events
+                .push_back(Event::Subscribe(self.destination.clone()));
+        }
+        if !self.group_created {
+            if let Err(e) = self.crypto.create_group() {
+                return self.fail_job(e.into());
+            }
+            self.group_created = true;
+        }
+        if self.kind == SessionKind::PointToPoint {
+            self.destination = peer.clone();
+        }
+        let timer_settings = self.data_timer.map(|(i, r)| TimerSettings {
+            timeout: u32::try_from(i.as_millis()).unwrap_or(u32::MAX),
+            max_retries: r,
+        });
+        let channel = match self.kind {
+            SessionKind::Group => Some(self.destination.to_wire()),
+            SessionKind::PointToPoint => None,
+        };
+        let mid = self.fresh_control_id();
+        let msg = self.out(
+            &peer,
+            1,
+            Kind::JoinRequest,
+            mid,
+            command_content(Cmd::JoinRequest(JoinRequestPayload {
+                enable_mls: self.crypto.enabled(),
+                timer_settings,
+                channel,
+            })),
+            self.metadata.clone(),
+        );
+        if let Some(a) = self.active.as_mut() {
+            a.stage = Stage::Joining { peer: peer.clone() };
+        }
+        self.start_control(
+            msg,
+            Kind::JoinReply,
+            Waiting::Names(BTreeSet::from([peer])),
+            Purpose::Join,
+        );
+    }
+
+    fn after_join(&mut self, reply: &Inbound) {
+        let Some(Active {
+            stage: Stage::Joining { peer },
+            ..
+        }) = &self.active
+        else {
+            return;
+        };
+        let peer = peer.clone();
+        let key_package = match reply.command() {
+            Some(Cmd::JoinReply(r)) => r.key_package.clone(),
+            _ => None,
+        };
+        let added = match self.crypto.add_member(&peer, key_package.as_deref()) {
+            Ok(a) => a,
+            Err(e) => return self.fail_job(e.into()),
+        };
+        self.members.push(peer.clone());
+        let (commit, welcome) = match added {
+            Some(a) => {
+                let commit = self.next_commit(a.commit);
+                let welcome = MlsPayload {
+                    commit_id: commit.commit_id,
+                    mls_content: a.welcome,
+                };
+                (Some(commit), Some(welcome))
+            }
+            None => (None, None),
+        };
+        if self.kind == SessionKind::PointToPoint {
+            // The peer is a data endpoint from now on: flush early publishes.
+            let held: Vec<_> = self.held_back.drain(..).collect();
+            for (payload, metadata) in held {
+                if let Err(e) = self.send_sequenced(&peer, 1, payload, metadata, vec![peer.clone()])
+                {
+                    warn!(session_id = self.id, error = %e, "held-back publish failed");
+                }
+            }
+        }
+        let participants: Vec<wire::Name> = self.members.iter().map(Name::to_wire).collect();
+        let mut outstanding = 0;
+        if self.kind == SessionKind::Group && self.members.len() > 2 {
+            let waiting: BTreeSet<Name> = self
+                .members
+                .iter()
+                .filter(|m| **m != self.local && **m != peer)
+                .cloned()
+                .collect();
+            let mid = self.fresh_control_id();
+            let dst = self.destination.clone();
+            let msg = self.command_msg(
+                &dst,
+                GROUP_FANOUT,
+                Kind::GroupAdd,
+                mid,
+                Cmd::GroupAdd(GroupAddPayload {
+                    new_participant: Some(peer.to_wire()),
+                    participants: participants.clone(),
+                    mls: commit,
+                }),
+            );
+            self.start_control(
+                msg,
+                Kind::GroupAck,
+                Waiting::Names(waiting),
+                Purpose::GroupAdd,
+            );
+            outstanding += 1;
+        }
+        let mid = self.fresh_control_id();
+        let msg = self.command_msg(
+            &peer,
+            1,
+            Kind::GroupWelcome,
+            mid,
+            Cmd::GroupWelcome(GroupWelcomePayload {
+                participants,
+                mls: welcome,
+            }),
+        );
+        self.start_control(
+            msg,
+            Kind::GroupAck,
+            Waiting::Names(BTreeSet::from([peer.clone()])),
+            Purpose::Welcome,
+        );
+        outstanding += 1;
+        if let Some(a) = self.active.as_mut() {
+            a.stage = Stage::Welcoming { peer, outstanding };
+        }
+    }
+
+    fn welcome_part_done(&mut self) {
+        let Some(Active {
+            stage: Stage::Welcoming { peer, outstanding },
+            ..
+        }) = self.active.as_mut()
+        else {
+            return;
+        };
+        *outstanding = outstanding.saturating_sub(1);
+        if *outstanding > 0 {
+            return;
+        }
+        let peer = peer.clone();
+        self.ping_missed.insert(peer.clone(), 0);
+        self.emit(SessionEvent::MemberJoined(peer));
+        self.finish_job(Ok(()));
+    }
+
+    fn finish_job(&mut self, result: Result<(), SessionError>) {
+        let Some(active) = self.active.take() else {
+            return;
+        };
+        self.controls.retain(|_, c| !c.purpose.belongs_to_job());
+        let failed = result.is_err();
+        if let Some(job) = active.job {
+            self.events.push_back(Event::JobDone {
+                job,
+                result: result.clone(),
+            });
+        }
+        if failed && self.kind == SessionKind::PointToPoint {
+            let reason = match result {
+                Err(e) => format!("peer not reachable: {e}"),
+                Ok(()) => String::new(),
+            };
+            self.finish_close(&reason);
+        }
+    }
+
+    fn fail_job(&mut self, e: SessionError) {
+        warn!(session_id = self.id, error = %e, "invite/remove failed");
+        self.finish_job(Err(e));
+    }
+
+    fn cancel_jobs(&mut self, e: SessionError) {
+        for job in self.jobs.drain(..) {
+            if let Job::Invite { id, .. } | Job::Remove { id, .. } = job {
+                self.events.push_back(Event::JobDone {
+                    job: id,
+                    result: Err(e.clone()),
+                });
+            }
+        }
+        if let Some(active) = self.active.take() {
+            self.controls.retain(|_, c| !c.purpose.belongs_to_job());
+            if let Some(job) = active.job {
+                self.events.push_back(Event::JobDone {
+                    job,
+                    result: Err(e),
+                });
+            }
+        }
+    }
+
+    /// Drops `name` from the member list and the data endpoints.
+    fn forget_member(&mut self, name: &Name) {
+        self.members.retain(|m| m != name);
+        self.sender.forget_endpoint(name);
+        self.ping_missed.remove(name);
+        for c in self.controls.values_mut() {
+            if c.purpose == Purpose::Ping
+                && let Waiting::Names(set) = &mut c.waiting
+            {
+                set.remove(name);
+            }
+        }
+    }
+
+    fn on_leave_request_at_moderator(&mut self, inb: &Inbound) {
+        self.send_leave_reply(inb);
+        if inb.flag(keys::DELETE_GROUP) {
+            self.close(self.now);
+            return;
+        }
+        if !self.members.contains(&inb.source) {
+            return;
+        }
+        if !inb.flag(keys::LEAVING_SESSION) {
+            return self.drop_msg(DropReason::Unexpected);
+        }
+        self.member_gone(&inb.source.clone(), "peer left the session");
+    }
+
+    /// A member left or stopped answering pings.
+    fn member_gone(&mut self, member: &Name, p2p_reason: &str) {
+        let before = self.members.clone();
+        self.forget_member(member);
+        self.emit(SessionEvent::MemberLeft(member.clone()));
+        if self.kind == SessionKind::PointToPoint || before.len() <= 2 {
+            self.cancel_jobs(SessionError::Closed);
+            self.finish_close(p2p_reason);
+        } else {
+            self.jobs.push_front(Job::Announce {
+                removed: member.clone(),
+                before,
+            });
+        }
+    }
+
+    // ----- moderator: ping ------------------------------------------------------
+
+    fn ping_round(&mut self) {
+        self.ping_next = Some(self.now + PING_INTERVAL);
+        if let Some(id) = self.ping_round.take()
+            && let Some(c) = self.controls.remove(&id)
+        {
+            self.count_missed(c.waiting);
+        }
+        if self.is_closed() {
+            return;
+        }
+        let others = self.others();
+        if others.is_empty() || self.lifecycle != Lifecycle::Open {
+            return;
+        }
+        let (dst, fanout) = match self.kind {
+            SessionKind::PointToPoint => (self.destination.clone(), 1),
+            SessionKind::Group => (self.destination.clone(), GROUP_FANOUT),
+        };
+        let mid = self.fresh_control_id();
+        let msg = self.command_msg(&dst, fanout, Kind::Ping, mid, Cmd::Ping(PingPayload {}));
+        self.ping_round = Some(mid);
+        self.start_control(
+            msg,
+            Kind::Ping,
+            Waiting::Names(others.into_iter().collect()),
+            Purpose::Ping,
+        );
+    }
+
+    fn count_missed(&mut self, waiting: Waiting) {
+        let Waiting::Names(silent) = waiting else {
+            return;
+        };
+        for name in silent {
+            if !self.members.contains(&name) {
+                continue;
+            }
+            let missed = self.ping_missed.entry(name.clone()).or_insert(0);
+            *missed += 1;
+            if *missed >= MAX_PING_FAILURES {
+                warn!(session_id = self.id, member = %name, "member declared gone after missed pings");
+                self.member_gone(&name, "peer unreachable");
+                if self.is_closed() {
+                    return;
+                }
+            }
+        }
+    }
+
+    // ----- participant: welcome and commits -------------------------------------
+
+    fn on_welcome(&mut self, inb: &Inbound) {
+        if self.welcomed {
+            return self.send_group_ack(inb);
+        }
+        let Some(Cmd::GroupWelcome(w)) = inb.command() else {
+            return self.drop_msg(DropReason::Malformed);
+        };
+        let Ok(participants) = w
+            .participants
+            .iter()
+            .map(Name::from_wire)
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            return self.drop_msg(DropReason::Malformed);
+        };
+        if self.crypto.enabled() {
+            let Some(mls) = &w.mls else {
+                return self.drop_msg(DropReason::Malformed);
+            };
+            if let Err(e) = self.crypto.process_welcome(&mls.mls_content) {
+                warn!(session_id = self.id, error = %e, "welcome rejected");
+                return self.drop_msg(DropReason::DecryptFailed);
+            }
+            self.last_commit = mls.commit_id;
+        }
+        self.welcomed = true;
+        if !participants.contains(&self.local) {
+            warn!(
+                session_id = self.id,
+                "welcome does not list us; using it anyway"
+            );
+        }
+        self.members = participants;
+        if !self.members.contains(&self.moderator_name) {
+            self.members.insert(0, self.moderator_name.clone());
+        }
+        if !self.members.contains(&self.local) {
+            self.members.push(self.local.clone());
+        }
+        if self.kind == SessionKind::Group {
+            self.channel_subscribed = true;
+            self.events
+                .push_back(Event::Subscribe(self.destination.clone()));
+        }
+        self.events.push_back(Event::Established);
+        for m in self.others() {
+            self.emit(SessionEvent::MemberJoined(m));
+        }
+        self.send_group_ack(inb);
+    }
+
+    fn on_commit(&mut self, inb: Inbound) {
+        if !self.welcomed {
+            // Not acked: the moderator retransmits once we are welcomed.
+            return self.drop_msg(DropReason::Unexpected);
+        }
+        let commit_id = match inb.command() {
+            Some(Cmd::GroupAdd(a)) => a.mls.as_ref().map(|m| m.commit_id),
+            Some(Cmd::GroupRemove(r)) => r.mls.as_ref().map(|m| m.commit_id),
+            _ => return self.drop_msg(DropReason::Malformed),
+        };
+        let Some(commit_id) = commit_id.filter(|_| self.crypto.enabled()) else {
+            return self.apply_commit(&inb);
+        };
+        if commit_id <= self.last_commit {
+            // Already applied: acknowledge again, apply nothing.
+            self.counters.record(DropReason::Duplicate);
+            return self.send_group_ack(&inb);
+        }
+        if commit_id > self.last_commit + 1 {
+            if commit_id - self.last_commit > 1024 {
+                return self.drop_msg(DropReason::OutOfRange);
+            }
+            self.early_commits.insert(commit_id, inb);
+            return;
+        }
+        self.apply_commit(&inb);
+        while let Some(next) = self.early_commits.remove(&(self.last_commit + 1)) {
+            self.apply_commit(&next);
+        }
+    }
+
+    fn apply_commit(&mut self, inb: &Inbound) {
+        let (mls, participants, change) = match inb.command() {
+            Some(Cmd::GroupAdd(a)) => (
+                &a.mls,
+                &a.participants,
+                a.new_participant.as_ref().map(|n| (true, n)),
+            ),
+            Some(Cmd::GroupRemove(r)) => (
+                &r.mls,
+                &r.participants,
+                r.removed_participant.as_ref().map(|n| (false, n)),
+            ),
+            _ => return self.drop_msg(DropReason::Malformed),
+        };
+        let Some((added, who)) = change else {
+            return self.drop_msg(DropReason::Malformed);
+        };
+        let Ok(who) = Name::from_wire(who) else {
+            return self.drop_msg(DropReason::Malformed);
+        };
+        let Ok(participants) = participants
+            .iter()
+            .map(Name::from_wire)
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            return self.drop_msg(DropReason::Malformed);
+        };
+        if self.crypto.enabled() {
+            let Some(mls) = mls else {
+                return self.drop_msg(DropReason::Malformed);
+            };
+            if let Err(e) = self.crypto.process_commit(&mls.mls_content) {
+                warn!(session_id = self.id, error = %e, "commit rejected");
+                return self.drop_msg(DropReason::DecryptFailed);
+            }
+            self.last_commit = mls.commit_id;
+        }
+        if added {
+            for p in participants {
+                if !self.members.contains(&p) {
+                    self.members.push(p.clone());
+                    self.emit(SessionEvent::MemberJoined(p));
+                }
+            }
+            if !self.members.contains(&who) {
+                self.members.push(who.clone());
+                self.emit(SessionEvent::MemberJoined(who));
+            }
+        } else if who != self.local && self.members.contains(&who) {
+            self.forget_member(&who);
+            self.emit(SessionEvent::MemberLeft(who));
+        }
+        self.send_group_ack(inb);
+    }
+
+    // ----- closing ------------------------------------------------------------------
+
+    fn start_close_protocol(&mut self) {
+        if self.moderator {
+            let others = self.others();
+            if others.is_empty() {
+                return self.finish_close("closed");
+            }
+            let participants = self.members.iter().map(Name::to_wire).collect();
+            let mid = self.fresh_control_id();
+            let dst = self.destination.clone();
+            let msg = self.command_msg(
+                &dst,
+                GROUP_FANOUT,
+                Kind::GroupClose,
+                mid,
+                Cmd::GroupClose(GroupClosePayload { participants }),
+            );
+            self.lifecycle = Lifecycle::Closing;
+            self.start_control(
+                msg,
+                Kind::GroupAck,
+                Waiting::Names(others.into_iter().collect()),
+                Purpose::Close,
+            );
+        } else {
+            if !self.welcomed {
+                return self.finish_close("left the session");
+            }
+            let mid = self.fresh_control_id();
+            let moderator = self.moderator_name.clone();
+            let msg = self.out(
+                &moderator,
+                1,
+                Kind::LeaveRequest,
+                mid,
+                command_content(Cmd::LeaveRequest(LeaveRequestPayload { destination: None })),
+                HashMap::from([(keys::LEAVING_SESSION.to_string(), TRUE.to_string())]),
+            );
+            self.unsubscribe_channel();
+            self.lifecycle = Lifecycle::Closing;
+            self.start_control(
+                msg,
+                Kind::LeaveReply,
+                Waiting::Names(BTreeSet::from([moderator])),
+                Purpose::GracefulLeave,
+            );
+        }
+    }
+
+    fn unsubscribe_channel(&mut self) {
+        if self.kind == SessionKind::Group && self.channel_subscribed {
+            self.channel_subscribed = false;
+            self.events
+                .push_back(Event::Unsubscribe(self.destination.clone()));
+        }
+    }
+
+    fn finish_close(&mut self, reason: &str) {
+        if self.is_closed() {
+            return;
+        }
+        self.cancel_jobs(SessionError::Closed);
+        self.unsubscribe_channel();
+        let mut sources: Vec<Name> = self.streams.keys().cloned().collect();
+        sources.sort();
+        for source in sources {
+            if let Some(stream) = self.streams.get_mut(&source) {
+                let ready = stream.flush();
+                self.deliver_ready(&source, ready);
+            }
+        }
+        self.controls.clear();
+        self.held_back.clear();
+        self.ping_next = None;
+        self.ping_round = None;
+        self.watchdog = None;
+        let grace = self.control_interval * (self.control_retries + 1);
+        self.lifecycle = Lifecycle::Closed {
+            until: self.now + grace,
+        };
+        self.emit(SessionEvent::Closed {
+            reason: reason.to_string(),
+        });
+    }
+}
+
+/// The stateless DISCOVERY_REPLY to a DISCOVERY_REQUEST: source = the
+/// request's destination with our id, back along `incoming_conn`.
+pub(crate) fn discovery_reply(ctx: &Context, req: &Inbound, now: Instant) -> Option<wire::Message> {
+    let source = req.destination.with_id(ctx.app_name.id());
+    let mut msg = Out {
+        source: &source,
+        destination: &req.source,
+        fanout: 1,
+        session_type: req.session_type,
+        kind: Kind::DiscoveryReply,
+        session_id: req.session_id,
+        message_id: req.message_id,
+        content: command_content(Cmd::DiscoveryReply(DiscoveryReplyPayload {})),
+        metadata: HashMap::new(),
+    }
+    .build();
+    packet::set_forward_to(&mut msg, req.incoming_conn);
+    let token = ctx.provider.token_at(ctx.clock.unix(now)).ok()?;
+    packet::set_identity(&mut msg, token);
+    Some(msg)
+}

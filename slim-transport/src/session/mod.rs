@@ -1,0 +1,266 @@
+//! The SLIM v1.3 session layer as a sans-IO state machine (quinn-proto style).
+//!
+//! A [`Session`] is fed received messages ([`Session::handle_message`]), app
+//! commands (`publish`, `publish_to`, `publish_unicast`, `invite`, `remove`,
+//! `close`) and the passing of time ([`Session::handle_timeout`]); it answers
+//! with messages to send ([`Session::poll_transmit`]), the next deadline
+//! ([`Session::poll_timeout`]) and events ([`Session::poll_event`]). The
+//! [`SessionLayer`] routes received messages by session id and answers the
+//! ones for no known session (DISCOVERY_REQUEST statelessly, JOIN_REQUEST by
+//! creating a participant session).
+//!
+//! What this module must not do: open sockets, spawn tasks, read the system
+//! clock or draw from a global RNG. Time comes in as `now: Instant`, wall
+//! time for tokens from the [`WallClock`] anchor, and randomness (session,
+//! control-message and PUBLISH_TO ids) from a seeded RNG. The async driver
+//! lives in `crate::app`.
+//!
+//! Differences from the official v1.3 stack, on purpose:
+//! * [`Session::publish_unicast`] sends a sequenced MSG to one member and
+//!   expects the ack only from that member, and retransmits only to it.
+//!   v1.3 expects acks from every member for such a message and, after the
+//!   first timeout, re-sends it to all of them. Other members keep their
+//!   per-source order through RTX; our RTX_REPLY for such an id carries the
+//!   `UNICAST_TO` metadata key so our receivers skip it instead of
+//!   delivering it (SLIM receivers ignore the key and deliver it, as they
+//!   would after a v1.3 re-send).
+//! * An RTX_REQUEST does not count as an acknowledgement of the MSG (in
+//!   v1.3 it does): the sender keeps retransmitting until a MSG_ACK, so a
+//!   message is never considered delivered while its receiver still misses
+//!   it. Our receivers also MSG_ACK a recovered RTX_REPLY.
+//! * A participant answers GROUP_CLOSE only once its own outstanding MSGs
+//!   are acknowledged (v1.3 answers and closes at once).
+//! * A group member that joined late finds where each sender's stream starts
+//!   by probing downwards with RTX_REQUEST (see `reliable::Stream`) instead
+//!   of taking the first id seen, which would skip a reordered first id.
+//! * A duplicate GROUP_ADD/GROUP_REMOVE carrying an already applied
+//!   `commit_id` is acknowledged again (v1.3 drops it without an ack, which
+//!   makes a lost GROUP_ACK fail the invite).
+//! * Group sessions always use timer settings (the configured ones, else
+//!   1 s / 10): a v1.3 participant refuses a multicast JOIN_REQUEST without.
+
+mod crypto;
+mod layer;
+mod machine;
+pub mod packet;
+mod reliable;
+
+#[cfg(test)]
+mod testnet;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::Name;
+use crate::identity::{IdentityProvider, IdentityVerifier};
+
+pub use crypto::{AddOutput, CryptoError, NoCrypto, SessionCrypto};
+pub use layer::{CryptoFactory, Dispatch, SessionLayer};
+pub use machine::Session;
+
+/// Control-message retransmission interval when none is configured.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// Control-message retries when none are configured.
+pub const DEFAULT_MAX_RETRIES: u32 = 10;
+/// The moderator pings every this often.
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Missed ping rounds (or silent intervals, for a participant) before a peer
+/// is declared gone.
+pub const MAX_PING_FAILURES: u32 = 3;
+
+/// Point-to-point or group (SLIM "multicast").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionKind {
+    PointToPoint,
+    Group,
+}
+
+/// How a session is created.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub kind: SessionKind,
+    /// MLS on/off. Only off is implemented by [`NoCrypto`].
+    pub mls: bool,
+    /// Retransmission interval; data reliability needs both this and
+    /// `max_retries`.
+    pub interval: Option<Duration>,
+    pub max_retries: Option<u32>,
+    /// Copied into the JOIN_REQUEST's metadata.
+    pub metadata: HashMap<String, String>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            kind: SessionKind::PointToPoint,
+            mls: false,
+            interval: Some(DEFAULT_INTERVAL),
+            max_retries: Some(DEFAULT_MAX_RETRIES),
+            metadata: HashMap::new(),
+        }
+    }
+}
+
+/// A message delivered to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub source: Name,
+    pub payload: Vec<u8>,
+    pub metadata: HashMap<String, String>,
+}
+
+/// What the application learns about a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    Message(ReceivedMessage),
+    /// A sequenced message from `source` could not be recovered.
+    MessageLost {
+        source: Name,
+        message_id: u32,
+    },
+    MemberJoined(Name),
+    MemberLeft(Name),
+    Closed {
+        reason: String,
+    },
+}
+
+/// Identifies an invite or remove queued on a moderator.
+pub type JobId = u64;
+
+/// Everything a session reports, for the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// For the application.
+    App(SessionEvent),
+    /// Participant: the welcome arrived; the app may now be told about the
+    /// session (events before this one belong to it too).
+    Established,
+    /// An invite or remove finished.
+    JobDone {
+        job: JobId,
+        result: Result<(), SessionError>,
+    },
+    /// Subscribe the app to `name` (a group channel) on its connections.
+    Subscribe(Name),
+    /// Undo [`Event::Subscribe`].
+    Unsubscribe(Name),
+    /// A sent MSG was never acknowledged by `missing`.
+    PublishFailed { message_id: u32, missing: Vec<Name> },
+}
+
+/// Errors of the session layer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("session is closed")]
+    Closed,
+    #[error("only the moderator can do this")]
+    NotModerator,
+    #[error("{0} is not a member of this session")]
+    NotAMember(Name),
+    #[error("{0} is already a member of this session")]
+    AlreadyMember(Name),
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
+    #[error("{what} timed out")]
+    Timeout { what: &'static str },
+    #[error("MLS: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("identity: {0}")]
+    Identity(String),
+    #[error("no free session id")]
+    NoSessionId,
+}
+
+/// Why an inbound message was dropped (see [`Counters`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Identity token missing, malformed, with a wrong MAC, expired or from
+    /// the future.
+    BadIdentity,
+    /// Not a Publish, missing header/names/session header/payload, unknown
+    /// enum values.
+    Malformed,
+    /// For a session id nobody knows (or not the one it was given to).
+    UnknownSession,
+    /// A message id outside the acceptable range.
+    OutOfRange,
+    /// Already received (still acknowledged when it was a MSG).
+    Duplicate,
+    /// Not expected in this role or state (or from this sender).
+    Unexpected,
+    /// The MSG payload could not be decrypted (dropped without an ack).
+    DecryptFailed,
+}
+
+/// Counts of dropped inbound messages, readable by tests and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub bad_identity: u64,
+    pub malformed: u64,
+    pub unknown_session: u64,
+    pub out_of_range: u64,
+    pub duplicate: u64,
+    pub unexpected: u64,
+    pub decrypt_failed: u64,
+    /// Outbound messages not sent because no token could be minted.
+    pub mint_failed: u64,
+}
+
+impl Counters {
+    pub fn record(&mut self, r: DropReason) {
+        let c = match r {
+            DropReason::BadIdentity => &mut self.bad_identity,
+            DropReason::Malformed => &mut self.malformed,
+            DropReason::UnknownSession => &mut self.unknown_session,
+            DropReason::OutOfRange => &mut self.out_of_range,
+            DropReason::Duplicate => &mut self.duplicate,
+            DropReason::Unexpected => &mut self.unexpected,
+            DropReason::DecryptFailed => &mut self.decrypt_failed,
+        };
+        *c += 1;
+    }
+
+    /// Messages dropped for being bad input (not for being duplicates).
+    pub fn rejected(&self) -> u64 {
+        self.bad_identity + self.malformed + self.unknown_session + self.out_of_range
+    }
+}
+
+/// Maps the monotonic `Instant`s the state machine runs on to Unix seconds,
+/// for minting and checking identity tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock {
+    pub base: Instant,
+    pub unix_at_base: u64,
+}
+
+impl WallClock {
+    /// Unix seconds at `now`.
+    pub fn unix(&self, now: Instant) -> u64 {
+        self.unix_at_base + now.saturating_duration_since(self.base).as_secs()
+    }
+}
+
+/// What every session of one app shares: its name and identity.
+#[derive(Clone)]
+pub struct Context {
+    /// The app's full name (with its instance id).
+    pub app_name: Name,
+    pub provider: Arc<dyn IdentityProvider>,
+    pub verifier: Arc<dyn IdentityVerifier>,
+    pub clock: WallClock,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("app_name", &self.app_name)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,97 @@
+"""Official slim_bindings 1.3.0 app used by session_interop_python.rs.
+
+Connects to the Rust node at 127.0.0.1:<port>, names itself org/ns/py, and
+plays one role (MLS off):
+  accept    - waits for a P2P session, echoes N messages ("ping i" -> "pong i"),
+              then waits until the peer closes the session.
+  initiate  - creates a P2P session to org/ns/rusty, sends N pings, checks the
+              pongs, deletes the session.
+  group     - waits for a group invite; for each of N messages from the
+              moderator answers with publish_to (PUBLISH_TO) and publish
+              (to the channel); then waits until the session is closed.
+Prints PY_READY when subscribed and PY_DONE on success; exits 1 on failure.
+"""
+
+import asyncio
+import datetime
+import sys
+
+import slim_bindings
+
+SECRET = "kjandjansdiasb8udaijdniasdaindasndasndasndasndasndasndasndas"
+WAIT = datetime.timedelta(seconds=60)
+
+
+async def wait_closed(session) -> None:
+    # get_message raises once the session is closed by the peer.
+    for _ in range(1000):
+        try:
+            await session.get_message_async(timeout=WAIT)
+        except Exception as e:  # noqa: BLE001 - any error means closed here
+            print(f"PY_CLOSED {e}", flush=True)
+            return
+    raise RuntimeError("session never closed")
+
+
+async def main(port: int, mode: str, n: int) -> None:
+    slim_bindings.initialize_with_configs(
+        tracing_config=slim_bindings.new_tracing_config(),
+        runtime_config=slim_bindings.new_runtime_config(),
+        service_config=[slim_bindings.new_service_config()],
+    )
+    service = slim_bindings.get_global_service()
+    conn = await service.connect_async(
+        slim_bindings.new_insecure_client_config(f"http://127.0.0.1:{port}")
+    )
+    name = slim_bindings.Name.from_string("org/ns/py")
+    app = service.create_app_with_secret(name, SECRET)
+    await app.subscribe_async(name, conn)
+    print(f"PY_READY {app.id():x}", flush=True)
+
+    if mode == "accept":
+        session = await app.listen_for_session_async(WAIT)
+        for _ in range(n):
+            msg = await session.get_message_async(timeout=WAIT)
+            await session.publish_async(b"pong " + msg.payload[5:], None, None)
+        await wait_closed(session)
+    elif mode == "initiate":
+        remote = slim_bindings.Name.from_string("org/ns/rusty")
+        await app.set_route_async(remote, conn)
+        config = slim_bindings.SessionConfig(
+            session_type=slim_bindings.SessionType.POINT_TO_POINT,
+            enable_mls=False,
+            max_retries=10,
+            interval=datetime.timedelta(seconds=1),
+            metadata={"origin": "python"},
+        )
+        ctx = await app.create_session_async(config, remote)
+        await ctx.completion.wait_async()
+        session = ctx.session
+        for i in range(n):
+            await session.publish_async(f"ping {i}".encode(), None, None)
+            msg = await session.get_message_async(timeout=WAIT)
+            if msg.payload != f"pong {i}".encode():
+                raise RuntimeError(f"unexpected reply {msg.payload!r}")
+        handle = await app.delete_session_async(session)
+        await handle.wait_async()
+    elif mode == "group":
+        session = await app.listen_for_session_async(WAIT)
+        for _ in range(n):
+            msg = await session.get_message_async(timeout=WAIT)
+            text = msg.payload.decode()
+            await session.publish_to_async(
+                msg.context, f"direct {text}".encode(), None, None
+            )
+            await session.publish_async(f"all {text}".encode(), None, None)
+        await wait_closed(session)
+    else:
+        raise RuntimeError(f"unknown mode {mode}")
+    print("PY_DONE", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main(int(sys.argv[1]), sys.argv[2], int(sys.argv[3])))
+    except Exception as e:  # noqa: BLE001
+        print(f"PY_FAILED {e!r}", flush=True)
+        sys.exit(1)

@@ -1,0 +1,195 @@
+//! End-to-end sessions through the real in-process data plane: apps on one
+//! `Service`, each with its own local connection, talking SLIM v1.3
+//! sessions through the forwarder.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use slim_transport::Name;
+use slim_transport::app::{App, Session, SessionConfig, SessionEvent, SessionKind};
+use slim_transport::identity::SharedSecret;
+use slim_transport::service::Service;
+
+const SECRET: &str = "kjandjansdiasb8udaijdniasdaindasndasndasndasndasndasndasndas";
+/// Liveness bound for every wait (generous: shared, loaded machine).
+const LIVENESS: Duration = Duration::from_secs(60);
+
+async fn app(service: &Service, name: &str) -> App {
+    let base: Name = name.parse().unwrap();
+    let identity = SharedSecret::new(name, SECRET).unwrap();
+    tokio::time::timeout(LIVENESS, service.app(base, identity))
+        .await
+        .expect("app start in time")
+        .expect("app started")
+}
+
+async fn next_message(s: &mut Session) -> (Name, Vec<u8>) {
+    loop {
+        let e = tokio::time::timeout(LIVENESS, s.recv())
+            .await
+            .expect("event in time")
+            .expect("session open");
+        if let SessionEvent::Message(m) = e {
+            return (m.source, m.payload);
+        }
+    }
+}
+
+async fn until_closed(s: &mut Session) -> String {
+    loop {
+        match tokio::time::timeout(LIVENESS, s.recv())
+            .await
+            .expect("event in time")
+        {
+            Ok(SessionEvent::Closed { reason }) => return reason,
+            Ok(_) => {}
+            Err(_) => return "event stream ended".into(),
+        }
+    }
+}
+
+async fn listen(app: &App) -> Session {
+    tokio::time::timeout(LIVENESS, app.listen_for_session())
+        .await
+        .expect("session in time")
+        .expect("session accepted")
+}
+
+#[tokio::test]
+async fn p2p_ping_pong_of_a_thousand_messages() {
+    let service = Service::new();
+    let alice = app(&service, "org/ns/alice").await;
+    let bob = app(&service, "org/ns/bob").await;
+    let (mut a, done) = alice
+        .create_session(SessionConfig::default(), &"org/ns/bob".parse().unwrap())
+        .await
+        .unwrap();
+    let mut b = listen(&bob).await;
+    tokio::time::timeout(LIVENESS, done).await.unwrap().unwrap();
+    assert_eq!(
+        a.destination(),
+        *bob.name(),
+        "sticks to the instance that answered"
+    );
+    assert_eq!(b.destination(), *alice.name());
+    let server = tokio::spawn(async move {
+        for _ in 0..1000 {
+            let (_, p) = next_message(&mut b).await;
+            let mut reply = b"pong ".to_vec();
+            reply.extend_from_slice(&p[5..]);
+            b.publish(reply, HashMap::new()).await.unwrap();
+        }
+        b
+    });
+    for i in 0..1000 {
+        a.publish(format!("ping {i}").into_bytes(), HashMap::new())
+            .await
+            .unwrap();
+        let (src, p) = next_message(&mut a).await;
+        assert_eq!(src, *bob.name());
+        assert_eq!(p, format!("pong {i}").into_bytes());
+    }
+    let mut b = server.await.unwrap();
+    a.close().await.unwrap();
+    assert!(a.is_closed());
+    until_closed(&mut b).await;
+    assert_eq!(alice.dropped_counters().rejected(), 0);
+    assert_eq!(bob.dropped_counters().rejected(), 0);
+}
+
+#[tokio::test]
+async fn group_of_moderator_and_five_members_broadcasts_replies_removes_and_closes() {
+    let service = Service::new();
+    let moderator = app(&service, "org/ns/moderator").await;
+    let mut members = Vec::new();
+    for i in 0..5 {
+        members.push(app(&service, &format!("org/ns/member{i}")).await);
+    }
+    let channel: Name = "org/ns/chat".parse().unwrap();
+    let config = SessionConfig {
+        kind: SessionKind::Group,
+        ..SessionConfig::default()
+    };
+    let (mut m, ready) = moderator.create_session(config, &channel).await.unwrap();
+    ready.await.unwrap();
+    let mut sessions = Vec::new();
+    for (i, app) in members.iter().enumerate() {
+        let joined = m
+            .invite(&format!("org/ns/member{i}").parse().unwrap())
+            .await
+            .unwrap();
+        let s = listen(app).await;
+        tokio::time::timeout(LIVENESS, joined)
+            .await
+            .unwrap()
+            .unwrap();
+        sessions.push(s);
+    }
+    assert_eq!(m.members().len(), 6);
+
+    // Broadcast from the moderator; every member answers the moderator only.
+    m.publish(b"question".to_vec(), HashMap::new())
+        .await
+        .unwrap();
+    for (i, s) in sessions.iter_mut().enumerate() {
+        let (src, p) = next_message(s).await;
+        assert_eq!((src, p), (moderator.name().clone(), b"question".to_vec()));
+        s.publish_unicast(
+            moderator.name(),
+            format!("answer {i}").into_bytes(),
+            HashMap::new(),
+        )
+        .await
+        .unwrap();
+    }
+    let mut answers = Vec::new();
+    while answers.len() < 5 {
+        let (_, p) = next_message(&mut m).await;
+        answers.push(String::from_utf8(p).unwrap());
+    }
+    answers.sort();
+    assert_eq!(
+        answers,
+        (0..5).map(|i| format!("answer {i}")).collect::<Vec<_>>()
+    );
+
+    // A member's broadcast reaches everyone else, in order.
+    for k in 0..20 {
+        sessions[0]
+            .publish(format!("chat {k}").into_bytes(), HashMap::new())
+            .await
+            .unwrap();
+    }
+    for s in sessions.iter_mut().skip(1) {
+        for k in 0..20 {
+            let (src, p) = next_message(s).await;
+            assert_eq!(src, *members[0].name());
+            assert_eq!(p, format!("chat {k}").into_bytes());
+        }
+    }
+    for k in 0..20 {
+        let (_, p) = next_message(&mut m).await;
+        assert_eq!(p, format!("chat {k}").into_bytes());
+    }
+
+    // Remove member 4: it is closed and hears nothing more.
+    m.remove(members[4].name()).await.unwrap();
+    let mut removed = sessions.pop().unwrap();
+    let reason = until_closed(&mut removed).await;
+    assert!(reason.contains("removed"), "{reason}");
+    assert_eq!(m.members().len(), 5);
+    m.publish(b"after removal".to_vec(), HashMap::new())
+        .await
+        .unwrap();
+    for s in sessions.iter_mut() {
+        assert_eq!(next_message(s).await.1, b"after removal".to_vec());
+    }
+    assert!(removed.recv().await.is_err(), "nothing after the close");
+
+    // Close reaches every remaining member.
+    m.close().await.unwrap();
+    for s in sessions.iter_mut() {
+        until_closed(s).await;
+        assert!(s.is_closed());
+    }
+}

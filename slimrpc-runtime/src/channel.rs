@@ -1,0 +1,779 @@
+//! Client side: `Channel` and the eight call shapes.
+//!
+//! Job: own one persistent session (P2P for one member, group for several),
+//! created lazily on the first call and re-created (members re-invited) when
+//! it dies; run each call as a lazy stream that sends the request frames
+//! (§g.2), reads its own frames from the dispatcher, counts EOS per member and
+//! enforces the call's deadline. Dropping a call's future or stream cancels
+//! it: its dispatcher entry goes with it and no task is left behind.
+//! Must not: hold a lock across `.await`, spawn per-call tasks, or know how
+//! the session layer works beyond [`crate::transport`].
+
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::stream::{BoxStream, Stream, StreamExt};
+use slim_transport::Name;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::context::{CallOptions, MulticastItem};
+use crate::dispatcher::{DispatchGuard, Dispatcher, RegisterError};
+use crate::error::RpcError;
+use crate::metadata::{
+    MAX_TIMEOUT, Metadata, RequestsSent, client_eos1, client_eos2, client_first_frame,
+    client_next_frame, new_rpc_id,
+};
+use crate::tracker::{CallTracker, Output, Step};
+use crate::transport::{
+    ConnId, IncomingMessage, IntoTransport, RpcSessionHandle, RpcTransport, SessionKind,
+};
+
+/// Responses of a single-target call (`unary_stream`, `stream_stream`).
+pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, RpcError>> + Send + 'static>>;
+
+/// Responses of a group call, each tagged with its member.
+pub type MulticastStream<T> =
+    Pin<Box<dyn Stream<Item = Result<MulticastItem<T>, RpcError>> + Send + 'static>>;
+
+/// A live session with its dispatcher and reader task.
+struct LiveSession {
+    handle: Arc<dyn RpcSessionHandle>,
+    dispatcher: Arc<Dispatcher>,
+    reader: JoinHandle<()>,
+}
+
+impl LiveSession {
+    fn is_alive(&self) -> bool {
+        !self.reader.is_finished() && !self.dispatcher.is_closed() && !self.handle.is_closed()
+    }
+}
+
+impl Drop for LiveSession {
+    fn drop(&mut self) {
+        // The reader owns the session's event receiver; nobody is left to read.
+        self.reader.abort();
+    }
+}
+
+type SessionFuture = Shared<BoxFuture<'static, Result<Arc<LiveSession>, RpcError>>>;
+
+enum Slot {
+    Empty,
+    Creating(SessionFuture),
+    Live(Arc<LiveSession>),
+}
+
+struct ChannelInner {
+    transport: Arc<dyn RpcTransport>,
+    /// Members as given (P2P: the single peer).
+    members: Vec<Name>,
+    /// Group channel name (`org/ns/<uuid>`); `None` for P2P.
+    group_name: Option<Name>,
+    /// Link towards the members' node, routed before every (re)creation.
+    connection: Option<ConnId>,
+    slot: Mutex<Slot>,
+    closed: AtomicBool,
+}
+
+/// A client channel to one server (P2P) or a group of servers.
+///
+/// Cheap to clone; clones share the session. All calls are multiplexed on
+/// that one session by `rpc-id`.
+#[derive(Clone)]
+pub struct Channel {
+    inner: Arc<ChannelInner>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("members", &self.inner.members)
+            .field("group_name", &self.inner.group_name)
+            .finish()
+    }
+}
+
+impl Channel {
+    /// A channel from `app` to `members`: one member gives a point-to-point
+    /// channel, several give a group channel whose session is named
+    /// `org/ns/<uuid-v4>` after the app's own org and namespace. Nothing is
+    /// sent until the first call.
+    pub fn new(app: impl IntoTransport, members: Vec<Name>) -> Result<Self, RpcError> {
+        Self::build(app.into_transport(), members, None)
+    }
+
+    /// Like [`Channel::new`], for an app whose members sit behind a remote
+    /// node reached over link `conn`: each member gets a route over `conn`
+    /// before the session is created (P2P) or the member invited (group).
+    pub fn new_with_connection(
+        app: impl IntoTransport,
+        members: Vec<Name>,
+        conn: ConnId,
+    ) -> Result<Self, RpcError> {
+        Self::build(app.into_transport(), members, Some(conn))
+    }
+
+    fn build(
+        transport: Arc<dyn RpcTransport>,
+        members: Vec<Name>,
+        connection: Option<ConnId>,
+    ) -> Result<Self, RpcError> {
+        if members.is_empty() {
+            return Err(RpcError::invalid_argument(
+                "a channel needs at least one member",
+            ));
+        }
+        let group_name = (members.len() > 1).then(|| {
+            let local = transport.local_name();
+            let [org, ns, _] = local.strings();
+            Name::new(org.clone(), ns.clone(), uuid::Uuid::new_v4().to_string())
+        });
+        Ok(Self {
+            inner: Arc::new(ChannelInner {
+                transport,
+                members,
+                group_name,
+                connection,
+                slot: Mutex::new(Slot::Empty),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// True for a group channel (more than one member).
+    pub fn is_group(&self) -> bool {
+        self.inner.group_name.is_some()
+    }
+
+    /// The members this channel calls.
+    pub fn members(&self) -> &[Name] {
+        &self.inner.members
+    }
+
+    /// The group session name, for a group channel.
+    pub fn group_name(&self) -> Option<&Name> {
+        self.inner.group_name.as_ref()
+    }
+
+    /// Calls currently registered with the live session's dispatcher
+    /// (for tests and metrics).
+    pub fn pending_calls(&self) -> usize {
+        match &*self.inner.lock() {
+            Slot::Live(s) => s.dispatcher.len(),
+            _ => 0,
+        }
+    }
+
+    /// Closes the session; every later call fails with `Unavailable`.
+    /// In-flight calls end with the session-closed error.
+    pub async fn close(&self) -> Result<(), RpcError> {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let slot = std::mem::replace(&mut *self.inner.lock(), Slot::Empty);
+        if let Slot::Live(s) = slot {
+            s.dispatcher.close();
+            s.reader.abort();
+            s.handle
+                .close()
+                .await
+                .map_err(|e| RpcError::unavailable(format!("Failed to close session: {e}")))?;
+        }
+        Ok(())
+    }
+
+    // ---- typed API ---------------------------------------------------------
+
+    /// Unary call: one request, one response (a group channel returns the
+    /// first member's answer).
+    pub async fn unary<Req, Res>(
+        &self,
+        service: &str,
+        method: &str,
+        request: Req,
+        options: CallOptions,
+    ) -> Result<Res, RpcError>
+    where
+        Req: prost::Message,
+        Res: prost::Message + Default + Send + 'static,
+    {
+        let stream = self.call::<Res>(
+            service,
+            method,
+            Requests::One(request.encode_to_vec()),
+            options,
+            Output::Unary,
+        );
+        first_message(stream).await
+    }
+
+    /// Unary-stream call: one request, a stream of responses.
+    pub fn unary_stream<Req, Res>(
+        &self,
+        service: &str,
+        method: &str,
+        request: Req,
+        options: CallOptions,
+    ) -> ResponseStream<Res>
+    where
+        Req: prost::Message,
+        Res: prost::Message + Default + Send + 'static,
+    {
+        let s = self.call::<Res>(
+            service,
+            method,
+            Requests::One(request.encode_to_vec()),
+            options,
+            Output::Stream,
+        );
+        Box::pin(s.map(|r| r.map(|i| i.message)))
+    }
+
+    /// Stream-unary call: a stream of requests, one response.
+    pub async fn stream_unary<Req, Res>(
+        &self,
+        service: &str,
+        method: &str,
+        requests: impl Stream<Item = Req> + Send + 'static,
+        options: CallOptions,
+    ) -> Result<Res, RpcError>
+    where
+        Req: prost::Message + 'static,
+        Res: prost::Message + Default + Send + 'static,
+    {
+        let stream = self.call::<Res>(
+            service,
+            method,
+            Requests::encode(requests),
+            options,
+            Output::Unary,
+        );
+        first_message(stream).await
+    }
+
+    /// Stream-stream call: requests and responses stream concurrently.
+    ///
+    /// Like every call, it is lazy: requests are taken from `requests` and
+    /// sent while the returned stream is being polled.
+    pub fn stream_stream<Req, Res>(
+        &self,
+        service: &str,
+        method: &str,
+        requests: impl Stream<Item = Req> + Send + 'static,
+        options: CallOptions,
+    ) -> ResponseStream<Res>
+    where
+        Req: prost::Message + 'static,
+        Res: prost::Message + Default + Send + 'static,
+    {
+        let s = self.call::<Res>(
+            service,
+            method,
+            Requests::encode(requests),
+            options,
+            Output::Stream,
+        );
+        Box::pin(s.map(|r| r.map(|i| i.message)))
+    }
+
+    /// Group unary call: one response (or error) per member.
+    pub fn group_unary<Req, Res>(
+        &self,
+        service: &str,
+        method: &str,
+        request: Req,
+        options: CallOptions,
+    ) -> MulticastStream<Res>
+    where
+        Req: prost::Message,
+        Res: prost::Message + Default + Send + 'static,
+    {
+        self.call(
+            service,
+            method,
+            Requests::One(request.encode_to_vec()),
+            options,
+            Output::Unary,
+        )
+    }
+
+    /// Group unary-stream call: each member streams its responses.
+    pub fn group_unary_stream<Req, Res>(
+        &self,
+        service: &str,
+        method: &str,
+        request: Req,
+        options: CallOptions,
+    ) -> MulticastStream<Res>
+    where
+        Req: prost::Message,
+        Res: prost::Message + Default + Send + 'static,
+    {
+        self.call(
+            service,
+            method,
+            Requests::One(request.encode_to_vec()),
+            options,
+            Output::Stream,
+        )
+    }
+
+    /// Group stream-unary call: requests broadcast, one response per member.
+    pub fn group_stream_unary<Req, Res>(
+        &self,
+        service: &str,
+        method: &str,
+        requests: impl Stream<Item = Req> + Send + 'static,
+        options: CallOptions,
+    ) -> MulticastStream<Res>
+    where
+        Req: prost::Message + 'static,
+        Res: prost::Message + Default + Send + 'static,
+    {
+        self.call(
+            service,
+            method,
+            Requests::encode(requests),
+            options,
+            Output::Unary,
+        )
+    }
+
+    /// Group stream-stream call: requests broadcast, every member streams back.
+    /// Requests are sent while the returned stream is being polled.
+    pub fn group_stream_stream<Req, Res>(
+        &self,
+        service: &str,
+        method: &str,
+        requests: impl Stream<Item = Req> + Send + 'static,
+        options: CallOptions,
+    ) -> MulticastStream<Res>
+    where
+        Req: prost::Message + 'static,
+        Res: prost::Message + Default + Send + 'static,
+    {
+        self.call(
+            service,
+            method,
+            Requests::encode(requests),
+            options,
+            Output::Stream,
+        )
+    }
+
+    // ---- core --------------------------------------------------------------
+
+    fn call<Res>(
+        &self,
+        service: &str,
+        method: &str,
+        requests: Requests,
+        options: CallOptions,
+        output: Output,
+    ) -> MulticastStream<Res>
+    where
+        Res: prost::Message + Default + Send + 'static,
+    {
+        let timeout = options.timeout.unwrap_or(MAX_TIMEOUT);
+        let now = SystemTime::now();
+        let state = CallState::<Res> {
+            channel: self.inner.clone(),
+            service: service.to_string(),
+            method: method.to_string(),
+            requests: Some(requests),
+            user_metadata: options.metadata,
+            deadline_wall: now.checked_add(timeout).unwrap_or(now),
+            deadline: tokio::time::Instant::now() + timeout,
+            output,
+            running: None,
+            done: false,
+            _res: PhantomData,
+        };
+        Box::pin(futures::stream::unfold(state, CallState::step))
+    }
+}
+
+async fn first_message<Res>(mut stream: MulticastStream<Res>) -> Result<Res, RpcError> {
+    match stream.next().await {
+        Some(r) => r.map(|i| i.message),
+        None => Err(RpcError::internal("No response received")),
+    }
+}
+
+impl ChannelInner {
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        // Poison only means a panic elsewhere; the slot is always consistent.
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live session, creating it (once, shared by concurrent callers)
+    /// when there is none or the previous one died.
+    async fn session(self: &Arc<Self>) -> Result<Arc<LiveSession>, RpcError> {
+        let fut = {
+            let mut slot = self.lock();
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(RpcError::unavailable("channel is closed"));
+            }
+            match &*slot {
+                Slot::Live(s) if s.is_alive() => return Ok(s.clone()),
+                Slot::Creating(f) => f.clone(),
+                _ => {
+                    let f = open_session(
+                        self.transport.clone(),
+                        self.members.clone(),
+                        self.group_name.clone(),
+                        self.connection,
+                    )
+                    .boxed()
+                    .shared();
+                    *slot = Slot::Creating(f.clone());
+                    f
+                }
+            }
+        };
+        let result = fut.clone().await;
+        let mut slot = self.lock();
+        if let Slot::Creating(f) = &*slot
+            && f.ptr_eq(&fut)
+        {
+            *slot = match &result {
+                Ok(s) if !self.closed.load(Ordering::SeqCst) => Slot::Live(s.clone()),
+                _ => Slot::Empty,
+            };
+        }
+        result
+    }
+
+    /// Forgets `dead` so the next call creates a fresh session.
+    fn invalidate(&self, dead: &Arc<LiveSession>) {
+        let mut slot = self.lock();
+        if let Slot::Live(s) = &*slot
+            && Arc::ptr_eq(s, dead)
+        {
+            *slot = Slot::Empty;
+        }
+    }
+}
+
+impl Drop for ChannelInner {
+    fn drop(&mut self) {
+        let slot = std::mem::replace(
+            self.slot.get_mut().unwrap_or_else(|p| p.into_inner()),
+            Slot::Empty,
+        );
+        if let Slot::Live(s) = slot
+            && !s.handle.is_closed()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            // Best effort, bounded: a dropped channel should not leave its
+            // session open on the peers.
+            let handle = s.handle.clone();
+            rt.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), handle.close()).await;
+            });
+        }
+    }
+}
+
+async fn open_session(
+    transport: Arc<dyn RpcTransport>,
+    members: Vec<Name>,
+    group_name: Option<Name>,
+    connection: Option<ConnId>,
+) -> Result<Arc<LiveSession>, RpcError> {
+    let (kind, destination) = match &group_name {
+        Some(g) => (SessionKind::Group, g.clone()),
+        None => (SessionKind::PointToPoint, members[0].clone()),
+    };
+    let route = async |m: &Name| -> Result<(), RpcError> {
+        if let Some(conn) = connection {
+            transport
+                .set_route(m, conn)
+                .await
+                .map_err(|e| RpcError::unavailable(format!("Failed to route {m}: {e}")))?;
+        }
+        Ok(())
+    };
+    if group_name.is_none() {
+        route(&destination).await?;
+    }
+    let session = transport
+        .create_session(kind, &destination)
+        .await
+        .map_err(|e| {
+            RpcError::unavailable(format!("Failed to create session to {destination}: {e}"))
+        })?;
+    if group_name.is_some() {
+        for m in &members {
+            let invited = match route(m).await {
+                Ok(()) => session
+                    .handle
+                    .invite(m)
+                    .await
+                    .map_err(|e| RpcError::unavailable(format!("Failed to invite {m}: {e}"))),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = invited {
+                let _ = session.handle.close().await;
+                return Err(e);
+            }
+        }
+    }
+    tracing::debug!(session_id = session.handle.id(), %destination, "channel session ready");
+    let dispatcher = Dispatcher::new();
+    let reader = tokio::spawn(dispatcher.clone().run_reader(session.events));
+    Ok(Arc::new(LiveSession {
+        handle: session.handle,
+        dispatcher,
+        reader,
+    }))
+}
+
+/// The request side of a call, already encoded.
+enum Requests {
+    One(Vec<u8>),
+    Many(BoxStream<'static, Vec<u8>>),
+}
+
+impl Requests {
+    fn encode<Req: prost::Message + 'static>(s: impl Stream<Item = Req> + Send + 'static) -> Self {
+        Requests::Many(s.map(|r| r.encode_to_vec()).boxed())
+    }
+}
+
+/// Sends every request frame, then client EOS #1 and #2.
+async fn send_requests(
+    handle: Arc<dyn RpcSessionHandle>,
+    rpc_id: String,
+    first_frame: Metadata,
+    requests: Requests,
+    service: String,
+    method: String,
+) -> Result<(), RpcError> {
+    let send_err = |e| RpcError::unavailable(format!("Failed to send request: {e}"));
+    let mut sent = RequestsSent::None;
+    match requests {
+        Requests::One(bytes) => {
+            handle
+                .publish(bytes, first_frame.clone())
+                .await
+                .map_err(send_err)?;
+            sent = RequestsSent::Some;
+        }
+        Requests::Many(mut s) => {
+            while let Some(bytes) = s.next().await {
+                let meta = match sent {
+                    RequestsSent::None => first_frame.clone(),
+                    RequestsSent::Some => client_next_frame(&rpc_id),
+                };
+                handle.publish(bytes, meta).await.map_err(send_err)?;
+                sent = RequestsSent::Some;
+            }
+        }
+    }
+    handle
+        .publish(Vec::new(), client_eos1(&rpc_id, sent, &first_frame))
+        .await
+        .map_err(send_err)?;
+    handle
+        .publish(Vec::new(), client_eos2(&rpc_id, sent, &service, &method))
+        .await
+        .map_err(send_err)?;
+    Ok(())
+}
+
+struct Running {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    rx: mpsc::Receiver<IncomingMessage>,
+    send: Option<BoxFuture<'static, Result<(), RpcError>>>,
+    tracker: CallTracker,
+    // Field order matters only for clarity: the guard unregisters on drop.
+    _guard: DispatchGuard,
+    _session: Arc<LiveSession>,
+}
+
+struct CallState<Res> {
+    channel: Arc<ChannelInner>,
+    service: String,
+    method: String,
+    requests: Option<Requests>,
+    user_metadata: Metadata,
+    deadline_wall: SystemTime,
+    deadline: tokio::time::Instant,
+    output: Output,
+    running: Option<Running>,
+    done: bool,
+    _res: PhantomData<fn() -> Res>,
+}
+
+type Item<Res> = Result<MulticastItem<Res>, RpcError>;
+
+enum Event {
+    Sent(Result<(), RpcError>),
+    Frame(Option<IncomingMessage>),
+    Deadline,
+}
+
+/// Drives the sending future while there is one; pending forever after.
+async fn poll_sender(
+    send: &mut Option<BoxFuture<'static, Result<(), RpcError>>>,
+) -> Result<(), RpcError> {
+    match send {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
+    /// One `unfold` step: the next item of the call, or `None` when it ended.
+    async fn step(mut self) -> Option<(Item<Res>, Self)> {
+        if self.done {
+            return None;
+        }
+        if self.running.is_none() {
+            match self.start().await {
+                Ok(r) => self.running = Some(r),
+                Err(e) => return self.fail(e),
+            }
+        }
+        loop {
+            let running = self.running.as_mut()?;
+            let event = {
+                let Running {
+                    send, rx, sleep, ..
+                } = running;
+                tokio::select! {
+                    sent = poll_sender(send) => Event::Sent(sent),
+                    msg = rx.recv() => Event::Frame(msg),
+                    _ = sleep.as_mut() => Event::Deadline,
+                }
+            };
+            let msg = match event {
+                Event::Sent(Ok(())) => {
+                    running.send = None;
+                    continue;
+                }
+                Event::Sent(Err(e)) => return self.fail(e),
+                Event::Deadline => {
+                    return self.fail(RpcError::deadline_exceeded(
+                        "Client deadline exceeded while receiving response",
+                    ));
+                }
+                Event::Frame(Some(msg)) => msg,
+                Event::Frame(None) => {
+                    // The session died: the dispatcher dropped every entry.
+                    if running.tracker.is_finished() {
+                        return None;
+                    }
+                    let err = running.tracker.closed_error();
+                    return self.fail(err);
+                }
+            };
+            let step = running.tracker.on_frame(msg);
+            let finished = running.tracker.is_finished();
+            let item = match step {
+                Step::Skip => None,
+                Step::Error(e) => Some(Err(e)),
+                Step::Response {
+                    source,
+                    member,
+                    payload,
+                } => Some(match Res::decode(payload.as_slice()) {
+                    Ok(message) => Ok(MulticastItem { source, message }),
+                    Err(e) => {
+                        running.tracker.fail_member(member);
+                        Err(running.tracker.attribute(
+                            member,
+                            RpcError::internal(format!("Failed to decode response: {e}")),
+                        ))
+                    }
+                }),
+            };
+            let finished = finished || running.tracker.is_finished();
+            if finished {
+                self.finish();
+            }
+            match item {
+                Some(item) => return Some((item, self)),
+                None if finished => return None,
+                None => continue,
+            }
+        }
+    }
+
+    fn fail(mut self, e: RpcError) -> Option<(Item<Res>, Self)> {
+        self.finish();
+        Some((Err(e), self))
+    }
+
+    /// Ends the call: unregisters it and stops sending.
+    fn finish(&mut self) {
+        self.done = true;
+        self.running = None;
+        self.requests = None;
+    }
+
+    /// Session set-up, registration and the sending future, bounded by the
+    /// call's deadline.
+    async fn start(&mut self) -> Result<Running, RpcError> {
+        let mut sleep = Box::pin(tokio::time::sleep_until(self.deadline));
+        let channel = self.channel.clone();
+        let rpc_id = new_rpc_id();
+        let setup = async {
+            // A session can die between our liveness check and registration;
+            // retry with a fresh one a couple of times.
+            for _ in 0..3 {
+                let session = channel.session().await?;
+                match session.dispatcher.register(&rpc_id) {
+                    Ok((guard, rx)) => return Ok((session, guard, rx)),
+                    Err(RegisterError::Closed) => channel.invalidate(&session),
+                    Err(RegisterError::Duplicate) => {
+                        return Err(RpcError::internal("duplicate rpc-id"));
+                    }
+                }
+            }
+            Err(RpcError::unavailable("session closed during call set-up"))
+        };
+        let (session, guard, rx) = tokio::select! {
+            r = setup => r?,
+            _ = &mut sleep => {
+                return Err(RpcError::deadline_exceeded(
+                    "Client deadline exceeded during session setup",
+                ));
+            }
+        };
+        let first_frame = client_first_frame(
+            &self.user_metadata,
+            self.deadline_wall,
+            &self.service,
+            &self.method,
+            &rpc_id,
+        );
+        let requests = self
+            .requests
+            .take()
+            .ok_or_else(|| RpcError::internal("call started twice"))?;
+        let send = send_requests(
+            session.handle.clone(),
+            rpc_id.clone(),
+            first_frame,
+            requests,
+            self.service.clone(),
+            self.method.clone(),
+        )
+        .boxed();
+        let members = self.channel.members.clone();
+        tracing::debug!(rpc_id = %rpc_id, service = %self.service, method = %self.method, "call started");
+        Ok(Running {
+            sleep,
+            rx,
+            send: Some(send),
+            tracker: CallTracker::new(self.channel.group_name.is_some(), self.output, &members),
+            _guard: guard,
+            _session: session,
+        })
+    }
+}

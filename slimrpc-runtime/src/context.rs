@@ -1,0 +1,232 @@
+//! What handlers and callers see besides messages: call options, the server
+//! `Context`, the request stream of stream-input handlers, multicast items.
+//!
+//! Job: small value types and the request-stream adapter that turns a
+//! handler's raw input frames into decoded messages. Must not: send frames.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, SystemTime};
+
+use futures::Stream;
+use slim_transport::Name;
+use tokio::sync::mpsc;
+
+use crate::error::RpcError;
+use crate::metadata::{Metadata, frame_code, is_eos};
+use crate::transport::IncomingMessage;
+
+/// Per-call options of a client call.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// Bound on the whole call (session set-up included). `None`: 36000 s.
+    pub timeout: Option<Duration>,
+    /// User metadata, sent on the call's first frame.
+    pub metadata: HashMap<String, String>,
+}
+
+impl CallOptions {
+    /// Options with only a timeout.
+    pub fn with_timeout(timeout: Duration) -> Self {
+        Self {
+            timeout: Some(timeout),
+            metadata: HashMap::new(),
+        }
+    }
+
+    /// Adds one metadata entry.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// One response of a group call, tagged with the member that sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MulticastItem<T> {
+    /// Full name (with instance id) of the member that sent `message`.
+    pub source: Name,
+    pub message: T,
+}
+
+/// What a server handler knows about its call.
+#[derive(Debug, Clone)]
+pub struct Context {
+    metadata: Metadata,
+    deadline: SystemTime,
+    caller: Name,
+    rpc_id: String,
+    service: String,
+    method: String,
+}
+
+impl Context {
+    pub(crate) fn new(
+        metadata: Metadata,
+        deadline: SystemTime,
+        caller: Name,
+        rpc_id: String,
+        service: String,
+        method: String,
+    ) -> Self {
+        Self {
+            metadata,
+            deadline,
+            caller,
+            rpc_id,
+            service,
+            method,
+        }
+    }
+
+    /// Metadata of the call's first frame (user keys and protocol keys).
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The absolute deadline of the call.
+    pub fn deadline(&self) -> SystemTime {
+        self.deadline
+    }
+
+    /// Time left until the deadline (zero once passed).
+    pub fn remaining(&self) -> Duration {
+        self.deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+    }
+
+    /// Full name of the client that made the call.
+    pub fn caller(&self) -> &Name {
+        &self.caller
+    }
+
+    /// The call's `rpc-id`.
+    pub fn rpc_id(&self) -> &str {
+        &self.rpc_id
+    }
+
+    /// `package.Service` of the call.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// Method name of the call.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+}
+
+/// Raw input frames of a stream-input call: the first frame, then the later
+/// `req` frames routed by the server, until the client EOS.
+pub(crate) struct RawRequests {
+    first: Option<IncomingMessage>,
+    rest: Option<mpsc::Receiver<IncomingMessage>>,
+    ended: bool,
+}
+
+impl RawRequests {
+    pub(crate) fn new(
+        first: IncomingMessage,
+        rest: Option<mpsc::Receiver<IncomingMessage>>,
+    ) -> Self {
+        Self {
+            first: Some(first),
+            rest,
+            ended: false,
+        }
+    }
+
+    fn frame(&mut self, msg: IncomingMessage) -> Option<Result<Vec<u8>, RpcError>> {
+        let code = frame_code(&msg.metadata);
+        if !code.is_ok() {
+            self.ended = true;
+            return Some(Err(RpcError::new(
+                code,
+                String::from_utf8_lossy(&msg.payload).into_owned(),
+            )));
+        }
+        if is_eos(&msg.metadata, &msg.payload) {
+            self.ended = true;
+            return None;
+        }
+        Some(Ok(msg.payload))
+    }
+}
+
+impl Stream for RawRequests {
+    type Item = Result<Vec<u8>, RpcError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(first) = this.first.take() {
+            let out = this.frame(first);
+            if this.ended {
+                this.rest = None;
+            }
+            return Poll::Ready(out);
+        }
+        let Some(rx) = this.rest.as_mut() else {
+            this.ended = true;
+            return Poll::Ready(None);
+        };
+        match rx.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                // The session ended or the server shut down before the client EOS.
+                this.ended = true;
+                this.rest = None;
+                Poll::Ready(Some(Err(RpcError::cancelled(
+                    "request stream ended before the client's end of stream",
+                ))))
+            }
+            Poll::Ready(Some(msg)) => {
+                let out = this.frame(msg);
+                if this.ended {
+                    this.rest = None;
+                }
+                Poll::Ready(out)
+            }
+        }
+    }
+}
+
+/// The decoded request stream a stream-input handler reads.
+///
+/// Yields each request; ends at the client's EOS. A zero-length request is
+/// indistinguishable from EOS on the SLIM wire and also ends the stream.
+pub struct RequestStream<Req> {
+    raw: RawRequests,
+    _req: PhantomData<fn() -> Req>,
+}
+
+impl<Req> RequestStream<Req> {
+    pub(crate) fn new(raw: RawRequests) -> Self {
+        Self {
+            raw,
+            _req: PhantomData,
+        }
+    }
+}
+
+impl<Req: prost::Message + Default> Stream for RequestStream<Req> {
+    type Item = Result<Req, RpcError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        match Pin::new(&mut self.raw).poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Some(Ok(bytes))) => {
+                Poll::Ready(Some(Req::decode(bytes.as_slice()).map_err(|e| {
+                    RpcError::internal(format!("Failed to decode request: {e}"))
+                })))
+            }
+        }
+    }
+}

@@ -1,0 +1,770 @@
+//! Server side: method registry, per-session demultiplexer, handler tasks.
+//!
+//! Job: accept sessions (P2P or group: the server does not care), route every
+//! frame by `rpc-id` exactly as SLIM v1.3 does (§g.4: echoes and other
+//! servers' frames are dropped), run one task per call under its deadline,
+//! answer `response… EOS` or one error frame, survive panicking handlers, and
+//! shut down gracefully (`Cancelled "Server shutting down"`).
+//! Must not: hold a lock across `.await`, leave a task or a stream entry
+//! behind once a call ended, or let peer input panic it.
+//!
+//! Requirement on the seam: [`RpcSessionEvents::recv`] must be cancel-safe
+//! (as `mpsc::Receiver::recv` is): the demultiplexer selects on it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use futures::future::{BoxFuture, FutureExt};
+use futures::stream::{Stream, StreamExt};
+use slim_transport::Name;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::code::Code;
+use crate::context::{Context, RawRequests, RequestStream};
+use crate::error::RpcError;
+use crate::metadata::{
+    METHOD_KEY, Metadata, SERVICE_KEY, STATUS_CODE_KEY, deadline_from_metadata, frame_code,
+    is_client_frame, is_eos, rpc_id, status_frame,
+};
+use crate::transport::{
+    ConnId, IncomingMessage, IntoTransport, RpcSessionEvents, RpcSessionHandle, RpcTransport,
+    TransportSession,
+};
+
+/// Input frames buffered per stream-input call.
+const STREAM_BUFFER: usize = 64;
+/// How long shutdown waits for handlers to send their `Cancelled` answer.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// Why the demultiplexer dropped a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// No (or an empty) `rpc-id`.
+    NoRpcId,
+    /// For an open stream, but not a client frame (an echo or a peer server's frame).
+    NotAClientFrame,
+    /// A server frame, or client EOS #2, for no open stream.
+    ServerFrame,
+    /// A new call without `service` or `method`.
+    NoServiceOrMethod,
+}
+
+/// What the demultiplexer does with a frame (§g.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Drop(DropReason),
+    /// Feed it to the open stream-input call `rpc_id`.
+    ToStream {
+        rpc_id: String,
+    },
+    /// Start call `rpc_id` of `service/method`.
+    NewCall {
+        rpc_id: String,
+        service: String,
+        method: String,
+    },
+}
+
+/// Decides a frame's fate; `open_stream(id)` tells whether a stream-input
+/// call with that id is still reading.
+pub fn decide(metadata: &Metadata, open_stream: impl Fn(&str) -> bool) -> Decision {
+    let Some(id) = rpc_id(metadata) else {
+        return Decision::Drop(DropReason::NoRpcId);
+    };
+    if open_stream(id) {
+        return if is_client_frame(metadata) {
+            Decision::ToStream {
+                rpc_id: id.to_string(),
+            }
+        } else {
+            Decision::Drop(DropReason::NotAClientFrame)
+        };
+    }
+    if metadata.contains_key(STATUS_CODE_KEY) && !is_client_frame(metadata) {
+        return Decision::Drop(DropReason::ServerFrame);
+    }
+    let non_empty = |k: &str| metadata.get(k).filter(|v| !v.is_empty()).cloned();
+    match (non_empty(SERVICE_KEY), non_empty(METHOD_KEY)) {
+        (Some(service), Some(method)) => Decision::NewCall {
+            rpc_id: id.to_string(),
+            service,
+            method,
+        },
+        _ => Decision::Drop(DropReason::NoServiceOrMethod),
+    }
+}
+
+/// Sends one call's answer frames.
+#[derive(Clone)]
+struct Responder {
+    handle: Arc<dyn RpcSessionHandle>,
+    caller: Name,
+    rpc_id: String,
+}
+
+impl Responder {
+    async fn response(&self, payload: Vec<u8>) -> Result<(), RpcError> {
+        self.handle
+            .publish_unicast(&self.caller, payload, status_frame(Code::Ok, &self.rpc_id))
+            .await
+            .map_err(|e| RpcError::internal(format!("Failed to send response: {e}")))
+    }
+
+    async fn eos(&self) -> Result<(), RpcError> {
+        self.response(Vec::new()).await
+    }
+
+    /// One error frame, to the session destination (the whole group in a
+    /// group session, as SLIM v1.3 does). Never followed by an EOS.
+    async fn error(&self, e: &RpcError) {
+        let code = match e.code() {
+            // An error frame with code 0 would read as data or EOS.
+            Code::Ok => Code::Unknown,
+            c => c,
+        };
+        let sent = self
+            .handle
+            .publish(e.message().into_bytes(), status_frame(code, &self.rpc_id))
+            .await;
+        if let Err(err) = sent {
+            tracing::warn!(rpc_id = %self.rpc_id, error = %err, "failed to send error frame");
+        }
+    }
+
+    async fn stream<Res, S>(&self, responses: S) -> Result<(), RpcError>
+    where
+        Res: prost::Message,
+        S: Stream<Item = Result<Res, RpcError>>,
+    {
+        let mut responses = std::pin::pin!(responses);
+        while let Some(r) = responses.next().await {
+            self.response(r?.encode_to_vec()).await?;
+        }
+        self.eos().await
+    }
+}
+
+type CallFuture = BoxFuture<'static, Result<(), RpcError>>;
+type UnaryInputFn = Arc<dyn Fn(Vec<u8>, Context, Responder) -> CallFuture + Send + Sync>;
+type StreamInputFn = Arc<dyn Fn(RawRequests, Context, Responder) -> CallFuture + Send + Sync>;
+
+#[derive(Clone)]
+enum Handler {
+    UnaryInput(UnaryInputFn),
+    StreamInput(StreamInputFn),
+}
+
+fn decode<Req: prost::Message + Default>(bytes: &[u8]) -> Result<Req, RpcError> {
+    Req::decode(bytes).map_err(|e| RpcError::internal(format!("Failed to decode request: {e}")))
+}
+
+/// A SlimRPC server: register handlers, then [`Server::start`].
+///
+/// The same handler serves point-to-point and group callers.
+pub struct Server {
+    transport: Arc<dyn RpcTransport>,
+    base_name: Name,
+    connection: Option<ConnId>,
+    handlers: HashMap<String, Handler>,
+}
+
+impl Server {
+    /// A server for `app`, reachable as `base_name` (`org/ns/service`).
+    pub fn new(app: impl IntoTransport, base_name: Name) -> Self {
+        Self {
+            transport: app.into_transport(),
+            base_name,
+            connection: None,
+            handlers: HashMap::new(),
+        }
+    }
+
+    /// A server whose base name is also subscribed on link `conn` (the app
+    /// reaches its clients through a remote SLIM node).
+    pub fn new_with_connection(app: impl IntoTransport, base_name: Name, conn: ConnId) -> Self {
+        let mut s = Self::new(app, base_name);
+        s.connection = Some(conn);
+        s
+    }
+
+    fn insert(&mut self, service: &str, method: &str, h: Handler) {
+        self.handlers.insert(format!("{service}/{method}"), h);
+    }
+
+    /// Registers a unary handler for `service/method` (`package.Service`, `Method`).
+    pub fn register_unary_unary<Req, Res, F, Fut>(
+        &mut self,
+        service: &str,
+        method: &str,
+        handler: F,
+    ) where
+        Req: prost::Message + Default + 'static,
+        Res: prost::Message + 'static,
+        F: Fn(Req, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Res, RpcError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let f: UnaryInputFn = Arc::new(move |bytes, ctx, out| {
+            let handler = handler.clone();
+            async move {
+                let res = handler(decode::<Req>(&bytes)?, ctx).await?;
+                out.response(res.encode_to_vec()).await?;
+                out.eos().await
+            }
+            .boxed()
+        });
+        self.insert(service, method, Handler::UnaryInput(f));
+    }
+
+    /// Registers a unary-stream handler: it returns a stream of responses.
+    pub fn register_unary_stream<Req, Res, S, F, Fut>(
+        &mut self,
+        service: &str,
+        method: &str,
+        handler: F,
+    ) where
+        Req: prost::Message + Default + 'static,
+        Res: prost::Message + 'static,
+        S: Stream<Item = Result<Res, RpcError>> + Send + 'static,
+        F: Fn(Req, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, RpcError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let f: UnaryInputFn = Arc::new(move |bytes, ctx, out| {
+            let handler = handler.clone();
+            async move {
+                let responses = handler(decode::<Req>(&bytes)?, ctx).await?;
+                out.stream(responses).await
+            }
+            .boxed()
+        });
+        self.insert(service, method, Handler::UnaryInput(f));
+    }
+
+    /// Registers a stream-unary handler: it reads a [`RequestStream`].
+    pub fn register_stream_unary<Req, Res, F, Fut>(
+        &mut self,
+        service: &str,
+        method: &str,
+        handler: F,
+    ) where
+        Req: prost::Message + Default + Send + 'static,
+        Res: prost::Message + 'static,
+        F: Fn(RequestStream<Req>, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Res, RpcError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let f: StreamInputFn = Arc::new(move |raw, ctx, out| {
+            let handler = handler.clone();
+            async move {
+                let res = handler(RequestStream::new(raw), ctx).await?;
+                out.response(res.encode_to_vec()).await?;
+                out.eos().await
+            }
+            .boxed()
+        });
+        self.insert(service, method, Handler::StreamInput(f));
+    }
+
+    /// Registers a stream-stream handler.
+    pub fn register_stream_stream<Req, Res, S, F, Fut>(
+        &mut self,
+        service: &str,
+        method: &str,
+        handler: F,
+    ) where
+        Req: prost::Message + Default + Send + 'static,
+        Res: prost::Message + 'static,
+        S: Stream<Item = Result<Res, RpcError>> + Send + 'static,
+        F: Fn(RequestStream<Req>, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, RpcError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let f: StreamInputFn = Arc::new(move |raw, ctx, out| {
+            let handler = handler.clone();
+            async move {
+                let responses = handler(RequestStream::new(raw), ctx).await?;
+                out.stream(responses).await
+            }
+            .boxed()
+        });
+        self.insert(service, method, Handler::StreamInput(f));
+    }
+
+    /// The registered method paths (`package.Service/Method`), sorted.
+    pub fn methods(&self) -> Vec<String> {
+        let mut m: Vec<String> = self.handlers.keys().cloned().collect();
+        m.sort();
+        m
+    }
+
+    /// Subscribes the base name and starts accepting sessions.
+    pub async fn start(self) -> Result<ServerHandle, RpcError> {
+        self.transport
+            .subscribe(&self.base_name, self.connection)
+            .await
+            .map_err(|e| {
+                RpcError::unavailable(format!("Failed to subscribe {}: {e}", self.base_name))
+            })?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let stats = Arc::new(Stats::default());
+        let shared = Arc::new(Shared {
+            handlers: self.handlers,
+            stats: stats.clone(),
+        });
+        tracing::info!(base_name = %self.base_name, "slimrpc server started");
+        let task = tokio::spawn(accept_loop(self.transport, shared, shutdown_rx));
+        Ok(ServerHandle {
+            shutdown_tx,
+            task: Some(task),
+            stats,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    sessions: AtomicUsize,
+    handlers: AtomicUsize,
+    streams: AtomicUsize,
+}
+
+struct Shared {
+    handlers: HashMap<String, Handler>,
+    stats: Arc<Stats>,
+}
+
+/// Counts one live thing in `Stats` for as long as it exists.
+struct Counted {
+    stats: Arc<Stats>,
+    which: fn(&Stats) -> &AtomicUsize,
+}
+
+impl Counted {
+    fn new(stats: &Arc<Stats>, which: fn(&Stats) -> &AtomicUsize) -> Self {
+        which(stats).fetch_add(1, Ordering::SeqCst);
+        Self {
+            stats: stats.clone(),
+            which,
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        (self.which)(&self.stats).fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A running server. Dropping it aborts everything; [`ServerHandle::shutdown`]
+/// stops gracefully.
+pub struct ServerHandle {
+    shutdown_tx: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+    stats: Arc<Stats>,
+}
+
+impl ServerHandle {
+    /// Stops accepting, answers every running call with `Cancelled "Server
+    /// shutting down"`, closes the sessions and waits for all of it.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown_tx.send(true);
+        if let Some(task) = self.task.take()
+            && let Err(e) = task.await
+        {
+            tracing::warn!(error = %e, "server task ended abnormally");
+        }
+    }
+
+    /// Sessions currently served.
+    pub fn active_sessions(&self) -> usize {
+        self.stats.sessions.load(Ordering::SeqCst)
+    }
+
+    /// Handler tasks currently running.
+    pub fn active_handlers(&self) -> usize {
+        self.stats.handlers.load(Ordering::SeqCst)
+    }
+
+    /// Stream-input calls still registered for more input.
+    pub fn open_streams(&self) -> usize {
+        self.stats.streams.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Resolves once `flag` is true (or its sender is gone, which also means stop).
+async fn signalled(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|f| *f).await;
+}
+
+async fn accept_loop(
+    transport: Arc<dyn RpcTransport>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut sessions = JoinSet::new();
+    let mut accept = Some(transport.accept_session());
+    loop {
+        tokio::select! {
+            _ = signalled(&mut shutdown) => break,
+            Some(done) = sessions.join_next(), if !sessions.is_empty() => {
+                if let Err(e) = done && e.is_panic() {
+                    tracing::error!("session task panicked");
+                }
+            }
+            accepted = async { match accept.as_mut() { Some(f) => f.await, None => std::future::pending().await } } => {
+                match accepted {
+                    Ok(session) => {
+                        tracing::debug!(session_id = session.handle.id(), "session accepted");
+                        sessions.spawn(session_loop(session, shared.clone(), shutdown.clone()));
+                        accept = Some(transport.accept_session());
+                    }
+                    Err(e) => {
+                        // The app can no longer accept; keep serving what we have.
+                        tracing::warn!(error = %e, "accepting sessions failed; no longer accepting");
+                        accept = None;
+                    }
+                }
+            }
+        }
+    }
+    drop(accept);
+    // Each session task saw the same signal and drains its handlers.
+    while sessions.join_next().await.is_some() {}
+    tracing::info!("slimrpc server stopped");
+}
+
+/// The per-session demultiplexer (§g.4).
+async fn session_loop(
+    session: TransportSession,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _live = Counted::new(&shared.stats, |s| &s.sessions);
+    let TransportSession { handle, mut events } = session;
+    let mut demux = Demux {
+        handle: handle.clone(),
+        shared: shared.clone(),
+        pending: HashMap::new(),
+        handlers: JoinSet::new(),
+        cancel: watch::channel(false).0,
+        counted_streams: 0,
+    };
+    let server_shutdown = loop {
+        tokio::select! {
+            _ = signalled(&mut shutdown) => break true,
+            Some(done) = demux.handlers.join_next(), if !demux.handlers.is_empty() => {
+                if let Err(e) = done && e.is_panic() {
+                    tracing::error!("handler task panicked");
+                }
+                demux.prune();
+            }
+            msg = events.recv() => match msg {
+                Some(msg) => demux.route(msg).await,
+                None => break false,
+            }
+        }
+    };
+    demux.finish(server_shutdown, &mut events).await;
+}
+
+struct Demux {
+    handle: Arc<dyn RpcSessionHandle>,
+    shared: Arc<Shared>,
+    /// Stream-input calls still reading input, by rpc-id.
+    pending: HashMap<String, mpsc::Sender<IncomingMessage>>,
+    handlers: JoinSet<()>,
+    /// Fires when the server shuts down: running handlers answer `Cancelled`.
+    cancel: watch::Sender<bool>,
+    counted_streams: usize,
+}
+
+impl Demux {
+    /// Keeps `Stats::streams` equal to the sum of every session's `pending`.
+    fn sync_stream_count(&mut self) {
+        let now = self.pending.len();
+        let s = &self.shared.stats.streams;
+        if now > self.counted_streams {
+            s.fetch_add(now - self.counted_streams, Ordering::SeqCst);
+        } else {
+            s.fetch_sub(self.counted_streams - now, Ordering::SeqCst);
+        }
+        self.counted_streams = now;
+    }
+
+    /// Forgets stream entries whose handler finished (it answered without
+    /// reading all its input).
+    fn prune(&mut self) {
+        self.pending.retain(|_, tx| !tx.is_closed());
+        self.sync_stream_count();
+    }
+
+    async fn route(&mut self, msg: IncomingMessage) {
+        match decide(&msg.metadata, |id| self.pending.contains_key(id)) {
+            Decision::Drop(reason) => {
+                tracing::trace!(?reason, source = %msg.source, "frame dropped");
+            }
+            Decision::ToStream { rpc_id } => {
+                let terminal =
+                    is_eos(&msg.metadata, &msg.payload) || !frame_code(&msg.metadata).is_ok();
+                let tx = if terminal {
+                    self.pending.remove(&rpc_id)
+                } else {
+                    self.pending.get(&rpc_id).cloned()
+                };
+                if let Some(tx) = tx
+                    && tx.send(msg).await.is_err()
+                {
+                    self.pending.remove(&rpc_id);
+                }
+                self.sync_stream_count();
+            }
+            Decision::NewCall {
+                rpc_id,
+                service,
+                method,
+            } => self.start_call(msg, rpc_id, service, method).await,
+        }
+    }
+
+    async fn start_call(
+        &mut self,
+        msg: IncomingMessage,
+        rpc_id: String,
+        service: String,
+        method: String,
+    ) {
+        let path = format!("{service}/{method}");
+        let out = Responder {
+            handle: self.handle.clone(),
+            caller: msg.source.clone(),
+            rpc_id: rpc_id.clone(),
+        };
+        let Some(handler) = self.shared.handlers.get(&path).cloned() else {
+            tracing::debug!(%path, %rpc_id, "unknown method");
+            out.error(&RpcError::unimplemented(format!(
+                "Method not found: {path}"
+            )))
+            .await;
+            return;
+        };
+        tracing::debug!(%path, %rpc_id, caller = %msg.source, "call started");
+        let deadline = deadline_from_metadata(&msg.metadata, SystemTime::now());
+        let ctx = Context::new(
+            msg.metadata.clone(),
+            deadline,
+            msg.source.clone(),
+            rpc_id.clone(),
+            service,
+            method,
+        );
+        let call = match handler {
+            Handler::UnaryInput(f) => f(msg.payload, ctx, out.clone()),
+            Handler::StreamInput(f) => {
+                let first_is_last =
+                    is_eos(&msg.metadata, &msg.payload) || !frame_code(&msg.metadata).is_ok();
+                let rest = if first_is_last {
+                    None
+                } else {
+                    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+                    self.pending.insert(rpc_id.clone(), tx);
+                    self.sync_stream_count();
+                    Some(rx)
+                };
+                f(RawRequests::new(msg, rest), ctx, out.clone())
+            }
+        };
+        let active = Counted::new(&self.shared.stats, |s| &s.handlers);
+        let mut cancel = self.cancel.subscribe();
+        self.handlers.spawn(async move {
+            let _active = active;
+            let outcome = match deadline.duration_since(SystemTime::now()) {
+                Err(_) => Err(RpcError::deadline_exceeded("Deadline exceeded")),
+                Ok(remaining) => {
+                    tokio::select! {
+                        r = AssertUnwindSafe(call).catch_unwind() => match r {
+                            Ok(r) => r,
+                            Err(_) => {
+                                tracing::error!(%path, "handler panicked");
+                                Err(RpcError::internal(format!("Handler for {path} panicked")))
+                            }
+                        },
+                        _ = tokio::time::sleep(remaining) => Err(RpcError::deadline_exceeded(
+                            "Deadline exceeded during RPC execution",
+                        )),
+                        _ = signalled(&mut cancel) => Err(RpcError::cancelled("Server shutting down")),
+                    }
+                }
+            };
+            if let Err(e) = outcome {
+                tracing::debug!(%path, error = %e, "call failed");
+                out.error(&e).await;
+            }
+        });
+    }
+
+    /// Ends the session: on server shutdown, running handlers answer
+    /// `Cancelled` and the session is closed; when the session died, handlers
+    /// are aborted (nobody can hear them).
+    async fn finish(mut self, server_shutdown: bool, _events: &mut Box<dyn RpcSessionEvents>) {
+        self.pending.clear();
+        self.sync_stream_count();
+        if server_shutdown {
+            let _ = self.cancel.send(true);
+            let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+                while self.handlers.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!("handlers did not stop in time; aborting them");
+            }
+        }
+        self.handlers.abort_all();
+        while self.handlers.join_next().await.is_some() {}
+        if !self.handle.is_closed() {
+            let _ = tokio::time::timeout(DRAIN_LIMIT, self.handle.close()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{
+        DEADLINE_KEY, RPC_DIR_KEY, RPC_ID_KEY, RequestsSent, client_eos1, client_eos2,
+        client_first_frame, client_next_frame,
+    };
+
+    fn none(_: &str) -> bool {
+        false
+    }
+    fn all(_: &str) -> bool {
+        true
+    }
+
+    fn first() -> Metadata {
+        client_first_frame(&Metadata::new(), SystemTime::now(), "pkg.Svc", "Echo", "R1")
+    }
+
+    #[test]
+    fn first_client_frame_starts_a_call() {
+        assert_eq!(
+            decide(&first(), none),
+            Decision::NewCall {
+                rpc_id: "R1".into(),
+                service: "pkg.Svc".into(),
+                method: "Echo".into()
+            }
+        );
+    }
+
+    #[test]
+    fn frame_without_rpc_id_is_dropped() {
+        let mut m = first();
+        m.remove(RPC_ID_KEY);
+        assert_eq!(decide(&m, all), Decision::Drop(DropReason::NoRpcId));
+        m.insert(RPC_ID_KEY.into(), String::new());
+        assert_eq!(decide(&m, all), Decision::Drop(DropReason::NoRpcId));
+    }
+
+    #[test]
+    fn client_frames_of_an_open_stream_are_routed_to_it() {
+        assert_eq!(
+            decide(&client_next_frame("R1"), all),
+            Decision::ToStream {
+                rpc_id: "R1".into()
+            }
+        );
+        let eos1 = client_eos1("R1", RequestsSent::Some, &first());
+        assert_eq!(
+            decide(&eos1, all),
+            Decision::ToStream {
+                rpc_id: "R1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn echoes_and_peer_server_frames_for_an_open_stream_are_dropped() {
+        // A response/EOS/error from this or another group member.
+        for code in [Code::Ok, Code::Internal] {
+            assert_eq!(
+                decide(&status_frame(code, "R1"), all),
+                Decision::Drop(DropReason::NotAClientFrame)
+            );
+        }
+    }
+
+    #[test]
+    fn server_frames_and_client_eos2_without_open_stream_are_dropped() {
+        assert_eq!(
+            decide(&status_frame(Code::Ok, "R1"), none),
+            Decision::Drop(DropReason::ServerFrame)
+        );
+        assert_eq!(
+            decide(&status_frame(Code::Unimplemented, "R1"), none),
+            Decision::Drop(DropReason::ServerFrame)
+        );
+        // EOS #2 of an empty stream names service and method but has no
+        // direction marker: still dropped.
+        let eos2 = client_eos2("R1", RequestsSent::None, "pkg.Svc", "Echo");
+        assert_eq!(decide(&eos2, none), Decision::Drop(DropReason::ServerFrame));
+    }
+
+    #[test]
+    fn client_eos1_of_an_empty_stream_starts_the_call() {
+        let eos1 = client_eos1("R1", RequestsSent::None, &first());
+        assert!(matches!(decide(&eos1, none), Decision::NewCall { .. }));
+    }
+
+    #[test]
+    fn unary_client_eos1_after_the_call_started_is_dropped() {
+        let eos1 = client_eos1("R1", RequestsSent::Some, &first());
+        assert_eq!(
+            decide(&eos1, none),
+            Decision::Drop(DropReason::NoServiceOrMethod)
+        );
+        assert_eq!(
+            decide(&client_next_frame("R1"), none),
+            Decision::Drop(DropReason::NoServiceOrMethod)
+        );
+    }
+
+    #[test]
+    fn new_call_needs_non_empty_service_and_method() {
+        let mut m = first();
+        m.insert(METHOD_KEY.into(), String::new());
+        assert_eq!(
+            decide(&m, none),
+            Decision::Drop(DropReason::NoServiceOrMethod)
+        );
+        let mut m = first();
+        m.remove(SERVICE_KEY);
+        assert_eq!(
+            decide(&m, none),
+            Decision::Drop(DropReason::NoServiceOrMethod)
+        );
+    }
+
+    #[test]
+    fn request_frames_do_not_need_a_deadline_or_direction_to_start() {
+        // An older client without slimrpc-dir or slimrpc-timeout still dispatches.
+        let mut m = first();
+        m.remove(RPC_DIR_KEY);
+        m.remove(DEADLINE_KEY);
+        assert!(matches!(decide(&m, none), Decision::NewCall { .. }));
+    }
+}

@@ -1,0 +1,177 @@
+//! The seam implemented by the real session layer, `slim_transport::app`.
+//!
+//! Job: map [`RpcTransport`] / [`RpcSessionHandle`] / [`RpcSessionEvents`]
+//! one-to-one onto `App`, `SessionHandle` and `Session`. Sessions are created
+//! with the layer's defaults (1 s, 10 retries, MLS as the layer supports it).
+//! Must not: add protocol behaviour; this is a translation layer only.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use slim_transport::Name;
+use slim_transport::app::{App, Session, SessionConfig, SessionEvent, SessionHandle};
+
+use crate::transport::{
+    ConnId, IncomingMessage, RpcSessionEvents, RpcSessionHandle, RpcTransport, SessionKind,
+    TransportError, TransportFuture, TransportSession,
+};
+
+fn err(e: impl std::fmt::Display) -> TransportError {
+    TransportError(e.to_string())
+}
+
+fn wrap(session: Session) -> TransportSession {
+    TransportSession {
+        handle: Arc::new(session.handle()),
+        events: Box::new(session),
+    }
+}
+
+impl RpcTransport for App {
+    fn local_name(&self) -> Name {
+        self.name().clone()
+    }
+
+    fn create_session(
+        &self,
+        kind: SessionKind,
+        destination: &Name,
+    ) -> TransportFuture<'_, TransportSession> {
+        let destination = destination.clone();
+        async move {
+            let config = SessionConfig {
+                kind: match kind {
+                    SessionKind::PointToPoint => slim_transport::app::SessionKind::PointToPoint,
+                    SessionKind::Group => slim_transport::app::SessionKind::Group,
+                },
+                ..SessionConfig::default()
+            };
+            let (session, done) = self
+                .create_session(config, &destination)
+                .await
+                .map_err(err)?;
+            if let Err(e) = done.await {
+                let _ = session.close().await;
+                return Err(err(e));
+            }
+            Ok(wrap(session))
+        }
+        .boxed()
+    }
+
+    fn accept_session(&self) -> TransportFuture<'_, TransportSession> {
+        async move { self.listen_for_session().await.map(wrap).map_err(err) }.boxed()
+    }
+
+    fn subscribe(&self, name: &Name, conn: Option<ConnId>) -> TransportFuture<'_, ()> {
+        let name = name.clone();
+        async move { App::subscribe(self, &name, conn).await.map_err(err) }.boxed()
+    }
+
+    fn set_route(&self, name: &Name, conn: ConnId) -> TransportFuture<'_, ()> {
+        let name = name.clone();
+        async move { App::set_route(self, &name, conn).await.map_err(err) }.boxed()
+    }
+}
+
+/// Lets an app be shared: `Channel::new(app.clone(), ..)` with `Arc<App>`.
+impl<T: RpcTransport> RpcTransport for Arc<T> {
+    fn local_name(&self) -> Name {
+        (**self).local_name()
+    }
+    fn create_session(
+        &self,
+        kind: SessionKind,
+        destination: &Name,
+    ) -> TransportFuture<'_, TransportSession> {
+        (**self).create_session(kind, destination)
+    }
+    fn accept_session(&self) -> TransportFuture<'_, TransportSession> {
+        (**self).accept_session()
+    }
+    fn subscribe(&self, name: &Name, conn: Option<ConnId>) -> TransportFuture<'_, ()> {
+        (**self).subscribe(name, conn)
+    }
+    fn set_route(&self, name: &Name, conn: ConnId) -> TransportFuture<'_, ()> {
+        (**self).set_route(name, conn)
+    }
+}
+
+impl RpcSessionHandle for SessionHandle {
+    fn id(&self) -> u32 {
+        SessionHandle::id(self)
+    }
+
+    fn publish(
+        &self,
+        payload: Vec<u8>,
+        metadata: HashMap<String, String>,
+    ) -> TransportFuture<'_, ()> {
+        async move {
+            SessionHandle::publish(self, payload, metadata)
+                .await
+                .map_err(err)
+        }
+        .boxed()
+    }
+
+    fn publish_unicast<'a>(
+        &'a self,
+        member: &'a Name,
+        payload: Vec<u8>,
+        metadata: HashMap<String, String>,
+    ) -> TransportFuture<'a, ()> {
+        async move {
+            SessionHandle::publish_unicast(self, member, payload, metadata)
+                .await
+                .map_err(err)
+        }
+        .boxed()
+    }
+
+    fn invite<'a>(&'a self, member: &'a Name) -> TransportFuture<'a, ()> {
+        async move {
+            SessionHandle::invite(self, member)
+                .await
+                .map_err(err)?
+                .await
+                .map_err(err)
+        }
+        .boxed()
+    }
+
+    fn close(&self) -> TransportFuture<'_, ()> {
+        async move { SessionHandle::close(self).await.map_err(err) }.boxed()
+    }
+
+    fn is_closed(&self) -> bool {
+        SessionHandle::is_closed(self)
+    }
+}
+
+impl RpcSessionEvents for Session {
+    fn recv(&mut self) -> BoxFuture<'_, Option<IncomingMessage>> {
+        async move {
+            loop {
+                match Session::recv(self).await {
+                    Ok(SessionEvent::Message(m)) => {
+                        return Some(IncomingMessage {
+                            source: m.source,
+                            payload: m.payload,
+                            metadata: m.metadata,
+                        });
+                    }
+                    Ok(SessionEvent::Closed { reason }) => {
+                        tracing::debug!(%reason, "session closed");
+                        return None;
+                    }
+                    Ok(other) => tracing::trace!(?other, "session event ignored"),
+                    Err(_) => return None,
+                }
+            }
+        }
+        .boxed()
+    }
+}

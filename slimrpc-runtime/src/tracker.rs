@@ -1,0 +1,339 @@
+//! Per-call response accounting: which member sent what, and when a call ends.
+//!
+//! Job: the EOS protocol on the client side, as a pure state machine. Each
+//! member ends with an EOS or an error (an error counts as its EOS and does
+//! not affect the others); the call ends when every member ended; a session
+//! closing early yields `MulticastSessionClosed` (group) or `Internal` (P2P).
+//! For calls with a single response per member (unary output), that member's
+//! first OK frame *is* its response, even when zero-length, so messages that
+//! encode to no bytes (e.g. `google.protobuf.Empty`) still arrive.
+//! Must not: touch sessions, channels or clocks.
+
+use slim_transport::Name;
+
+use crate::error::RpcError;
+use crate::metadata::{ResponseFrame, classify_response};
+use crate::transport::IncomingMessage;
+
+/// How many responses each member sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// One response, then EOS (unary and stream-unary).
+    Unary,
+    /// Any number of responses, then EOS.
+    Stream,
+}
+
+/// What a received frame means for the caller.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A response to decode, from `source`.
+    Response {
+        source: Name,
+        member: usize,
+        payload: Vec<u8>,
+    },
+    /// A member's error (already tagged with its origin in group mode).
+    Error(RpcError),
+    /// Nothing for the caller (EOS, echo, stray frame).
+    Skip,
+}
+
+/// The display form used for origins and the received/missing lists:
+/// `org/ns/svc`, plus `/<hex id>` when the member name has an instance id.
+pub fn member_label(name: &Name) -> String {
+    let [a, b, c] = name.strings();
+    if name.has_null_id() {
+        format!("{a}/{b}/{c}")
+    } else {
+        format!("{a}/{b}/{c}/{:x}", name.id())
+    }
+}
+
+#[derive(Debug)]
+struct Member {
+    name: Name,
+    done: bool,
+}
+
+/// Accounting of one call's responses.
+#[derive(Debug)]
+pub struct CallTracker {
+    group: bool,
+    output: Output,
+    members: Vec<Member>,
+    completed: usize,
+}
+
+impl CallTracker {
+    /// A tracker for `members` (one member and `group == false` for P2P).
+    pub fn new(group: bool, output: Output, members: &[Name]) -> Self {
+        Self {
+            group,
+            output,
+            members: members
+                .iter()
+                .map(|n| Member {
+                    name: n.clone(),
+                    done: false,
+                })
+                .collect(),
+            completed: 0,
+        }
+    }
+
+    /// Number of members.
+    pub fn total(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Members that ended (EOS or error).
+    pub fn completed(&self) -> usize {
+        self.completed
+    }
+
+    /// True once every member ended.
+    pub fn is_finished(&self) -> bool {
+        self.completed >= self.members.len()
+    }
+
+    fn member_of(&self, source: &Name) -> Option<usize> {
+        if !self.group {
+            // A P2P session has exactly one peer, whatever instance answers.
+            return Some(0);
+        }
+        self.members.iter().position(|m| {
+            m.name.prefix() == source.prefix() && (m.name.has_null_id() || m.name == *source)
+        })
+    }
+
+    fn finish(&mut self, member: usize) {
+        if let Some(m) = self.members.get_mut(member)
+            && !m.done
+        {
+            m.done = true;
+            self.completed += 1;
+        }
+    }
+
+    /// Marks `member` ended without an EOS (e.g. its response failed to decode).
+    pub fn fail_member(&mut self, member: usize) {
+        self.finish(member);
+    }
+
+    /// The label of `member` (see [`member_label`]).
+    pub fn label(&self, member: usize) -> String {
+        self.members
+            .get(member)
+            .map(|m| member_label(&m.name))
+            .unwrap_or_default()
+    }
+
+    /// Tags `err` with `member`'s origin in group mode.
+    pub fn attribute(&self, member: usize, err: RpcError) -> RpcError {
+        if self.group {
+            err.with_origin(self.label(member))
+        } else {
+            err
+        }
+    }
+
+    /// Accounts one frame of this call.
+    pub fn on_frame(&mut self, msg: IncomingMessage) -> Step {
+        let Some(member) = self.member_of(&msg.source) else {
+            tracing::trace!(source = %msg.source, "frame from a non-member; dropped");
+            return Step::Skip;
+        };
+        if self.members[member].done {
+            // A unary member's trailing EOS, or anything after its end.
+            return Step::Skip;
+        }
+        match classify_response(&msg.metadata, &msg.payload) {
+            ResponseFrame::Error { code, message } => {
+                self.finish(member);
+                Step::Error(self.attribute(member, RpcError::new(code, message)))
+            }
+            ResponseFrame::Eos if self.output == Output::Stream => {
+                self.finish(member);
+                Step::Skip
+            }
+            ResponseFrame::Eos | ResponseFrame::Data => {
+                if self.output == Output::Unary {
+                    self.finish(member);
+                }
+                Step::Response {
+                    source: msg.source,
+                    member,
+                    payload: msg.payload,
+                }
+            }
+        }
+    }
+
+    /// The error for a session that closed before the call finished.
+    pub fn closed_error(&self) -> RpcError {
+        if self.group {
+            let (done, missing): (Vec<&Member>, Vec<&Member>) =
+                self.members.iter().partition(|m| m.done);
+            RpcError::MulticastSessionClosed {
+                completed: self.completed as u64,
+                total: self.members.len() as u64,
+                received: done.iter().map(|m| member_label(&m.name)).collect(),
+                missing: missing.iter().map(|m| member_label(&m.name)).collect(),
+            }
+        } else {
+            RpcError::internal(format!(
+                "Session closed after {}/{} EOS markers",
+                self.completed,
+                self.members.len()
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::code::Code;
+    use crate::metadata::status_frame;
+
+    fn m(i: u64) -> Name {
+        Name::new("org", "ns", format!("srv{i}"))
+    }
+
+    fn frame(from: &Name, code: Code, payload: &[u8]) -> IncomingMessage {
+        IncomingMessage {
+            source: from.with_id(0xabc),
+            payload: payload.to_vec(),
+            metadata: status_frame(code, "R"),
+        }
+    }
+
+    fn members(n: u64) -> Vec<Name> {
+        (0..n).map(m).collect()
+    }
+
+    #[test]
+    fn group_call_ends_when_every_member_sent_eos() {
+        let mut t = CallTracker::new(true, Output::Stream, &members(3));
+        for i in 0..3 {
+            assert!(matches!(
+                t.on_frame(frame(&m(i), Code::Ok, b"x")),
+                Step::Response { .. }
+            ));
+        }
+        assert_eq!(t.on_frame(frame(&m(0), Code::Ok, b"")), Step::Skip);
+        assert_eq!(t.on_frame(frame(&m(2), Code::Ok, b"")), Step::Skip);
+        assert!(!t.is_finished());
+        // A second EOS from a finished member does not count twice.
+        assert_eq!(t.on_frame(frame(&m(0), Code::Ok, b"")), Step::Skip);
+        assert!(!t.is_finished());
+        assert_eq!(t.on_frame(frame(&m(1), Code::Ok, b"")), Step::Skip);
+        assert!(t.is_finished());
+        assert_eq!(t.completed(), 3);
+    }
+
+    #[test]
+    fn member_error_counts_as_its_eos_and_others_go_on() {
+        let mut t = CallTracker::new(true, Output::Stream, &members(2));
+        let step = t.on_frame(frame(&m(0), Code::InvalidArgument, b"bad input"));
+        assert_eq!(
+            step,
+            Step::Error(RpcError::MulticastRpc {
+                origin: "org/ns/srv0".into(),
+                code: Code::InvalidArgument,
+                message: "bad input".into(),
+                details: None
+            })
+        );
+        assert_eq!(t.completed(), 1);
+        assert!(matches!(
+            t.on_frame(frame(&m(1), Code::Ok, b"r")),
+            Step::Response { member: 1, .. }
+        ));
+        // Anything later from the failed member is ignored.
+        assert_eq!(t.on_frame(frame(&m(0), Code::Ok, b"late")), Step::Skip);
+        assert!(!t.is_finished());
+        t.on_frame(frame(&m(1), Code::Ok, b""));
+        assert!(t.is_finished());
+    }
+
+    #[test]
+    fn p2p_error_is_not_tagged_with_an_origin() {
+        let mut t = CallTracker::new(false, Output::Unary, &members(1));
+        assert_eq!(
+            t.on_frame(frame(&m(7), Code::Unimplemented, b"Method not found: S/M")),
+            Step::Error(RpcError::unimplemented("Method not found: S/M"))
+        );
+        assert!(t.is_finished());
+    }
+
+    #[test]
+    fn zero_length_unary_response_is_delivered_not_taken_for_eos() {
+        let mut t = CallTracker::new(true, Output::Unary, &members(2));
+        match t.on_frame(frame(&m(0), Code::Ok, b"")) {
+            Step::Response {
+                payload, member, ..
+            } => {
+                assert!(payload.is_empty());
+                assert_eq!(member, 0);
+            }
+            other => panic!("expected a response, got {other:?}"),
+        }
+        // Its trailing real EOS is skipped.
+        assert_eq!(t.on_frame(frame(&m(0), Code::Ok, b"")), Step::Skip);
+        assert_eq!(t.completed(), 1);
+    }
+
+    #[test]
+    fn frames_from_non_members_are_skipped_in_group_mode() {
+        let mut t = CallTracker::new(true, Output::Stream, &members(2));
+        let stranger = Name::new("org", "ns", "other");
+        assert_eq!(t.on_frame(frame(&stranger, Code::Ok, b"x")), Step::Skip);
+        assert_eq!(
+            t.on_frame(frame(&stranger, Code::Internal, b"x")),
+            Step::Skip
+        );
+        assert_eq!(t.completed(), 0);
+    }
+
+    #[test]
+    fn session_closed_lists_completed_and_missing_members() {
+        let mut t = CallTracker::new(true, Output::Stream, &members(3));
+        t.on_frame(frame(&m(1), Code::Ok, b""));
+        let e = t.closed_error();
+        assert_eq!(
+            e,
+            RpcError::MulticastSessionClosed {
+                completed: 1,
+                total: 3,
+                received: vec!["org/ns/srv1".into()],
+                missing: vec!["org/ns/srv0".into(), "org/ns/srv2".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn p2p_session_closed_is_internal_with_eos_count() {
+        let t = CallTracker::new(false, Output::Stream, &members(1));
+        assert_eq!(
+            t.closed_error(),
+            RpcError::internal("Session closed after 0/1 EOS markers")
+        );
+    }
+
+    #[test]
+    fn member_with_instance_id_only_matches_that_instance() {
+        let pinned = m(0).with_id(5);
+        let mut t = CallTracker::new(true, Output::Stream, std::slice::from_ref(&pinned));
+        let mut other = frame(&m(0), Code::Ok, b"");
+        other.source = m(0).with_id(6);
+        assert_eq!(t.on_frame(other), Step::Skip);
+        assert!(!t.is_finished());
+        let mut mine = frame(&m(0), Code::Ok, b"");
+        mine.source = pinned.clone();
+        t.on_frame(mine);
+        assert!(t.is_finished());
+        assert_eq!(member_label(&pinned), "org/ns/srv0/5");
+    }
+}

@@ -1,0 +1,149 @@
+//! The session seam: the few session-layer operations SlimRPC needs.
+//!
+//! Job: state, as three small object-safe traits, what the runtime asks of a
+//! SLIM app and its sessions, mirroring `slim_transport::app::{App, Session,
+//! SessionHandle}` so that the real implementation is a thin adapter.
+//! Must not: contain protocol logic; everything SlimRPC-specific lives in the
+//! channel and the server.
+//!
+//! Mapping to the session-layer contract:
+//!
+//! | here | `slim_transport::app` |
+//! |---|---|
+//! | [`RpcTransport::local_name`] | `App::name` |
+//! | [`RpcTransport::create_session`] | `App::create_session(config{kind}, dest)` + awaiting its `Completion` |
+//! | [`RpcTransport::accept_session`] | `App::listen_for_session` |
+//! | [`RpcTransport::subscribe`] | `App::subscribe(name, conn)` |
+//! | [`RpcTransport::set_route`] | `App::set_route(name, conn)` |
+//! | [`RpcSessionHandle`] | `SessionHandle` (`publish`, `publish_unicast`, `invite` + `Completion`, `close`, `is_closed`) |
+//! | [`RpcSessionEvents::recv`] | `Session::recv`, keeping `Message` events and ending on `Closed` or an error |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use slim_transport::Name;
+
+/// A session-layer failure, as text (the runtime only reports it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("transport: {0}")]
+pub struct TransportError(pub String);
+
+/// A connection (link) id in the local node's table.
+pub type ConnId = u64;
+
+/// A future returned by the seam's async operations.
+pub type TransportFuture<'a, T> = BoxFuture<'a, Result<T, TransportError>>;
+
+/// Which session a channel asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// One peer; `destination` is that peer's name.
+    PointToPoint,
+    /// A multicast group; `destination` is the channel name, members are invited.
+    Group,
+}
+
+/// One message delivered by a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingMessage {
+    /// Full name (with instance id) of the sender.
+    pub source: Name,
+    /// The MSG blob (after MLS decryption).
+    pub payload: Vec<u8>,
+    /// The SLIM message metadata.
+    pub metadata: HashMap<String, String>,
+}
+
+/// A SLIM app as SlimRPC uses it.
+pub trait RpcTransport: Send + Sync + 'static {
+    /// This app's full name (including its instance id).
+    fn local_name(&self) -> Name;
+
+    /// Creates a session of `kind` towards `destination` (the peer for P2P,
+    /// the channel name for a group) and resolves once it is established.
+    fn create_session(
+        &self,
+        kind: SessionKind,
+        destination: &Name,
+    ) -> TransportFuture<'_, TransportSession>;
+
+    /// Resolves with the next session another app opened towards this one.
+    fn accept_session(&self) -> TransportFuture<'_, TransportSession>;
+
+    /// Makes `name` route to this app (a server's base name); with `conn`,
+    /// also announces it on that link to a remote node.
+    fn subscribe(&self, name: &Name, conn: Option<ConnId>) -> TransportFuture<'_, ()>;
+
+    /// Routes messages for `name` over link `conn` (a peer behind a remote node).
+    fn set_route(&self, name: &Name, conn: ConnId) -> TransportFuture<'_, ()>;
+}
+
+/// The command side of one session; cheap to share.
+pub trait RpcSessionHandle: Send + Sync + 'static {
+    /// Session id, for logs.
+    fn id(&self) -> u32;
+
+    /// Sends to the session destination: the peer (P2P) or every member (group).
+    fn publish(
+        &self,
+        payload: Vec<u8>,
+        metadata: HashMap<String, String>,
+    ) -> TransportFuture<'_, ()>;
+
+    /// Sends a sequenced, reliable message addressed to one member (in P2P,
+    /// the peer). A SlimRPC server replies this way.
+    fn publish_unicast<'a>(
+        &'a self,
+        member: &'a Name,
+        payload: Vec<u8>,
+        metadata: HashMap<String, String>,
+    ) -> TransportFuture<'a, ()>;
+
+    /// Invites `member` into a group session and resolves once it joined.
+    fn invite<'a>(&'a self, member: &'a Name) -> TransportFuture<'a, ()>;
+
+    /// Closes the session.
+    fn close(&self) -> TransportFuture<'_, ()>;
+
+    /// True once the session is closed (by us, the peer, or a failure).
+    fn is_closed(&self) -> bool;
+}
+
+/// The receive side of one session; owned by exactly one reader task.
+pub trait RpcSessionEvents: Send + 'static {
+    /// The next application message, or `None` once the session is closed.
+    /// Other session events (member joined/left, message lost) are skipped.
+    fn recv(&mut self) -> BoxFuture<'_, Option<IncomingMessage>>;
+}
+
+/// A live session: its shared handle and its single event receiver.
+pub struct TransportSession {
+    pub handle: Arc<dyn RpcSessionHandle>,
+    pub events: Box<dyn RpcSessionEvents>,
+}
+
+impl std::fmt::Debug for TransportSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportSession")
+            .field("id", &self.handle.id())
+            .finish()
+    }
+}
+
+/// Anything that can hand the runtime a shared [`RpcTransport`].
+pub trait IntoTransport {
+    fn into_transport(self) -> Arc<dyn RpcTransport>;
+}
+
+impl<T: RpcTransport> IntoTransport for T {
+    fn into_transport(self) -> Arc<dyn RpcTransport> {
+        Arc::new(self)
+    }
+}
+
+impl IntoTransport for Arc<dyn RpcTransport> {
+    fn into_transport(self) -> Arc<dyn RpcTransport> {
+        self
+    }
+}

@@ -1,0 +1,453 @@
+//! SlimRPC over the real embedded SLIM transport: apps on one in-process
+//! `Service` (the real forwarder and session layer), the runtime's Channel
+//! and Server on top, through the `slim_app` adapter.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use slim_transport::Name;
+use slim_transport::app::App;
+use slim_transport::identity::SharedSecret;
+use slim_transport::service::Service;
+use slimrpc::{
+    CallOptions, Channel, Code, Context, MulticastItem, MulticastStream, RequestStream, RpcError,
+    Server, ServerHandle,
+};
+use tokio::sync::Notify;
+
+const SECRET: &str = "slimrpc-runtime-test-secret-0123456789abcdef";
+const SVC: &str = "example_service.Test";
+/// Liveness bound for every wait (shared, loaded machine).
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Msg {
+    #[prost(string, tag = "1")]
+    text: String,
+    #[prost(int64, tag = "2")]
+    n: i64,
+}
+
+fn msg(text: &str, n: i64) -> Msg {
+    Msg {
+        text: text.into(),
+        n,
+    }
+}
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("liveness bound exceeded")
+}
+
+async fn eventually(mut cond: impl FnMut() -> bool) {
+    bounded(async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+async fn app(service: &Service, name: &str) -> Arc<App> {
+    let identity = SharedSecret::new(name, SECRET).unwrap();
+    Arc::new(
+        bounded(service.app(name.parse().unwrap(), identity))
+            .await
+            .unwrap(),
+    )
+}
+
+fn register(s: &mut Server, label: &'static str, gate: Arc<Notify>) {
+    s.register_unary_unary(SVC, "ExampleUnaryUnary", move |req: Msg, _ctx: Context| async move {
+        Ok(msg(&format!("{label}: {}", req.text), req.n))
+    });
+    s.register_unary_stream(
+        SVC,
+        "ExampleUnaryStream",
+        move |req: Msg, _ctx| async move {
+            Ok(stream::iter((0..req.n).map(move |i| Ok(msg(label, i)))))
+        },
+    );
+    s.register_stream_unary(
+        SVC,
+        "ExampleStreamUnary",
+        move |reqs: RequestStream<Msg>, _ctx| async move {
+            let all: Vec<Result<Msg, RpcError>> = reqs.collect().await;
+            let mut sum = 0;
+            for r in all {
+                sum += r?.n;
+            }
+            Ok(msg(label, sum))
+        },
+    );
+    s.register_stream_stream(
+        SVC,
+        "ExampleStreamStream",
+        move |reqs: RequestStream<Msg>, _ctx| async move {
+            Ok(reqs.map(move |r| r.map(|m| msg(&format!("{label}: echo {}", m.text), m.n * 100))))
+        },
+    );
+    s.register_unary_unary(SVC, "Fail", move |_: Msg, _ctx| async move {
+        if label.starts_with("bad") {
+            Err::<Msg, _>(RpcError::invalid_argument("bad input"))
+        } else {
+            Ok(msg(label, 0))
+        }
+    });
+    s.register_unary_unary(SVC, "Panic", |_: Msg, _ctx| async {
+        if true {
+            panic!("handler bug");
+        }
+        Ok(Msg::default())
+    });
+    s.register_unary_unary(SVC, "Slow", move |_: Msg, _ctx| {
+        let gate = gate.clone();
+        async move {
+            gate.notified().await;
+            Ok(msg(label, 1))
+        }
+    });
+}
+
+struct Net {
+    _service: Service,
+    client: Arc<App>,
+    server_apps: Vec<Arc<App>>,
+    servers: Vec<ServerHandle>,
+    gate: Arc<Notify>,
+}
+
+async fn start_server(app: &Arc<App>, label: &'static str, gate: &Arc<Notify>) -> ServerHandle {
+    let mut s = Server::new(app.clone(), Name::new("org", "ns", label));
+    register(&mut s, label, gate.clone());
+    bounded(s.start()).await.unwrap()
+}
+
+async fn net(labels: &[&'static str]) -> Net {
+    let service = Service::new();
+    let gate = Arc::new(Notify::new());
+    let mut server_apps = Vec::new();
+    let mut servers = Vec::new();
+    for label in labels {
+        let a = app(&service, &format!("org/ns/{label}")).await;
+        servers.push(start_server(&a, label, &gate).await);
+        server_apps.push(a);
+    }
+    let client = app(&service, "org/ns/client").await;
+    Net {
+        _service: service,
+        client,
+        server_apps,
+        servers,
+        gate,
+    }
+}
+
+fn members(labels: &[&str]) -> Vec<Name> {
+    labels.iter().map(|l| Name::new("org", "ns", *l)).collect()
+}
+
+fn opts() -> CallOptions {
+    CallOptions::with_timeout(LIMIT)
+}
+
+async fn collect<T>(s: MulticastStream<T>) -> (Vec<MulticastItem<T>>, Vec<RpcError>) {
+    let mut ok = Vec::new();
+    let mut err = Vec::new();
+    for r in bounded(s.collect::<Vec<_>>()).await {
+        match r {
+            Ok(i) => ok.push(i),
+            Err(e) => err.push(e),
+        }
+    }
+    (ok, err)
+}
+
+fn sorted<T>(items: &[MulticastItem<T>], f: impl Fn(&T) -> i64) -> Vec<(String, i64)> {
+    let mut v: Vec<(String, i64)> = items
+        .iter()
+        .map(|i| (i.source.strings()[2].clone(), f(&i.message)))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn p2p_unary_over_slim_sessions() {
+    let n = net(&["server"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
+    assert!(!ch.is_group());
+    let r: Msg = bounded(ch.unary(SVC, "ExampleUnaryUnary", msg("hello", 7), opts()))
+        .await
+        .unwrap();
+    assert_eq!(r, msg("server: hello", 7));
+}
+
+#[tokio::test]
+async fn p2p_unary_stream_over_slim_sessions() {
+    let n = net(&["server"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
+    let items: Vec<_> = bounded(
+        ch.unary_stream::<_, Msg>(SVC, "ExampleUnaryStream", msg("", 5), opts())
+            .collect(),
+    )
+    .await;
+    let ns: Vec<i64> = items.into_iter().map(|r| r.unwrap().n).collect();
+    assert_eq!(ns, vec![0, 1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn p2p_stream_unary_over_slim_sessions() {
+    let n = net(&["server"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
+    let reqs = stream::iter((1..=4).map(|i| msg("x", i)));
+    let r: Msg = bounded(ch.stream_unary(SVC, "ExampleStreamUnary", reqs, opts()))
+        .await
+        .unwrap();
+    assert_eq!(r, msg("server", 10));
+}
+
+#[tokio::test]
+async fn p2p_stream_stream_over_slim_sessions() {
+    let n = net(&["server"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
+    let reqs = stream::iter((1..=3).map(|i| msg(&i.to_string(), i)));
+    let out: Vec<_> = bounded(
+        ch.stream_stream::<_, Msg>(SVC, "ExampleStreamStream", reqs, opts())
+            .collect(),
+    )
+    .await;
+    let out: Vec<Msg> = out.into_iter().map(Result::unwrap).collect();
+    assert_eq!(
+        out,
+        vec![
+            msg("server: echo 1", 100),
+            msg("server: echo 2", 200),
+            msg("server: echo 3", 300)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn group_unary_over_slim_sessions() {
+    let n = net(&["s1", "s2", "s3"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["s1", "s2", "s3"])).unwrap();
+    assert!(ch.is_group());
+    let (ok, err) =
+        collect(ch.group_unary::<_, Msg>(SVC, "ExampleUnaryUnary", msg("hi", 1), opts())).await;
+    assert!(err.is_empty(), "{err:?}");
+    let mut texts: Vec<String> = ok.into_iter().map(|i| i.message.text).collect();
+    texts.sort();
+    assert_eq!(texts, vec!["s1: hi", "s2: hi", "s3: hi"]);
+}
+
+#[tokio::test]
+async fn group_unary_stream_over_slim_sessions() {
+    let n = net(&["s1", "s2"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["s1", "s2"])).unwrap();
+    let (ok, err) =
+        collect(ch.group_unary_stream::<_, Msg>(SVC, "ExampleUnaryStream", msg("", 3), opts()))
+            .await;
+    assert!(err.is_empty(), "{err:?}");
+    assert_eq!(
+        sorted(&ok, |m| m.n),
+        vec![
+            ("s1".into(), 0),
+            ("s1".into(), 1),
+            ("s1".into(), 2),
+            ("s2".into(), 0),
+            ("s2".into(), 1),
+            ("s2".into(), 2)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn group_stream_unary_over_slim_sessions() {
+    let n = net(&["s1", "s2"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["s1", "s2"])).unwrap();
+    let reqs = stream::iter((1..=3).map(|i| msg("x", i)));
+    let (ok, err) =
+        collect(ch.group_stream_unary::<_, Msg>(SVC, "ExampleStreamUnary", reqs, opts())).await;
+    assert!(err.is_empty(), "{err:?}");
+    assert_eq!(
+        sorted(&ok, |m| m.n),
+        vec![("s1".into(), 6), ("s2".into(), 6)]
+    );
+}
+
+#[tokio::test]
+async fn group_stream_stream_over_slim_sessions() {
+    let n = net(&["s1", "s2"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["s1", "s2"])).unwrap();
+    let reqs = stream::iter((0..3).map(|i| msg(&i.to_string(), i)));
+    let (ok, err) =
+        collect(ch.group_stream_stream::<_, Msg>(SVC, "ExampleStreamStream", reqs, opts())).await;
+    assert!(err.is_empty(), "{err:?}");
+    assert_eq!(
+        sorted(&ok, |m| m.n),
+        vec![
+            ("s1".into(), 0),
+            ("s1".into(), 100),
+            ("s1".into(), 200),
+            ("s2".into(), 0),
+            ("s2".into(), 100),
+            ("s2".into(), 200)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn group_member_error_is_isolated_over_slim_sessions() {
+    let n = net(&["s1", "bad1", "s2"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["s1", "bad1", "s2"])).unwrap();
+    let (ok, err) = collect(ch.group_unary::<_, Msg>(SVC, "Fail", msg("", 0), opts())).await;
+    assert_eq!(
+        sorted(&ok, |m| m.n),
+        vec![("s1".into(), 0), ("s2".into(), 0)]
+    );
+    assert_eq!(
+        err,
+        vec![RpcError::MulticastRpc {
+            origin: "org/ns/bad1".into(),
+            code: Code::InvalidArgument,
+            message: "bad input".into(),
+            details: None
+        }]
+    );
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_unary_calls_over_one_slim_session() {
+    let n = net(&["server"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
+    let calls = (0..200).map(|i| {
+        let ch = ch.clone();
+        async move {
+            let r: Msg = ch
+                .unary(SVC, "ExampleUnaryUnary", msg(&i.to_string(), i), opts())
+                .await
+                .unwrap();
+            assert_eq!(r, msg(&format!("server: {i}"), i));
+        }
+    });
+    bounded(futures::future::join_all(calls)).await;
+    assert_eq!(ch.pending_calls(), 0);
+    assert_eq!(n.servers[0].active_sessions(), 1);
+    eventually(|| n.servers[0].active_handlers() == 0).await;
+}
+
+#[tokio::test]
+async fn unknown_method_and_panicking_handler_over_slim_sessions() {
+    let n = net(&["server"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
+    let r: Result<Msg, _> = bounded(ch.unary(SVC, "Nope", msg("", 0), opts())).await;
+    assert_eq!(
+        r,
+        Err(RpcError::unimplemented(
+            "Method not found: example_service.Test/Nope"
+        ))
+    );
+    let r: Result<Msg, _> = bounded(ch.unary(SVC, "Panic", msg("", 0), opts())).await;
+    assert_eq!(r.unwrap_err().code(), Code::Internal);
+    let r: Msg = bounded(ch.unary(SVC, "ExampleUnaryUnary", msg("ok", 1), opts()))
+        .await
+        .unwrap();
+    assert_eq!(r.text, "server: ok");
+}
+
+#[tokio::test]
+async fn deadline_exceeded_over_slim_sessions() {
+    let n = net(&["server"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
+    // Warm the session up so the short deadline only covers the call.
+    let _: Msg = bounded(ch.unary(SVC, "ExampleUnaryUnary", msg("", 0), opts()))
+        .await
+        .unwrap();
+    let r: Result<Msg, _> = bounded(ch.unary(
+        SVC,
+        "Slow",
+        msg("", 0),
+        CallOptions::with_timeout(Duration::from_millis(300)),
+    ))
+    .await;
+    assert_eq!(r.unwrap_err().code(), Code::DeadlineExceeded);
+    assert_eq!(ch.pending_calls(), 0);
+    eventually(|| n.servers[0].active_handlers() == 0).await;
+}
+
+#[tokio::test]
+async fn dropping_a_call_over_slim_sessions_unregisters_it() {
+    let n = net(&["server"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
+    let mut call = Box::pin(ch.unary::<Msg, Msg>(SVC, "Slow", msg("", 0), opts()));
+    tokio::select! {
+        _ = &mut call => panic!("the slow call must not finish"),
+        _ = eventually(|| n.servers[0].active_handlers() == 1) => {}
+    }
+    assert_eq!(ch.pending_calls(), 1);
+    drop(call);
+    assert_eq!(ch.pending_calls(), 0);
+    n.gate.notify_waiters();
+    eventually(|| n.servers[0].active_handlers() == 0).await;
+}
+
+#[tokio::test]
+async fn shutdown_cancels_calls_and_a_new_server_is_reached_through_a_new_session() {
+    let mut n = net(&["server"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
+    let server = n.servers.remove(0);
+    let call = ch.unary::<Msg, Msg>(SVC, "Slow", msg("", 0), opts());
+    let (r, _) = bounded(futures::future::join(call, async move {
+        eventually(|| server.active_handlers() == 1).await;
+        server.shutdown().await;
+    }))
+    .await;
+    assert_eq!(r, Err(RpcError::cancelled("Server shutting down")));
+    // The server closed its session; the channel must notice and re-create it.
+    let again = start_server(&n.server_apps[0], "server", &n.gate).await;
+    let r: Msg = bounded(ch.unary(SVC, "ExampleUnaryUnary", msg("back", 2), opts()))
+        .await
+        .unwrap();
+    assert_eq!(r, msg("server: back", 2));
+    assert_eq!(again.active_sessions(), 1);
+}
+
+#[tokio::test]
+async fn p2p_channel_with_connection_reaches_a_server_behind_a_remote_node() {
+    // Node A hosts the server and listens on 127.0.0.1; node B hosts the
+    // client and links to A. The route to the member goes over that link.
+    let node_a = Service::new();
+    let addr = bounded(node_a.run_server("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let gate = Arc::new(Notify::new());
+    let server_app = app(&node_a, "org/ns/s1").await;
+    let server = start_server(&server_app, "s1", &gate).await;
+    let node_b = Service::new();
+    let conn = bounded(node_b.connect(&format!("http://127.0.0.1:{}", addr.port())))
+        .await
+        .unwrap();
+    let client = app(&node_b, "org/ns/client").await;
+    // Replies are routed by name: announce the client's name on the link.
+    bounded(client.subscribe(client.name(), Some(conn)))
+        .await
+        .unwrap();
+    let ch = Channel::new_with_connection(client.clone(), members(&["s1"]), conn).unwrap();
+    for i in 0..3 {
+        let r: Msg = bounded(ch.unary(SVC, "ExampleUnaryUnary", msg("far", i), opts()))
+            .await
+            .unwrap();
+        assert_eq!(r, msg("s1: far", i));
+    }
+    let items: Vec<_> = bounded(
+        ch.unary_stream::<_, Msg>(SVC, "ExampleUnaryStream", msg("", 3), opts())
+            .collect(),
+    )
+    .await;
+    assert_eq!(items.len(), 3);
+    assert_eq!(server.active_sessions(), 1);
+}
