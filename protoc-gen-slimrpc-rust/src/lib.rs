@@ -7,7 +7,8 @@
 //!   named as prost names them from that module (`super::other::Msg`, `outer::Inner`,
 //!   `::prost_types::Timestamp`, `()` for `google.protobuf.Empty`). Parameters:
 //!   `extern_path=.proto.pkg=::rust::path` (repeatable) and `compile_well_known_types=true`,
-//!   with prost-build's meaning.
+//!   with prost-build's meaning. With buf, use `strategy: all` (as for buf's prost plugins):
+//!   a package's services must arrive in one request to land in one file.
 //! * **prost-build** (feature `prost-build`): [`ServiceGenerator`] goes into
 //!   `prost_build::Config::service_generator`, so services land in the same `OUT_DIR` file as
 //!   the package's messages; [`configure`] and [`compile_protos`] are the tonic-build-style
@@ -79,9 +80,12 @@ impl Generator for RustGenerator {
         params: &Parameters,
     ) -> Result<Vec<GeneratedFile>, CodegenError> {
         let externs = ExternPaths::from_params(params)?;
-        // package → (source files, services), in request order.
+        // package → (source files, services). Files in name order: protoc and buf list them
+        // differently, and the output must not depend on that.
+        let mut files: Vec<_> = model.files.iter().collect();
+        files.sort_by(|a, b| a.name.cmp(&b.name));
         let mut packages: BTreeMap<&str, (Vec<&str>, Vec<ServiceView>)> = BTreeMap::new();
-        for file in &model.files {
+        for file in files {
             if file.services.is_empty() {
                 continue;
             }
