@@ -193,13 +193,15 @@ pub fn is_relative(path: &str) -> bool {
         || matches!(path, "bool" | "f32" | "f64" | "i32" | "i64" | "u32" | "u64"))
 }
 
-/// The output file of a package in prost's layout: `a.b.slimrpc.rs`, `_.slimrpc.rs` without
+/// The output file of a package, named as prost-build names the package's file (module
+/// names joined by `.`): `a.b.slimrpc.rs`, `google.r#type.slimrpc.rs`, `_.slimrpc.rs` without
 /// a package.
 pub fn output_file(package: &str) -> String {
     if package.is_empty() {
         "_.slimrpc.rs".to_string()
     } else {
-        format!("{package}.slimrpc.rs")
+        let modules: Vec<String> = package.split('.').map(to_snake).collect();
+        format!("{}.slimrpc.rs", modules.join("."))
     }
 }
 

@@ -62,6 +62,9 @@ pub struct ServiceView {
     pub deprecated: bool,
     /// Whether the server module needs `#![allow(deprecated)]`.
     pub server_allows_deprecated: bool,
+    /// Whether an rpc name starts like a conversion (`from_`, `to_`, ...), which clippy's
+    /// `wrong_self_convention` would flag on the generated `&self` methods.
+    pub conversion_names: bool,
     pub methods: Vec<MethodView>,
 }
 
@@ -317,6 +320,11 @@ pub fn service_view(spec: &ServiceSpec) -> Result<ServiceView, CodegenError> {
         trait_name,
         deprecated: spec.deprecated,
         server_allows_deprecated: spec.deprecated || spec.methods.iter().any(|m| m.deprecated),
+        conversion_names: methods.iter().any(|m| {
+            ["from_", "into_", "to_", "as_", "is_"]
+                .iter()
+                .any(|p| m.fn_name.starts_with(p))
+        }),
         methods,
     })
 }

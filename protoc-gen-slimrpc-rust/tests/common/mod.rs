@@ -67,15 +67,27 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// protoc over the corpus with our plugin into `out`.
 pub fn protoc_corpus(out: &Path, param: Option<&str>) -> Output {
+    protoc_with(out, param, &corpus_files())
+}
+
+/// protoc over `files` (relative to the corpus) with our plugin into `out`.
+pub fn protoc_files(out: &Path, files: &[String]) -> Output {
+    protoc_with(out, None, files)
+}
+
+fn protoc_with(out: &Path, param: Option<&str>, files: &[String]) -> Output {
     let mut cmd = Command::new(slimrpc_testkit::protoc());
     cmd.arg(format!("-I{}", protos_dir().display()))
         .arg(format!("-I{}", third_party_dir().display()))
-        .arg(format!("--plugin=protoc-gen-slimrpc-rust={}", plugin().display()));
+        .arg(format!(
+            "--plugin=protoc-gen-slimrpc-rust={}",
+            plugin().display()
+        ));
     match param {
         Some(p) => cmd.arg(format!("--slimrpc-rust_out={p}:{}", out.display())),
         None => cmd.arg(format!("--slimrpc-rust_out={}", out.display())),
     };
-    cmd.args(corpus_files());
+    cmd.args(files);
     cmd.output().expect("run protoc")
 }
 

@@ -100,6 +100,7 @@ pub mod nothing_server {
 /// Client stubs of `basic.v1.Mixed`: [`MixedClient`] calls one server,
 /// [`MixedGroupClient`] calls every member of a group.
 pub mod mixed_client {
+    #![allow(clippy::wrong_self_convention)]
     use super::mixed_server::{SERVICE_NAME, method};
 
     /// Uses types of this file and of another file of the same package.
@@ -242,6 +243,7 @@ pub mod mixed_client {
 /// Server side of `basic.v1.Mixed`: implement [`Mixed`], then register it
 /// with [`MixedServer`].
 pub mod mixed_server {
+    #![allow(clippy::wrong_self_convention)]
     use std::future::Future;
 
     /// Wire name of the service: the `service` metadata of every call.
