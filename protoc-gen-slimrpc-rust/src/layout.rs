@@ -82,6 +82,8 @@ pub struct Param {
     pub prefix: String,
     /// The type, if any.
     pub ty: Option<Ty>,
+    /// For [`Param::stream`]: the item type.
+    stream_item: Option<String>,
 }
 
 impl Param {
@@ -90,6 +92,7 @@ impl Param {
         Param {
             prefix: "&self".into(),
             ty: None,
+            stream_item: None,
         }
     }
 
@@ -98,7 +101,53 @@ impl Param {
         Param {
             prefix: format!("{name}: "),
             ty: Some(ty),
+            stream_item: None,
         }
+    }
+
+    /// `name: impl futures::Stream<Item = item> + Send + 'static`.
+    pub fn stream(name: &str, item: &str) -> Self {
+        Param {
+            prefix: format!("{name}: "),
+            ty: Some(Ty::leaf(format!(
+                "impl futures::Stream<Item = {item}> + Send + 'static"
+            ))),
+            stream_item: Some(item.to_string()),
+        }
+    }
+
+    /// The parameter on its own line(s) at `indent`, with its trailing comma.
+    ///
+    /// rustfmt breaks an `impl Stream<Item = T> + Send + 'static` bound in stages, measured
+    /// at 12 columns: whole up to 105 columns; then the `+` bounds on their own lines while
+    /// `name: impl futures::Stream<Item = T>` fits in 100; then also the generic argument;
+    /// past that it gives up and leaves the line whole.
+    fn vertical(&self, indent: usize) -> String {
+        let pad = " ".repeat(indent);
+        let whole = format!("{pad}{},", self.flat());
+        let Some(item) = &self.stream_item else {
+            return match &self.ty {
+                Some(t) => t
+                    .lines(indent, &format!("{pad}{}", self.prefix), ",")
+                    .join("\n"),
+                None => whole,
+            };
+        };
+        if whole.len() <= 105 {
+            return whole;
+        }
+        let first = format!("{pad}{}impl futures::Stream<Item = {item}>", self.prefix);
+        if first.len() <= MAX_WIDTH {
+            return format!("{first}\n{pad}+ Send\n{pad}+ 'static,");
+        }
+        let arg = format!("{pad}    Item = {item},");
+        if arg.len() <= MAX_WIDTH {
+            return format!(
+                "{pad}{}impl futures::Stream<\n{arg}\n{pad}> + Send\n{pad}+ 'static,",
+                self.prefix
+            );
+        }
+        whole
     }
 
     fn flat(&self) -> String {
@@ -149,10 +198,8 @@ pub fn signature(
         return one;
     }
     let mut out = vec![format!("{pad}{head}(")];
-    let inner = " ".repeat(indent + 4);
     for p in params {
-        // Parameter types are paths or short bounds that rustfmt leaves on one line.
-        out.push(format!("{inner}{},", p.flat()));
+        out.push(p.vertical(indent + 4));
     }
     let ret_line = format!("{pad}) -> {}", ret.flat());
     if ret_line.len() + 2 <= MAX_WIDTH - indent {
@@ -164,6 +211,18 @@ pub fn signature(
         out.extend(ret.lines(indent, &format!("{pad}) -> "), " {"));
     }
     out.join("\n")
+}
+
+/// `{indent}{head} = value;` (a `let` or `const` item), with the value moved to the next
+/// line after `=` when too long, as rustfmt does for a path or literal that cannot break.
+pub fn assignment(indent: usize, head: &str, value: &str) -> String {
+    let pad = " ".repeat(indent);
+    let one = format!("{pad}{head} = {value};");
+    if one.len() <= MAX_WIDTH {
+        one
+    } else {
+        format!("{pad}{head} =\n{}{value};", " ".repeat(indent + 4))
+    }
 }
 
 /// `let name = value;` at `indent`, moved to the next line after `=` when too long (as rustfmt

@@ -55,6 +55,10 @@ pub struct ServiceView {
     pub server: String,
     pub client_mod: String,
     pub server_mod: String,
+    /// The client module's `use` of the server module's names (4 columns).
+    pub use_names: String,
+    /// `impl<T: Trait> TraitServer<T> {` (4 columns, possibly broken).
+    pub server_impl: String,
     /// Doc blocks (`///` lines at 4 columns, no final newline).
     pub client_doc: String,
     pub group_doc: String,
@@ -85,6 +89,8 @@ pub struct MethodView {
     pub req: &'static str,
     /// `let method = method::X;` at 12 columns.
     pub let_method: String,
+    /// `pub const X: &str = "X";` at 8 columns.
+    pub const_item: String,
     /// Doc blocks at 8 columns (no final newline).
     pub client_doc: String,
     pub with_doc: String,
@@ -216,14 +222,6 @@ fn result(ok: Ty) -> Ty {
     Ty::generic("Result", vec![ok, Ty::leaf("slimrpc::RpcError")], "")
 }
 
-fn request_stream_arg(input: &str) -> Ty {
-    Ty::generic(
-        "impl futures::Stream",
-        vec![Ty::Prefixed("Item = ".into(), Box::new(Ty::leaf(input)))],
-        " + Send + 'static",
-    )
-}
-
 /// Lays out one service. Fails when two methods would get the same Rust name.
 pub fn service_view(spec: &ServiceSpec) -> Result<ServiceView, CodegenError> {
     let trait_name = names::to_upper_camel(&spec.proto_name);
@@ -314,9 +312,25 @@ pub fn service_view(spec: &ServiceSpec) -> Result<ServiceView, CodegenError> {
         ),
         client,
         group_client,
-        server,
+        server: server.clone(),
         client_mod: format!("{snake}_client"),
+        use_names: {
+            let one = format!("    use super::{snake}_server::{{SERVICE_NAME, method}};");
+            if one.len() <= layout::MAX_WIDTH {
+                one
+            } else {
+                format!("    use super::{snake}_server::{{\n        SERVICE_NAME, method,\n    }};")
+            }
+        },
         server_mod: format!("{snake}_server"),
+        server_impl: {
+            let one = format!("    impl<T: {trait_name}> {server}<T> {{");
+            if one.len() <= layout::MAX_WIDTH {
+                one
+            } else {
+                format!("    impl<T: {trait_name}>\n        {server}<T>\n    {{")
+            }
+        },
         trait_name,
         deprecated: spec.deprecated,
         server_allows_deprecated: spec.deprecated || spec.methods.iter().any(|m| m.deprecated),
@@ -337,11 +351,15 @@ fn method_view(m: &MethodSpec, fn_name: String, fn_with: String, const_name: Str
     let (req_name, client_req, trait_req) = if cs {
         (
             "requests",
-            request_stream_arg(&input),
+            Param::stream("requests", &input),
             Ty::generic("slimrpc::RequestStream", vec![Ty::leaf(&input)], ""),
         )
     } else {
-        ("request", Ty::leaf(&input), Ty::leaf(&input))
+        (
+            "request",
+            Param::new("request", Ty::leaf(&input)),
+            Ty::leaf(&input),
+        )
     };
     let client_ret = if ss {
         Ty::generic("slimrpc::ResponseStream", vec![Ty::leaf(&output)], "")
@@ -363,7 +381,7 @@ fn method_view(m: &MethodSpec, fn_name: String, fn_with: String, const_name: Str
         " + Send",
     );
     let asyncness = if ss { "pub fn" } else { "pub async fn" };
-    let base_params = vec![Param::receiver(), Param::new(req_name, client_req.clone())];
+    let base_params = vec![Param::receiver(), client_req];
     let mut with_params = base_params.clone();
     with_params.push(Param::new("options", Ty::leaf("slimrpc::CallOptions")));
     let sig = |head: &str, params: &[Param], ret: &Ty| {
@@ -389,8 +407,16 @@ fn method_view(m: &MethodSpec, fn_name: String, fn_with: String, const_name: Str
     let handler_call = if call.len() <= 60 {
         format!("                async move {{ {call} }}")
     } else {
+        let call = format!("                        .{fn_name}({req_name}, context)");
+        let call = if call.len() <= layout::MAX_WIDTH {
+            call
+        } else {
+            format!(
+                "                        .{fn_name}(\n                            {req_name}, context,\n                        )"
+            )
+        };
         format!(
-            "                async move {{\n                    service\n                        .{fn_name}({req_name}, context)\n                        .await\n                }}"
+            "                async move {{\n                    service\n{call}\n                        .await\n                }}"
         )
     };
     let returns = match m.kind {
@@ -413,6 +439,11 @@ fn method_view(m: &MethodSpec, fn_name: String, fn_with: String, const_name: Str
         proto_name: m.proto_name.clone(),
         proto_name_lit: rust_string(&m.proto_name),
         let_method: layout::let_binding(12, "method", &path),
+        const_item: layout::assignment(
+            8,
+            &format!("pub const {const_name}: &str"),
+            &rust_string(&m.proto_name),
+        ),
         client_doc: doc_block(&with_note(&m.doc, &[sends, returns]), 8),
         with_doc: doc_block(
             &[format!(

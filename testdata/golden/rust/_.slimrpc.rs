@@ -119,7 +119,8 @@ pub mod go_bare_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::GoBareReply, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::CALL)
+            let method = method::CALL;
+            unimplemented(method)
         }
     }
 
@@ -286,7 +287,8 @@ pub mod bare_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::BareReply, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::ASK)
+            let method = method::ASK;
+            unimplemented(method)
         }
     }
 

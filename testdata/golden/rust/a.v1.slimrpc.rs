@@ -174,7 +174,8 @@ pub mod crossing_server {
         ) -> impl Future<Output = Result<super::super::super::c::v1::Shared, slimrpc::RpcError>> + Send
         {
             let _ = (request, context);
-            unimplemented(method::B_TO_C)
+            let method = method::B_TO_C;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -185,7 +186,8 @@ pub mod crossing_server {
         ) -> impl Future<Output = Result<super::super::super::b::v1::Shared, slimrpc::RpcError>> + Send
         {
             let _ = (requests, context);
-            unimplemented(method::C_TO_B)
+            let method = method::C_TO_B;
+            unimplemented(method)
         }
     }
 

@@ -271,7 +271,8 @@ pub mod mixed_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::Local, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::FROM_OTHER_FILE)
+            let method = method::FROM_OTHER_FILE;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -281,7 +282,8 @@ pub mod mixed_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::Pong, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::FROM_THIS_FILE)
+            let method = method::FROM_THIS_FILE;
+            unimplemented(method)
         }
     }
 
@@ -614,7 +616,8 @@ pub mod shapes_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::Pong, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::UNARY)
+            let method = method::UNARY;
+            unimplemented(method)
         }
 
         /// Trailing: server streaming.
@@ -627,7 +630,8 @@ pub mod shapes_server {
         ) -> impl Future<Output = Result<slimrpc::ResponseStream<super::Pong>, slimrpc::RpcError>> + Send
         {
             let _ = (request, context);
-            unimplemented(method::SERVER_STREAM)
+            let method = method::SERVER_STREAM;
+            unimplemented(method)
         }
 
         /// Block comment: client streaming.
@@ -639,7 +643,8 @@ pub mod shapes_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::Pong, slimrpc::RpcError>> + Send {
             let _ = (requests, context);
-            unimplemented(method::CLIENT_STREAM)
+            let method = method::CLIENT_STREAM;
+            unimplemented(method)
         }
 
         /// Bidirectional streaming.
@@ -653,7 +658,8 @@ pub mod shapes_server {
         ) -> impl Future<Output = Result<slimrpc::ResponseStream<super::Pong>, slimrpc::RpcError>> + Send
         {
             let _ = (requests, context);
-            unimplemented(method::BIDI)
+            let method = method::BIDI;
+            unimplemented(method)
         }
     }
 
@@ -837,7 +843,8 @@ pub mod legacy_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::Pong, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::OLD)
+            let method = method::OLD;
+            unimplemented(method)
         }
     }
 

@@ -121,7 +121,8 @@ pub mod editions2023_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::EdReply, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::ECHO)
+            let method = method::ECHO;
+            unimplemented(method)
         }
     }
 

@@ -124,7 +124,8 @@ pub mod editions2024_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::Ed24Request, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::ECHO)
+            let method = method::ECHO;
+            unimplemented(method)
         }
     }
 

@@ -126,7 +126,8 @@ pub mod calendar_server {
             Output = Result<super::super::super::google::rpc::Status, slimrpc::RpcError>,
         > + Send {
             let _ = (request, context);
-            unimplemented(method::CHECK)
+            let method = method::CHECK;
+            unimplemented(method)
         }
     }
 

@@ -304,7 +304,8 @@ pub mod snake_service_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::Thing, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::GET_THING)
+            let method = method::GET_THING;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -314,7 +315,8 @@ pub mod snake_service_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::Thing, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::IMPORT)
+            let method = method::IMPORT;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -324,7 +326,8 @@ pub mod snake_service_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::Thing, slimrpc::RpcError>> + Send {
             let _ = (requests, context);
-            unimplemented(method::CLASS)
+            let method = method::CLASS;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -335,7 +338,8 @@ pub mod snake_service_server {
         ) -> impl Future<Output = Result<slimrpc::ResponseStream<super::Thing>, slimrpc::RpcError>> + Send
         {
             let _ = (request, context);
-            unimplemented(method::NONE)
+            let method = method::NONE;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -346,7 +350,8 @@ pub mod snake_service_server {
         ) -> impl Future<Output = Result<slimrpc::ResponseStream<super::Thing>, slimrpc::RpcError>> + Send
         {
             let _ = (requests, context);
-            unimplemented(method::MATCH)
+            let method = method::MATCH;
+            unimplemented(method)
         }
     }
 

@@ -172,7 +172,8 @@ pub mod nested_service_server {
         ) -> impl Future<Output = Result<super::outer::inner::Deepest, slimrpc::RpcError>> + Send
         {
             let _ = (request, context);
-            unimplemented(method::DEEP)
+            let method = method::DEEP;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -187,7 +188,8 @@ pub mod nested_service_server {
             >,
         > + Send {
             let _ = (request, context);
-            unimplemented(method::FOREIGN)
+            let method = method::FOREIGN;
+            unimplemented(method)
         }
     }
 

@@ -124,7 +124,8 @@ pub mod maybe_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::MaybeReply, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::CHECK)
+            let method = method::CHECK;
+            unimplemented(method)
         }
     }
 

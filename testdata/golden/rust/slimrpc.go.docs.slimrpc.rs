@@ -219,7 +219,8 @@ pub mod docs_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::Note, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::LINK)
+            let method = method::LINK;
+            unimplemented(method)
         }
 
         /// Old-style heading candidate
@@ -234,7 +235,8 @@ pub mod docs_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::Note, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::HEADING)
+            let method = method::HEADING;
+            unimplemented(method)
         }
     }
 

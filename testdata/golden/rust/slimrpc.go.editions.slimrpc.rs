@@ -112,7 +112,8 @@ pub mod editions_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::Resp, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::GREET)
+            let method = method::GREET;
+            unimplemented(method)
         }
     }
 

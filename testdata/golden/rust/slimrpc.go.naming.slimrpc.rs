@@ -166,7 +166,8 @@ pub mod snake_case_service_server {
         ) -> impl Future<Output = Result<super::super::collide::context::Thing, slimrpc::RpcError>> + Send
         {
             let _ = (request, context);
-            unimplemented(method::DO_IT)
+            let method = method::DO_IT;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -181,7 +182,8 @@ pub mod snake_case_service_server {
             >,
         > + Send {
             let _ = (request, context);
-            unimplemented(method::PRIVATE)
+            let method = method::PRIVATE;
+            unimplemented(method)
         }
     }
 

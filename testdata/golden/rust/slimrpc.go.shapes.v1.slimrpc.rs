@@ -585,7 +585,8 @@ pub mod shapes_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::Pong, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::UNARY)
+            let method = method::UNARY;
+            unimplemented(method)
         }
 
         /// One request, many responses.
@@ -599,7 +600,8 @@ pub mod shapes_server {
             Output = Result<slimrpc::ResponseStream<super::pong::Detail>, slimrpc::RpcError>,
         > + Send {
             let _ = (request, context);
-            unimplemented(method::SERVER_STREAM)
+            let method = method::SERVER_STREAM;
+            unimplemented(method)
         }
 
         /// ClientStream sends many requests.
@@ -612,7 +614,8 @@ pub mod shapes_server {
         ) -> impl Future<Output = Result<super::pong::detail::Deeper, slimrpc::RpcError>> + Send
         {
             let _ = (requests, context);
-            unimplemented(method::CLIENT_STREAM)
+            let method = method::CLIENT_STREAM;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -623,7 +626,8 @@ pub mod shapes_server {
         ) -> impl Future<Output = Result<slimrpc::ResponseStream<super::Pong>, slimrpc::RpcError>> + Send
         {
             let _ = (requests, context);
-            unimplemented(method::BIDI)
+            let method = method::BIDI;
+            unimplemented(method)
         }
 
         /// Well-known types on both sides.
@@ -636,7 +640,8 @@ pub mod shapes_server {
         ) -> impl Future<Output = Result<::prost_types::Timestamp, slimrpc::RpcError>> + Send
         {
             let _ = (request, context);
-            unimplemented(method::STAMP)
+            let method = method::STAMP;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -646,7 +651,8 @@ pub mod shapes_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<i64, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::WRAP)
+            let method = method::WRAP;
+            unimplemented(method)
         }
 
         /// Two packages whose import paths end in the same element.
@@ -659,7 +665,8 @@ pub mod shapes_server {
         ) -> impl Future<Output = Result<super::super::super::c::v1::Shared, slimrpc::RpcError>> + Send
         {
             let _ = (request, context);
-            unimplemented(method::CROSS)
+            let method = method::CROSS;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -674,7 +681,8 @@ pub mod shapes_server {
             >,
         > + Send {
             let _ = (request, context);
-            unimplemented(method::CROSS_NESTED)
+            let method = method::CROSS_NESTED;
+            unimplemented(method)
         }
 
         /// snake_case and keyword rpc names keep their wire names.
@@ -686,7 +694,8 @@ pub mod shapes_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::Pong, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::GET_THING)
+            let method = method::GET_THING;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -696,7 +705,8 @@ pub mod shapes_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::Pong, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::IMPORT)
+            let method = method::IMPORT;
+            unimplemented(method)
         }
     }
 
@@ -976,7 +986,8 @@ pub mod legacy_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<super::Pong, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::OLD)
+            let method = method::OLD;
+            unimplemented(method)
         }
 
         /// Older still.
@@ -990,7 +1001,8 @@ pub mod legacy_server {
         ) -> impl Future<Output = Result<slimrpc::ResponseStream<super::Pong>, slimrpc::RpcError>> + Send
         {
             let _ = (requests, context);
-            unimplemented(method::OLDER)
+            let method = method::OLDER;
+            unimplemented(method)
         }
     }
 

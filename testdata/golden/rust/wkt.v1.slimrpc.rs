@@ -494,7 +494,8 @@ pub mod well_known_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<(), slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::EMPTY_TO_EMPTY)
+            let method = method::EMPTY_TO_EMPTY;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -504,7 +505,8 @@ pub mod well_known_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<i64, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::STRING_TO_INT)
+            let method = method::STRING_TO_INT;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -515,7 +517,8 @@ pub mod well_known_server {
         ) -> impl Future<Output = Result<::prost::alloc::vec::Vec<u8>, slimrpc::RpcError>> + Send
         {
             let _ = (request, context);
-            unimplemented(method::BOOL_TO_BYTES)
+            let method = method::BOOL_TO_BYTES;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -525,7 +528,8 @@ pub mod well_known_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<f32, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::DOUBLE_TO_FLOAT)
+            let method = method::DOUBLE_TO_FLOAT;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -535,7 +539,8 @@ pub mod well_known_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<u64, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::U_INT32_TO_U_INT64)
+            let method = method::U_INT32_TO_U_INT64;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -545,7 +550,8 @@ pub mod well_known_server {
             context: slimrpc::Context,
         ) -> impl Future<Output = Result<::prost_types::Struct, slimrpc::RpcError>> + Send {
             let _ = (request, context);
-            unimplemented(method::INT32_TO_STRUCT)
+            let method = method::INT32_TO_STRUCT;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -557,7 +563,8 @@ pub mod well_known_server {
             Output = Result<slimrpc::ResponseStream<::prost_types::ListValue>, slimrpc::RpcError>,
         > + Send {
             let _ = (request, context);
-            unimplemented(method::VALUE_TO_LIST)
+            let method = method::VALUE_TO_LIST;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -568,7 +575,8 @@ pub mod well_known_server {
         ) -> impl Future<Output = Result<::prost_types::Duration, slimrpc::RpcError>> + Send
         {
             let _ = (requests, context);
-            unimplemented(method::TIMESTAMP_TO_DURATION)
+            let method = method::TIMESTAMP_TO_DURATION;
+            unimplemented(method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -580,7 +588,8 @@ pub mod well_known_server {
             Output = Result<slimrpc::ResponseStream<::prost_types::FieldMask>, slimrpc::RpcError>,
         > + Send {
             let _ = (requests, context);
-            unimplemented(method::ANY_TO_FIELD_MASK)
+            let method = method::ANY_TO_FIELD_MASK;
+            unimplemented(method)
         }
     }
 
