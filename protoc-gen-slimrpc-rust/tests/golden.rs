@@ -6,8 +6,16 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 
 use common::*;
+
+/// Serialises the tests of this file: with `SLIMRPC_BLESS` one of them rewrites the goldens
+/// the others read.
+fn goldens_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn compare(what: &str, generated: &BTreeMap<String, String>) {
     let golden = read_outputs(&golden_dir());
@@ -36,6 +44,7 @@ fn compare(what: &str, generated: &BTreeMap<String, String>) {
 
 #[test]
 fn golden_rust_protoc_output_matches_goldens() {
+    let _guard = goldens_lock();
     let out = scratch("golden-protoc");
     assert_ok("protoc", &protoc_corpus(&out, None));
     let generated = read_outputs(&out);
@@ -52,6 +61,7 @@ fn golden_rust_protoc_output_matches_goldens() {
 
 #[test]
 fn golden_rust_buf_generate_output_matches_goldens() {
+    let _guard = goldens_lock();
     let work = scratch("golden-buf");
     #[cfg(unix)]
     {
@@ -86,6 +96,7 @@ fn golden_rust_buf_generate_output_matches_goldens() {
 
 #[test]
 fn golden_rust_files_are_rustfmt_clean() {
+    let _guard = goldens_lock();
     let golden = golden_dir();
     let files = read_outputs(&golden);
     assert!(!files.is_empty(), "no goldens under {}", golden.display());
