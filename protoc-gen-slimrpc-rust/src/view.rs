@@ -126,7 +126,7 @@ pub fn doc_block(lines: &[String], indent: usize) -> String {
 
 /// Proto doc lines (made safe for rustdoc), a blank line, then `extra` (our own text).
 fn with_note(doc: &[String], extra: &[&str]) -> Vec<String> {
-    let mut out: Vec<String> = doc.iter().map(|l| sanitize_doc_line(l)).collect();
+    let mut out = rustdoc_safe(doc);
     if !out.is_empty() {
         out.push(String::new());
     }
@@ -146,6 +146,81 @@ pub fn sanitize_doc_line(line: &str) -> String {
     let cleaned = cleaned.trim_end().to_string();
     let with_urls = wrap_urls(&cleaned);
     escape_brackets(&with_urls)
+}
+
+/// Proto comment lines as rustdoc text: code blocks become ```` ```text ```` blocks (an
+/// indented block or an unlabelled/`rust` fence would otherwise be compiled as a doctest in
+/// the user's crate), and lines outside code get [`sanitize_doc_line`].
+pub fn rustdoc_safe(lines: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(lines.len() + 2);
+    let mut fence: Option<String> = None; // the marker that closes the open fence
+    let mut indented = false;
+    let mut prev_blank = true;
+    for raw in lines {
+        let line: String = raw
+            .replace('\t', "    ")
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect::<String>()
+            .trim_end()
+            .to_string();
+        let trimmed = line.trim_start();
+        if let Some(marker) = &fence {
+            if trimmed.starts_with(marker.as_str()) {
+                fence = None;
+            }
+            out.push(line);
+            prev_blank = false;
+            continue;
+        }
+        if indented {
+            if line.is_empty() || line.starts_with("    ") {
+                out.push(line.strip_prefix("    ").unwrap_or("").to_string());
+                continue;
+            }
+            // Drop the blank lines that ended the block inside it, then close it.
+            let mut blanks = 0;
+            while out.last().is_some_and(|l: &String| l.is_empty()) {
+                out.pop();
+                blanks += 1;
+            }
+            out.push("```".to_string());
+            out.extend(std::iter::repeat_n(String::new(), blanks));
+            indented = false;
+        }
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            let marker = &trimmed[..3];
+            let info = trimmed[3..].trim();
+            fence = Some(marker.to_string());
+            let indent = &line[..line.len() - trimmed.len()];
+            if info.is_empty() || info == "rust" {
+                out.push(format!("{indent}{marker}text"));
+            } else {
+                out.push(line.clone());
+            }
+            prev_blank = false;
+            continue;
+        }
+        if prev_blank && line.starts_with("    ") {
+            indented = true;
+            out.push("```text".to_string());
+            out.push(line[4..].to_string());
+            prev_blank = false;
+            continue;
+        }
+        prev_blank = line.is_empty();
+        out.push(sanitize_doc_line(&line));
+    }
+    if indented {
+        while out.last().is_some_and(|l: &String| l.is_empty()) {
+            out.pop();
+        }
+        out.push("```".to_string());
+    }
+    if fence.is_some() {
+        out.push("```".to_string());
+    }
+    out
 }
 
 fn wrap_urls(s: &str) -> String {
@@ -479,6 +554,79 @@ fn method_view(m: &MethodSpec, fn_name: String, fn_with: String, const_name: Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lines(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn indented_code_becomes_a_text_block_so_rustdoc_never_runs_it() {
+        let got = rustdoc_safe(&lines(&[
+            "Example:",
+            "",
+            "    let x = [1];",
+            "\ty()",
+            "",
+            "after [x]",
+        ]));
+        assert_eq!(
+            got,
+            lines(&[
+                "Example:",
+                "",
+                "```text",
+                "let x = [1];",
+                "y()",
+                "```",
+                "",
+                "after \\[x\\]"
+            ])
+        );
+        let got = rustdoc_safe(&lines(&["    only code"]));
+        assert_eq!(got, lines(&["```text", "only code", "```"]));
+    }
+
+    #[test]
+    fn unlabelled_and_rust_fences_become_text_and_their_content_is_kept_verbatim() {
+        let got = rustdoc_safe(&lines(&[
+            "```",
+            "a[0] http://x",
+            "```",
+            "```rust",
+            "b",
+            "```",
+            "```json",
+            "{}",
+            "```",
+        ]));
+        assert_eq!(
+            got,
+            lines(&[
+                "```text",
+                "a[0] http://x",
+                "```",
+                "```text",
+                "b",
+                "```",
+                "```json",
+                "{}",
+                "```"
+            ])
+        );
+        assert_eq!(
+            rustdoc_safe(&lines(&["```", "open"])),
+            lines(&["```text", "open", "```"])
+        );
+    }
+
+    #[test]
+    fn list_continuations_are_not_code() {
+        let got = rustdoc_safe(&lines(&["1. first", "  2. second", "- dash", "  * star"]));
+        assert_eq!(
+            got,
+            lines(&["1. first", "  2. second", "- dash", "  * star"])
+        );
+    }
 
     #[test]
     fn doc_lines_escape_brackets_and_wrap_urls_but_keep_links() {

@@ -10,8 +10,10 @@ pub mod docs_client {
     ///
     /// \[spec\]: <https://example.com/spec>
     ///
-    ///     tab-indented code
-    ///     space-indented code
+    /// ```text
+    /// tab-indented code
+    /// space-indented code
+    /// ```
     /// 1. first
     ///   2. second, indented
     /// - dash
@@ -96,8 +98,10 @@ pub mod docs_client {
     ///
     /// \[spec\]: <https://example.com/spec>
     ///
-    ///     tab-indented code
-    ///     space-indented code
+    /// ```text
+    /// tab-indented code
+    /// space-indented code
+    /// ```
     /// 1. first
     ///   2. second, indented
     /// - dash
@@ -196,8 +200,10 @@ pub mod docs_server {
     ///
     /// \[spec\]: <https://example.com/spec>
     ///
-    ///     tab-indented code
-    ///     space-indented code
+    /// ```text
+    /// tab-indented code
+    /// space-indented code
+    /// ```
     /// 1. first
     ///   2. second, indented
     /// - dash

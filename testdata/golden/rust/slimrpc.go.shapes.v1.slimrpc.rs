@@ -10,7 +10,9 @@ pub mod shapes_client {
     ///
     /// A second paragraph, with an indented example:
     ///
-    ///     shapes.Unary(ctx, &Ping{})
+    /// ```text
+    /// shapes.Unary(ctx, &Ping{})
+    /// ```
     ///
     /// - a list item
     ///
@@ -277,7 +279,9 @@ pub mod shapes_client {
     ///
     /// A second paragraph, with an indented example:
     ///
-    ///     shapes.Unary(ctx, &Ping{})
+    /// ```text
+    /// shapes.Unary(ctx, &Ping{})
+    /// ```
     ///
     /// - a list item
     ///
@@ -568,7 +572,9 @@ pub mod shapes_server {
     ///
     /// A second paragraph, with an indented example:
     ///
-    ///     shapes.Unary(ctx, &Ping{})
+    /// ```text
+    /// shapes.Unary(ctx, &Ping{})
+    /// ```
     ///
     /// - a list item
     ///
