@@ -1,1 +1,281 @@
-//! Shared helpers of the example programs.
+//! Shared parts of the example programs: the stubs generated from `example.proto` (via
+//! `build.rs` and the prost-build service generator), the example server implementation
+//! with the official example server's answers, and the two client scripts (four
+//! point-to-point shapes, four group shapes) that print every response.
+//!
+//! Programs print their results on stdout (they are programs, not libraries); this module
+//! logs with `tracing` and returns typed errors. It must not spawn tasks it does not own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt, stream};
+use slim_transport::Name;
+use slim_transport::app::App;
+use slim_transport::identity::SharedSecret;
+use slim_transport::service::Service;
+use slimrpc::{CallOptions, Context, MulticastItem, RequestStream, ResponseStream, RpcError};
+
+/// Messages and stubs of package `example_service`.
+pub mod example_service {
+    include!(concat!(env!("OUT_DIR"), "/example_service.rs"));
+}
+
+use example_service::test_client::{TestClient, TestGroupClient};
+use example_service::test_server::Test;
+use example_service::{ExampleRequest, ExampleResponse};
+
+/// Organisation of every example name (`agntcy/grpc/...`).
+pub const ORG: &str = "agntcy";
+/// Namespace of every example name.
+pub const NS: &str = "grpc";
+/// The official examples' shared secret.
+pub const SHARED_SECRET: &str = "my_shared_secret_for_testing_purposes_only";
+
+/// Why an example program failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExampleError {
+    /// A call failed.
+    #[error("rpc: {0}")]
+    Rpc(#[from] RpcError),
+    /// Setting up the SLIM app or connection failed.
+    #[error("slim: {0}")]
+    Slim(String),
+    /// A response was not the one the example server gives.
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+}
+
+/// `agntcy/grpc/<instance>`.
+pub fn name(instance: &str) -> Name {
+    Name::new(ORG, NS, instance)
+}
+
+/// `org/ns/svc` of a full name (without the instance id), as the examples print members.
+pub fn short(name: &Name) -> String {
+    name.strings().join("/")
+}
+
+/// An app named `agntcy/grpc/<instance>` on `service`.
+pub async fn app(service: &Service, instance: &str) -> Result<Arc<App>, ExampleError> {
+    let id = format!("{ORG}/{NS}/{instance}");
+    let identity =
+        SharedSecret::new(&id, SHARED_SECRET).map_err(|e| ExampleError::Slim(e.to_string()))?;
+    let app = service
+        .app(name(instance), identity)
+        .await
+        .map_err(|e| ExampleError::Slim(e.to_string()))?;
+    Ok(Arc::new(app))
+}
+
+/// The example server: the same answers as the official `examples/slimrpc/simple/server.py`.
+#[derive(Debug, Clone, Default)]
+pub struct TestService {
+    /// Instance name, for logs.
+    pub instance: String,
+}
+
+impl Test for TestService {
+    async fn example_unary_unary(
+        &self,
+        request: ExampleRequest,
+        _context: Context,
+    ) -> Result<ExampleResponse, RpcError> {
+        tracing::info!(instance = %self.instance, ?request, "unary-unary");
+        Ok(ExampleResponse {
+            example_integer: 1,
+            example_string: "Hello, World!".into(),
+        })
+    }
+
+    async fn example_unary_stream(
+        &self,
+        request: ExampleRequest,
+        _context: Context,
+    ) -> Result<ResponseStream<ExampleResponse>, RpcError> {
+        tracing::info!(instance = %self.instance, ?request, "unary-stream");
+        Ok(Box::pin(stream::iter((0..5).map(|i| {
+            Ok(ExampleResponse {
+                example_integer: i,
+                example_string: format!("Response {i}"),
+            })
+        }))))
+    }
+
+    async fn example_stream_unary(
+        &self,
+        requests: RequestStream<ExampleRequest>,
+        _context: Context,
+    ) -> Result<ExampleResponse, RpcError> {
+        let mut seen = Vec::new();
+        let mut requests = requests;
+        while let Some(request) = requests.next().await {
+            seen.push(request?.example_string);
+        }
+        tracing::info!(instance = %self.instance, count = seen.len(), "stream-unary");
+        Ok(ExampleResponse {
+            example_integer: seen.len() as i64,
+            example_string: format!("Saw: {}", seen.join(", ")),
+        })
+    }
+
+    async fn example_stream_stream(
+        &self,
+        requests: RequestStream<ExampleRequest>,
+        _context: Context,
+    ) -> Result<ResponseStream<ExampleResponse>, RpcError> {
+        tracing::info!(instance = %self.instance, "stream-stream");
+        Ok(Box::pin(requests.map(|r| {
+            r.map(|r| ExampleResponse {
+                example_integer: r.example_integer * 100,
+                example_string: format!("Echo: {}", r.example_string),
+            })
+        })))
+    }
+}
+
+/// Per-call options of the example clients.
+pub fn options() -> CallOptions {
+    CallOptions::with_timeout(Duration::from_secs(30))
+}
+
+/// The official client's request stream: `Request 0` .. `Request 9`.
+pub fn requests() -> impl Stream<Item = ExampleRequest> + Send + 'static {
+    stream::iter((0..10).map(|i| ExampleRequest {
+        example_integer: i,
+        example_string: format!("Request {i}"),
+    }))
+}
+
+fn hello() -> ExampleRequest {
+    ExampleRequest {
+        example_integer: 1,
+        example_string: "hello".into(),
+    }
+}
+
+fn show(r: &ExampleResponse) -> String {
+    format!(
+        "example_integer: {}, example_string: {:?}",
+        r.example_integer, r.example_string
+    )
+}
+
+/// What a client run printed, line by line (also returned for tests).
+pub type Transcript = Vec<String>;
+
+fn say(out: &mut Transcript, line: String) {
+    println!("{line}");
+    out.push(line);
+}
+
+/// The four point-to-point shapes, as the official `client.py` runs them.
+pub async fn run_p2p(client: &TestClient) -> Result<Transcript, ExampleError> {
+    let mut out = Transcript::new();
+    let r = client.example_unary_unary_with(hello(), options()).await?;
+    say(&mut out, format!("unary-unary: {}", show(&r)));
+    let mut s = client.example_unary_stream_with(hello(), options());
+    while let Some(r) = s.next().await {
+        say(&mut out, format!("unary-stream: {}", show(&r?)));
+    }
+    let r = client
+        .example_stream_unary_with(requests(), options())
+        .await?;
+    say(&mut out, format!("stream-unary: {}", show(&r)));
+    let mut s = client.example_stream_stream_with(requests(), options());
+    while let Some(r) = s.next().await {
+        say(&mut out, format!("stream-stream: {}", show(&r?)));
+    }
+    Ok(out)
+}
+
+async fn drain_group(
+    out: &mut Transcript,
+    shape: &str,
+    mut s: slimrpc::MulticastStream<ExampleResponse>,
+) -> Result<(), ExampleError> {
+    while let Some(item) = s.next().await {
+        let MulticastItem { source, message } = item?;
+        say(
+            out,
+            format!("{shape} [{}] {}", short(&source), show(&message)),
+        );
+    }
+    Ok(())
+}
+
+/// The four group shapes, as the official `client_group.py` runs them; every response is
+/// printed with the member that sent it.
+pub async fn run_group(client: &TestGroupClient) -> Result<Transcript, ExampleError> {
+    let mut out = Transcript::new();
+    drain_group(
+        &mut out,
+        "group unary-unary:",
+        client.example_unary_unary_with(hello(), options()),
+    )
+    .await?;
+    drain_group(
+        &mut out,
+        "group unary-stream:",
+        client.example_unary_stream_with(hello(), options()),
+    )
+    .await?;
+    let three = || {
+        stream::iter((0..3).map(|i| ExampleRequest {
+            example_integer: i,
+            example_string: format!("item {i}"),
+        }))
+    };
+    drain_group(
+        &mut out,
+        "group stream-unary:",
+        client.example_stream_unary_with(three(), options()),
+    )
+    .await?;
+    drain_group(
+        &mut out,
+        "group stream-stream:",
+        client.example_stream_stream_with(three(), options()),
+    )
+    .await?;
+    Ok(out)
+}
+
+/// Starts the example server as `agntcy/grpc/<instance>` on `app` (its base name also
+/// subscribed on link `conn` when given).
+pub async fn serve(
+    app: Arc<App>,
+    instance: &str,
+    conn: Option<slimrpc::transport::ConnId>,
+) -> Result<slimrpc::ServerHandle, ExampleError> {
+    let mut server = match conn {
+        Some(c) => slimrpc::Server::new_with_connection(app, name(instance), c),
+        None => slimrpc::Server::new(app, name(instance)),
+    };
+    example_service::test_server::TestServer::new(TestService {
+        instance: instance.to_string(),
+    })
+    .register(&mut server);
+    Ok(server.start().await?)
+}
+
+/// Logs to stderr, `RUST_LOG` filtered (default `warn`).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A SLIM service linked to the node at `url`; returns the service and the link.
+pub async fn connect(url: &str) -> Result<(Service, slimrpc::transport::ConnId), ExampleError> {
+    let service = Service::new();
+    let conn = service
+        .connect(url)
+        .await
+        .map_err(|e| ExampleError::Slim(format!("connect {url}: {e}")))?;
+    Ok((service, conn))
+}

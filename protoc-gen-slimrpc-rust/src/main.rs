@@ -1,6 +1,5 @@
-//! protoc-gen-slimrpc-rust plugin entry point (not implemented yet).
+//! protoc-gen-slimrpc-rust: reads a CodeGeneratorRequest on stdin, writes the response.
 
-fn main() {
-    eprintln!("protoc-gen-slimrpc-rust: not implemented yet");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    slimrpc_codegen::plugin_main(&protoc_gen_slimrpc_rust::RustGenerator)
 }

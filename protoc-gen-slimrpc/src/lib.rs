@@ -26,9 +26,7 @@ pub fn generate(request: &CodeGeneratorRequest) -> CodeGeneratorResponse {
     match lang.as_str() {
         "python" => protoc_gen_slimrpc_python::generate(&inner),
         "go" => protoc_gen_slimrpc_go::generate(&inner),
-        "rust" => error_response(
-            "protoc-gen-slimrpc: lang=rust is not available yet in this build; use protoc-gen-slimrpc-rust",
-        ),
+        "rust" => protoc_gen_slimrpc_rust::generate(&inner),
         other => error_response(format!(
             "protoc-gen-slimrpc: unknown language `lang={other}`; valid: {}",
             LANGUAGES.join(", ")

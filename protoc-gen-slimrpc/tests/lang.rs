@@ -101,7 +101,7 @@ fn respond(parameter: Option<&str>) -> CodeGeneratorResponse {
 }
 
 #[test]
-fn missing_unknown_or_unavailable_language_is_a_response_error() {
+fn missing_or_unknown_language_is_a_response_error() {
     let e = respond(None).error.expect("missing lang is an error");
     assert!(
         e.contains("missing parameter `lang`") && e.contains("python|go|rust"),
@@ -111,12 +111,35 @@ fn missing_unknown_or_unavailable_language_is_a_response_error() {
         .error
         .expect("unknown lang is an error");
     assert!(e.contains("unknown language `lang=cobol`"), "{e}");
-    let e = respond(Some("lang=rust"))
+    let e = respond(Some("lang=rust,colour=blue"))
         .error
-        .expect("rust is not wired in yet");
-    assert!(e.contains("lang=rust is not available yet"), "{e}");
+        .expect("rust keys are checked by the rust generator");
+    assert!(e.contains("protoc-gen-slimrpc-rust"), "{e}");
     let e = respond(Some("lang=python,colour=blue"))
         .error
         .expect("inner keys are checked");
     assert!(e.contains("unknown parameter `colour`"), "{e}");
+}
+
+#[test]
+fn lang_rust_equals_the_rust_plugin_output() {
+    let dir = scratch("lang-rust");
+    assert_ok(&protoc(
+        "protoc-gen-slimrpc",
+        "slimrpc",
+        "lang=rust",
+        &dir.join("multi"),
+    ));
+    assert_ok(&protoc(
+        "protoc-gen-slimrpc-rust",
+        "slimrpc-rust",
+        "compile_well_known_types=false",
+        &dir.join("single"),
+    ));
+    let multi = std::fs::read_to_string(dir.join("multi/basic.v1.slimrpc.rs"))
+        .expect("lang=rust wrote basic.v1.slimrpc.rs");
+    let single = std::fs::read_to_string(dir.join("single/basic.v1.slimrpc.rs"))
+        .expect("rust plugin output");
+    assert!(multi.contains("pub struct ShapesGroupClient"));
+    assert_eq!(multi, single);
 }

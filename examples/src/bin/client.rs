@@ -1,0 +1,50 @@
+//! `client --slim URL`: the four point-to-point shapes against `agntcy/grpc/server` through
+//! the SLIM node at URL, as the official example client runs them. Prints every response,
+//! then `SLIM_RPC_CLIENT_DONE`; exits non-zero on any failure.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use slimrpc_examples::example_service::test_client::TestClient;
+use slimrpc_examples::{ExampleError, app, connect, init_tracing, name, run_p2p};
+
+#[derive(Parser)]
+#[command(about = "SlimRPC example client (point-to-point)")]
+struct Args {
+    /// SLIM node to connect to.
+    #[arg(long, default_value = "http://localhost:46357")]
+    slim: String,
+    /// Server instance to call (`agntcy/grpc/<server>`).
+    #[arg(long, default_value = "server")]
+    server: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    let args = Args::parse();
+    let run = async {
+        let (service, conn) = connect(&args.slim).await?;
+        let app = app(&service, "client").await?;
+        // Replies come back by name: announce ours on the link.
+        app.subscribe(app.name(), Some(conn))
+            .await
+            .map_err(|e| ExampleError::Slim(e.to_string()))?;
+        let channel = slimrpc::Channel::new_with_connection(app, vec![name(&args.server)], conn)?;
+        println!("SLIM_RPC_CLIENT_STARTED");
+        run_p2p(&TestClient::new(channel.clone())).await?;
+        channel.close().await?;
+        service.shutdown().await;
+        Ok::<_, ExampleError>(())
+    };
+    match run.await {
+        Ok(()) => {
+            println!("SLIM_RPC_CLIENT_DONE");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("client: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

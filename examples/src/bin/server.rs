@@ -1,0 +1,42 @@
+//! `server --instance NAME --slim URL`: serves `example_service.Test` as `agntcy/grpc/NAME`
+//! through the SLIM node at URL, with the official example server's answers. Prints
+//! `SLIM_RPC_SERVER_READY` once subscribed; runs until Ctrl-C.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use slimrpc_examples::{app, connect, init_tracing, serve};
+
+#[derive(Parser)]
+#[command(about = "SlimRPC example server (example_service.Test)")]
+struct Args {
+    /// Instance name: the server is `agntcy/grpc/<instance>`.
+    #[arg(long, default_value = "server")]
+    instance: String,
+    /// SLIM node to connect to.
+    #[arg(long, default_value = "http://localhost:46357")]
+    slim: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    let args = Args::parse();
+    let run = async {
+        let (service, conn) = connect(&args.slim).await?;
+        let app = app(&service, &args.instance).await?;
+        let handle = serve(app, &args.instance, Some(conn)).await?;
+        println!("SLIM_RPC_SERVER_READY");
+        let _ = tokio::signal::ctrl_c().await;
+        handle.shutdown().await;
+        service.shutdown().await;
+        Ok::<_, slimrpc_examples::ExampleError>(())
+    };
+    match run.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
