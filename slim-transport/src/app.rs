@@ -157,12 +157,18 @@ impl Shared {
     }
 
     /// A session joined or left a group channel: (un)subscribe it locally,
-    /// and on every connection the app subscribed itself on, where it also
-    /// (un)routes the channel so our sends reach the remote members (SLIM
-    /// does both, Appendix C.2). No acks are requested (subscription id 0),
-    /// as SLIM's session layer does.
-    async fn channel_subscription(&self, channel: &Name, subscribe: bool) {
-        let conns = lock(&self.state).remote_conns.clone();
+    /// and on every connection the app subscribed itself on or the session
+    /// reaches a peer through (`links`), where it also (un)routes the channel
+    /// so our sends reach the remote members (SLIM does both, Appendix C.2).
+    /// No acks are requested (subscription id 0), as SLIM's session layer
+    /// does.
+    async fn channel_subscription(&self, channel: &Name, subscribe: bool, links: &[ConnId]) {
+        let mut conns = lock(&self.state).remote_conns.clone();
+        for c in links {
+            if !conns.contains(c) {
+                conns.push(*c);
+            }
+        }
         let msgs: Vec<wire::Message> = if conns.is_empty() {
             vec![self.subscription_msg(subscribe, channel, 0, None, None)]
         } else {
@@ -524,6 +530,8 @@ fn spawn_session(
         close_waiters: Vec::new(),
         pending,
         listen,
+        links: Vec::new(),
+        channel: None,
     };
     // The inbox must be reachable before the task can send anything: a
     // reply may come back before `spawn` even returns.
@@ -557,6 +565,11 @@ struct Driver {
     close_waiters: Vec<oneshot::Sender<()>>,
     pending: Option<Session>,
     listen: Option<mpsc::Sender<Session>>,
+    /// Connections the session's peers were reached through
+    /// ([`Event::Route`]).
+    links: Vec<ConnId>,
+    /// The group channel while subscribed.
+    channel: Option<Name>,
 }
 
 impl Driver {
@@ -679,9 +692,17 @@ impl Driver {
                         let _ = tx.send(result);
                     }
                 }
-                Event::Subscribe(channel) => self.shared.channel_subscription(&channel, true).await,
+                Event::Subscribe(channel) => {
+                    self.shared
+                        .channel_subscription(&channel, true, &self.links)
+                        .await;
+                    self.channel = Some(channel);
+                }
                 Event::Unsubscribe(channel) => {
-                    self.shared.channel_subscription(&channel, false).await
+                    self.channel = None;
+                    self.shared
+                        .channel_subscription(&channel, false, &self.links)
+                        .await
                 }
                 Event::Route { name, conn } => {
                     // A route on a local connection is accepted and ignored
@@ -691,6 +712,17 @@ impl Driver {
                         .subscription_msg(true, &name, 0, None, Some(conn));
                     if self.shared.tx.send(m).await.is_err() {
                         warn!(session_id = self.machine.id(), "data plane is gone");
+                    }
+                    // A peer behind another link: the group channel must be
+                    // subscribed and routed on that link too, or fanout-256
+                    // messages (GROUP_ADD, MSG) never cross it.
+                    if !self.links.contains(&conn) {
+                        self.links.push(conn);
+                        if let Some(channel) = &self.channel {
+                            self.shared
+                                .channel_subscription(channel, true, &[conn])
+                                .await;
+                        }
                     }
                 }
                 Event::PublishFailed {

@@ -38,9 +38,7 @@ fn row(what: &str, n: usize, took: Duration) {
     println!("| {what:<34} | {n:>6} | {per_s:>10.0} | {us:>10.1} |");
 }
 
-// current_thread: on a multi-thread runtime the session layer (branch
-// `session` as merged) intermittently fails P2P discovery; see the report.
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> Result<(), RpcError> {
     let service = Service::new();
     let mut handles = Vec::new();

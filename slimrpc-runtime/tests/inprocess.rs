@@ -175,7 +175,7 @@ fn sorted<T>(items: &[MulticastItem<T>], f: impl Fn(&T) -> i64) -> Vec<(String, 
     v
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p2p_unary_over_slim_sessions() {
     let n = net(&["server"]).await;
     let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
@@ -186,7 +186,7 @@ async fn p2p_unary_over_slim_sessions() {
     assert_eq!(r, msg("server: hello", 7));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p2p_unary_stream_over_slim_sessions() {
     let n = net(&["server"]).await;
     let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
@@ -199,7 +199,7 @@ async fn p2p_unary_stream_over_slim_sessions() {
     assert_eq!(ns, vec![0, 1, 2, 3, 4]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p2p_stream_unary_over_slim_sessions() {
     let n = net(&["server"]).await;
     let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
@@ -210,7 +210,7 @@ async fn p2p_stream_unary_over_slim_sessions() {
     assert_eq!(r, msg("server", 10));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p2p_stream_stream_over_slim_sessions() {
     let n = net(&["server"]).await;
     let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
@@ -231,7 +231,7 @@ async fn p2p_stream_stream_over_slim_sessions() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_unary_over_slim_sessions() {
     let n = net(&["s1", "s2", "s3"]).await;
     let ch = Channel::new(n.client.clone(), members(&["s1", "s2", "s3"])).unwrap();
@@ -244,7 +244,7 @@ async fn group_unary_over_slim_sessions() {
     assert_eq!(texts, vec!["s1: hi", "s2: hi", "s3: hi"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_unary_stream_over_slim_sessions() {
     let n = net(&["s1", "s2"]).await;
     let ch = Channel::new(n.client.clone(), members(&["s1", "s2"])).unwrap();
@@ -265,7 +265,7 @@ async fn group_unary_stream_over_slim_sessions() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_stream_unary_over_slim_sessions() {
     let n = net(&["s1", "s2"]).await;
     let ch = Channel::new(n.client.clone(), members(&["s1", "s2"])).unwrap();
@@ -279,7 +279,7 @@ async fn group_stream_unary_over_slim_sessions() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_stream_stream_over_slim_sessions() {
     let n = net(&["s1", "s2"]).await;
     let ch = Channel::new(n.client.clone(), members(&["s1", "s2"])).unwrap();
@@ -300,7 +300,7 @@ async fn group_stream_stream_over_slim_sessions() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_member_error_is_isolated_over_slim_sessions() {
     let n = net(&["s1", "bad1", "s2"]).await;
     let ch = Channel::new(n.client.clone(), members(&["s1", "bad1", "s2"])).unwrap();
@@ -320,7 +320,7 @@ async fn group_member_error_is_isolated_over_slim_sessions() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_unary_calls_over_one_slim_session() {
     let n = net(&["server"]).await;
     let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
@@ -340,7 +340,7 @@ async fn two_hundred_concurrent_unary_calls_over_one_slim_session() {
     eventually(|| n.servers[0].active_handlers() == 0).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_method_and_panicking_handler_over_slim_sessions() {
     let n = net(&["server"]).await;
     let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
@@ -359,7 +359,7 @@ async fn unknown_method_and_panicking_handler_over_slim_sessions() {
     assert_eq!(r.text, "server: ok");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_exceeded_over_slim_sessions() {
     let n = net(&["server"]).await;
     let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
@@ -379,7 +379,7 @@ async fn deadline_exceeded_over_slim_sessions() {
     eventually(|| n.servers[0].active_handlers() == 0).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_a_call_over_slim_sessions_unregisters_it() {
     let n = net(&["server"]).await;
     let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
@@ -395,7 +395,7 @@ async fn dropping_a_call_over_slim_sessions_unregisters_it() {
     eventually(|| n.servers[0].active_handlers() == 0).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_cancels_calls_and_a_new_server_is_reached_through_a_new_session() {
     let mut n = net(&["server"]).await;
     let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
@@ -416,7 +416,7 @@ async fn shutdown_cancels_calls_and_a_new_server_is_reached_through_a_new_sessio
     assert_eq!(again.active_sessions(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p2p_channel_with_connection_reaches_a_server_behind_a_remote_node() {
     // Node A hosts the server and listens on 127.0.0.1; node B hosts the
     // client and links to A. The route to the member goes over that link.
@@ -450,4 +450,31 @@ async fn p2p_channel_with_connection_reaches_a_server_behind_a_remote_node() {
     .await;
     assert_eq!(items.len(), 3);
     assert_eq!(server.active_sessions(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_unary_from_a_client_whose_servers_sit_behind_a_link() {
+    let node_b = Service::new();
+    let addr = node_b
+        .run_server("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let node_a = Service::new();
+    let link = node_a.connect(&format!("http://{addr}")).await.unwrap();
+    eventually(|| node_a.peer_version(link).is_some()).await;
+    let gate = Arc::new(Notify::new());
+    let mut servers = Vec::new();
+    for label in ["r1", "r2", "r3"] {
+        let a = app(&node_b, &format!("org/ns/{label}")).await;
+        servers.push((start_server(&a, label, &gate).await, a));
+    }
+    let client = app(&node_a, "org/ns/client").await;
+    let ch = Channel::new_with_connection(client, members(&["r1", "r2", "r3"]), link).unwrap();
+    let (ok, err) =
+        collect(ch.group_unary::<_, Msg>(SVC, "ExampleUnaryUnary", msg("hi", 1), opts())).await;
+    assert!(err.is_empty(), "{err:?}");
+    assert_eq!(
+        sorted(&ok, |m| m.n),
+        vec![("r1".into(), 1), ("r2".into(), 1), ("r3".into(), 1)]
+    );
 }
