@@ -5,6 +5,7 @@
 //! sessions and MLS build on these.
 
 pub mod identity;
+pub mod mls;
 pub mod name;
 pub mod wire;
 
