@@ -1148,5 +1148,8 @@ impl CommitQueue {
     }
 }
 
+mod seam;
+pub use seam::{AddBytes, MlsSessionCrypto};
+
 #[cfg(test)]
 mod tests;
