@@ -56,9 +56,11 @@
 //! 1. **Freshness is checked at admission.** A credential must be within the
 //!    token window at the moment it is *introduced*: an added member's key
 //!    package, an Update proposal, or an UpdatePath leaf whose credential
-//!    changed. Credentials already in the tree (the roster of a Welcome, the
-//!    committer of a Remove, the sender of a message) are checked for MAC and
-//!    pubkey binding, but their age is not held against them. This is sound:
+//!    changed. Credentials already in the tree (the roster of a Welcome,
+//!    including our own leaf, the committer of a Remove, the sender of a
+//!    message) are checked for MAC and pubkey binding, but their age (expired,
+//!    or ahead of our clock by more than the 5 s skew) is not held against
+//!    them. This is sound:
 //!    the age of a token only limits how long a stolen `(token, key)` pair can
 //!    be used to *enter* a group. A member already in the tree is
 //!    authenticated by the group's own keys (its leaf signature and the epoch
@@ -69,7 +71,10 @@
 //!    and [`MlsState::propose_refresh`] (participant: an Update proposal that
 //!    the moderator commits with [`MlsState::commit_pending_proposals`]) put a
 //!    fresh token in the leaf. Receivers accept the successor only if it has
-//!    the same `sub` and a fresh token. This keeps leaf tokens young, which is
+//!    the same `sub` and a fresh token. The Update proposal is committed by
+//!    reference (RFC 9420 forbids Update by value), so it must reach *every*
+//!    member, each of which calls [`MlsState::process_proposal`] before the
+//!    commit arrives. This keeps leaf tokens young, which is
 //!    what an official peer needs to accept our group. [`MlsState::needs_refresh`]
 //!    says when the own token is older than half the window.
 //!
@@ -89,7 +94,24 @@
 //! learns its starting id from the Welcome: pass it to
 //! [`MlsState::process_welcome`]. [`MlsState::process_commit`] applies one
 //! commit now (the caller orders them); [`CommitQueue`] does the ordering
-//! (buffers early ids, drops duplicates).
+//! (buffers early ids, drops duplicates, and keeps the id of a commit that
+//! failed open, so a re-sent copy is retried: openmls refuses an Add whose
+//! key package is not valid yet on a slow clock, and the same bytes apply
+//! once the clock has passed `not_before`). Proposals take no `commit_id`.
+//! [`MlsSessionCrypto`] is the same state behind the session layer's
+//! `SessionCrypto` calls, where the session does the numbering.
+//!
+//! # Hardening beyond the settings
+//!
+//! * openmls deletes a key package from storage as soon as a Welcome names
+//!   it, even when that Welcome then fails; we restore ours after a failed
+//!   join so a tampered Welcome cannot spoil the genuine one.
+//! * A commit whose new credentials fail the checks is not merged; the state
+//!   stays at its epoch (the moderator and we have then forked, which is
+//!   what SLIM's identity provider does too).
+//! * Proposals other than Add, Update and Remove (PSK, re-init, group
+//!   context extensions, external senders) and external commits are refused:
+//!   SLIM never sends them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -112,6 +134,8 @@ use crate::identity::{
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
 /// How many past epochs keep their application secrets (matches mls-rs).
 pub const MAX_PAST_EPOCHS: usize = 3;
+/// How many early commits a [`CommitQueue`] holds at most.
+pub const MAX_BUFFERED_COMMITS: usize = 64;
 /// A leaf token older than this (seconds) should be refreshed.
 pub const REFRESH_AFTER_SECS: u64 = TOKEN_VALIDITY_SECS / 2;
 
@@ -178,6 +202,21 @@ pub enum MlsError {
     Mint(IdentityError),
     #[error("openmls {op} failed: {reason}")]
     Openmls { op: &'static str, reason: String },
+}
+
+impl MlsError {
+    /// True when the input bytes (or the credentials in them) were at fault,
+    /// false when the local state or openmls refused an operation.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Self::Malformed(_)
+                | Self::UnexpectedMessage { .. }
+                | Self::WrongCiphersuite(_)
+                | Self::Credential { .. }
+                | Self::UnsupportedProposal(_)
+        )
+    }
 }
 
 fn om<E: fmt::Debug>(op: &'static str) -> impl FnOnce(E) -> MlsError {
@@ -425,8 +464,10 @@ impl MlsState {
         let token = std::str::from_utf8(basic.identity()).map_err(|_| CredentialError::NotUtf8)?;
         let claims = match (self.verifier.verify_at(token, self.now()), age) {
             (Ok(c), _) => c,
-            (Err(IdentityError::Expired(_)), Age::Admitted) => {
-                // Judge MAC and shape as of the token's own timestamp.
+            (Err(IdentityError::Expired(_) | IdentityError::FromTheFuture(_)), Age::Admitted) => {
+                // Judge MAC and shape as of the token's own timestamp: an
+                // admitted credential's age (or our clock's skew against the
+                // member that admitted it) is not held against it.
                 let ts = token
                     .split(':')
                     .nth(1)
@@ -527,7 +568,7 @@ impl MlsState {
             .find(|m| subject_of(&m.credential) == claims.sub)
             .map(|m| m.index.u32())
             .ok_or_else(|| MlsError::UnknownMember(claims.sub.clone()))?;
-        self.commit_id += 1;
+        self.commit_id = self.commit_id.wrapping_add(1);
         Ok(AddOutcome {
             commit_id: self.commit_id,
             commit: to_bytes(&commit)?,
@@ -564,7 +605,7 @@ impl MlsState {
         group
             .merge_pending_commit(provider)
             .map_err(om("merge own commit"))?;
-        self.commit_id += 1;
+        self.commit_id = self.commit_id.wrapping_add(1);
         Ok(CommitOut {
             commit_id: self.commit_id,
             commit: to_bytes(&commit)?,
@@ -631,14 +672,11 @@ impl MlsState {
             .skip_lifetime_validation()
             .build()
             .map_err(om("welcome"))?;
-        let own = staged.own_leaf_index();
+        // Every leaf, ours included, was admitted by the member that added
+        // it (our key package by the welcome's sender): authenticity and
+        // binding are checked, age is not (see the module doc).
         for m in staged.members() {
-            let age = if m.index == own {
-                Age::MustBeFresh
-            } else {
-                Age::Admitted
-            };
-            self.check(&m.credential, &m.signature_key, age)
+            self.check(&m.credential, &m.signature_key, Age::Admitted)
                 .map_err(cred_err(format!(
                     "welcome member {} ({})",
                     m.index.u32(),
@@ -947,7 +985,7 @@ impl MlsState {
             .map_err(om("merge own commit"))?;
         self.signer = new;
         self.token_minted = minted;
-        self.commit_id += 1;
+        self.commit_id = self.commit_id.wrapping_add(1);
         Ok(CommitOut {
             commit_id: self.commit_id,
             commit,
@@ -1047,7 +1085,7 @@ impl MlsState {
         group
             .merge_pending_commit(provider)
             .map_err(om("merge own commit"))?;
-        self.commit_id += 1;
+        self.commit_id = self.commit_id.wrapping_add(1);
         Ok(CommitOut {
             commit_id: self.commit_id,
             commit: to_bytes(&commit)?,
@@ -1102,6 +1140,9 @@ pub enum Queued {
     Duplicate,
     /// Waiting for earlier ids.
     Buffered,
+    /// Dropped: [`MAX_BUFFERED_COMMITS`] commits already wait for a gap
+    /// (the next expected id is always accepted).
+    Full,
     /// This commit and possibly buffered successors were applied, in order.
     Applied(Vec<(u32, Result<CommitOutcome, MlsError>)>),
 }
@@ -1123,10 +1164,20 @@ impl CommitQueue {
         if commit_id <= last {
             return Queued::Duplicate;
         }
+        // The next id is always taken: it is applied at once.
+        let next = last.checked_add(1) == Some(commit_id);
+        if !next
+            && self.pending.len() >= MAX_BUFFERED_COMMITS
+            && !self.pending.contains_key(&commit_id)
+        {
+            return Queued::Full;
+        }
         self.pending.entry(commit_id).or_insert(commit);
         let mut applied = Vec::new();
-        while let Some(bytes) = self.pending.remove(&(state.commit_id() + 1)) {
-            let id = state.commit_id() + 1;
+        while let Some(id) = state.commit_id().checked_add(1) {
+            let Some(bytes) = self.pending.remove(&id) else {
+                break;
+            };
             let result = state.process_commit(&bytes);
             // On failure the id stays open: the commit is not acked, so the
             // moderator re-sends it and the next push retries (e.g. after a

@@ -583,3 +583,71 @@ fn failed_commit_keeps_its_id_open_for_a_retry() {
     ));
     assert_eq!(b.epoch(), a.epoch());
 }
+
+#[test]
+fn mls_state_can_move_into_the_session_task() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<MlsState>();
+    assert_send::<MlsSessionCrypto>();
+    assert_send::<CommitQueue>();
+}
+
+#[test]
+fn admitted_credentials_tolerate_clock_skew_but_new_ones_do_not() {
+    let clock = VClock::new();
+    let mut a = member("org/ns/a", &clock);
+    let mut b = member("org/ns/b", &clock);
+    a.create_group().unwrap();
+    // b's clock is a minute behind the moderator's: a's leaf token is from
+    // b's future, yet it is already admitted, so the welcome is accepted.
+    let out = a.add_member(&b.key_package().unwrap()).unwrap();
+    clock.set(T0 - 60);
+    b.process_welcome(&out.welcome, out.commit_id).unwrap();
+    roundtrip(&mut a, &mut [&mut b], b"skewed");
+    // A new key package from 60 s in the future is refused at admission.
+    clock.set(T0 + 60);
+    let mut c = member("org/ns/c", &clock);
+    let kp = c.key_package().unwrap();
+    clock.set(T0);
+    assert!(matches!(
+        a.add_member(&kp),
+        Err(MlsError::Credential {
+            reason: CredentialError::Token(IdentityError::FromTheFuture(60)),
+            ..
+        })
+    ));
+}
+
+#[test]
+fn commit_queue_is_bounded_and_survives_extreme_ids() {
+    let clock = VClock::new();
+    let mut a = member("org/ns/a", &clock);
+    let mut b = member("org/ns/b", &clock);
+    a.create_group().unwrap();
+    let out = a.add_member(&b.key_package().unwrap()).unwrap();
+    b.process_welcome(&out.welcome, u32::MAX).unwrap();
+    let mut q = CommitQueue::new();
+    assert!(matches!(
+        q.push(&mut b, u32::MAX, vec![1]),
+        Queued::Duplicate
+    ));
+
+    let mut c = member("org/ns/c", &clock);
+    let out = a.add_member(&c.key_package().unwrap()).unwrap();
+    c.process_welcome(&out.welcome, out.commit_id).unwrap();
+    let mut q = CommitQueue::new();
+    for i in 0..MAX_BUFFERED_COMMITS as u32 {
+        assert!(matches!(q.push(&mut c, 100 + i, vec![0]), Queued::Buffered));
+    }
+    assert!(matches!(q.push(&mut c, 5000, vec![0]), Queued::Full));
+    assert!(matches!(q.push(&mut c, u32::MAX, vec![0]), Queued::Full));
+    assert_eq!(q.buffered(), MAX_BUFFERED_COMMITS);
+    // The next expected commit is still applied.
+    let mut d = member("org/ns/d", &clock);
+    let next = a.add_member(&d.key_package().unwrap()).unwrap();
+    assert!(matches!(
+        q.push(&mut c, next.commit_id, next.commit),
+        Queued::Applied(_)
+    ));
+    assert_eq!(c.epoch(), a.epoch());
+}
