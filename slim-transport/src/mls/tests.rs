@@ -651,3 +651,38 @@ fn commit_queue_is_bounded_and_survives_extreme_ids() {
     ));
     assert_eq!(c.epoch(), a.epoch());
 }
+
+#[test]
+fn self_update_commit_that_changes_the_subject_is_refused_by_members() {
+    let clock = VClock::new();
+    let [mut a, mut b, ..] = group_of_four(&clock);
+    a.identity = SharedSecret::new("org/ns/impostor", SECRET).unwrap();
+    let out = a.refresh_credential().unwrap();
+    let err = b.process_commit(&out.commit).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MlsError::Credential {
+                reason: CredentialError::NotSuccessor { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(b.epoch(), 3);
+}
+
+#[test]
+fn update_proposal_with_a_stale_token_is_refused() {
+    let clock = VClock::new();
+    let [mut a, mut b, ..] = group_of_four(&clock);
+    let proposal = b.propose_refresh().unwrap();
+    clock.set(T0 + TOKEN_VALIDITY_SECS + 10);
+    assert!(matches!(
+        a.process_proposal(&proposal),
+        Err(MlsError::Credential {
+            reason: CredentialError::Token(IdentityError::Expired(_)),
+            ..
+        })
+    ));
+}
