@@ -108,7 +108,8 @@ impl MlsSessionCrypto {
         Ok(Some(out.commit))
     }
 
-    /// Participant: joins from the welcome.
+    /// Participant: joins from the welcome. The session numbers commits, so
+    /// [`MlsState::commit_id`] is not meaningful behind this adapter.
     pub fn process_welcome(&mut self, welcome: &[u8]) -> Result<(), MlsError> {
         self.state.process_welcome(welcome, 0)
     }
