@@ -52,7 +52,7 @@ fn python(port: u16, mode: &str) -> Child {
 fn python_as(port: u16, mode: &str, n: usize, mls: bool, name: &str) -> Child {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/session_peer.py");
     Child::spawn(
-        &format!("slim-py-{mode}-{name}"),
+        &format!("slim-py-{mode}-{}", name.replace('/', "_")),
         Command::new(slimrpc_testkit::python())
             .arg(script)
             .arg(port.to_string())
@@ -441,6 +441,9 @@ enum Via {
 
 struct Net {
     service: Service,
+    /// Every Publish our node forwarded (to our apps, and to and from the
+    /// official node over the link).
+    tap: tokio::sync::mpsc::Receiver<slim_transport::wire::Message>,
     port: u16,
     link: Option<slim_transport::app::ConnId>,
     _node: Option<Child>,
@@ -451,6 +454,7 @@ async fn net(via: Via) -> Net {
         Via::Ours => {
             let (service, port) = node().await;
             Net {
+                tap: service.tap_publishes(100_000),
                 service,
                 port,
                 link: None,
@@ -468,6 +472,7 @@ async fn net(via: Via) -> Net {
             .expect("connect in time")
             .expect("connected to the official node");
             Net {
+                tap: service.tap_publishes(100_000),
                 service,
                 port,
                 link: Some(link),
@@ -490,13 +495,40 @@ async fn net_app(net: &Net, name: &str) -> App {
     a
 }
 
+/// MLS was really on: of all the application messages that crossed our
+/// node, none carried a payload in the clear.
+fn assert_no_plaintext_crossed(net: &mut Net, via: Via) {
+    use prost::Message as _;
+    use slim_transport::wire::{SessionMessageType, message::MessageType};
+    let mut msgs = 0;
+    while let Ok(m) = net.tap.try_recv() {
+        if let Some(MessageType::Publish(p)) = &m.message_type
+            && p.session.as_ref().map(|s| s.session_message_type)
+                == Some(SessionMessageType::Msg as i32)
+        {
+            msgs += 1;
+        }
+        let bytes = m.encode_to_vec();
+        for needle in [b"ping ".as_slice(), b"pong ", b"ack m", b"m99"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "plaintext crossed the node via {via:?}: {m:?}"
+            );
+        }
+    }
+    assert!(
+        msgs >= N_MLS,
+        "the tap saw the messages ({msgs}) via {via:?}"
+    );
+}
+
 fn is_from(src: &Name, base: &str) -> bool {
     src.prefix() == base.parse::<Name>().unwrap().prefix()
 }
 
 /// Our app creates an MLS P2P session to the official app; N_MLS each way.
 async fn mls_p2p_created_by_rust(via: Via) {
-    let net = net(via).await;
+    let mut net = net(via).await;
     let rusty = net_app(&net, "org/ns/rusty").await;
     let py = wait_for(
         python_as(net.port, "accept", N_MLS, true, "org/ns/py"),
@@ -519,11 +551,12 @@ async fn mls_p2p_created_by_rust(via: Via) {
     }
     s.close().await.unwrap();
     wait_success(py).await;
+    assert_no_plaintext_crossed(&mut net, via);
 }
 
 /// The official app creates an MLS P2P session to ours; N_MLS each way.
 async fn mls_p2p_created_by_python(via: Via) {
-    let net = net(via).await;
+    let mut net = net(via).await;
     let rusty = net_app(&net, "org/ns/rusty").await;
     let py = python_as(net.port, "initiate", N_MLS, true, "org/ns/py");
     let mut s = tokio::time::timeout(LIVENESS, rusty.listen_for_session())
@@ -538,12 +571,13 @@ async fn mls_p2p_created_by_python(via: Via) {
             .unwrap();
     }
     wait_success(py).await;
+    assert_no_plaintext_crossed(&mut net, via);
 }
 
 /// The official moderator invites our participant and an official one into
 /// an MLS group; each member acks each of N_MLS broadcasts to the channel.
 async fn mls_group_moderated_by_python(via: Via) {
-    let net = net(via).await;
+    let mut net = net(via).await;
     let rust0 = net_app(&net, "org/ns/rust0").await;
     let py2 = wait_for(
         python_as(net.port, "member", N_MLS, true, "org/ns/py2"),
@@ -574,12 +608,13 @@ async fn mls_group_moderated_by_python(via: Via) {
     }
     wait_success(py).await;
     wait_success(py2).await;
+    assert_no_plaintext_crossed(&mut net, via);
 }
 
 /// Our moderator invites two official participants into an MLS group; each
 /// acks each of N_MLS broadcasts to the channel.
 async fn mls_group_moderated_by_rust(via: Via) {
-    let net = net(via).await;
+    let mut net = net(via).await;
     let moderator = net_app(&net, "org/ns/rusty").await;
     let members = [
         wait_for(
@@ -632,6 +667,7 @@ async fn mls_group_moderated_by_rust(via: Via) {
     for py in members {
         wait_success(py).await;
     }
+    assert_no_plaintext_crossed(&mut net, via);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -167,7 +167,7 @@ async fn app_with_a_wrong_shared_secret_cannot_join_and_the_moderator_says_why()
         max_retries: Some(5),
         ..group()
     };
-    let (mut m, ready) = moderator
+    let (m, ready) = moderator
         .create_session(config, &"org/ns/chat".parse().unwrap())
         .await
         .unwrap();
@@ -267,7 +267,7 @@ async fn replayed_msg_is_rejected_and_not_delivered_twice() {
         _ => unreachable!(),
     };
     // An attacker on the node re-injects it as is and under the next id.
-    let mut raw = service.local_connection();
+    let raw = service.local_connection();
     let mut bumped = original.clone();
     if let Some(wire::message::MessageType::Publish(p)) = &mut bumped.message_type {
         p.session.as_mut().unwrap().message_id = message_id + 1;
