@@ -509,7 +509,8 @@ fn assert_no_plaintext_crossed(net: &mut Net, via: Via) {
             msgs += 1;
         }
         let bytes = m.encode_to_vec();
-        for needle in [b"ping ".as_slice(), b"pong ", b"ack m", b"m99"] {
+        // Only needles with a space: base64 identity tokens cannot hold them.
+        for needle in [b"ping ".as_slice(), b"pong ", b"ack m"] {
             assert!(
                 !bytes.windows(needle.len()).any(|w| w == needle),
                 "plaintext crossed the node via {via:?}: {m:?}"
