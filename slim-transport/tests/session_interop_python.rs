@@ -613,7 +613,8 @@ async fn mls_group_moderated_by_python(via: Via) {
 }
 
 /// Our moderator invites two official participants into an MLS group; each
-/// acks each of N_MLS broadcasts to the channel.
+/// acks each of N_MLS broadcasts to the channel; then it removes one and
+/// the other still reads (and answers) the next broadcast.
 async fn mls_group_moderated_by_rust(via: Via) {
     let mut net = net(via).await;
     let moderator = net_app(&net, "org/ns/rusty").await;
@@ -663,6 +664,23 @@ async fn mls_group_moderated_by_rust(via: Via) {
             "{via:?} from {src}"
         );
         acks[k] += 1;
+    }
+    // Removing one official member (a GROUP_REMOVE commit every remaining
+    // member must apply): its session ends, and the other still decrypts.
+    let py2 = m
+        .members()
+        .into_iter()
+        .find(|n| is_from(n, "org/ns/py2"))
+        .unwrap();
+    m.remove(&py2).await.unwrap();
+    assert_eq!(m.members().len(), 2);
+    m.publish(b"final".to_vec(), HashMap::new()).await.unwrap();
+    loop {
+        let (src, p, _) = next_message(&mut m).await;
+        if p == b"ack final" {
+            assert!(is_from(&src, "org/ns/py"), "{via:?}: {src}");
+            break;
+        }
     }
     m.close().await.unwrap();
     for py in members {

@@ -21,7 +21,8 @@ sessions it joins follow the JOIN_REQUEST), the name defaults to org/ns/py.
               "m<i>", expects "ack m<i>" from each member, closes the session.
   member    - waits for a group invite; answers each of N messages "m<i>"
               from the moderator with "ack m<i>" to the channel (ignoring
-              other members' acks), then waits until the session is closed.
+              other members' acks), then until the session is closed (or it
+              is removed) answers a message "final" with "ack final".
 Prints PY_READY when subscribed and PY_DONE on success; exits 1 on failure.
 """
 
@@ -35,14 +36,17 @@ SECRET = "kjandjansdiasb8udaijdniasdaindasndasndasndasndasndasndasndas"
 WAIT = datetime.timedelta(seconds=60)
 
 
-async def wait_closed(session) -> None:
-    # get_message raises once the session is closed by the peer.
+async def wait_closed(session, answer_final: bool = False) -> None:
+    # get_message raises once the session is closed by the peer. With
+    # answer_final, a message "final" is answered with "ack final".
     for _ in range(1000):
         try:
-            await session.get_message_async(timeout=WAIT)
+            msg = await session.get_message_async(timeout=WAIT)
         except Exception as e:  # noqa: BLE001 - any error means closed here
             print(f"PY_CLOSED {e}", flush=True)
             return
+        if answer_final and msg.payload == b"final":
+            await session.publish_async(b"ack final", None, None)
     raise RuntimeError("session never closed")
 
 
@@ -175,7 +179,7 @@ async def main(port: int, mode: str, n: int, mls: bool, own: str) -> None:
                 raise RuntimeError(f"out of order: {text} for m{got}")
             got += 1
             await session.publish_async(f"ack {text}".encode(), None, None)
-        await wait_closed(session)
+        await wait_closed(session, answer_final=True)
     else:
         raise RuntimeError(f"unknown mode {mode}")
     print("PY_DONE", flush=True)
