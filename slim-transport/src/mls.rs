@@ -101,6 +101,29 @@
 //! [`MlsSessionCrypto`] is the same state behind the session layer's
 //! `SessionCrypto` calls, where the session does the numbering.
 //!
+//! # In sessions (MLS on by default)
+//!
+//! `SessionConfig::default().mls` is true. Every app gets a crypto factory
+//! (`session::mls_factory`, installed by `App::start`) that builds one
+//! [`MlsSessionCrypto`] per session, with a fresh signing key and
+//! credentials minted from the app's own `SharedSecret`; the session calls
+//! it through the `SessionCrypto` seam (`session/crypto.rs` forwards each
+//! method; `MlsError::NoGroup` becomes `CryptoError::NoGroup`,
+//! [`MlsError::is_bad_input`] errors `BadInput`, the rest `Failed`). A key
+//! package whose credential fails our checks fails the invite with
+//! `SessionError::Crypto(BadInput(..))` naming the credential error. An app
+//! with another shared secret never answers (peers drop requests whose
+//! token they cannot verify), so that invite fails as a discovery timeout
+//! whose text names the shared secret as the likely cause.
+//!
+//! Interop with the official `slim-bindings` 1.3.0, MLS on (tests in
+//! `tests/session_interop_python.rs`, through our node and through the
+//! official node): P2P created by either side, an official moderator with
+//! our participant plus an official one, our moderator with two official
+//! participants including a GROUP_REMOVE commit; 100 messages each way.
+//! Every exchange worked with the settings above; no field or policy needed
+//! changing on our side for the session integration.
+//!
 //! # Hardening beyond the settings
 //!
 //! * openmls deletes a key package from storage as soon as a Welcome names

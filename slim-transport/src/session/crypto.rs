@@ -1,5 +1,7 @@
 //! The MLS seam of the session layer: what a session asks of its group
-//! cryptography, and the no-op implementation used when MLS is off.
+//! cryptography, the no-op implementation used when MLS is off, and the
+//! forwarding of the seam to the openmls implementation
+//! ([`crate::mls::MlsSessionCrypto`], built per session by [`mls_factory`]).
 //!
 //! The session state machine owns the *protocol* around MLS (who sends which
 //! payload, `commit_id` numbering from 1, applying commits strictly in
