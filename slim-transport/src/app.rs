@@ -673,6 +673,17 @@ impl Driver {
                 warn!(session_id = self.machine.id(), "data plane is gone");
             }
         }
+        // Publish the machine's state before handing out the events it
+        // produced: an app reacting to `MemberLeft` or to a completed invite
+        // must already see the new member list.
+        let closed = {
+            let mut info = lock(&self.info);
+            info.local = self.machine.local_name().clone();
+            info.destination = self.machine.destination().clone();
+            info.members = self.machine.members().to_vec();
+            info.closed = self.machine.is_closed();
+            info.closed
+        };
         while let Some(e) = self.machine.poll_event() {
             match e {
                 Event::App(ev) => {
@@ -741,13 +752,6 @@ impl Driver {
                 }
             }
         }
-        let mut info = lock(&self.info);
-        info.local = self.machine.local_name().clone();
-        info.destination = self.machine.destination().clone();
-        info.members = self.machine.members().to_vec();
-        info.closed = self.machine.is_closed();
-        let closed = info.closed;
-        drop(info);
         if closed {
             for w in self.close_waiters.drain(..) {
                 let _ = w.send(());

@@ -159,3 +159,61 @@ async fn group_moderator_behind_a_link_invites_several_remote_members() {
     node_a.shutdown().await;
     node_b.shutdown().await;
 }
+
+/// The session driver used to hand out events and invite completions before
+/// refreshing the member list, so `members()` read right after a completed
+/// invite (or a `MemberLeft`) could still show the old list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_list_is_current_when_an_invite_completes_or_a_member_leaves() {
+    let service = Service::new();
+    let moderator = app(&service, "org/ns/moderator").await;
+    let channel: Name = "org/ns/channel".parse().unwrap();
+    let config = SessionConfig {
+        kind: SessionKind::Group,
+        mls: false,
+        ..SessionConfig::default()
+    };
+    let (mut group, done) = moderator
+        .create_session(config, &channel)
+        .await
+        .expect("group created");
+    tokio::time::timeout(LIVENESS, done)
+        .await
+        .expect("group ready in time")
+        .expect("group ready");
+    let mut members = Vec::new();
+    for i in 0..8 {
+        let member = app(&service, &format!("org/ns/member{i}")).await;
+        let invitee: Name = format!("org/ns/member{i}").parse().unwrap();
+        let invited = group.invite(&invitee).await.expect("invite sent");
+        tokio::time::timeout(LIVENESS, invited)
+            .await
+            .expect("invite in time")
+            .expect("invite accepted");
+        // Read immediately: no waiting, no retry.
+        let now = group.members();
+        assert!(
+            now.contains(member.name()),
+            "invite {i} completed but members() = {now:?}"
+        );
+        members.push(member);
+    }
+    let leaving = members.pop().expect("eight members");
+    group.remove(leaving.name()).await.expect("removed");
+    loop {
+        let e = tokio::time::timeout(LIVENESS, group.recv())
+            .await
+            .expect("event in time")
+            .expect("session open");
+        if let SessionEvent::MemberLeft(name) = e {
+            assert_eq!(&name, leaving.name());
+            let now = group.members();
+            assert!(
+                !now.contains(leaving.name()),
+                "MemberLeft delivered but members() = {now:?}"
+            );
+            break;
+        }
+    }
+    service.shutdown().await;
+}
