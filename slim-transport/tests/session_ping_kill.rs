@@ -63,6 +63,24 @@ async fn remote_app(port: u16, name: &str) -> (Service, App, ConnId) {
     (service, app, conn)
 }
 
+/// Waits (bounded) until the session's member list satisfies `ok`. The
+/// driver refreshes `SessionHandle::members()` only after it delivered the
+/// events and completions of a step, so a reader may briefly see the list
+/// from before the step.
+async fn members_until(s: &Session, ok: impl Fn(&[Name]) -> bool) -> Vec<Name> {
+    tokio::time::timeout(LIVENESS, async {
+        loop {
+            let members = s.members();
+            if ok(&members) {
+                return members;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("member list never became as expected: {:?}", s.members()))
+}
+
 async fn next_message(s: &mut Session) -> (Name, Vec<u8>) {
     loop {
         match tokio::time::timeout(LIVENESS, s.recv())
@@ -126,12 +144,11 @@ async fn moderator_declares_a_killed_member_process_gone_after_three_missed_ping
         .await
         .expect("python joined in time")
         .unwrap();
-    let py_name = m
-        .members()
+    let members = members_until(&m, |ms| ms.len() == 3).await;
+    let py_name = members
         .into_iter()
         .find(|n| n.prefix() == py_base.prefix())
         .expect("python is a member");
-    assert_eq!(m.members().len(), 3);
 
     // The Python member is alive and answers (PUBLISH_TO and broadcast).
     m.publish(b"hello".to_vec(), HashMap::new()).await.unwrap();
@@ -158,8 +175,8 @@ async fn moderator_declares_a_killed_member_process_gone_after_three_missed_ping
     .await
     .expect("the moderator detects the dead member within the bound");
     assert_eq!(left, py_name);
-    assert!(!m.members().contains(&py_name));
-    assert_eq!(m.members().len(), 2);
+    let members = members_until(&m, |ms| !ms.contains(&py_name)).await;
+    assert_eq!(members.len(), 2, "{members:?}");
 
     // The surviving member hears of it and the group goes on.
     let keeper_saw = tokio::time::timeout(LIVENESS, async {
