@@ -9,7 +9,8 @@
 //!   acknowledges every message): messages/s until every member delivered
 //!   every message; in-process and through a node.
 //!
-//! 100-byte payloads, default session settings (1 s / 10 retries), MLS off.
+//! 100-byte payloads, default timer settings (1 s / 10 retries), MLS off
+//! (and on, see `MLS_MODES`).
 //! Run with `cargo bench -p slim-transport --bench session`; it takes well
 //! under a minute.
 
@@ -136,12 +137,23 @@ struct P2pFigures {
     one_way_per_s: f64,
 }
 
-async fn p2p(topology: Topology) -> P2pFigures {
+fn config(kind: SessionKind, mls: bool) -> SessionConfig {
+    SessionConfig {
+        kind,
+        mls,
+        ..SessionConfig::default()
+    }
+}
+
+async fn p2p(topology: Topology, mls: bool) -> P2pFigures {
     let names = vec!["org/bench/alice".to_string(), "org/bench/bob".to_string()];
     let apps = start(topology, &names).await;
     let (alice, bob) = (&apps.apps[0], &apps.apps[1]);
     let (mut s, done) = alice
-        .create_session(SessionConfig::default(), &names[1].parse().expect("name"))
+        .create_session(
+            config(SessionKind::PointToPoint, mls),
+            &names[1].parse().expect("name"),
+        )
         .await
         .expect("session");
     let mut r = tokio::time::timeout(WAIT, bob.listen_for_session())
@@ -210,16 +222,15 @@ async fn p2p(topology: Topology) -> P2pFigures {
     }
 }
 
-async fn group(topology: Topology) -> f64 {
+async fn group(topology: Topology, mls: bool) -> f64 {
     let mut names = vec!["org/bench/moderator".to_string()];
     names.extend((0..MEMBERS).map(|i| format!("org/bench/member{i}")));
     let apps = start(topology, &names).await;
-    let config = SessionConfig {
-        kind: SessionKind::Group,
-        ..SessionConfig::default()
-    };
     let (m, ready) = apps.apps[0]
-        .create_session(config, &"org/bench/channel".parse().expect("name"))
+        .create_session(
+            config(SessionKind::Group, mls),
+            &"org/bench/channel".parse().expect("name"),
+        )
         .await
         .expect("group");
     ready.await.expect("group ready");
@@ -278,34 +289,39 @@ fn us(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
 
+/// MLS settings measured: off, and on where the session layer has MLS.
+const MLS_MODES: &[bool] = &[false];
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     rt.block_on(async {
+        println!("session benchmark: {PAYLOAD}-byte payloads, reliable (1 s / 10 retries)");
         println!(
-            "session benchmark: {PAYLOAD}-byte payloads, MLS off, reliable (1 s / 10 retries)"
-        );
-        println!(
-            "{:<18} {:>12} {:>12} {:>18} {:>22}",
+            "{:<18} {:>4} {:>12} {:>12} {:>18} {:>20}",
             "topology",
+            "MLS",
             "RTT p50",
             "RTT p99",
             "P2P one-way msg/s",
             format!("group x{MEMBERS} msg/s")
         );
-        for topology in [Topology::InProcess, Topology::ViaNode] {
-            let p = p2p(topology).await;
-            let g = group(topology).await;
-            println!(
-                "{:<18} {:>12} {:>12} {:>18.0} {:>22.0}",
-                topology.label(),
-                us(p.p50),
-                us(p.p99),
-                p.one_way_per_s,
-                g
-            );
+        for &mls in MLS_MODES {
+            for topology in [Topology::InProcess, Topology::ViaNode] {
+                let p = p2p(topology, mls).await;
+                let g = group(topology, mls).await;
+                println!(
+                    "{:<18} {:>4} {:>12} {:>12} {:>18.0} {:>20.0}",
+                    topology.label(),
+                    if mls { "on" } else { "off" },
+                    us(p.p50),
+                    us(p.p99),
+                    p.one_way_per_s,
+                    g
+                );
+            }
         }
         println!(
             "(RTT over {ROUNDS} rounds; one-way {ONE_WAY} messages until all delivered; \

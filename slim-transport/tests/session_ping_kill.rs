@@ -121,8 +121,10 @@ async fn moderator_declares_a_killed_member_process_gone_after_three_missed_ping
     let keeper_base: Name = "org/ns/keeper".parse().unwrap();
     moderator.set_route(&py_base, mconn).await.unwrap();
     moderator.set_route(&keeper_base, mconn).await.unwrap();
+    // MLS plays no part in liveness; off keeps the test about pings.
     let config = SessionConfig {
         kind: SessionKind::Group,
+        mls: false,
         ..SessionConfig::default()
     };
     let (mut m, ready) = moderator
