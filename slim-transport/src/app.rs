@@ -236,7 +236,10 @@ impl App {
                 unix_at_base: unix_now(),
             },
         };
-        let layer = SessionLayer::new(ctx, rand::rng().random());
+        // MLS is on by default: sessions build their group state from the
+        // app's own shared secret (`set_crypto` can replace the factory).
+        let layer = SessionLayer::new(ctx, rand::rng().random())
+            .with_crypto(session::mls_factory(identity.clone()));
         let shared = Arc::new(Shared {
             name: name.clone(),
             conn_id,

@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod forwarder;
 pub mod identity;
+pub mod mls;
 pub mod name;
 pub mod service;
 pub mod session;

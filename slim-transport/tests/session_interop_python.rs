@@ -1,6 +1,8 @@
 //! Interop of our session layer with the official SLIM v1.3 Python bindings
-//! (`slim_bindings` 1.3.0, MLS off): the Python app connects over gRPC to a
-//! Rust node on 127.0.0.1 that also hosts our Rust apps.
+//! (`slim_bindings` 1.3.0): the Python app connects over gRPC to a Rust node
+//! on 127.0.0.1 that also hosts our Rust apps (or to an official node our
+//! apps connect to). The first tests run with MLS off; the `mls_*` tests
+//! run every session shape with MLS on, through both nodes.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -33,15 +35,31 @@ async fn app(service: &Service, name: &str) -> App {
         .expect("app started")
 }
 
+/// Sessions with MLS off (what the first tests exercise).
+fn plain() -> SessionConfig {
+    SessionConfig {
+        mls: false,
+        ..SessionConfig::default()
+    }
+}
+
 fn python(port: u16, mode: &str) -> Child {
+    python_as(port, mode, N, false, "org/ns/py")
+}
+
+/// The official peer in `mode`, exchanging `n` messages, creating its
+/// sessions with MLS on when `mls`, named `name`.
+fn python_as(port: u16, mode: &str, n: usize, mls: bool, name: &str) -> Child {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/session_peer.py");
     Child::spawn(
-        &format!("slim-py-{mode}"),
+        &format!("slim-py-{mode}-{}", name.replace('/', "_")),
         Command::new(slimrpc_testkit::python())
             .arg(script)
             .arg(port.to_string())
             .arg(mode)
-            .arg(N.to_string()),
+            .arg(n.to_string())
+            .arg(if mls { "mls" } else { "plain" })
+            .arg(name),
     )
 }
 
@@ -93,7 +111,7 @@ async fn rust_moderator_and_python_participant_exchange_p2p_messages() {
     let rusty = app(&service, "org/ns/rusty").await;
     let py = wait_for(python(port, "accept"), "PY_READY").await;
     let (mut s, done) = rusty
-        .create_session(SessionConfig::default(), &"org/ns/py".parse().unwrap())
+        .create_session(plain(), &"org/ns/py".parse().unwrap())
         .await
         .unwrap();
     tokio::time::timeout(LIVENESS, done).await.unwrap().unwrap();
@@ -148,7 +166,7 @@ async fn python_participant_joins_a_rust_group_talks_to_everyone_and_is_removed(
     let py = wait_for(python(port, "group"), "PY_READY").await;
     let config = SessionConfig {
         kind: SessionKind::Group,
-        ..SessionConfig::default()
+        ..plain()
     };
     let (mut m, ready) = moderator
         .create_session(config, &"org/ns/chat".parse().unwrap())
@@ -352,7 +370,7 @@ async fn rust_app_behind_an_official_node_runs_p2p_and_group_sessions_with_pytho
     // P2P through the official node.
     let py = wait_for(python(port, "accept"), "PY_READY").await;
     let (mut s, done) = rusty
-        .create_session(SessionConfig::default(), &"org/ns/py".parse().unwrap())
+        .create_session(plain(), &"org/ns/py".parse().unwrap())
         .await
         .unwrap();
     tokio::time::timeout(LIVENESS, done).await.unwrap().unwrap();
@@ -370,7 +388,7 @@ async fn rust_app_behind_an_official_node_runs_p2p_and_group_sessions_with_pytho
     let py = wait_for(python(port, "group"), "PY_READY").await;
     let config = SessionConfig {
         kind: SessionKind::Group,
-        ..SessionConfig::default()
+        ..plain()
     };
     let (mut m, ready) = rusty
         .create_session(config, &"org/ns/remotechat".parse().unwrap())
@@ -404,4 +422,309 @@ async fn rust_app_behind_an_official_node_runs_p2p_and_group_sessions_with_pytho
     );
     m.close().await.unwrap();
     wait_success(py).await;
+}
+
+// ----- MLS on ------------------------------------------------------------------------
+
+/// Messages each way in every MLS case.
+const N_MLS: usize = 100;
+
+/// Which node the apps meet at.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    /// Our node (`Service::run_server`), hosting our apps in process.
+    Ours,
+    /// The official embedded node (`slim-bindings-server`); our apps
+    /// connect to it as a client.
+    Official,
+}
+
+struct Net {
+    service: Service,
+    /// Every Publish our node forwarded (to our apps, and to and from the
+    /// official node over the link).
+    tap: tokio::sync::mpsc::Receiver<slim_transport::wire::Message>,
+    port: u16,
+    link: Option<slim_transport::app::ConnId>,
+    _node: Option<Child>,
+}
+
+async fn net(via: Via) -> Net {
+    match via {
+        Via::Ours => {
+            let (service, port) = node().await;
+            Net {
+                tap: service.tap_publishes(100_000),
+                service,
+                port,
+                link: None,
+                _node: None,
+            }
+        }
+        Via::Official => {
+            let (node, port) = official_node().await;
+            let service = Service::new();
+            let link = tokio::time::timeout(
+                LIVENESS,
+                service.connect(&format!("http://127.0.0.1:{port}")),
+            )
+            .await
+            .expect("connect in time")
+            .expect("connected to the official node");
+            Net {
+                tap: service.tap_publishes(100_000),
+                service,
+                port,
+                link: Some(link),
+                _node: Some(node),
+            }
+        }
+    }
+}
+
+/// A Rust app reachable from the Python apps on `net`.
+async fn net_app(net: &Net, name: &str) -> App {
+    let a = app(&net.service, name).await;
+    if let Some(link) = net.link {
+        let own = a.name().clone();
+        a.subscribe(&own, Some(link)).await.unwrap();
+        for py in ["org/ns/py", "org/ns/py2"] {
+            a.set_route(&py.parse().unwrap(), link).await.unwrap();
+        }
+    }
+    a
+}
+
+/// MLS was really on: of all the application messages that crossed our
+/// node, none carried a payload in the clear.
+fn assert_no_plaintext_crossed(net: &mut Net, via: Via) {
+    use prost::Message as _;
+    use slim_transport::wire::{SessionMessageType, message::MessageType};
+    let mut msgs = 0;
+    while let Ok(m) = net.tap.try_recv() {
+        if let Some(MessageType::Publish(p)) = &m.message_type
+            && p.session.as_ref().map(|s| s.session_message_type)
+                == Some(SessionMessageType::Msg as i32)
+        {
+            msgs += 1;
+        }
+        let bytes = m.encode_to_vec();
+        // Only needles with a space: base64 identity tokens cannot hold them.
+        for needle in [b"ping ".as_slice(), b"pong ", b"ack m"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "plaintext crossed the node via {via:?}: {m:?}"
+            );
+        }
+    }
+    assert!(
+        msgs >= N_MLS,
+        "the tap saw the messages ({msgs}) via {via:?}"
+    );
+}
+
+fn is_from(src: &Name, base: &str) -> bool {
+    src.prefix() == base.parse::<Name>().unwrap().prefix()
+}
+
+/// Our app creates an MLS P2P session to the official app; N_MLS each way.
+async fn mls_p2p_created_by_rust(via: Via) {
+    let mut net = net(via).await;
+    let rusty = net_app(&net, "org/ns/rusty").await;
+    let py = wait_for(
+        python_as(net.port, "accept", N_MLS, true, "org/ns/py"),
+        "PY_READY",
+    )
+    .await;
+    let config = SessionConfig::default();
+    assert!(config.mls);
+    let (mut s, done) = rusty
+        .create_session(config, &"org/ns/py".parse().unwrap())
+        .await
+        .unwrap();
+    tokio::time::timeout(LIVENESS, done).await.unwrap().unwrap();
+    for i in 0..N_MLS {
+        s.publish(format!("ping {i}").into_bytes(), HashMap::new())
+            .await
+            .unwrap();
+        let (_, p, _) = next_message(&mut s).await;
+        assert_eq!(p, format!("pong {i}").into_bytes(), "{via:?}");
+    }
+    s.close().await.unwrap();
+    wait_success(py).await;
+    assert_no_plaintext_crossed(&mut net, via);
+}
+
+/// The official app creates an MLS P2P session to ours; N_MLS each way.
+async fn mls_p2p_created_by_python(via: Via) {
+    let mut net = net(via).await;
+    let rusty = net_app(&net, "org/ns/rusty").await;
+    let py = python_as(net.port, "initiate", N_MLS, true, "org/ns/py");
+    let mut s = tokio::time::timeout(LIVENESS, rusty.listen_for_session())
+        .await
+        .expect("python created a session in time")
+        .unwrap();
+    for i in 0..N_MLS {
+        let (_, p, _) = next_message(&mut s).await;
+        assert_eq!(p, format!("ping {i}").into_bytes(), "{via:?}");
+        s.publish(format!("pong {i}").into_bytes(), HashMap::new())
+            .await
+            .unwrap();
+    }
+    wait_success(py).await;
+    assert_no_plaintext_crossed(&mut net, via);
+}
+
+/// The official moderator invites our participant and an official one into
+/// an MLS group; each member acks each of N_MLS broadcasts to the channel.
+async fn mls_group_moderated_by_python(via: Via) {
+    let mut net = net(via).await;
+    let rust0 = net_app(&net, "org/ns/rust0").await;
+    let py2 = wait_for(
+        python_as(net.port, "member", N_MLS, true, "org/ns/py2"),
+        "PY_READY",
+    )
+    .await;
+    let py = python_as(net.port, "mlsmoderate", N_MLS, true, "org/ns/py");
+    let mut s = tokio::time::timeout(LIVENESS, rust0.listen_for_session())
+        .await
+        .expect("invited in time")
+        .unwrap();
+    assert_eq!(s.kind(), SessionKind::Group);
+    let mut from_moderator = 0;
+    let mut from_py2 = 0;
+    while from_moderator < N_MLS || from_py2 < N_MLS {
+        let (src, p, _) = next_message(&mut s).await;
+        let text = String::from_utf8(p).unwrap();
+        if is_from(&src, "org/ns/py") {
+            assert_eq!(text, format!("m{from_moderator}"), "{via:?}");
+            from_moderator += 1;
+            s.publish(format!("ack {text}").into_bytes(), HashMap::new())
+                .await
+                .unwrap();
+        } else if is_from(&src, "org/ns/py2") {
+            assert_eq!(text, format!("ack m{from_py2}"), "{via:?}");
+            from_py2 += 1;
+        }
+    }
+    wait_success(py).await;
+    wait_success(py2).await;
+    assert_no_plaintext_crossed(&mut net, via);
+}
+
+/// Our moderator invites two official participants into an MLS group; each
+/// acks each of N_MLS broadcasts to the channel; then it removes one and
+/// the other still reads (and answers) the next broadcast.
+async fn mls_group_moderated_by_rust(via: Via) {
+    let mut net = net(via).await;
+    let moderator = net_app(&net, "org/ns/rusty").await;
+    let members = [
+        wait_for(
+            python_as(net.port, "member", N_MLS, true, "org/ns/py"),
+            "PY_READY",
+        )
+        .await,
+        wait_for(
+            python_as(net.port, "member", N_MLS, true, "org/ns/py2"),
+            "PY_READY",
+        )
+        .await,
+    ];
+    let (mut m, ready) = moderator
+        .create_session(
+            SessionConfig {
+                kind: SessionKind::Group,
+                ..SessionConfig::default()
+            },
+            &"org/ns/mlschat".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    ready.await.unwrap();
+    for who in ["org/ns/py", "org/ns/py2"] {
+        let joined = m.invite(&who.parse().unwrap()).await.unwrap();
+        tokio::time::timeout(LIVENESS, joined)
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{who} joins via {via:?}: {e}"));
+    }
+    assert_eq!(m.members().len(), 3);
+    for i in 0..N_MLS {
+        m.publish(format!("m{i}").into_bytes(), HashMap::new())
+            .await
+            .unwrap();
+    }
+    let mut acks = [0usize; 2];
+    while acks.iter().any(|&a| a < N_MLS) {
+        let (src, p, _) = next_message(&mut m).await;
+        let k = usize::from(is_from(&src, "org/ns/py2"));
+        assert_eq!(
+            p,
+            format!("ack m{}", acks[k]).into_bytes(),
+            "{via:?} from {src}"
+        );
+        acks[k] += 1;
+    }
+    // Removing one official member (a GROUP_REMOVE commit every remaining
+    // member must apply): its session ends, and the other still decrypts.
+    let py2 = m
+        .members()
+        .into_iter()
+        .find(|n| is_from(n, "org/ns/py2"))
+        .unwrap();
+    m.remove(&py2).await.unwrap();
+    assert_eq!(m.members().len(), 2);
+    m.publish(b"final".to_vec(), HashMap::new()).await.unwrap();
+    loop {
+        let (src, p, _) = next_message(&mut m).await;
+        if p == b"ack final" {
+            assert!(is_from(&src, "org/ns/py"), "{via:?}: {src}");
+            break;
+        }
+    }
+    m.close().await.unwrap();
+    for py in members {
+        wait_success(py).await;
+    }
+    assert_no_plaintext_crossed(&mut net, via);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mls_p2p_created_by_rust_with_python_via_our_node() {
+    mls_p2p_created_by_rust(Via::Ours).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mls_p2p_created_by_rust_with_python_via_official_node() {
+    mls_p2p_created_by_rust(Via::Official).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mls_p2p_created_by_python_with_rust_via_our_node() {
+    mls_p2p_created_by_python(Via::Ours).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mls_p2p_created_by_python_with_rust_via_official_node() {
+    mls_p2p_created_by_python(Via::Official).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mls_python_moderator_with_rust_and_python_members_via_our_node() {
+    mls_group_moderated_by_python(Via::Ours).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mls_python_moderator_with_rust_and_python_members_via_official_node() {
+    mls_group_moderated_by_python(Via::Official).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mls_rust_moderator_with_two_python_members_via_our_node() {
+    mls_group_moderated_by_rust(Via::Ours).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mls_rust_moderator_with_two_python_members_via_official_node() {
+    mls_group_moderated_by_rust(Via::Official).await;
 }

@@ -1,5 +1,7 @@
 //! The MLS seam of the session layer: what a session asks of its group
-//! cryptography, and the no-op implementation used when MLS is off.
+//! cryptography, the no-op implementation used when MLS is off, and the
+//! forwarding of the seam to the openmls implementation
+//! ([`crate::mls::MlsSessionCrypto`], built per session by [`mls_factory`]).
 //!
 //! The session state machine owns the *protocol* around MLS (who sends which
 //! payload, `commit_id` numbering from 1, applying commits strictly in
@@ -120,4 +122,69 @@ impl SessionCrypto for NoCrypto {
     fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         Ok(ciphertext.to_vec())
     }
+}
+
+/// Maps the MLS layer's errors onto the seam's.
+fn from_mls(e: crate::mls::MlsError) -> CryptoError {
+    match e {
+        crate::mls::MlsError::NoGroup => CryptoError::NoGroup,
+        e if e.is_bad_input() => CryptoError::BadInput(e.to_string()),
+        e => CryptoError::Failed(e.to_string()),
+    }
+}
+
+/// MLS on: every call forwards to the method of the same name of
+/// [`crate::mls::MlsSessionCrypto`].
+impl SessionCrypto for crate::mls::MlsSessionCrypto {
+    fn enabled(&self) -> bool {
+        true
+    }
+    fn key_package(&mut self) -> Result<Option<Vec<u8>>, CryptoError> {
+        crate::mls::MlsSessionCrypto::key_package(self).map_err(from_mls)
+    }
+    fn create_group(&mut self) -> Result<(), CryptoError> {
+        crate::mls::MlsSessionCrypto::create_group(self).map_err(from_mls)
+    }
+    fn add_member(
+        &mut self,
+        member: &Name,
+        key_package: Option<&[u8]>,
+    ) -> Result<Option<AddOutput>, CryptoError> {
+        crate::mls::MlsSessionCrypto::add_member(self, member, key_package)
+            .map(|o| {
+                o.map(|a| AddOutput {
+                    commit: a.commit,
+                    welcome: a.welcome,
+                })
+            })
+            .map_err(from_mls)
+    }
+    fn remove_member(&mut self, member: &Name) -> Result<Option<Vec<u8>>, CryptoError> {
+        crate::mls::MlsSessionCrypto::remove_member(self, member).map_err(from_mls)
+    }
+    fn process_welcome(&mut self, welcome: &[u8]) -> Result<(), CryptoError> {
+        crate::mls::MlsSessionCrypto::process_welcome(self, welcome).map_err(from_mls)
+    }
+    fn process_commit(&mut self, commit: &[u8]) -> Result<(), CryptoError> {
+        crate::mls::MlsSessionCrypto::process_commit(self, commit).map_err(from_mls)
+    }
+    fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        crate::mls::MlsSessionCrypto::encrypt(self, plaintext).map_err(from_mls)
+    }
+    fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        crate::mls::MlsSessionCrypto::decrypt(self, ciphertext).map_err(from_mls)
+    }
+}
+
+/// The factory every app gets by default: each MLS session builds a fresh
+/// [`crate::mls::MlsSessionCrypto`] (new signing key) whose credentials are
+/// minted from `identity` and whose peers are checked against it.
+pub fn mls_factory(identity: crate::identity::SharedSecret) -> super::CryptoFactory {
+    let verifier: std::sync::Arc<dyn crate::identity::IdentityVerifier> =
+        std::sync::Arc::new(identity.clone());
+    std::sync::Arc::new(move |_ctx, _moderator| {
+        crate::mls::MlsSessionCrypto::new(identity.clone(), verifier.clone())
+            .map(|c| Box::new(c) as Box<dyn SessionCrypto>)
+            .map_err(from_mls)
+    })
 }

@@ -1291,7 +1291,13 @@ impl Session {
     fn control_failed(&mut self, id: u32, c: Control) {
         debug!(session_id = self.id, purpose = ?c.purpose, message_id = id, "control request timed out");
         match c.purpose {
-            Purpose::Discovery => self.fail_job(SessionError::Timeout { what: "discovery" }),
+            // Peers drop requests whose identity token they cannot verify,
+            // silently (as SLIM does), so silence is all a wrong shared
+            // secret looks like from here: say so.
+            Purpose::Discovery => self.fail_job(SessionError::Timeout {
+                what: "discovery (no reply passed identity verification: the peer is absent \
+                       or does not use our shared secret)",
+            }),
             Purpose::Join => self.fail_job(SessionError::Timeout { what: "join" }),
             Purpose::Welcome | Purpose::GroupAdd => {
                 if let Some(Active {

@@ -46,6 +46,8 @@ pub mod packet;
 mod reliable;
 
 #[cfg(test)]
+mod mls_tests;
+#[cfg(test)]
 mod testnet;
 #[cfg(test)]
 mod tests;
@@ -57,7 +59,7 @@ use std::time::{Duration, Instant};
 use crate::Name;
 use crate::identity::{IdentityProvider, IdentityVerifier};
 
-pub use crypto::{AddOutput, CryptoError, NoCrypto, SessionCrypto};
+pub use crypto::{AddOutput, CryptoError, NoCrypto, SessionCrypto, mls_factory};
 pub use layer::{CryptoFactory, Dispatch, SessionLayer};
 pub use machine::Session;
 
@@ -82,7 +84,8 @@ pub enum SessionKind {
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub kind: SessionKind,
-    /// MLS on/off. Only off is implemented by [`NoCrypto`].
+    /// MLS end-to-end encryption on (the default) or off. On needs the
+    /// app's crypto factory (every app built by `App::start` has one).
     pub mls: bool,
     /// Retransmission interval; data reliability needs both this and
     /// `max_retries`.
@@ -96,7 +99,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             kind: SessionKind::PointToPoint,
-            mls: false,
+            mls: true,
             interval: Some(DEFAULT_INTERVAL),
             max_retries: Some(DEFAULT_MAX_RETRIES),
             metadata: HashMap::new(),

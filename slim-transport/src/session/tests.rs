@@ -20,10 +20,19 @@ fn lossy(seed: u64) -> Net {
     Net::new(seed, 0.2, 0.2, Duration::from_millis(300))
 }
 
+/// These tests exercise the protocol with MLS off (the MLS seam has its own
+/// tests below and in `mls_tests`).
+fn plain() -> SessionConfig {
+    SessionConfig {
+        mls: false,
+        ..SessionConfig::default()
+    }
+}
+
 fn group_config() -> SessionConfig {
     SessionConfig {
         kind: SessionKind::Group,
-        ..SessionConfig::default()
+        ..plain()
     }
 }
 
@@ -41,11 +50,7 @@ fn command_of(t: &super::testnet::Trace) -> Option<Cmd> {
 fn p2p(mut net: Net) -> (Net, usize, usize, u32) {
     let alice = net.add("org/ns/alice");
     let bob = net.add("org/ns/bob");
-    let (sid, job) = net.create(
-        alice,
-        SessionConfig::default(),
-        &"org/ns/bob".parse().unwrap(),
-    );
+    let (sid, job) = net.create(alice, plain(), &"org/ns/bob".parse().unwrap());
     let job = job.expect("P2P sessions invite at once");
     assert!(net.run_until(LIMIT, |n| n.job_result(alice, job).is_some()));
     assert_eq!(net.job_result(alice, job), Some(Ok(())));
@@ -91,11 +96,7 @@ fn p2p_handshake_follows_v1_3_and_sticks_to_the_instance_that_answered() {
     let alice = net.add("org/ns/alice");
     let bob1 = net.add("org/ns/bob");
     let bob2 = net.add("org/ns/bob");
-    let (sid, job) = net.create(
-        alice,
-        SessionConfig::default(),
-        &"org/ns/bob".parse().unwrap(),
-    );
+    let (sid, job) = net.create(alice, plain(), &"org/ns/bob".parse().unwrap());
     let job = job.unwrap();
     assert!(net.run_until(LIMIT, |n| n.job_result(alice, job).is_some()));
     assert_eq!(net.job_result(alice, job), Some(Ok(())));
@@ -171,7 +172,7 @@ fn p2p_join_request_omits_timer_settings_when_not_both_configured() {
     let bob = net.add("org/ns/bob");
     let config = SessionConfig {
         max_retries: None,
-        ..SessionConfig::default()
+        ..plain()
     };
     let (sid, job) = net.create(alice, config, &net.name(bob).without_id());
     assert!(net.run_until(LIMIT, |n| n.job_result(alice, job.unwrap()).is_some()));
@@ -244,11 +245,7 @@ fn messages_published_before_the_handshake_are_delivered_after_it() {
     let mut net = lossy(4);
     let alice = net.add("org/ns/alice");
     let bob = net.add("org/ns/bob");
-    let (sid, _) = net.create(
-        alice,
-        SessionConfig::default(),
-        &"org/ns/bob".parse().unwrap(),
-    );
+    let (sid, _) = net.create(alice, plain(), &"org/ns/bob".parse().unwrap());
     for i in 0..5u8 {
         net.publish(alice, sid, &[i]);
     }
@@ -435,11 +432,7 @@ fn p2p_moderator_close_reaches_the_peer_under_loss() {
 fn p2p_invite_of_nobody_fails_and_closes_the_session() {
     let mut net = Net::perfect(11);
     let alice = net.add("org/ns/alice");
-    let (sid, job) = net.create(
-        alice,
-        SessionConfig::default(),
-        &"org/ns/nobody".parse().unwrap(),
-    );
+    let (sid, job) = net.create(alice, plain(), &"org/ns/nobody".parse().unwrap());
     assert!(net.run_until(LIMIT, |n| n.job_result(alice, job.unwrap()).is_some()));
     assert!(matches!(
         net.job_result(alice, job.unwrap()),

@@ -1,0 +1,433 @@
+//! The session state machine with the real MLS implementation behind its
+//! seam (openmls through `MlsSessionCrypto`), on the deterministic test
+//! network: garbage in every MLS-carrying field (key package, welcome,
+//! commit, ciphertext) is refused without harming the session.
+//!
+//! These tests must not stand in for openmls: every node uses
+//! [`super::mls_factory`] or a thin wrapper that corrupts one output.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Name;
+use crate::identity::SharedSecret;
+use crate::wire::{self, SessionMessageType as Kind, command_payload::CommandPayloadType as Cmd};
+
+use super::packet::{self, Inbound};
+use super::testnet::{Net, SECRET};
+use super::{
+    AddOutput, CryptoError, CryptoFactory, SessionConfig, SessionCrypto, SessionError, SessionKind,
+    mls_factory,
+};
+
+const LIMIT: Duration = Duration::from_secs(600);
+
+fn identity(base: &str) -> SharedSecret {
+    SharedSecret::new(base, SECRET).unwrap()
+}
+
+/// Which output of a wrapped MLS state is replaced by garbage.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Spoil {
+    KeyPackage,
+    /// The welcome of the n-th add (1-based).
+    Welcome(u32),
+}
+
+/// Real MLS, with one output replaced by bytes that are no MLS message.
+struct Spoiled {
+    inner: Box<dyn SessionCrypto>,
+    spoil: Spoil,
+    adds: u32,
+}
+
+const GARBAGE: &[u8] = b"\x00\x01 definitely not an MLSMessage \xff\xfe";
+
+impl SessionCrypto for Spoiled {
+    fn enabled(&self) -> bool {
+        true
+    }
+    fn key_package(&mut self) -> Result<Option<Vec<u8>>, CryptoError> {
+        let kp = self.inner.key_package()?;
+        Ok(if self.spoil == Spoil::KeyPackage {
+            Some(GARBAGE.to_vec())
+        } else {
+            kp
+        })
+    }
+    fn create_group(&mut self) -> Result<(), CryptoError> {
+        self.inner.create_group()
+    }
+    fn add_member(
+        &mut self,
+        member: &Name,
+        key_package: Option<&[u8]>,
+    ) -> Result<Option<AddOutput>, CryptoError> {
+        self.adds += 1;
+        let out = self.inner.add_member(member, key_package)?;
+        Ok(out.map(|mut o| {
+            if self.spoil == Spoil::Welcome(self.adds) {
+                o.welcome = GARBAGE.to_vec();
+            }
+            o
+        }))
+    }
+    fn remove_member(&mut self, member: &Name) -> Result<Option<Vec<u8>>, CryptoError> {
+        self.inner.remove_member(member)
+    }
+    fn process_welcome(&mut self, welcome: &[u8]) -> Result<(), CryptoError> {
+        self.inner.process_welcome(welcome)
+    }
+    fn process_commit(&mut self, commit: &[u8]) -> Result<(), CryptoError> {
+        self.inner.process_commit(commit)
+    }
+    fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.inner.encrypt(plaintext)
+    }
+    fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.inner.decrypt(ciphertext)
+    }
+}
+
+fn spoiled(base: &str, spoil: Spoil) -> CryptoFactory {
+    let real = mls_factory(identity(base));
+    Arc::new(move |ctx, moderator| {
+        Ok(Box::new(Spoiled {
+            inner: real(ctx, moderator)?,
+            spoil,
+            adds: 0,
+        }) as Box<dyn SessionCrypto>)
+    })
+}
+
+fn group() -> SessionConfig {
+    SessionConfig {
+        kind: SessionKind::Group,
+        mls: true,
+        ..SessionConfig::default()
+    }
+}
+
+/// A net of a moderator and `n` members, every one with real MLS.
+fn nodes(seed: u64, n: usize) -> (Net, usize, Vec<usize>) {
+    let mut net = Net::perfect(seed);
+    let m = net.add("org/ns/moderator");
+    net.nodes[m]
+        .layer
+        .set_crypto(mls_factory(identity("org/ns/moderator")));
+    let members = (0..n)
+        .map(|i| {
+            let base = format!("org/ns/member{i}");
+            let p = net.add(&base);
+            net.nodes[p].layer.set_crypto(mls_factory(identity(&base)));
+            p
+        })
+        .collect();
+    (net, m, members)
+}
+
+fn invite(net: &mut Net, m: usize, sid: u32, who: usize) -> Option<Result<(), SessionError>> {
+    let name = net.name(who);
+    let job = net.with(m, sid, |s, now| s.invite(&name, now)).unwrap();
+    net.run_until(LIMIT, |n| n.job_result(m, job).is_some());
+    net.job_result(m, job)
+}
+
+/// The moderator publishes `text`; true when every one of `to` got it.
+fn broadcast_arrives(net: &mut Net, m: usize, sid: u32, to: &[usize], text: &[u8]) -> bool {
+    net.publish(m, sid, text);
+    net.run_until(Duration::from_secs(60), |n| {
+        to.iter()
+            .all(|&p| n.payloads_from(p, sid, m).iter().any(|x| x == text))
+    })
+}
+
+fn msgs_from(net: &Net, node: usize) -> Vec<wire::Message> {
+    net.trace
+        .iter()
+        .filter(|t| t.kind == Kind::Msg && t.from == node)
+        .map(|t| t.msg.clone())
+        .collect()
+}
+
+#[test]
+fn real_mls_group_encrypts_every_msg_and_members_read_each_other() {
+    let (mut net, m, members) = nodes(60, 2);
+    let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
+    for &p in &members {
+        assert_eq!(invite(&mut net, m, sid, p), Some(Ok(())));
+    }
+    assert!(broadcast_arrives(
+        &mut net,
+        m,
+        sid,
+        &members,
+        b"hello members"
+    ));
+    net.publish(members[0], sid, b"hello from member0");
+    assert!(net.run_until(LIMIT, |n| {
+        n.payloads_from(m, sid, members[0]).len() == 1
+            && n.payloads_from(members[1], sid, members[0]).len() == 1
+    }));
+    for msg in msgs_from(&net, m)
+        .into_iter()
+        .chain(msgs_from(&net, members[0]))
+    {
+        let inb = Inbound::parse(msg).unwrap();
+        let blob = &inb.app_payload().unwrap().blob;
+        assert!(!blob.windows(5).any(|w| w == b"hello"), "plaintext on wire");
+    }
+}
+
+#[test]
+fn garbage_key_package_fails_the_invite_with_the_reason_and_the_group_keeps_working() {
+    let (mut net, m, members) = nodes(61, 1);
+    let bad = net.add("org/ns/badkp");
+    net.nodes[bad]
+        .layer
+        .set_crypto(spoiled("org/ns/badkp", Spoil::KeyPackage));
+    let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
+    assert_eq!(invite(&mut net, m, sid, members[0]), Some(Ok(())));
+    let result = invite(&mut net, m, sid, bad);
+    let Some(Err(SessionError::Crypto(CryptoError::BadInput(reason)))) = &result else {
+        panic!("invite of a garbage key package must fail as bad input: {result:?}");
+    };
+    assert!(!reason.is_empty());
+    assert_eq!(net.session(m, sid).members().len(), 2, "not added");
+    assert!(broadcast_arrives(&mut net, m, sid, &members, b"still fine"));
+}
+
+#[test]
+fn garbage_welcome_is_refused_by_the_invitee_and_the_group_keeps_working() {
+    let mut net = Net::perfect(62);
+    let m = net.add("org/ns/moderator");
+    net.nodes[m]
+        .layer
+        .set_crypto(spoiled("org/ns/moderator", Spoil::Welcome(2)));
+    let good = net.add("org/ns/member0");
+    net.nodes[good]
+        .layer
+        .set_crypto(mls_factory(identity("org/ns/member0")));
+    let victim = net.add("org/ns/member1");
+    net.nodes[victim]
+        .layer
+        .set_crypto(mls_factory(identity("org/ns/member1")));
+    let config = SessionConfig {
+        interval: Some(Duration::from_millis(200)),
+        max_retries: Some(3),
+        ..group()
+    };
+    let (sid, _) = net.create(m, config, &"org/ns/chat".parse().unwrap());
+    assert_eq!(invite(&mut net, m, sid, good), Some(Ok(())));
+    let result = invite(&mut net, m, sid, victim);
+    assert!(
+        matches!(result, Some(Err(_))),
+        "no GROUP_ACK for a welcome that cannot be read: {result:?}"
+    );
+    let welcomed = net.nodes[victim]
+        .events
+        .iter()
+        .any(|(_, e)| *e == super::Event::Established);
+    assert!(!welcomed, "the invitee never joined on garbage");
+    assert!(broadcast_arrives(&mut net, m, sid, &[good], b"still fine"));
+}
+
+/// A GROUP_ADD from the moderator (valid token) with `content` as commit.
+fn forged_add(net: &Net, m: usize, sid: u32, commit_id: u32, content: Vec<u8>) -> wire::Message {
+    let ctx = net.ctx(m);
+    let newcomer = Name::new("org", "ns", "ghost").with_id(7);
+    let mut msg = packet::Out {
+        source: &ctx.app_name,
+        destination: &"org/ns/chat".parse().unwrap(),
+        fanout: 256,
+        session_type: wire::SessionType::Multicast,
+        kind: Kind::GroupAdd,
+        session_id: sid,
+        message_id: 4242 + commit_id,
+        content: packet::command_content(Cmd::GroupAdd(wire::GroupAddPayload {
+            new_participant: Some(newcomer.to_wire()),
+            participants: vec![],
+            mls: Some(wire::MlsPayload {
+                commit_id,
+                mls_content: content,
+            }),
+        })),
+        metadata: HashMap::new(),
+    }
+    .build();
+    packet::set_identity(
+        &mut msg,
+        ctx.provider.token_at(ctx.clock.unix(net.now)).unwrap(),
+    );
+    msg
+}
+
+#[test]
+fn garbage_commit_with_the_next_commit_id_is_refused_and_the_genuine_commit_applies() {
+    let (mut net, m, members) = nodes(63, 2);
+    let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
+    assert_eq!(invite(&mut net, m, sid, members[0]), Some(Ok(())));
+    let p = members[0];
+    // Commit 2 is due next: garbage, then a well-formed but foreign commit
+    // (a copy of nothing this group knows: the welcome bytes of commit 1).
+    let welcome = net
+        .trace
+        .iter()
+        .find_map(|t| match Inbound::parse(t.msg.clone()).ok()?.command() {
+            Some(Cmd::GroupWelcome(w)) => w.mls.as_ref().map(|x| x.mls_content.clone()),
+            _ => None,
+        })
+        .expect("a welcome was sent");
+    let before = net.session(p, sid).counters().decrypt_failed;
+    net.inject(p, forged_add(&net, m, sid, 2, GARBAGE.to_vec()));
+    net.inject(p, forged_add(&net, m, sid, 2, welcome));
+    assert_eq!(net.session(p, sid).counters().decrypt_failed, before + 2);
+    assert_eq!(net.session(p, sid).members().len(), 2, "ghost not added");
+    // The genuine commit 2 (adding member1) still applies at member0.
+    assert_eq!(invite(&mut net, m, sid, members[1]), Some(Ok(())));
+    assert!(broadcast_arrives(
+        &mut net,
+        m,
+        sid,
+        &members,
+        b"after the forgery"
+    ));
+    net.publish(members[1], sid, b"newcomer speaks");
+    assert!(net.run_until(LIMIT, |n| n.payloads_from(p, sid, members[1]).len() == 1));
+}
+
+#[test]
+fn garbage_and_tampered_ciphertexts_are_dropped_without_ack_and_later_messages_decrypt() {
+    let (mut net, m, members) = nodes(64, 1);
+    let p = members[0];
+    let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
+    assert_eq!(invite(&mut net, m, sid, p), Some(Ok(())));
+    assert!(broadcast_arrives(&mut net, m, sid, &[p], b"first"));
+    let genuine = msgs_from(&net, m).pop().expect("a MSG was sent");
+    let inb = Inbound::parse(genuine.clone()).unwrap();
+    let next_id = inb.message_id + 1;
+    let mut flipped = inb.app_payload().unwrap().blob.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x55;
+    let acks = |net: &Net| {
+        net.trace
+            .iter()
+            .filter(|t| t.kind == Kind::MsgAck && t.from == p)
+            .count()
+    };
+    let acks_before = acks(&net);
+    for blob in [GARBAGE.to_vec(), flipped, Vec::new()] {
+        let mut msg = genuine.clone();
+        packet::set_content(&mut msg, packet::app_content("msg", blob));
+        if let Some(wire::message::MessageType::Publish(pb)) = &mut msg.message_type {
+            pb.session.as_mut().unwrap().message_id = next_id;
+        }
+        net.inject(p, msg);
+    }
+    assert_eq!(net.session(p, sid).counters().decrypt_failed, 3);
+    assert_eq!(acks(&net), acks_before, "nothing acknowledged");
+    assert_eq!(net.payloads_from(p, sid, m), vec![b"first".to_vec()]);
+    // The genuine message with that id still arrives and decrypts.
+    assert!(broadcast_arrives(&mut net, m, sid, &[p], b"second"));
+    assert_eq!(
+        net.payloads_from(p, sid, m),
+        vec![b"first".to_vec(), b"second".to_vec()]
+    );
+}
+
+#[test]
+fn replayed_ciphertext_under_a_fresh_message_id_is_not_delivered_again() {
+    let (mut net, m, members) = nodes(65, 1);
+    let p = members[0];
+    let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
+    assert_eq!(invite(&mut net, m, sid, p), Some(Ok(())));
+    assert!(broadcast_arrives(&mut net, m, sid, &[p], b"pay 100"));
+    let genuine = msgs_from(&net, m).pop().unwrap();
+    let next_id = Inbound::parse(genuine.clone()).unwrap().message_id + 1;
+    // Exact replay: a duplicate, acked again, not delivered.
+    net.inject(p, genuine.clone());
+    // Same ciphertext, next message id: MLS refuses a consumed generation.
+    let mut again = genuine;
+    if let Some(wire::message::MessageType::Publish(pb)) = &mut again.message_type {
+        pb.session.as_mut().unwrap().message_id = next_id;
+    }
+    net.inject(p, again);
+    assert_eq!(net.session(p, sid).counters().decrypt_failed, 1);
+    assert!(broadcast_arrives(&mut net, m, sid, &[p], b"done"));
+    assert_eq!(
+        net.payloads_from(p, sid, m),
+        vec![b"pay 100".to_vec(), b"done".to_vec()]
+    );
+}
+
+#[test]
+fn real_mls_group_forms_talks_and_shrinks_under_loss_duplication_and_reordering() {
+    let mut net = Net::new(66, 0.2, 0.2, Duration::from_millis(300));
+    let m = net.add("org/ns/moderator");
+    net.nodes[m]
+        .layer
+        .set_crypto(mls_factory(identity("org/ns/moderator")));
+    let members: Vec<usize> = (0..4)
+        .map(|i| {
+            let base = format!("org/ns/member{i}");
+            let p = net.add(&base);
+            net.nodes[p].layer.set_crypto(mls_factory(identity(&base)));
+            p
+        })
+        .collect();
+    let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
+    // Invites queued back to back: commits 2..4 reach earlier members while
+    // messages are lost, duplicated and reordered.
+    let jobs: Vec<_> = members
+        .iter()
+        .map(|&p| {
+            let who = net.name(p);
+            net.with(m, sid, |s, now| s.invite(&who, now)).unwrap()
+        })
+        .collect();
+    assert!(net.run_until(LIMIT, |n| {
+        jobs.iter().all(|j| n.job_result(m, *j).is_some())
+    }));
+    for j in &jobs {
+        assert_eq!(net.job_result(m, *j), Some(Ok(())));
+    }
+    for i in 0..10u8 {
+        net.publish(m, sid, &[b'm', i]);
+        net.publish(members[0], sid, &[b'a', i]);
+    }
+    let ok = net.run_until(LIMIT, |n| {
+        members[1..].iter().all(|&p| {
+            n.payloads_from(p, sid, m).len() == 10
+                && n.payloads_from(p, sid, members[0]).len() == 10
+        })
+    });
+    assert!(ok, "every member got every message");
+    for &p in &members[1..] {
+        let want: Vec<Vec<u8>> = (0..10u8).map(|i| vec![b'm', i]).collect();
+        assert_eq!(net.payloads_from(p, sid, m), want);
+        assert_eq!(
+            net.session(p, sid).counters().decrypt_failed,
+            0,
+            "retransmitted MSGs still decrypt"
+        );
+    }
+    // A remove is a commit every remaining member applies in order.
+    let gone = net.name(members[3]);
+    let job = net.with(m, sid, |s, now| s.remove(&gone, now)).unwrap();
+    assert!(net.run_until(LIMIT, |n| n.job_result(m, job).is_some()));
+    assert_eq!(net.job_result(m, job), Some(Ok(())));
+    net.publish(m, sid, b"after remove");
+    assert!(net.run_until(LIMIT, |n| {
+        members[..3].iter().all(|&p| {
+            n.payloads_from(p, sid, m)
+                .iter()
+                .any(|x| x == b"after remove")
+        })
+    }));
+    assert!(
+        !net.payloads_from(members[3], sid, m)
+            .iter()
+            .any(|x| x == b"after remove")
+    );
+}
