@@ -1,6 +1,7 @@
 //! `slim-p2p` (ours) and `slim-bindings-p2p` (the official example from the
 //! slim-bindings 1.3.0 wheel) are interchangeable on either end of a
-//! point-to-point session through our `slim` node on 127.0.0.1 (MLS off):
+//! point-to-point session through our `slim` node on 127.0.0.1, with MLS
+//! off (both examples' default) and on (`--enable-mls` on both ends):
 //! the sender prints every echo `"<text> from <listener instance>"` as
 //! `received (from session <id>): ...`, the listener prints what it got.
 
@@ -82,20 +83,16 @@ fn count_lines(out: &str, text: &str) -> usize {
         .count()
 }
 
-fn listener_and_sender_exchange(listener_impl: Impl, sender_impl: Impl) {
+fn listener_and_sender_exchange(listener_impl: Impl, sender_impl: Impl, mls: bool) {
     let (_node, url) = node();
-    let mut listener = p2p(
-        listener_impl,
-        "p2p-listener",
-        &["--local", "org/ns/bob", "--slim", &url],
-    );
+    let mls_flag: &[&str] = if mls { &["--enable-mls"] } else { &[] };
+    let listener_args = [&["--local", "org/ns/bob", "--slim", &url][..], mls_flag].concat();
+    let mut listener = p2p(listener_impl, "p2p-listener", &listener_args);
     listener.wait_for("waiting for new session to be established", LIMIT);
     let bob = instance(&listener.output());
 
     let iterations = ITERATIONS.to_string();
-    let mut sender = p2p(
-        sender_impl,
-        "p2p-sender",
+    let sender_args = [
         &[
             "--local",
             "org/ns/alice",
@@ -107,8 +104,11 @@ fn listener_and_sender_exchange(listener_impl: Impl, sender_impl: Impl) {
             "hello",
             "--iterations",
             &iterations,
-        ],
-    );
+        ][..],
+        mls_flag,
+    ]
+    .concat();
+    let mut sender = p2p(sender_impl, "p2p-sender", &sender_args);
     let (code, out) = sender.wait_exit(LIMIT);
     assert_eq!(code, Some(0), "sender failed:\n{out}");
     let lines = plain(&out);
@@ -147,17 +147,32 @@ fn listener_and_sender_exchange(listener_impl: Impl, sender_impl: Impl) {
 
 #[test]
 fn our_listener_echoes_every_message_of_the_official_sender() {
-    listener_and_sender_exchange(Impl::Ours, Impl::Official);
+    listener_and_sender_exchange(Impl::Ours, Impl::Official, false);
 }
 
 #[test]
 fn official_listener_echoes_every_message_of_our_sender() {
-    listener_and_sender_exchange(Impl::Official, Impl::Ours);
+    listener_and_sender_exchange(Impl::Official, Impl::Ours, false);
 }
 
 #[test]
 fn our_listener_echoes_every_message_of_our_sender() {
-    listener_and_sender_exchange(Impl::Ours, Impl::Ours);
+    listener_and_sender_exchange(Impl::Ours, Impl::Ours, false);
+}
+
+#[test]
+fn our_listener_echoes_every_message_of_the_official_sender_with_mls() {
+    listener_and_sender_exchange(Impl::Ours, Impl::Official, true);
+}
+
+#[test]
+fn official_listener_echoes_every_message_of_our_sender_with_mls() {
+    listener_and_sender_exchange(Impl::Official, Impl::Ours, true);
+}
+
+#[test]
+fn our_listener_echoes_every_message_of_our_sender_with_mls() {
+    listener_and_sender_exchange(Impl::Ours, Impl::Ours, true);
 }
 
 #[test]

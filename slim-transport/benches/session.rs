@@ -290,7 +290,7 @@ fn us(d: Duration) -> String {
 }
 
 /// MLS settings measured: off, and on where the session layer has MLS.
-const MLS_MODES: &[bool] = &[false];
+const MLS_MODES: &[bool] = &[false, true];
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
