@@ -16,6 +16,7 @@ use slimrpc_testkit::{Child, bin, free_port, python, root, venv_script};
 const LIMIT: Duration = Duration::from_secs(90);
 const ATTEMPTS: usize = 3;
 
+const RUST_SERVER: &str = env!("CARGO_BIN_EXE_server");
 const RUST_CLIENT: &str = env!("CARGO_BIN_EXE_client");
 const RUST_CLIENT_GROUP: &str = env!("CARGO_BIN_EXE_client-group");
 
@@ -52,6 +53,16 @@ fn start_node(kind: NodeKind) -> (Child, String) {
         }
     };
     (node, format!("http://{listen}"))
+}
+
+/// Our Rust example server `agntcy/grpc/<instance>`, ready (subscribed) on return.
+fn rust_server(instance: &str, endpoint: &str) -> Child {
+    let mut s = Child::spawn(
+        &format!("rust-server-{instance}"),
+        Command::new(RUST_SERVER).args(["--instance", instance, "--slim", endpoint]),
+    );
+    s.wait_for("SLIM_RPC_SERVER_READY", LIMIT);
+    s
 }
 
 /// The official Python example server `agntcy/grpc/<instance>`, ready on return.
@@ -96,6 +107,81 @@ fn run_client(
 
 fn check(cond: bool, why: &str) -> Result<(), String> {
     if cond { Ok(()) } else { Err(why.to_string()) }
+}
+
+/// Failure lines of the official Python clients: they log a timeout and still print DONE,
+/// and log "RPC error" (plus a traceback) before raising on an RPC error.
+fn official_client_failed(out: &str) -> Result<(), String> {
+    for bad in ["RPC error", "timeout while waiting", "Traceback", "Error:"] {
+        check(!out.contains(bad), &format!("output contains {bad:?}"))?;
+    }
+    Ok(())
+}
+
+/// The official P2P and group clients against servers `server`, `server1`, `server2`.
+fn official_clients_call(endpoint: &str, others: &[&Child]) {
+    run_client(
+        "official-client",
+        || {
+            let mut c = Command::new(venv_script("slim-bindings-simple-rpc-client"));
+            c.args(["--server", endpoint]).env("PYTHONUNBUFFERED", "1");
+            c
+        },
+        |code, out| {
+            check(code == Some(0), "exit code")?;
+            check(out.contains("SLIM_RPC_CLIENT_DONE"), "no DONE")?;
+            // Logged only after the last (stream-stream) call ended without error.
+            check(
+                out.contains("Stream Stream completed"),
+                "stream-stream did not complete",
+            )?;
+            check(
+                out.contains("Stream Stream Response: example_string: \"Echo: Request 9\""),
+                "last stream-stream response missing",
+            )?;
+            official_client_failed(out)
+        },
+        others,
+    );
+    run_client(
+        "official-client-group",
+        || {
+            let mut c = Command::new(venv_script("slim-bindings-simple-rpc-client-group"));
+            c.args(["--servers", "server1,server2", "--server", endpoint])
+                .env("PYTHONUNBUFFERED", "1");
+            c
+        },
+        |code, out| {
+            check(code == Some(0), "exit code")?;
+            check(out.contains("SLIM_RPC_GROUP_CLIENT_DONE"), "no DONE")?;
+            for m in ["server1", "server2"] {
+                check(
+                    out.contains(&format!("RpcMessageContext(source=agntcy/grpc/{m}/")),
+                    &format!("no response from {m}"),
+                )?;
+            }
+            official_client_failed(out)
+        },
+        others,
+    );
+}
+
+fn official_clients_call_rust_servers(kind: NodeKind) {
+    let (node, endpoint) = start_node(kind);
+    let s = rust_server("server", &endpoint);
+    let s1 = rust_server("server1", &endpoint);
+    let s2 = rust_server("server2", &endpoint);
+    official_clients_call(&endpoint, &[&node, &s, &s1, &s2]);
+}
+
+#[test]
+fn official_python_clients_call_rust_servers_through_our_node() {
+    official_clients_call_rust_servers(NodeKind::Ours);
+}
+
+#[test]
+fn official_python_clients_call_rust_servers_through_the_official_node() {
+    official_clients_call_rust_servers(NodeKind::Official);
 }
 
 /// Lines of our Rust group client's output for `shape` from member `m`.
