@@ -356,3 +356,64 @@ fn rust_group_client_calls_python_servers_on_our_generated_stubs() {
     });
     let _ = std::fs::remove_dir_all(&gen_dir);
 }
+
+#[test]
+fn python_group_client_on_our_generated_stubs_calls_rust_servers() {
+    let gen_dir = generate_python_stubs("interop-py-stubs-b");
+    let (node, endpoint) = start_node(NodeKind::Ours);
+    let s1 = rust_server("server1", &endpoint);
+    let s2 = rust_server("server2", &endpoint);
+    let others = [&node, &s1, &s2];
+    run_client(
+        "our-py-client-group",
+        || {
+            let mut c = our_python("client_group.py", &gen_dir);
+            c.args([
+                "--servers",
+                "server1,server2",
+                "--server",
+                &endpoint,
+                "--answers",
+                "official",
+            ]);
+            c
+        },
+        |code, out| {
+            check(code == Some(0), "exit code")?;
+            // Printed only after every shape was answered completely by both members, each
+            // answer tagged with the member that sent it.
+            check(out.contains("GROUP_CLIENT_DONE"), "no DONE")?;
+            check(
+                !out.contains("GROUP_CLIENT_FAILED"),
+                "client reported a failure",
+            )?;
+            for shape in [
+                "GROUP_UNARY_UNARY",
+                "GROUP_UNARY_STREAM",
+                "GROUP_STREAM_UNARY",
+                "GROUP_STREAM_STREAM",
+            ] {
+                for m in ["server1", "server2"] {
+                    let prefix = format!("{shape} [{m}] ");
+                    check(
+                        out.lines().any(|l| l.starts_with(&prefix)),
+                        &format!("no {shape} answer from {m}"),
+                    )?;
+                }
+            }
+            for m in ["server1", "server2"] {
+                check(
+                    out.contains(&format!("GROUP_UNARY_UNARY [{m}] Hello, World!")),
+                    &format!("{m}'s unary-unary answer"),
+                )?;
+                check(
+                    out.contains(&format!("GROUP_STREAM_STREAM [{m}] Echo: item 2")),
+                    &format!("{m}'s last stream-stream answer"),
+                )?;
+            }
+            Ok(())
+        },
+        &others,
+    );
+    let _ = std::fs::remove_dir_all(&gen_dir);
+}
