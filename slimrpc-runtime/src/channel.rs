@@ -5,7 +5,10 @@
 //! it dies; run each call as a lazy stream that sends the request frames
 //! (§g.2), reads its own frames from the dispatcher, counts EOS per member and
 //! enforces the call's deadline. Dropping a call's future or stream cancels
-//! it: its dispatcher entry goes with it and no task is left behind.
+//! it: its dispatcher entry goes with it and no task is left behind. A member
+//! that leaves the group session mid-call (declared gone by the session's
+//! pings) ends that call with `MulticastSessionClosed` once the others are
+//! done, and the next call gets a fresh session with every member re-invited.
 //! Must not: hold a lock across `.await`, spawn per-call tasks, or know how
 //! the session layer works beyond [`crate::transport`].
 
@@ -22,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::context::{CallOptions, MulticastItem};
-use crate::dispatcher::{DispatchGuard, Dispatcher, RegisterError};
+use crate::dispatcher::{CallEvent, DispatchGuard, Dispatcher, RegisterError};
 use crate::error::RpcError;
 use crate::metadata::{
     MAX_TIMEOUT, Metadata, RequestsSent, client_eos1, client_eos2, client_first_frame,
@@ -30,7 +33,7 @@ use crate::metadata::{
 };
 use crate::tracker::{CallTracker, Output, Step};
 use crate::transport::{
-    ConnId, IncomingMessage, IntoTransport, RpcSessionHandle, RpcTransport, SessionKind,
+    ConnId, IntoTransport, RpcSessionHandle, RpcTransport, SessionKind, SessionOptions,
 };
 
 /// Responses of a single-target call (`unary_stream`, `stream_stream`).
@@ -48,8 +51,12 @@ struct LiveSession {
 }
 
 impl LiveSession {
+    /// Usable for new calls: open, and still holding every member.
     fn is_alive(&self) -> bool {
-        !self.reader.is_finished() && !self.dispatcher.is_closed() && !self.handle.is_closed()
+        !self.reader.is_finished()
+            && !self.dispatcher.is_closed()
+            && !self.handle.is_closed()
+            && !self.dispatcher.lost_a_member()
     }
 }
 
@@ -57,6 +64,16 @@ impl Drop for LiveSession {
     fn drop(&mut self) {
         // The reader owns the session's event receiver; nobody is left to read.
         self.reader.abort();
+        // The last user is gone (the channel dropped or replaced it, and no
+        // call runs on it): close it on the peers too. Best effort, bounded.
+        if !self.handle.is_closed()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let handle = self.handle.clone();
+            rt.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), handle.close()).await;
+            });
+        }
     }
 }
 
@@ -68,16 +85,66 @@ enum Slot {
     Live(Arc<LiveSession>),
 }
 
+/// The channel name of a group channel's sessions: `org/ns/<uuid-v4>`, fresh
+/// for every re-created session so that a new session never shares its
+/// channel name (and the members' subscriptions to it) with the one it
+/// replaces, which may still be closing on the members.
+struct GroupName {
+    org: String,
+    ns: String,
+    current: Name,
+    used: bool,
+}
+
+impl GroupName {
+    fn new(org: &str, ns: &str) -> Self {
+        Self {
+            org: org.to_string(),
+            ns: ns.to_string(),
+            current: Self::fresh(org, ns),
+            used: false,
+        }
+    }
+
+    fn fresh(org: &str, ns: &str) -> Name {
+        Name::new(org, ns, uuid::Uuid::new_v4().to_string())
+    }
+
+    /// The name for the session about to be created.
+    fn take(&mut self) -> Name {
+        if self.used {
+            self.current = Self::fresh(&self.org, &self.ns);
+        }
+        self.used = true;
+        self.current.clone()
+    }
+}
+
 struct ChannelInner {
     transport: Arc<dyn RpcTransport>,
     /// Members as given (P2P: the single peer).
     members: Vec<Name>,
-    /// Group channel name (`org/ns/<uuid>`); `None` for P2P.
-    group_name: Option<Name>,
+    /// Group channel naming; `None` for P2P.
+    group: Option<Mutex<GroupName>>,
     /// Link towards the members' node, routed before every (re)creation.
     connection: Option<ConnId>,
+    session_options: SessionOptions,
     slot: Mutex<Slot>,
     closed: AtomicBool,
+}
+
+/// How a [`Channel`] reaches its members and watches them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelOptions {
+    /// Link towards a remote node behind which the members sit: each member
+    /// gets a route over it before the session is created (P2P) or the
+    /// member invited (group).
+    pub connection: Option<ConnId>,
+    /// How often the channel's session pings its members. A member that
+    /// misses three rounds is declared gone: a group call still waiting for
+    /// it then ends with `MulticastSessionClosed` naming it missing. `None`
+    /// keeps SLIM's 10 s (so about 30 s to notice a dead member).
+    pub ping_interval: Option<Duration>,
 }
 
 /// A client channel to one server (P2P) or a group of servers.
@@ -93,7 +160,7 @@ impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Channel")
             .field("members", &self.inner.members)
-            .field("group_name", &self.inner.group_name)
+            .field("group_name", &self.group_name())
             .finish()
     }
 }
@@ -104,7 +171,7 @@ impl Channel {
     /// `org/ns/<uuid-v4>` after the app's own org and namespace. Nothing is
     /// sent until the first call.
     pub fn new(app: impl IntoTransport, members: Vec<Name>) -> Result<Self, RpcError> {
-        Self::build(app.into_transport(), members, None)
+        Self::with_options(app, members, ChannelOptions::default())
     }
 
     /// Like [`Channel::new`], for an app whose members sit behind a remote
@@ -115,30 +182,39 @@ impl Channel {
         members: Vec<Name>,
         conn: ConnId,
     ) -> Result<Self, RpcError> {
-        Self::build(app.into_transport(), members, Some(conn))
+        let options = ChannelOptions {
+            connection: Some(conn),
+            ..ChannelOptions::default()
+        };
+        Self::with_options(app, members, options)
     }
 
-    fn build(
-        transport: Arc<dyn RpcTransport>,
+    /// Like [`Channel::new`], with [`ChannelOptions`].
+    pub fn with_options(
+        app: impl IntoTransport,
         members: Vec<Name>,
-        connection: Option<ConnId>,
+        options: ChannelOptions,
     ) -> Result<Self, RpcError> {
+        let transport = app.into_transport();
         if members.is_empty() {
             return Err(RpcError::invalid_argument(
                 "a channel needs at least one member",
             ));
         }
-        let group_name = (members.len() > 1).then(|| {
+        let group = (members.len() > 1).then(|| {
             let local = transport.local_name();
             let [org, ns, _] = local.strings();
-            Name::new(org.clone(), ns.clone(), uuid::Uuid::new_v4().to_string())
+            Mutex::new(GroupName::new(org, ns))
         });
         Ok(Self {
             inner: Arc::new(ChannelInner {
                 transport,
                 members,
-                group_name,
-                connection,
+                group,
+                connection: options.connection,
+                session_options: SessionOptions {
+                    ping_interval: options.ping_interval,
+                },
                 slot: Mutex::new(Slot::Empty),
                 closed: AtomicBool::new(false),
             }),
@@ -147,7 +223,7 @@ impl Channel {
 
     /// True for a group channel (more than one member).
     pub fn is_group(&self) -> bool {
-        self.inner.group_name.is_some()
+        self.inner.group.is_some()
     }
 
     /// The members this channel calls.
@@ -155,9 +231,13 @@ impl Channel {
         &self.inner.members
     }
 
-    /// The group session name, for a group channel.
-    pub fn group_name(&self) -> Option<&Name> {
-        self.inner.group_name.as_ref()
+    /// The name of the group session (the current one, or the next one to
+    /// be created), for a group channel.
+    pub fn group_name(&self) -> Option<Name> {
+        self.inner
+            .group
+            .as_ref()
+            .map(|g| g.lock().unwrap_or_else(|p| p.into_inner()).current.clone())
     }
 
     /// Calls currently registered with the live session's dispatcher
@@ -390,6 +470,7 @@ impl Channel {
             output,
             running: None,
             done: false,
+            trailing: None,
             _res: PhantomData,
         };
         Box::pin(futures::stream::unfold(state, CallState::step))
@@ -424,8 +505,11 @@ impl ChannelInner {
                     let f = open_session(
                         self.transport.clone(),
                         self.members.clone(),
-                        self.group_name.clone(),
+                        self.group
+                            .as_ref()
+                            .map(|g| g.lock().unwrap_or_else(|p| p.into_inner()).take()),
                         self.connection,
+                        self.session_options,
                     )
                     .boxed()
                     .shared();
@@ -458,31 +542,12 @@ impl ChannelInner {
     }
 }
 
-impl Drop for ChannelInner {
-    fn drop(&mut self) {
-        let slot = std::mem::replace(
-            self.slot.get_mut().unwrap_or_else(|p| p.into_inner()),
-            Slot::Empty,
-        );
-        if let Slot::Live(s) = slot
-            && !s.handle.is_closed()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            // Best effort, bounded: a dropped channel should not leave its
-            // session open on the peers.
-            let handle = s.handle.clone();
-            rt.spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), handle.close()).await;
-            });
-        }
-    }
-}
-
 async fn open_session(
     transport: Arc<dyn RpcTransport>,
     members: Vec<Name>,
     group_name: Option<Name>,
     connection: Option<ConnId>,
+    options: SessionOptions,
 ) -> Result<Arc<LiveSession>, RpcError> {
     let (kind, destination) = match &group_name {
         Some(g) => (SessionKind::Group, g.clone()),
@@ -501,7 +566,7 @@ async fn open_session(
         route(&destination).await?;
     }
     let session = transport
-        .create_session(kind, &destination)
+        .create_session(kind, &destination, options)
         .await
         .map_err(|e| {
             RpcError::unavailable(format!("Failed to create session to {destination}: {e}"))
@@ -587,7 +652,7 @@ async fn send_requests(
 
 struct Running {
     sleep: Pin<Box<tokio::time::Sleep>>,
-    rx: mpsc::Receiver<IncomingMessage>,
+    rx: mpsc::Receiver<CallEvent>,
     send: Option<BoxFuture<'static, Result<(), RpcError>>>,
     tracker: CallTracker,
     // Field order matters only for clarity: the guard unregisters on drop.
@@ -606,6 +671,8 @@ struct CallState<Res> {
     output: Output,
     running: Option<Running>,
     done: bool,
+    /// Owed to the caller after the last response: members left mid-call.
+    trailing: Option<RpcError>,
     _res: PhantomData<fn() -> Res>,
 }
 
@@ -613,7 +680,7 @@ type Item<Res> = Result<MulticastItem<Res>, RpcError>;
 
 enum Event {
     Sent(Result<(), RpcError>),
-    Frame(Option<IncomingMessage>),
+    Frame(Option<CallEvent>),
     Deadline,
 }
 
@@ -631,7 +698,8 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
     /// One `unfold` step: the next item of the call, or `None` when it ended.
     async fn step(mut self) -> Option<(Item<Res>, Self)> {
         if self.done {
-            return None;
+            let e = self.trailing.take()?;
+            return Some((Err(e), self));
         }
         if self.running.is_none() {
             match self.start().await {
@@ -662,11 +730,24 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
                         "Client deadline exceeded while receiving response",
                     ));
                 }
-                Event::Frame(Some(msg)) => msg,
+                Event::Frame(Some(CallEvent::Frame(msg))) => msg,
+                Event::Frame(Some(CallEvent::MemberLeft(member))) => {
+                    if running.tracker.on_member_left(&member) {
+                        tracing::debug!(%member, "a member of a running call left the session");
+                        if running.tracker.is_finished() {
+                            self.finish();
+                            let e = self.trailing.take()?;
+                            return Some((Err(e), self));
+                        }
+                    }
+                    continue;
+                }
                 Event::Frame(None) => {
                     // The session died: the dispatcher dropped every entry.
                     if running.tracker.is_finished() {
-                        return None;
+                        self.finish();
+                        let e = self.trailing.take()?;
+                        return Some((Err(e), self));
                     }
                     let err = running.tracker.closed_error();
                     return self.fail(err);
@@ -706,11 +787,16 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
 
     fn fail(mut self, e: RpcError) -> Option<(Item<Res>, Self)> {
         self.finish();
+        self.trailing = None;
         Some((Err(e), self))
     }
 
-    /// Ends the call: unregisters it and stops sending.
+    /// Ends the call: unregisters it and stops sending. A member that left
+    /// before ending leaves an error owed to the caller.
     fn finish(&mut self) {
+        if let Some(r) = &self.running {
+            self.trailing = r.tracker.departure_error();
+        }
         self.done = true;
         self.running = None;
         self.requests = None;
@@ -771,7 +857,7 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
             sleep,
             rx,
             send: Some(send),
-            tracker: CallTracker::new(self.channel.group_name.is_some(), self.output, &members),
+            tracker: CallTracker::new(self.channel.group.is_some(), self.output, &members),
             _guard: guard,
             _session: session,
         })

@@ -1,9 +1,10 @@
 //! Client-side response dispatcher: one reader per session, routing by `rpc-id`.
 //!
 //! Job: keep the table `rpc-id → per-call bounded channel`, feed it from the
-//! session's single reader task, and close every entry when the session dies
-//! so waiting calls learn it at once. A [`DispatchGuard`] removes its entry on
-//! drop, so a call abandoned at any point leaves nothing behind.
+//! session's single reader task, tell every call when a member leaves the
+//! session, and close every entry when the session dies so waiting calls
+//! learn it at once. A [`DispatchGuard`] removes its entry on drop, so a call
+//! abandoned at any point leaves nothing behind.
 //! Must not: interpret frames (the call does) or hold its lock across `.await`.
 
 use std::collections::HashMap;
@@ -11,7 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
-use crate::transport::{IncomingMessage, RpcSessionEvents};
+use slim_transport::Name;
+
+use crate::transport::{IncomingMessage, RpcSessionEvents, TransportEvent};
 
 /// Frames buffered per call before the reader waits for the caller.
 pub const CALL_BUFFER: usize = 64;
@@ -25,10 +28,22 @@ pub enum RegisterError {
     Duplicate,
 }
 
+/// What a call receives from its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEvent {
+    /// A frame carrying this call's `rpc-id`.
+    Frame(IncomingMessage),
+    /// A member left the session (or stopped answering pings).
+    MemberLeft(Name),
+}
+
 #[derive(Default)]
 struct Table {
-    calls: HashMap<String, mpsc::Sender<IncomingMessage>>,
+    calls: HashMap<String, mpsc::Sender<CallEvent>>,
     closed: bool,
+    /// Members that left this session; a channel does not start new calls
+    /// on a session that lost a member.
+    departed: Vec<Name>,
 }
 
 /// Routes frames to calls by `rpc-id`.
@@ -52,7 +67,7 @@ impl Dispatcher {
     pub fn register(
         self: &Arc<Self>,
         rpc_id: &str,
-    ) -> Result<(DispatchGuard, mpsc::Receiver<IncomingMessage>), RegisterError> {
+    ) -> Result<(DispatchGuard, mpsc::Receiver<CallEvent>), RegisterError> {
         let mut t = self.lock();
         if t.closed {
             return Err(RegisterError::Closed);
@@ -86,6 +101,11 @@ impl Dispatcher {
         self.lock().closed
     }
 
+    /// True once a member left this session.
+    pub fn lost_a_member(&self) -> bool {
+        !self.lock().departed.is_empty()
+    }
+
     /// Drops every entry (their receivers then end) and refuses new ones.
     pub fn close(&self) {
         let mut t = self.lock();
@@ -105,17 +125,38 @@ impl Dispatcher {
         };
         match sender {
             // Err means the call was dropped meanwhile: its guard removes it.
-            Some(tx) => tx.send(msg).await.is_ok(),
+            Some(tx) => tx.send(CallEvent::Frame(msg)).await.is_ok(),
             None => false,
+        }
+    }
+
+    /// Records that `member` left and tells every registered call.
+    pub async fn member_left(&self, member: Name) {
+        let senders: Vec<_> = {
+            let mut t = self.lock();
+            t.departed.push(member.clone());
+            t.calls.values().cloned().collect()
+        };
+        for tx in senders {
+            // A closed receiver is a call that already ended: nothing to tell.
+            let _ = tx.send(CallEvent::MemberLeft(member.clone())).await;
         }
     }
 
     /// The reader loop: routes every message of `events` until the session
     /// ends, then closes the table.
     pub async fn run_reader(self: Arc<Self>, mut events: Box<dyn RpcSessionEvents>) {
-        while let Some(msg) = events.recv().await {
-            if !self.dispatch(msg).await {
-                tracing::trace!("dropping a frame for no registered call");
+        while let Some(event) = events.recv().await {
+            match event {
+                TransportEvent::Message(msg) => {
+                    if !self.dispatch(msg).await {
+                        tracing::trace!("dropping a frame for no registered call");
+                    }
+                }
+                TransportEvent::MemberLeft(member) => {
+                    tracing::debug!(%member, "member left the session");
+                    self.member_left(member).await;
+                }
             }
         }
         tracing::debug!("session closed; ending every pending call");
@@ -149,7 +190,6 @@ impl Drop for DispatchGuard {
 mod tests {
     use super::*;
     use crate::metadata::{Metadata, RPC_ID_KEY};
-    use slim_transport::Name;
 
     fn frame(rpc_id: &str, payload: &[u8]) -> IncomingMessage {
         IncomingMessage {
@@ -167,8 +207,31 @@ mod tests {
         assert!(d.dispatch(frame("B", b"b1")).await);
         assert!(d.dispatch(frame("A", b"a1")).await);
         assert!(!d.dispatch(frame("C", b"c1")).await);
-        assert_eq!(a.recv().await.unwrap().payload, b"a1");
-        assert_eq!(b.recv().await.unwrap().payload, b"b1");
+        assert_eq!(payload(a.recv().await), b"a1");
+        assert_eq!(payload(b.recv().await), b"b1");
+    }
+
+    fn payload(event: Option<CallEvent>) -> Vec<u8> {
+        match event {
+            Some(CallEvent::Frame(m)) => m.payload,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_departed_member_is_announced_to_every_call_and_marks_the_session() {
+        let d = Dispatcher::new();
+        let (_ga, mut a) = d.register("A").unwrap();
+        let (_gb, mut b) = d.register("B").unwrap();
+        assert!(!d.lost_a_member());
+        let gone = Name::new("org", "ns", "srv").with_id(7);
+        d.member_left(gone.clone()).await;
+        assert!(d.lost_a_member());
+        assert_eq!(a.recv().await, Some(CallEvent::MemberLeft(gone.clone())));
+        assert_eq!(b.recv().await, Some(CallEvent::MemberLeft(gone)));
+        // Frames still flow to the calls already running.
+        assert!(d.dispatch(frame("A", b"after")).await);
+        assert_eq!(payload(a.recv().await), b"after");
     }
 
     #[tokio::test]

@@ -80,7 +80,7 @@ pub mod transport;
 #[cfg(test)]
 mod testing;
 
-pub use channel::{Channel, MulticastStream, ResponseStream};
+pub use channel::{Channel, ChannelOptions, MulticastStream, ResponseStream};
 pub use code::Code;
 pub use context::{CallOptions, Context, MulticastItem, RequestStream};
 pub use error::RpcError;
@@ -89,5 +89,5 @@ pub use server::{Server, ServerHandle};
 pub use slim_transport::Name;
 pub use transport::{
     ConnId, IncomingMessage, IntoTransport, RpcSessionEvents, RpcSessionHandle, RpcTransport,
-    SessionKind, TransportError, TransportSession,
+    SessionKind, SessionOptions, TransportError, TransportEvent, TransportSession,
 };

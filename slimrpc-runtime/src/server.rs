@@ -33,7 +33,7 @@ use crate::metadata::{
 };
 use crate::transport::{
     ConnId, IncomingMessage, IntoTransport, RpcSessionEvents, RpcSessionHandle, RpcTransport,
-    TransportSession,
+    TransportEvent, TransportSession,
 };
 
 /// Input frames buffered per stream-input call.
@@ -472,8 +472,10 @@ async fn session_loop(
                 }
                 demux.prune();
             }
-            msg = events.recv() => match msg {
-                Some(msg) => demux.route(msg).await,
+            event = events.recv() => match event {
+                Some(TransportEvent::Message(msg)) => demux.route(msg).await,
+                // A server serves whoever calls; membership is the caller's business.
+                Some(TransportEvent::MemberLeft(_)) => {}
                 None => break false,
             }
         }

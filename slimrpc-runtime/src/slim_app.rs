@@ -15,7 +15,7 @@ use slim_transport::app::{App, Session, SessionConfig, SessionEvent, SessionHand
 
 use crate::transport::{
     ConnId, IncomingMessage, RpcSessionEvents, RpcSessionHandle, RpcTransport, SessionKind,
-    TransportError, TransportFuture, TransportSession,
+    SessionOptions, TransportError, TransportEvent, TransportFuture, TransportSession,
 };
 
 fn err(e: impl std::fmt::Display) -> TransportError {
@@ -38,15 +38,18 @@ impl RpcTransport for App {
         &self,
         kind: SessionKind,
         destination: &Name,
+        options: SessionOptions,
     ) -> TransportFuture<'_, TransportSession> {
         let destination = destination.clone();
         async move {
+            let defaults = SessionConfig::default();
             let config = SessionConfig {
                 kind: match kind {
                     SessionKind::PointToPoint => slim_transport::app::SessionKind::PointToPoint,
                     SessionKind::Group => slim_transport::app::SessionKind::Group,
                 },
-                ..SessionConfig::default()
+                ping_interval: options.ping_interval.unwrap_or(defaults.ping_interval),
+                ..defaults
             };
             let (session, done) = self
                 .create_session(config, &destination)
@@ -85,8 +88,9 @@ impl<T: RpcTransport> RpcTransport for Arc<T> {
         &self,
         kind: SessionKind,
         destination: &Name,
+        options: SessionOptions,
     ) -> TransportFuture<'_, TransportSession> {
-        (**self).create_session(kind, destination)
+        (**self).create_session(kind, destination, options)
     }
     fn accept_session(&self) -> TransportFuture<'_, TransportSession> {
         (**self).accept_session()
@@ -152,16 +156,19 @@ impl RpcSessionHandle for SessionHandle {
 }
 
 impl RpcSessionEvents for Session {
-    fn recv(&mut self) -> BoxFuture<'_, Option<IncomingMessage>> {
+    fn recv(&mut self) -> BoxFuture<'_, Option<TransportEvent>> {
         async move {
             loop {
                 match Session::recv(self).await {
                     Ok(SessionEvent::Message(m)) => {
-                        return Some(IncomingMessage {
+                        return Some(TransportEvent::Message(IncomingMessage {
                             source: m.source,
                             payload: m.payload,
                             metadata: m.metadata,
-                        });
+                        }));
+                    }
+                    Ok(SessionEvent::MemberLeft(name)) => {
+                        return Some(TransportEvent::MemberLeft(name));
                     }
                     Ok(SessionEvent::Closed { reason }) => {
                         tracing::debug!(%reason, "session closed");

@@ -4,6 +4,10 @@
 //! member ends with an EOS or an error (an error counts as its EOS and does
 //! not affect the others); the call ends when every member ended; a session
 //! closing early yields `MulticastSessionClosed` (group) or `Internal` (P2P).
+//! A member that leaves the session mid-call (its process died and it missed
+//! its pings) ends too: the others' responses keep coming, and once they all
+//! ended the call yields `MulticastSessionClosed` naming the departed member
+//! as missing.
 //! For calls with a single response per member (unary output), that member's
 //! first OK frame *is* its response, even when zero-length, so messages that
 //! encode to no bytes (e.g. `google.protobuf.Empty`) still arrive.
@@ -54,6 +58,8 @@ pub fn member_label(name: &Name) -> String {
 struct Member {
     name: Name,
     done: bool,
+    /// Left the session before it ended.
+    departed: bool,
 }
 
 /// Accounting of one call's responses.
@@ -63,6 +69,7 @@ pub struct CallTracker {
     output: Output,
     members: Vec<Member>,
     completed: usize,
+    departed: usize,
 }
 
 impl CallTracker {
@@ -76,9 +83,11 @@ impl CallTracker {
                 .map(|n| Member {
                     name: n.clone(),
                     done: false,
+                    departed: false,
                 })
                 .collect(),
             completed: 0,
+            departed: 0,
         }
     }
 
@@ -92,9 +101,30 @@ impl CallTracker {
         self.completed
     }
 
-    /// True once every member ended.
+    /// True once every member ended (EOS, error, or left the session).
     pub fn is_finished(&self) -> bool {
-        self.completed >= self.members.len()
+        self.completed + self.departed >= self.members.len()
+    }
+
+    /// Accounts `name` leaving the session; true when it was a member of
+    /// this call that had not ended yet.
+    pub fn on_member_left(&mut self, name: &Name) -> bool {
+        let Some(member) = self.member_of(name) else {
+            return false;
+        };
+        let m = &mut self.members[member];
+        if m.done || m.departed {
+            return false;
+        }
+        m.departed = true;
+        self.departed += 1;
+        true
+    }
+
+    /// The error a finished call owes its caller because members left
+    /// before ending, if any did.
+    pub fn departure_error(&self) -> Option<RpcError> {
+        (self.departed > 0).then(|| self.closed_error())
     }
 
     fn member_of(&self, source: &Name) -> Option<usize> {
@@ -144,7 +174,7 @@ impl CallTracker {
             tracing::trace!(source = %msg.source, "frame from a non-member; dropped");
             return Step::Skip;
         };
-        if self.members[member].done {
+        if self.members[member].done || self.members[member].departed {
             // A unary member's trailing EOS, or anything after its end.
             return Step::Skip;
         }
@@ -311,6 +341,45 @@ mod tests {
                 missing: vec!["org/ns/srv0".into(), "org/ns/srv2".into()],
             }
         );
+    }
+
+    #[test]
+    fn a_departed_member_ends_the_call_once_the_others_finished_and_is_reported_missing() {
+        let mut t = CallTracker::new(true, Output::Stream, &members(3));
+        t.on_frame(frame(&m(0), Code::Ok, b""));
+        // A member that already ended may leave without affecting the call.
+        assert!(!t.on_member_left(&m(0).with_id(1)));
+        assert!(t.on_member_left(&m(2).with_id(9)));
+        assert!(!t.on_member_left(&m(2).with_id(9)), "counted once");
+        assert!(!t.is_finished());
+        // The survivor still streams and ends normally.
+        assert!(matches!(
+            t.on_frame(frame(&m(1), Code::Ok, b"r")),
+            Step::Response { member: 1, .. }
+        ));
+        // Late frames of the departed member are ignored.
+        assert_eq!(t.on_frame(frame(&m(2), Code::Ok, b"late")), Step::Skip);
+        t.on_frame(frame(&m(1), Code::Ok, b""));
+        assert!(t.is_finished());
+        assert_eq!(
+            t.departure_error(),
+            Some(RpcError::MulticastSessionClosed {
+                completed: 2,
+                total: 3,
+                received: vec!["org/ns/srv0".into(), "org/ns/srv1".into()],
+                missing: vec!["org/ns/srv2".into()],
+            })
+        );
+    }
+
+    #[test]
+    fn a_call_nobody_left_owes_no_departure_error() {
+        let mut t = CallTracker::new(true, Output::Unary, &members(2));
+        assert!(!t.on_member_left(&Name::new("org", "ns", "stranger")));
+        t.on_frame(frame(&m(0), Code::Ok, b"a"));
+        t.on_frame(frame(&m(1), Code::Ok, b"b"));
+        assert!(t.is_finished());
+        assert_eq!(t.departure_error(), None);
     }
 
     #[test]

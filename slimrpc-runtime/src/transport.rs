@@ -11,15 +11,16 @@
 //! | here | `slim_transport::app` |
 //! |---|---|
 //! | [`RpcTransport::local_name`] | `App::name` |
-//! | [`RpcTransport::create_session`] | `App::create_session(config{kind}, dest)` + awaiting its `Completion` |
+//! | [`RpcTransport::create_session`] | `App::create_session(config{kind, ping_interval}, dest)` + awaiting its `Completion` |
 //! | [`RpcTransport::accept_session`] | `App::listen_for_session` |
 //! | [`RpcTransport::subscribe`] | `App::subscribe(name, conn)` |
 //! | [`RpcTransport::set_route`] | `App::set_route(name, conn)` |
 //! | [`RpcSessionHandle`] | `SessionHandle` (`publish`, `publish_unicast`, `invite` + `Completion`, `close`, `is_closed`) |
-//! | [`RpcSessionEvents::recv`] | `Session::recv`, keeping `Message` events and ending on `Closed` or an error |
+//! | [`RpcSessionEvents::recv`] | `Session::recv`, keeping `Message` and `MemberLeft` events and ending on `Closed` or an error |
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use slim_transport::Name;
@@ -44,6 +45,23 @@ pub enum SessionKind {
     Group,
 }
 
+/// How a channel wants its sessions made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// Moderator ping interval (liveness of members); `None` keeps the
+    /// session layer's default (SLIM's 10 s).
+    pub ping_interval: Option<Duration>,
+}
+
+/// What a session reports to its reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportEvent {
+    /// An application message.
+    Message(IncomingMessage),
+    /// A member left the session or was declared gone (missed pings).
+    MemberLeft(Name),
+}
+
 /// One message delivered by a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncomingMessage {
@@ -66,6 +84,7 @@ pub trait RpcTransport: Send + Sync + 'static {
         &self,
         kind: SessionKind,
         destination: &Name,
+        options: SessionOptions,
     ) -> TransportFuture<'_, TransportSession>;
 
     /// Resolves with the next session another app opened towards this one.
@@ -112,9 +131,10 @@ pub trait RpcSessionHandle: Send + Sync + 'static {
 
 /// The receive side of one session; owned by exactly one reader task.
 pub trait RpcSessionEvents: Send + 'static {
-    /// The next application message, or `None` once the session is closed.
-    /// Other session events (member joined/left, message lost) are skipped.
-    fn recv(&mut self) -> BoxFuture<'_, Option<IncomingMessage>>;
+    /// The next application message or member departure, or `None` once
+    /// the session is closed. Other session events (member joined, message
+    /// lost) are skipped.
+    fn recv(&mut self) -> BoxFuture<'_, Option<TransportEvent>>;
 }
 
 /// A live session: its shared handle and its single event receiver.

@@ -173,6 +173,7 @@ async fn send(
         interval: Some(Duration::from_secs(5)),
         max_retries: Some(5),
         metadata: HashMap::new(),
+        ..SessionConfig::default()
     };
     let (mut session, established) = app.create_session(config, remote).await?;
     established.await?;

@@ -160,6 +160,8 @@ pub struct Session {
     group_created: bool,
     commit_counter: u32,
     ping_next: Option<Instant>,
+    /// Moderator: time between ping rounds.
+    ping_interval: Duration,
     ping_round: Option<u32>,
     ping_missed: HashMap<Name, u32>,
     // Participant state.
@@ -239,6 +241,7 @@ impl Session {
             group_created: false,
             commit_counter: 0,
             ping_next: None,
+            ping_interval: PING_INTERVAL,
             ping_round: None,
             ping_missed: HashMap::new(),
             welcomed: false,
@@ -285,7 +288,8 @@ impl Session {
             _ => None,
         };
         s.metadata = config.metadata.clone();
-        s.ping_next = Some(now + PING_INTERVAL);
+        s.ping_interval = config.ping_interval.max(Duration::from_millis(10));
+        s.ping_next = Some(now + s.ping_interval);
         let job = match config.kind {
             SessionKind::PointToPoint => {
                 let id = s.push_job_invite(dest.clone());
@@ -1736,7 +1740,7 @@ impl Session {
     // ----- moderator: ping ------------------------------------------------------
 
     fn ping_round(&mut self) {
-        self.ping_next = Some(self.now + PING_INTERVAL);
+        self.ping_next = Some(self.now + self.ping_interval);
         if let Some(id) = self.ping_round.take()
             && let Some(c) = self.controls.remove(&id)
         {

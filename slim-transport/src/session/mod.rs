@@ -93,6 +93,12 @@ pub struct SessionConfig {
     pub max_retries: Option<u32>,
     /// Copied into the JOIN_REQUEST's metadata.
     pub metadata: HashMap<String, String>,
+    /// How often a moderator pings its members; a member silent for
+    /// [`MAX_PING_FAILURES`] rounds is declared gone. SLIM uses
+    /// [`PING_INTERVAL`]; shorter intervals find dead members sooner and
+    /// stay compatible (participants only require a ping at least every
+    /// [`PING_INTERVAL`]). Participants ignore this setting.
+    pub ping_interval: Duration,
 }
 
 impl Default for SessionConfig {
@@ -103,6 +109,7 @@ impl Default for SessionConfig {
             interval: Some(DEFAULT_INTERVAL),
             max_retries: Some(DEFAULT_MAX_RETRIES),
             metadata: HashMap::new(),
+            ping_interval: PING_INTERVAL,
         }
     }
 }

@@ -61,13 +61,17 @@ fn p2p(mut net: Net) -> (Net, usize, usize, u32) {
 }
 
 /// A moderator and `n` members, every invite completed.
-fn group(mut net: Net, n: usize) -> (Net, usize, Vec<usize>, u32) {
+fn group(net: Net, n: usize) -> (Net, usize, Vec<usize>, u32) {
+    group_with(net, n, group_config())
+}
+
+fn group_with(mut net: Net, n: usize, config: SessionConfig) -> (Net, usize, Vec<usize>, u32) {
     let m = net.add("org/ns/moderator");
     let members: Vec<usize> = (0..n)
         .map(|i| net.add(&format!("org/ns/member{i}")))
         .collect();
     let channel: Name = "org/ns/chat".parse().unwrap();
-    let (sid, job) = net.create(m, group_config(), &channel);
+    let (sid, job) = net.create(m, config, &channel);
     assert!(job.is_none());
     let jobs: Vec<_> = (0..n)
         .map(|i| {
@@ -683,6 +687,37 @@ fn unicast_and_publish_to_reach_only_their_target_and_keep_everyones_order() {
             .filter(|t| t.kind == Kind::MsgAck && t.destination == net.name(a) && t.from == b)
             .any(|t| t.msg.metadata.get(keys::PUBLISH_TO).map(String::as_str) == Some("TRUE"))
     );
+}
+
+#[test]
+fn a_shorter_ping_interval_declares_a_silent_member_gone_after_three_of_its_rounds() {
+    let config = SessionConfig {
+        ping_interval: Duration::from_secs(2),
+        ..group_config()
+    };
+    let (mut net, m, members, sid) = group_with(Net::perfect(29), 3, config);
+    let gone = members[2];
+    net.nodes[gone].silent = true;
+    let start = net.now;
+    assert!(net.run_until(LIMIT, |n| {
+        n.app_events(m, sid)
+            .contains(&SessionEvent::MemberLeft(n.name(gone)))
+    }));
+    // Simulated time: three missed rounds of 2 s, plus the round in progress.
+    let took = net.now - start;
+    assert!(
+        took >= Duration::from_secs(6) && took <= Duration::from_secs(9),
+        "{took:?}"
+    );
+    assert!(!net.is_closed_event(m, sid));
+    // Only the silent member was dropped.
+    assert!(!has_left(&net, m, sid, net.name(members[0])));
+    assert!(!has_left(&net, m, sid, net.name(members[1])));
+}
+
+fn has_left(net: &Net, node: usize, sid: u32, who: Name) -> bool {
+    net.app_events(node, sid)
+        .contains(&SessionEvent::MemberLeft(who))
 }
 
 #[test]

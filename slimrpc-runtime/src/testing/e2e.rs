@@ -430,13 +430,22 @@ async fn slow_call_fails_with_deadline_exceeded() {
 /// Opens a raw P2P session to `server` and returns its handle and events.
 async fn raw_session(f: &Fixture, server: &str) -> crate::TransportSession {
     f.client
-        .create_session(SessionKind::PointToPoint, &Name::new("org", "ns", server))
+        .create_session(
+            SessionKind::PointToPoint,
+            &Name::new("org", "ns", server),
+            Default::default(),
+        )
         .await
         .unwrap()
 }
 
 async fn next_frame(s: &mut crate::TransportSession) -> crate::IncomingMessage {
-    bounded(s.events.recv()).await.expect("session closed")
+    loop {
+        match bounded(s.events.recv()).await.expect("session closed") {
+            crate::TransportEvent::Message(m) => return m,
+            crate::TransportEvent::MemberLeft(_) => continue,
+        }
+    }
 }
 
 #[tokio::test]
@@ -652,6 +661,7 @@ async fn dead_group_session_is_recreated_and_members_reinvited() {
             .await;
     assert_eq!(ok.len(), 2);
     assert_eq!(f.net.invites.load(Ordering::SeqCst), 2);
+    let first_name = ch.group_name().unwrap();
     f.net.kill_all_sessions();
     let (ok, err) =
         collect_group(ch.group_unary::<_, Msg>(SVC, "ExampleUnaryUnary", msg("b", 0), opts()))
@@ -660,6 +670,10 @@ async fn dead_group_session_is_recreated_and_members_reinvited() {
     assert_eq!(ok.len(), 2);
     assert_eq!(f.net.groups_created.load(Ordering::SeqCst), 2);
     assert_eq!(f.net.invites.load(Ordering::SeqCst), 4);
+    // The new session has a channel name of its own (same org/ns, new uuid).
+    let second_name = ch.group_name().unwrap();
+    assert_ne!(second_name, first_name);
+    assert_eq!(second_name.strings()[..2], first_name.strings()[..2]);
 }
 
 #[tokio::test]
@@ -683,6 +697,72 @@ async fn group_session_death_mid_call_reports_completed_and_missing_members() {
     );
     assert!(bounded(s.next()).await.is_none());
     assert_eq!(ch.pending_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_member_leaving_mid_call_is_reported_missing_and_the_next_call_reinvites_it() {
+    let f = fixture(&["s1", "s2", "slow3"]).await;
+    let ch = Channel::new(f.client.clone(), members(&["s1", "s2", "slow3"])).unwrap();
+    let mut s = ch.group_unary::<_, Msg>(SVC, "Slow", msg("", 0), opts());
+    let mut answered = Vec::new();
+    for _ in 0..2 {
+        let item = bounded(s.next()).await.unwrap().unwrap();
+        answered.push(item.source.strings()[2].clone());
+    }
+    answered.sort();
+    assert_eq!(answered, ["s1", "s2"]);
+    // slow3 is still working when the session declares it gone.
+    f.net.drop_member("slow3").await;
+    let end = bounded(s.next()).await.unwrap();
+    assert_eq!(
+        end,
+        Err(RpcError::MulticastSessionClosed {
+            completed: 2,
+            total: 3,
+            received: vec!["org/ns/s1".into(), "org/ns/s2".into()],
+            missing: vec!["org/ns/slow3".into()],
+        })
+    );
+    assert!(bounded(s.next()).await.is_none());
+    assert_eq!(ch.pending_calls(), 0);
+    // The session that lost a member is not reused: a new one re-invites all
+    // three, and the old one is closed.
+    let (ok, err) =
+        collect_group(ch.group_unary::<_, Msg>(SVC, "ExampleUnaryUnary", msg("b", 0), opts()))
+            .await;
+    assert!(err.is_empty(), "{err:?}");
+    assert_eq!(ok.len(), 3);
+    assert_eq!(f.net.groups_created.load(Ordering::SeqCst), 2);
+    assert_eq!(f.net.invites.load(Ordering::SeqCst), 6);
+    eventually(|| f.net.open_sessions() == 1).await;
+    f.release.notify_waiters();
+}
+
+#[tokio::test]
+async fn a_member_leaving_after_its_eos_does_not_disturb_the_call() {
+    let f = fixture(&["slow1", "s2"]).await;
+    let ch = Channel::new(f.client.clone(), members(&["slow1", "s2"])).unwrap();
+    let mut s = ch.group_unary::<_, Msg>(SVC, "Slow", msg("", 0), opts());
+    let first = bounded(s.next()).await.unwrap().unwrap();
+    assert_eq!(first.source.strings()[2], "s2");
+    f.net.drop_member("s2").await;
+    // slow1 still answers; s2 had finished, so nothing is missing.
+    let net = f.net.clone();
+    let release = f.release.clone();
+    let releaser = tokio::spawn(async move {
+        // Keep waking until slow1's handler has seen it.
+        loop {
+            release.notify_waiters();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if net.open_sessions() == 0 {
+                break;
+            }
+        }
+    });
+    let second = bounded(s.next()).await.unwrap().unwrap();
+    assert_eq!(second.source.strings()[2], "slow1");
+    assert!(bounded(s.next()).await.is_none());
+    releaser.abort();
 }
 
 #[tokio::test]

@@ -19,8 +19,8 @@ use slim_transport::Name;
 use tokio::sync::{mpsc, watch};
 
 use crate::transport::{
-    IncomingMessage, RpcSessionEvents, RpcSessionHandle, RpcTransport, SessionKind, TransportError,
-    TransportFuture, TransportSession,
+    IncomingMessage, RpcSessionEvents, RpcSessionHandle, RpcTransport, SessionKind, SessionOptions,
+    TransportError, TransportEvent, TransportFuture, TransportSession,
 };
 
 const QUEUE: usize = 1024;
@@ -67,6 +67,31 @@ impl MemNet {
         }
     }
 
+    /// Removes the app named `svc` from every session, as if its process
+    /// died and the moderator declared it gone: the others see `MemberLeft`.
+    /// Its own handles stay open but reach nobody, like a dead process's.
+    pub async fn drop_member(&self, svc: &str) {
+        let sessions: Vec<_> = self.sessions.lock().unwrap().clone();
+        for s in sessions {
+            let gone: Vec<Name> = {
+                let eps = s.endpoints.lock().unwrap();
+                let mut departed = s.departed.lock().unwrap();
+                let gone: Vec<Name> = eps
+                    .iter()
+                    .filter(|e| e.name.strings()[2] == svc && !departed.contains(&e.name))
+                    .map(|e| e.name.clone())
+                    .collect();
+                departed.extend(gone.iter().cloned());
+                gone
+            };
+            for name in gone {
+                for (_, tx) in s.targets(|_| true) {
+                    let _ = tx.send(TransportEvent::MemberLeft(name.clone())).await;
+                }
+            }
+        }
+    }
+
     /// Sessions created so far that are still open.
     pub fn open_sessions(&self) -> usize {
         self.sessions
@@ -110,6 +135,7 @@ impl RpcTransport for MemApp {
         &self,
         kind: SessionKind,
         destination: &Name,
+        _options: SessionOptions,
     ) -> TransportFuture<'_, TransportSession> {
         let destination = destination.clone();
         async move {
@@ -118,6 +144,7 @@ impl RpcTransport for MemApp {
                 id,
                 kind,
                 endpoints: Mutex::new(Vec::new()),
+                departed: Mutex::new(Vec::new()),
                 closed: watch::channel(false).0,
             });
             let mine = session.join(self.name.clone(), self.net.clone());
@@ -167,13 +194,15 @@ impl RpcTransport for MemApp {
 
 struct Endpoint {
     name: Name,
-    tx: mpsc::Sender<IncomingMessage>,
+    tx: mpsc::Sender<TransportEvent>,
 }
 
 struct MemSession {
     id: u32,
     kind: SessionKind,
     endpoints: Mutex<Vec<Endpoint>>,
+    /// Members cut off by [`MemNet::drop_member`].
+    departed: Mutex<Vec<Name>>,
     closed: watch::Sender<bool>,
 }
 
@@ -206,12 +235,13 @@ impl MemSession {
     }
 
     /// Senders for every endpoint selected by `pick`.
-    fn targets(&self, pick: impl Fn(&Name) -> bool) -> Vec<(Name, mpsc::Sender<IncomingMessage>)> {
+    fn targets(&self, pick: impl Fn(&Name) -> bool) -> Vec<(Name, mpsc::Sender<TransportEvent>)> {
+        let departed = self.departed.lock().unwrap().clone();
         self.endpoints
             .lock()
             .unwrap()
             .iter()
-            .filter(|e| pick(&e.name))
+            .filter(|e| pick(&e.name) && !departed.contains(&e.name))
             .map(|e| (e.name.clone(), e.tx.clone()))
             .collect()
     }
@@ -224,22 +254,30 @@ struct MemHandle {
 }
 
 impl MemHandle {
+    fn is_departed(&self) -> bool {
+        self.session.departed.lock().unwrap().contains(&self.me)
+    }
+
     async fn deliver(
         &self,
-        to: Vec<(Name, mpsc::Sender<IncomingMessage>)>,
+        to: Vec<(Name, mpsc::Sender<TransportEvent>)>,
         payload: Vec<u8>,
         metadata: HashMap<String, String>,
     ) -> Result<(), TransportError> {
         if self.session.is_closed() {
             return Err(TransportError("session closed".into()));
         }
+        if self.is_departed() {
+            // A dead process's messages reach nobody.
+            return Ok(());
+        }
         for (_, tx) in to {
             let _ = tx
-                .send(IncomingMessage {
+                .send(TransportEvent::Message(IncomingMessage {
                     source: self.me.clone(),
                     payload: payload.clone(),
                     metadata: metadata.clone(),
-                })
+                }))
                 .await;
         }
         Ok(())
@@ -306,7 +344,9 @@ impl RpcSessionHandle for MemHandle {
 
     fn close(&self) -> TransportFuture<'_, ()> {
         async move {
-            self.session.close_now();
+            if !self.is_departed() {
+                self.session.close_now();
+            }
             Ok(())
         }
         .boxed()
@@ -318,12 +358,12 @@ impl RpcSessionHandle for MemHandle {
 }
 
 struct MemEvents {
-    rx: mpsc::Receiver<IncomingMessage>,
+    rx: mpsc::Receiver<TransportEvent>,
     closed: watch::Receiver<bool>,
 }
 
 impl RpcSessionEvents for MemEvents {
-    fn recv(&mut self) -> BoxFuture<'_, Option<IncomingMessage>> {
+    fn recv(&mut self) -> BoxFuture<'_, Option<TransportEvent>> {
         async move {
             if *self.closed.borrow() {
                 return None;
