@@ -217,3 +217,89 @@ async fn members_list_is_current_when_an_invite_completes_or_a_member_leaves() {
     }
     service.shutdown().await;
 }
+
+/// Two sessions of one moderator on the same group channel, the first closed
+/// while the member is being invited into the second: the second keeps
+/// reaching the member, over several ping rounds. (Written while chasing a
+/// SlimRPC failure where a re-created group session reusing its channel name
+/// lost its members; this scenario does not reproduce it, and the runtime now
+/// names every new session afresh.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_one_of_two_sessions_on_a_channel_keeps_the_other_subscribed() {
+    // The member lives behind a link, as a process connected to a node does.
+    let service = Service::new();
+    let addr = service
+        .run_server("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("server");
+    let member_side = Service::new();
+    let link = member_side
+        .connect(&format!("http://{addr}"))
+        .await
+        .expect("connected");
+    negotiated(&member_side, link).await;
+    let moderator = app(&service, "org/ns/moderator").await;
+    let member = app(&member_side, "org/ns/member").await;
+    tokio::time::timeout(LIVENESS, member.subscribe(member.name(), Some(link)))
+        .await
+        .expect("subscribed in time")
+        .expect("subscribed");
+    let channel: Name = "org/ns/shared-channel".parse().unwrap();
+    let config = SessionConfig {
+        kind: SessionKind::Group,
+        ping_interval: Duration::from_millis(300),
+        ..SessionConfig::default()
+    };
+    let group = async || {
+        let (group, done) = moderator
+            .create_session(config.clone(), &channel)
+            .await
+            .expect("group created");
+        tokio::time::timeout(LIVENESS, done)
+            .await
+            .expect("group ready in time")
+            .expect("group ready");
+        group
+    };
+    let first = group().await;
+    let invited = first.invite(member.name()).await.expect("invite sent");
+    let _first_joined = listen(&member).await;
+    tokio::time::timeout(LIVENESS, invited)
+        .await
+        .expect("invite in time")
+        .expect("invite accepted");
+
+    let mut second = group().await;
+    let invited = second.invite(member.name()).await.expect("invite sent");
+    let (closed, joined) = tokio::join!(
+        tokio::time::timeout(LIVENESS, first.close()),
+        listen(&member)
+    );
+    closed.expect("close in time").expect("closed");
+    let mut joined = joined;
+    tokio::time::timeout(LIVENESS, invited)
+        .await
+        .expect("invite in time")
+        .expect("invite accepted");
+    // Several ping rounds later the member is still there and reachable.
+    for round in 0..10 {
+        let text = format!("round {round}");
+        second
+            .publish(text.clone().into_bytes(), HashMap::new())
+            .await
+            .expect("published");
+        let (from, payload) = next_message(&mut joined).await;
+        assert_eq!(&from, moderator.name());
+        assert_eq!(payload, text.into_bytes());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(second.members().contains(member.name()));
+    while let Ok(Ok(e)) = tokio::time::timeout(Duration::from_millis(10), second.recv()).await {
+        assert!(
+            !matches!(e, SessionEvent::MemberLeft(_) | SessionEvent::Closed { .. }),
+            "{e:?}"
+        );
+    }
+    member_side.shutdown().await;
+    service.shutdown().await;
+}
