@@ -29,8 +29,8 @@ use super::packet::{
 use super::reliable::{Fire, Refused, Retry, SendAction, Sender, Slot, Stream};
 use super::{
     Context, Counters, DEFAULT_INTERVAL, DEFAULT_MAX_RETRIES, DropReason, Event, JobId,
-    MAX_PING_FAILURES, PING_INTERVAL, ReceivedMessage, SessionConfig, SessionCrypto, SessionError,
-    SessionEvent, SessionKind,
+    MAX_PING_FAILURES, PING_INTERVAL, ReceivedMessage, SEND_WINDOW, SessionConfig, SessionCrypto,
+    SessionError, SessionEvent, SessionKind,
 };
 
 /// How many PUBLISH_TO ids per source are remembered for duplicate removal.
@@ -125,6 +125,16 @@ struct Active {
     stage: Stage,
 }
 
+/// A sequenced publish held back by the send window.
+#[derive(Debug)]
+struct Queued {
+    dst: Name,
+    fanout: u32,
+    payload: Vec<u8>,
+    metadata: HashMap<String, String>,
+    ack_from: Vec<Name>,
+}
+
 /// One SLIM session, moderator or participant. See the module docs.
 pub struct Session {
     id: u32,
@@ -152,6 +162,8 @@ pub struct Session {
     publish_to_seen: HashMap<Name, VecDeque<u32>>,
     /// P2P moderator: MSGs published before the peer is known.
     held_back: VecDeque<(Vec<u8>, HashMap<String, String>)>,
+    /// Sequenced publishes waiting for room in the send window.
+    windowed: VecDeque<Queued>,
     controls: HashMap<u32, Control>,
     jobs: VecDeque<Job>,
     active: Option<Active>,
@@ -233,6 +245,7 @@ impl Session {
             streams: HashMap::new(),
             publish_to_seen: HashMap::new(),
             held_back: VecDeque::new(),
+            windowed: VecDeque::new(),
             controls: HashMap::new(),
             jobs: VecDeque::new(),
             active: None,
@@ -420,9 +433,14 @@ impl Session {
     pub fn counters(&self) -> Counters {
         self.counters
     }
-    /// True while sent MSGs still wait for acknowledgements.
+    /// True while sent MSGs still wait for acknowledgements (or for room in
+    /// the send window).
     pub fn has_unacked(&self) -> bool {
-        !self.sender.is_idle()
+        !self.all_acked()
+    }
+
+    fn all_acked(&self) -> bool {
+        self.sender.is_idle() && self.windowed.is_empty()
     }
     #[cfg(test)]
     pub(crate) fn sender_mut(&mut self) -> &mut Sender {
@@ -811,6 +829,48 @@ impl Session {
         metadata: HashMap<String, String>,
         ack_from: Vec<Name>,
     ) -> Result<(), SessionError> {
+        if self.data_retry().is_some()
+            && (!self.windowed.is_empty() || self.sender.in_flight() >= SEND_WINDOW)
+        {
+            self.windowed.push_back(Queued {
+                dst: dst.clone(),
+                fanout,
+                payload,
+                metadata,
+                ack_from,
+            });
+            return Ok(());
+        }
+        self.transmit_sequenced(dst, fanout, payload, metadata, ack_from)
+    }
+
+    /// Sends what the send window has room for, oldest first.
+    fn release_window(&mut self) {
+        while self.sender.in_flight() < SEND_WINDOW
+            && let Some(q) = self.windowed.pop_front()
+        {
+            // Members may have left while it waited.
+            let ack_from: Vec<Name> = q
+                .ack_from
+                .into_iter()
+                .filter(|n| self.members.contains(n))
+                .collect();
+            if let Err(e) =
+                self.transmit_sequenced(&q.dst, q.fanout, q.payload, q.metadata, ack_from)
+            {
+                warn!(session_id = self.id, error = %e, "windowed publish failed");
+            }
+        }
+    }
+
+    fn transmit_sequenced(
+        &mut self,
+        dst: &Name,
+        fanout: u32,
+        payload: Vec<u8>,
+        metadata: HashMap<String, String>,
+        ack_from: Vec<Name>,
+    ) -> Result<(), SessionError> {
         let blob = self.crypto.encrypt(&payload)?;
         let id = self.sender.take_id();
         let msg = self.out(
@@ -833,13 +893,16 @@ impl Session {
     /// Advances whatever can advance after an input: the next queued job,
     /// the close protocol once outstanding MSGs are acknowledged.
     fn progress(&mut self) {
+        if !self.is_closed() {
+            self.release_window();
+        }
         if self.moderator && self.lifecycle == Lifecycle::Open {
             self.start_next_job();
         }
-        if self.lifecycle == Lifecycle::Draining && self.sender.is_idle() {
+        if self.lifecycle == Lifecycle::Draining && self.all_acked() {
             self.start_close_protocol();
         }
-        if self.sender.is_idle()
+        if self.all_acked()
             && let Some(close) = self.close_ack.take()
         {
             self.send_group_ack(&close);
@@ -2001,6 +2064,7 @@ impl Session {
         }
         self.controls.clear();
         self.held_back.clear();
+        self.windowed.clear();
         self.ping_next = None;
         self.ping_round = None;
         self.watchdog = None;

@@ -72,6 +72,13 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// Missed ping rounds (or silent intervals, for a participant) before a peer
 /// is declared gone.
 pub const MAX_PING_FAILURES: u32 = 3;
+/// Reliable sequenced MSGs a session keeps unacknowledged at most; later
+/// publishes wait (in order, not yet encrypted) until acks free the window.
+/// This paces a burst to what the receiver absorbs: without it a sender could
+/// overrun the receiving app's inbox (which drops what does not fit) faster
+/// than retransmission repairs it, and MLS would refuse retransmitted
+/// ciphertexts older than its 1024-generation ratchet window.
+pub const SEND_WINDOW: usize = 256;
 
 /// Point-to-point or group (SLIM "multicast").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -134,10 +134,18 @@ impl Sender {
         self.next_id = id;
     }
 
-    /// Records a sent sequenced MSG for RTX (history is bounded).
+    /// Records a sent sequenced MSG for RTX. The history is bounded, but
+    /// the copy of a MSG still waiting for acks is never dropped: a receiver
+    /// asking for it must get it, not a "lost" answer while the sender is
+    /// still retransmitting it.
     pub fn remember(&mut self, id: u32, msg: &wire::Message, audience: BTreeSet<Name>) {
-        if self.history.len() == HISTORY {
-            self.history.pop_front();
+        if self.history.len() >= HISTORY
+            && let Some(pos) = self
+                .history
+                .iter()
+                .position(|s| !self.pending.contains_key(&s.id))
+        {
+            self.history.remove(pos);
         }
         self.history.push_back(Sent {
             id,
@@ -199,6 +207,11 @@ impl Sender {
     /// True when nothing waits for an ack.
     pub fn is_idle(&self) -> bool {
         self.pending.is_empty()
+    }
+
+    /// Sent messages still waiting for acks.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
     }
 
     pub fn deadline(&self) -> Option<Instant> {
@@ -557,6 +570,27 @@ impl<T> Stream<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unacked_msg_stays_available_for_rtx_past_the_history_bound() {
+        let peer = Name::new("org", "ns", "peer").with_id(1);
+        let audience = BTreeSet::from([peer.clone()]);
+        let mut sender = Sender::new();
+        let msg = wire::Message::default();
+        let first = sender.take_id();
+        sender.remember(first, &msg, audience.clone());
+        sender.expect_acks(first, msg.clone(), audience.clone(), retry());
+        for _ in 0..(HISTORY * 2) {
+            let id = sender.take_id();
+            sender.remember(id, &msg, audience.clone());
+            sender.expect_acks(id, msg.clone(), audience.clone(), retry());
+            assert!(sender.on_ack(id, &peer));
+        }
+        assert!(sender.lookup(first).is_some(), "unacked copy kept");
+        assert!(sender.lookup(first + 1).is_none(), "acked copies age out");
+        assert!(sender.history.len() <= HISTORY + 1);
+        assert!(sender.on_ack(first, &peer));
+    }
 
     #[test]
     fn ids_wrap_from_max_publish_id_to_zero() {
