@@ -20,31 +20,18 @@ use slimrpc_examples::example_service::{ExampleRequest, ExampleResponse};
 use slimrpc_examples::{app, connect, name};
 use slimrpc_testkit::Child;
 
-const LIMIT: Duration = Duration::from_secs(60);
+mod common;
+
+use common::{LIMIT, node, spawn_ready};
+
 const SVC: &str = "example_service.Test";
 const SERVER: &str = env!("CARGO_BIN_EXE_server");
 
-async fn node() -> (Service, String) {
-    let service = Service::new();
-    let addr = tokio::time::timeout(LIMIT, service.run_server("127.0.0.1:0".parse().unwrap()))
-        .await
-        .expect("node starts in time")
-        .expect("node listens");
-    (service, format!("http://127.0.0.1:{}", addr.port()))
-}
-
 /// Our example server `agntcy/grpc/<instance>` as a process, once it is subscribed.
 async fn server(instance: &str, url: &str) -> Child {
-    let (instance, url) = (instance.to_string(), url.to_string());
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(SERVER);
-        cmd.args(["--instance", &instance, "--slim", &url]);
-        let mut child = Child::spawn(&format!("server-{instance}"), &mut cmd);
-        child.wait_for("SLIM_RPC_SERVER_READY", LIMIT);
-        child
-    })
-    .await
-    .expect("waiter ran")
+    let mut cmd = Command::new(SERVER);
+    cmd.args(["--instance", instance, "--slim", url]);
+    spawn_ready(&format!("server-{instance}"), cmd, "SLIM_RPC_SERVER_READY").await
 }
 
 /// A channel from a fresh client app linked to the node, pinging every second.

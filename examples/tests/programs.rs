@@ -4,34 +4,12 @@
 //! `client` / `client-group` against our own `server` processes through the node.
 
 use std::process::Command;
-use std::time::Duration;
 
-use slim_transport::service::Service;
 use slimrpc_testkit::Child;
 
-const LIMIT: Duration = Duration::from_secs(60);
+mod common;
 
-async fn node() -> (Service, String) {
-    let service = Service::new();
-    let addr = tokio::time::timeout(LIMIT, service.run_server("127.0.0.1:0".parse().unwrap()))
-        .await
-        .expect("node starts in time")
-        .expect("node listens");
-    (service, format!("http://127.0.0.1:{}", addr.port()))
-}
-
-/// Spawns and waits (off the runtime's threads) until `needle` is printed.
-async fn spawn_ready(name: &str, cmd: Command, needle: &'static str) -> Child {
-    let name = name.to_string();
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = cmd;
-        let mut child = Child::spawn(&name, &mut cmd);
-        child.wait_for(needle, LIMIT);
-        child
-    })
-    .await
-    .expect("waiter ran")
-}
+use common::{LIMIT, node, spawn_ready};
 
 /// Runs to completion (off the runtime's threads); returns exit code and output.
 async fn run(name: &str, cmd: Command) -> (Option<i32>, String) {

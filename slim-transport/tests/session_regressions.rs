@@ -82,23 +82,30 @@ async fn negotiated(node: &Service, conn: u64) {
     .expect("link negotiated in time");
 }
 
+/// A node serving on 127.0.0.1 and a second `Service` linked to it; returns
+/// both and the link's id on the second.
+async fn linked_pair() -> (Service, Service, u64) {
+    let node = Service::new();
+    let addr = node
+        .run_server("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("server");
+    let other = Service::new();
+    let link = other
+        .connect(&format!("http://{addr}"))
+        .await
+        .expect("connected");
+    negotiated(&other, link).await;
+    (node, other, link)
+}
+
 /// Bug 2: a group moderator on node A inviting members that live on node B
 /// (A linked to B, one `set_route` per member) failed the second invite with
 /// a welcome timeout: the GROUP_ADD sent to the channel never crossed the
 /// link. Every member must join, and broadcasts must flow both ways.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_moderator_behind_a_link_invites_several_remote_members() {
-    let node_b = Service::new();
-    let addr = node_b
-        .run_server("127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("server");
-    let node_a = Service::new();
-    let link = node_a
-        .connect(&format!("http://{addr}"))
-        .await
-        .expect("connected");
-    negotiated(&node_a, link).await;
+    let (node_b, node_a, link) = linked_pair().await;
 
     let moderator = app(&node_a, "org/ns/moderator").await;
     let mut members = Vec::new();
@@ -227,17 +234,7 @@ async fn members_list_is_current_when_an_invite_completes_or_a_member_leaves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_one_of_two_sessions_on_a_channel_keeps_the_other_subscribed() {
     // The member lives behind a link, as a process connected to a node does.
-    let service = Service::new();
-    let addr = service
-        .run_server("127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("server");
-    let member_side = Service::new();
-    let link = member_side
-        .connect(&format!("http://{addr}"))
-        .await
-        .expect("connected");
-    negotiated(&member_side, link).await;
+    let (service, member_side, link) = linked_pair().await;
     let moderator = app(&service, "org/ns/moderator").await;
     let member = app(&member_side, "org/ns/member").await;
     tokio::time::timeout(LIVENESS, member.subscribe(member.name(), Some(link)))

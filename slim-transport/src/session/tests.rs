@@ -689,6 +689,21 @@ fn unicast_and_publish_to_reach_only_their_target_and_keep_everyones_order() {
     );
 }
 
+/// Publishes `m0`, `m1`, ... `m{n-1}` from `a` at once.
+fn publish_numbered(net: &mut Net, a: usize, sid: u32, n: usize) {
+    for i in 0..n {
+        net.publish(a, sid, format!("m{i}").as_bytes());
+    }
+}
+
+/// Runs until `b` delivered all `n` numbered messages of `a`, in order.
+fn delivered_in_order(net: &mut Net, a: usize, b: usize, sid: u32, n: usize) {
+    assert!(net.run_until(LIMIT, |net| net.payloads_from(b, sid, a).len() == n));
+    for (i, p) in net.payloads_from(b, sid, a).iter().enumerate() {
+        assert_eq!(p, format!("m{i}").as_bytes());
+    }
+}
+
 #[test]
 fn a_burst_beyond_the_send_window_is_paced_by_acks_and_delivered_in_order() {
     let (mut net, a, b, sid) = p2p(Net::perfect(37));
@@ -700,17 +715,11 @@ fn a_burst_beyond_the_send_window_is_paced_by_acks_and_delivered_in_order() {
     };
     let before = sent_msgs(&net);
     let n = crate::session::SEND_WINDOW * 4 + 7;
-    for i in 0..n {
-        net.publish(a, sid, format!("m{i}").as_bytes());
-    }
+    publish_numbered(&mut net, a, sid, n);
     // No ack has come back yet: one window is on the wire, the rest waits.
     assert_eq!(sent_msgs(&net) - before, crate::session::SEND_WINDOW);
     assert!(net.session(a, sid).has_unacked());
-    assert!(net.run_until(LIMIT, |net| net.payloads_from(b, sid, a).len() == n));
-    let got = net.payloads_from(b, sid, a);
-    for (i, p) in got.iter().enumerate() {
-        assert_eq!(p, format!("m{i}").as_bytes());
-    }
+    delivered_in_order(&mut net, a, b, sid, n);
     assert!(net.run_until(LIMIT, |net| !net.nodes[a].sessions[&sid].has_unacked()));
     // Nothing was sent twice on a perfect network.
     assert_eq!(sent_msgs(&net) - before, n);
@@ -722,14 +731,8 @@ fn a_burst_beyond_the_send_window_survives_loss_and_duplication() {
     // are still unacked: their copies must stay available for RTX.
     let (mut net, a, b, sid) = p2p(lossy(41));
     let n = crate::session::SEND_WINDOW * 3;
-    for i in 0..n {
-        net.publish(a, sid, format!("m{i}").as_bytes());
-    }
-    assert!(net.run_until(LIMIT, |net| net.payloads_from(b, sid, a).len() == n));
-    let got = net.payloads_from(b, sid, a);
-    for (i, p) in got.iter().enumerate() {
-        assert_eq!(p, format!("m{i}").as_bytes());
-    }
+    publish_numbered(&mut net, a, sid, n);
+    delivered_in_order(&mut net, a, b, sid, n);
     assert!(
         !net.app_events(b, sid)
             .iter()
@@ -745,14 +748,8 @@ fn a_shorter_ping_interval_declares_a_silent_member_gone_after_three_of_its_roun
     };
     let (mut net, m, members, sid) = group_with(Net::perfect(29), 3, config);
     let gone = members[2];
-    net.nodes[gone].silent = true;
-    let start = net.now;
-    assert!(net.run_until(LIMIT, |n| {
-        n.app_events(m, sid)
-            .contains(&SessionEvent::MemberLeft(n.name(gone)))
-    }));
+    let took = silence_until_gone(&mut net, m, sid, gone);
     // Simulated time: three missed rounds of 2 s, plus the round in progress.
-    let took = net.now - start;
     assert!(
         took >= Duration::from_secs(6) && took <= Duration::from_secs(9),
         "{took:?}"
@@ -761,6 +758,15 @@ fn a_shorter_ping_interval_declares_a_silent_member_gone_after_three_of_its_roun
     // Only the silent member was dropped.
     assert!(!has_left(&net, m, sid, net.name(members[0])));
     assert!(!has_left(&net, m, sid, net.name(members[1])));
+}
+
+/// Silences `gone` and runs until the moderator `m` declares it gone;
+/// returns how long that took (simulated time).
+fn silence_until_gone(net: &mut Net, m: usize, sid: u32, gone: usize) -> Duration {
+    net.nodes[gone].silent = true;
+    let start = net.now;
+    assert!(net.run_until(LIMIT, |n| has_left(n, m, sid, n.name(gone))));
+    net.now - start
 }
 
 fn has_left(net: &Net, node: usize, sid: u32, who: Name) -> bool {
@@ -772,13 +778,7 @@ fn has_left(net: &Net, node: usize, sid: u32, who: Name) -> bool {
 fn silent_member_is_declared_gone_after_three_missed_ping_rounds() {
     let (mut net, m, members, sid) = group(Net::perfect(23), 3);
     let gone = members[1];
-    net.nodes[gone].silent = true;
-    let start = net.now;
-    assert!(net.run_until(LIMIT, |n| {
-        n.app_events(m, sid)
-            .contains(&SessionEvent::MemberLeft(n.name(gone)))
-    }));
-    let took = net.now - start;
+    let took = silence_until_gone(&mut net, m, sid, gone);
     assert!(
         took >= Duration::from_secs(30) && took <= Duration::from_secs(45),
         "{took:?}"
