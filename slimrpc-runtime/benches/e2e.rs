@@ -228,6 +228,13 @@ async fn role_client(args: &[String]) -> Result<(), BoxError> {
 }
 
 fn run_role(role: &str, args: &[String]) -> Result<(), BoxError> {
+    // Off unless RUST_LOG is set (the figures are taken without logging).
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
