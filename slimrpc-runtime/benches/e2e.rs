@@ -400,7 +400,7 @@ fn cases(args: &[String], ks: &[usize]) -> Vec<Case> {
             name: "P2P unary, sequential".into(),
             kind: "p2p-seq",
             k: 1,
-            n: opt_num(args, "--n-seq", 2000),
+            n: opt_num(args, "--n-seq", 1000),
             target: ">= 4 700 calls/s",
         },
         Case {
