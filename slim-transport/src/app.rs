@@ -667,7 +667,25 @@ impl Driver {
     }
 
     /// Sends what the machine wants sent and delivers its events.
+    ///
+    /// Routes and channel subscriptions the machine asked for go to the data
+    /// plane *before* its transmits: a participant's JOIN_REPLY to a
+    /// moderator behind a link is queued together with the route back to
+    /// it, and sent first it found no route, was dropped, and the session
+    /// only came up on the moderator's retransmission one interval later.
+    /// Hoisting stops at the first `Unsubscribe`, whose order relative to
+    /// the transmits (e.g. a GROUP_CLOSE fanned out on the channel) matters.
     async fn flush(&mut self) {
+        let mut later = Vec::new();
+        while let Some(e) = self.machine.poll_event() {
+            let hoist = later.iter().all(|e| !matches!(e, Event::Unsubscribe(_)))
+                && matches!(e, Event::Route { .. } | Event::Subscribe(_));
+            if hoist {
+                self.apply(e).await;
+            } else {
+                later.push(e);
+            }
+        }
         while let Some(m) = self.machine.poll_transmit() {
             if self.shared.tx.send(m).await.is_err() {
                 warn!(session_id = self.machine.id(), "data plane is gone");
@@ -684,77 +702,82 @@ impl Driver {
             info.closed = self.machine.is_closed();
             info.closed
         };
-        while let Some(e) = self.machine.poll_event() {
-            match e {
-                Event::App(ev) => {
-                    let last = matches!(ev, SessionEvent::Closed { .. });
-                    if let Some(events) = &self.events {
-                        // A dropped receiver just means nobody listens any more.
-                        let _ = events.send(ev).await;
-                    }
-                    if last {
-                        self.events = None;
-                    }
-                }
-                Event::Established => {
-                    if let (Some(s), Some(l)) = (self.pending.take(), self.listen.as_ref()) {
-                        let _ = l.send(s).await;
-                    }
-                }
-                Event::JobDone { job, result } => {
-                    if let Some(tx) = self.jobs.remove(&job) {
-                        let _ = tx.send(result);
-                    }
-                }
-                Event::Subscribe(channel) => {
-                    self.shared
-                        .channel_subscription(&channel, true, &self.links)
-                        .await;
-                    self.channel = Some(channel);
-                }
-                Event::Unsubscribe(channel) => {
-                    self.channel = None;
-                    self.shared
-                        .channel_subscription(&channel, false, &self.links)
-                        .await
-                }
-                Event::Route { name, conn } => {
-                    // A route on a local connection is accepted and ignored
-                    // by the node, so this is harmless for in-process peers.
-                    let m = self
-                        .shared
-                        .subscription_msg(true, &name, 0, None, Some(conn));
-                    if self.shared.tx.send(m).await.is_err() {
-                        warn!(session_id = self.machine.id(), "data plane is gone");
-                    }
-                    // A peer behind another link: the group channel must be
-                    // subscribed and routed on that link too, or fanout-256
-                    // messages (GROUP_ADD, MSG) never cross it.
-                    if !self.links.contains(&conn) {
-                        self.links.push(conn);
-                        if let Some(channel) = &self.channel {
-                            self.shared
-                                .channel_subscription(channel, true, &[conn])
-                                .await;
-                        }
-                    }
-                }
-                Event::PublishFailed {
-                    message_id,
-                    missing,
-                } => {
-                    warn!(
-                        session_id = self.machine.id(),
-                        message_id,
-                        ?missing,
-                        "message send retry failed"
-                    );
-                }
-            }
+        for e in later {
+            self.apply(e).await;
         }
         if closed {
             for w in self.close_waiters.drain(..) {
                 let _ = w.send(());
+            }
+        }
+    }
+
+    /// Carries out one event of the machine.
+    async fn apply(&mut self, e: Event) {
+        match e {
+            Event::App(ev) => {
+                let last = matches!(ev, SessionEvent::Closed { .. });
+                if let Some(events) = &self.events {
+                    // A dropped receiver just means nobody listens any more.
+                    let _ = events.send(ev).await;
+                }
+                if last {
+                    self.events = None;
+                }
+            }
+            Event::Established => {
+                if let (Some(s), Some(l)) = (self.pending.take(), self.listen.as_ref()) {
+                    let _ = l.send(s).await;
+                }
+            }
+            Event::JobDone { job, result } => {
+                if let Some(tx) = self.jobs.remove(&job) {
+                    let _ = tx.send(result);
+                }
+            }
+            Event::Subscribe(channel) => {
+                self.shared
+                    .channel_subscription(&channel, true, &self.links)
+                    .await;
+                self.channel = Some(channel);
+            }
+            Event::Unsubscribe(channel) => {
+                self.channel = None;
+                self.shared
+                    .channel_subscription(&channel, false, &self.links)
+                    .await
+            }
+            Event::Route { name, conn } => {
+                // A route on a local connection is accepted and ignored
+                // by the node, so this is harmless for in-process peers.
+                let m = self
+                    .shared
+                    .subscription_msg(true, &name, 0, None, Some(conn));
+                if self.shared.tx.send(m).await.is_err() {
+                    warn!(session_id = self.machine.id(), "data plane is gone");
+                }
+                // A peer behind another link: the group channel must be
+                // subscribed and routed on that link too, or fanout-256
+                // messages (GROUP_ADD, MSG) never cross it.
+                if !self.links.contains(&conn) {
+                    self.links.push(conn);
+                    if let Some(channel) = &self.channel {
+                        self.shared
+                            .channel_subscription(channel, true, &[conn])
+                            .await;
+                    }
+                }
+            }
+            Event::PublishFailed {
+                message_id,
+                missing,
+            } => {
+                warn!(
+                    session_id = self.machine.id(),
+                    message_id,
+                    ?missing,
+                    "message send retry failed"
+                );
             }
         }
     }

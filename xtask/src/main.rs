@@ -7,7 +7,12 @@
 //! * `test`   — setup, then format check, clippy, build every binary once, run
 //!   every test with the tools' paths in the environment.
 //! * `golden` — regenerate golden files (`SLIMRPC_BLESS=1` on the golden tests).
-//! * `bench`  — run the benchmark programs and print their tables.
+//! * `bench`  — release-build and run benchmarks, printing their tables:
+//!   no argument (or `e2e`) runs the SlimRPC end-to-end bench of issue #5
+//!   (ours vs the official wheel through a real node, one table);
+//!   `all` runs every bench of the workspace; any other name runs that
+//!   bench target (`rpc`, `session`, `mls`, `dataplane`, ...). Arguments after
+//!   `--` go to the bench program (e.g. `cargo xtask bench -- --no-official`).
 
 mod tools;
 
@@ -83,5 +88,21 @@ fn golden() -> Result {
 
 fn bench(extra: &[String]) -> Result {
     let env = tools::setup()?;
-    run(cargo(&env).args(["bench", "--workspace"]).args(extra))
+    let (which, rest) = match extra.split_first() {
+        Some((first, rest)) if first != "--" => (first.as_str(), rest),
+        _ => ("e2e", extra),
+    };
+    // `cargo bench` builds with the `bench` profile, which inherits `release`.
+    let mut cmd = cargo(&env);
+    match which {
+        "all" => cmd.args(["bench", "--workspace"]),
+        "e2e" => cmd.args(["bench", "-p", "slimrpc-runtime", "--bench", "e2e"]),
+        name => cmd.args(["bench", "--workspace", "--bench", name]),
+    };
+    if !rest.is_empty() {
+        // Everything after `--` goes to the bench program.
+        let rest = rest.strip_prefix(&["--".to_string()][..]).unwrap_or(rest);
+        cmd.arg("--").args(rest);
+    }
+    run(&mut cmd)
 }

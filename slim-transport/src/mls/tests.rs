@@ -205,7 +205,7 @@ fn key_package_from_another_shared_secret_is_refused_with_a_clear_error() {
 
 /// An MLSMessage(KeyPackage) signed by `signer` whose token was minted by
 /// `identity` (which may claim another key or none).
-fn crafted_key_package(identity: &SharedSecret, signer: &SignatureKeyPair) -> Vec<u8> {
+fn crafted_key_package(identity: &SharedSecret, signer: &MlsSigner) -> Vec<u8> {
     let provider = OpenMlsRustCrypto::default();
     let token = identity.token_at(T0).unwrap();
     let cred = CredentialWithKey {
@@ -685,4 +685,30 @@ fn update_proposal_with_a_stale_token_is_refused() {
             ..
         })
     ));
+}
+
+#[test]
+fn signer_signatures_verify_under_its_advertised_public_key() {
+    use openmls_traits::crypto::OpenMlsCrypto as _;
+    use openmls_traits::signatures::Signer as _;
+    let signer = new_signer().unwrap();
+    let other = new_signer().unwrap();
+    let crypto = openmls_rust_crypto::RustCrypto::default();
+    let sig = signer.sign(b"payload").unwrap();
+    assert_eq!(signer.signature_scheme(), SignatureScheme::ED25519);
+    assert!(
+        crypto
+            .verify_signature(SignatureScheme::ED25519, b"payload", signer.public(), &sig)
+            .is_ok()
+    );
+    assert!(
+        crypto
+            .verify_signature(SignatureScheme::ED25519, b"tampered", signer.public(), &sig)
+            .is_err()
+    );
+    assert!(
+        crypto
+            .verify_signature(SignatureScheme::ED25519, b"payload", other.public(), &sig)
+            .is_err()
+    );
 }

@@ -1,0 +1,515 @@
+//! End-to-end SlimRPC benchmark of issue #5: our stack and the official
+//! `slim_bindings` 1.3.0 wheel side by side, through a real SLIM node over
+//! loopback gRPC, MLS on (the default session configuration).
+//!
+//! Topology per stack: one node process; for every case a fresh server
+//! process (K apps serving a trivial unary echo) and a fresh client process
+//! that times the calls and reports its own VmRSS. Ours are this binary
+//! re-executed in a role (`node`, `servers`, `client`); the official ones are
+//! `benches/official_rpc.py` run by the venv's Python with the same
+//! arguments. Both clients print one `BENCH_ROW key=value ...` line, which
+//! the orchestrator turns into one table.
+//!
+//! Run: `cargo xtask bench` (or `cargo bench -p slimrpc-runtime --bench e2e`;
+//! options after `--`: `--no-official`, `--k 2,8`, `--official-k 8`,
+//! `--n-seq N`, `--n-conc N`, `--n-group N`).
+//!
+//! This is a benchmark, not a test: it prints figures and asserts nothing
+//! about speed. Every child process is killed by PID when dropped (panics
+//! included), via `slimrpc_testkit::Child`.
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use slim_transport::Name;
+use slim_transport::identity::SharedSecret;
+use slim_transport::service::Service;
+use slimrpc::{CallOptions, Channel, Context, RpcError, Server};
+use slimrpc_testkit::{Child, free_port};
+
+const ORG: &str = "agntcy";
+const NS: &str = "grpc";
+/// The official examples' shared secret (both stacks use it).
+const SECRET: &str = "my_shared_secret_for_testing_purposes_only";
+const SVC: &str = "bench.Bench";
+const METHOD: &str = "Echo";
+/// Request payload size (bytes inside the protobuf `Blob`).
+const PAYLOAD: usize = 64;
+/// Concurrent callers of the "16-way" case.
+const CONCURRENCY: usize = 16;
+/// Liveness bounds (not timing assertions).
+const READY_LIMIT: Duration = Duration::from_secs(180);
+const CLIENT_LIMIT: Duration = Duration::from_secs(900);
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Blob {
+    #[prost(bytes = "vec", tag = "1")]
+    data: Vec<u8>,
+}
+
+// ---- roles (child processes) ------------------------------------------------
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn need(args: &[String], name: &str) -> Result<String, BoxError> {
+    flag(args, name).ok_or_else(|| format!("missing {name}").into())
+}
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn identity(instance: &str) -> Result<SharedSecret, BoxError> {
+    Ok(SharedSecret::new(
+        &format!("{ORG}/{NS}/{instance}"),
+        SECRET,
+    )?)
+}
+
+/// `node --port P`: a SLIM node serving 127.0.0.1:P until killed.
+async fn role_node(args: &[String]) -> Result<(), BoxError> {
+    let port: u16 = need(args, "--port")?.parse()?;
+    let service = Service::new();
+    let addr = service
+        .run_server(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await?;
+    println!("NODE_READY {addr}");
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// `servers --slim URL --instances a,b,..`: one app per instance, each a
+/// SlimRPC server answering `bench.Bench/Echo` with its request.
+async fn role_servers(args: &[String]) -> Result<(), BoxError> {
+    let slim = need(args, "--slim")?;
+    let service = Service::new();
+    let conn = service.connect(&slim).await?;
+    let mut handles = Vec::new();
+    for instance in list(&need(args, "--instances")?) {
+        let name = Name::new(ORG, NS, instance.as_str());
+        let app = Arc::new(service.app(name.clone(), identity(&instance)?).await?);
+        let mut server = Server::new_with_connection(app, name, conn);
+        server.register_unary_unary(SVC, METHOD, |b: Blob, _: Context| async move {
+            Ok::<_, RpcError>(b)
+        });
+        handles.push(server.start().await?);
+    }
+    println!("SERVERS_READY {}", handles.len());
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Resident set size of this process, in MB.
+fn rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1].as_secs_f64() * 1e3
+}
+
+/// `client --slim URL --case p2p-seq|p2p-conc|group --members a,b --n N
+/// --label L`: times N calls after a first (set-up) call and prints one
+/// `BENCH_ROW` line.
+async fn role_client(args: &[String]) -> Result<(), BoxError> {
+    let slim = need(args, "--slim")?;
+    let case = need(args, "--case")?;
+    let label = need(args, "--label")?;
+    let n: usize = need(args, "--n")?.parse()?;
+    let members: Vec<Name> = list(&need(args, "--members")?)
+        .iter()
+        .map(|m| Name::new(ORG, NS, m.as_str()))
+        .collect();
+    let k = members.len();
+    let me = format!("client-{label}");
+
+    let service = Service::new();
+    let conn = service.connect(&slim).await?;
+    let app = Arc::new(
+        service
+            .app(Name::new(ORG, NS, me.as_str()), identity(&me)?)
+            .await?,
+    );
+    app.subscribe(app.name(), Some(conn)).await?;
+    let channel = Channel::new_with_connection(app.clone(), members, conn)?;
+    let opts = CallOptions::with_timeout(Duration::from_secs(60));
+    let req = Blob {
+        data: vec![7; PAYLOAD],
+    };
+
+    let one = move |channel: Channel, req: Blob, opts: CallOptions| async move {
+        if k > 1 {
+            let mut answers = channel.group_unary::<_, Blob>(SVC, METHOD, req, opts);
+            let mut got = 0;
+            while let Some(a) = answers.next().await {
+                a?;
+                got += 1;
+            }
+            if got != k {
+                return Err(format!("{got} answers from {k} members").into());
+            }
+            Ok::<_, BoxError>(())
+        } else {
+            let _: Blob = channel.unary(SVC, METHOD, req, opts).await?;
+            Ok(())
+        }
+    };
+
+    // First call: session creation (discovery or invites, MLS) + the call.
+    let t = Instant::now();
+    one(channel.clone(), req.clone(), opts.clone()).await?;
+    let setup = t.elapsed();
+
+    let mut lat = Vec::with_capacity(n);
+    let t = Instant::now();
+    if case == "p2p-conc" {
+        let mut workers = Vec::new();
+        for w in 0..CONCURRENCY {
+            let calls = n / CONCURRENCY + usize::from(w < n % CONCURRENCY);
+            let (channel, req, opts) = (channel.clone(), req.clone(), opts.clone());
+            workers.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(calls);
+                for _ in 0..calls {
+                    let t = Instant::now();
+                    one(channel.clone(), req.clone(), opts.clone()).await?;
+                    lat.push(t.elapsed());
+                }
+                Ok::<_, BoxError>(lat)
+            }));
+        }
+        for w in workers {
+            lat.extend(w.await??);
+        }
+    } else {
+        for _ in 0..n {
+            let t = Instant::now();
+            one(channel.clone(), req.clone(), opts.clone()).await?;
+            lat.push(t.elapsed());
+        }
+    }
+    let wall = t.elapsed();
+    let rss = rss_mb().unwrap_or(f64::NAN);
+    lat.sort();
+    println!(
+        "BENCH_ROW case={case} k={k} calls={} secs={:.3} calls_per_s={:.1} p50_ms={:.3} p99_ms={:.3} setup_ms={:.1} rss_mb={:.1}",
+        lat.len(),
+        wall.as_secs_f64(),
+        lat.len() as f64 / wall.as_secs_f64(),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        setup.as_secs_f64() * 1e3,
+        rss,
+    );
+    let _ = channel.close().await;
+    service.shutdown().await;
+    Ok(())
+}
+
+fn run_role(role: &str, args: &[String]) -> Result<(), BoxError> {
+    // Off unless RUST_LOG is set (the figures are taken without logging).
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        match role {
+            "node" => role_node(args).await,
+            "servers" => role_servers(args).await,
+            _ => role_client(args).await,
+        }
+    })
+}
+
+// ---- orchestrator -----------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq)]
+enum Stack {
+    Ours,
+    Official,
+}
+
+impl Stack {
+    fn label(self) -> &'static str {
+        match self {
+            Stack::Ours => "ours",
+            Stack::Official => "official 1.3.0 (py)",
+        }
+    }
+
+    /// The command running `role` for this stack.
+    fn command(self, role: &str) -> Command {
+        match self {
+            Stack::Ours => {
+                let mut c = Command::new(std::env::current_exe().expect("own path"));
+                c.arg(role);
+                c
+            }
+            Stack::Official => {
+                let mut c = Command::new(slimrpc_testkit::python());
+                c.arg(official_script()).arg(role);
+                c
+            }
+        }
+    }
+}
+
+fn official_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/official_rpc.py")
+}
+
+#[derive(Clone)]
+struct Case {
+    name: String,
+    kind: &'static str,
+    k: usize,
+    n: usize,
+    target: &'static str,
+}
+
+struct Row {
+    stack: Stack,
+    case: Case,
+    fields: Result<HashMap<String, String>, String>,
+}
+
+fn parse_row(output: &str) -> Option<HashMap<String, String>> {
+    let line = output.lines().find(|l| l.starts_with("BENCH_ROW "))?;
+    Some(
+        line.split_whitespace()
+            .skip(1)
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+fn run_case(stack: Stack, url: &str, case: &Case, tag: &str) -> Row {
+    eprintln!("bench: {} {} ...", stack.label(), case.name);
+    let instances: Vec<String> = (0..case.k).map(|i| format!("{tag}-s{i}")).collect();
+    let instances = instances.join(",");
+    let mut servers = Child::spawn(
+        &format!("bench-servers-{tag}"),
+        stack
+            .command("servers")
+            .args(["--slim", url, "--instances", &instances]),
+    );
+    servers.wait_for("SERVERS_READY", READY_LIMIT);
+    let mut client = Child::spawn(
+        &format!("bench-client-{tag}"),
+        stack.command("client").args([
+            "--slim",
+            url,
+            "--case",
+            case.kind,
+            "--members",
+            &instances,
+            "--n",
+            &case.n.to_string(),
+            "--label",
+            tag,
+        ]),
+    );
+    let (code, out) = client.wait_exit(CLIENT_LIMIT);
+    let fields = match (code, parse_row(&out)) {
+        (Some(0), Some(f)) => Ok(f),
+        _ => Err(format!(
+            "client exited with {code:?}:\n{}\n-- servers:\n{}",
+            tail(&out, 15),
+            tail(&servers.output(), 15)
+        )),
+    };
+    if let Err(e) = &fields {
+        eprintln!("bench: {} {} FAILED: {e}", stack.label(), case.name);
+    }
+    Row {
+        stack,
+        case: case.clone(),
+        fields,
+    }
+}
+
+fn run_stack(stack: Stack, cases: &[Case]) -> Vec<Row> {
+    let port = free_port();
+    let mut node = Child::spawn(
+        &format!(
+            "bench-node-{}",
+            stack.label().split(' ').next().unwrap_or("x")
+        ),
+        stack.command("node").args(["--port", &port.to_string()]),
+    );
+    node.wait_for("NODE_READY", READY_LIMIT);
+    let url = format!("http://127.0.0.1:{port}");
+    let prefix = match stack {
+        Stack::Ours => "r",
+        Stack::Official => "py",
+    };
+    cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| run_case(stack, &url, c, &format!("{prefix}{i}")))
+        .collect()
+}
+
+fn opt_list(args: &[String], name: &str, default: &[usize]) -> Vec<usize> {
+    flag(args, name)
+        .map(|s| list(&s).iter().filter_map(|v| v.parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+fn opt_num(args: &[String], name: &str, default: usize) -> usize {
+    flag(args, name)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn cases(args: &[String], ks: &[usize]) -> Vec<Case> {
+    let mut v = vec![
+        Case {
+            name: "P2P unary, sequential".into(),
+            kind: "p2p-seq",
+            k: 1,
+            n: opt_num(args, "--n-seq", 1000),
+            target: ">= 4 700 calls/s",
+        },
+        Case {
+            name: format!("P2P unary, {CONCURRENCY}-way"),
+            kind: "p2p-conc",
+            k: 1,
+            n: opt_num(args, "--n-conc", 4000),
+            target: ">= 10 000 calls/s",
+        },
+    ];
+    for &k in ks {
+        v.push(Case {
+            name: format!("group unary, K={k}"),
+            kind: "group",
+            k,
+            n: opt_num(args, "--n-group", 500),
+            target: match k {
+                8 => ">= 450 calls/s, p50 <= 1 ms, first <= 10 ms",
+                _ => "cost <= linear in K",
+            },
+        });
+    }
+    v
+}
+
+fn cell(row: &Row, key: &str) -> String {
+    match &row.fields {
+        Ok(f) => f.get(key).cloned().unwrap_or_else(|| "-".into()),
+        Err(_) => "FAILED".into(),
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!(
+        "| {:<19} | {:<22} | {:>5} | {:>8} | {:>7} | {:>7} | {:>13} | {:>8} | {:>9} | {:<42} |",
+        "stack",
+        "case",
+        "calls",
+        "calls/s",
+        "p50 ms",
+        "p99 ms",
+        "first call ms",
+        "RSS MB",
+        "us/member",
+        "target (ours)"
+    );
+    println!(
+        "|{:-<21}|{:-<24}|{:->7}|{:->10}|{:->9}|{:->9}|{:->15}|{:->10}|{:->11}|{:-<44}|",
+        "", "", "", "", "", "", "", "", "", ""
+    );
+    for r in rows {
+        // Cost per call and member: flat or falling with K means linear.
+        let per_member = match &r.fields {
+            Ok(f) => f
+                .get("calls_per_s")
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|c| format!("{:.0}", 1e6 / (c * r.case.k as f64)))
+                .unwrap_or_else(|| "-".into()),
+            Err(_) => "-".into(),
+        };
+        let target = if r.stack == Stack::Ours {
+            r.case.target
+        } else {
+            ""
+        };
+        println!(
+            "| {:<19} | {:<22} | {:>5} | {:>8} | {:>7} | {:>7} | {:>13} | {:>8} | {:>9} | {:<42} |",
+            r.stack.label(),
+            r.case.name,
+            cell(r, "calls"),
+            cell(r, "calls_per_s"),
+            cell(r, "p50_ms"),
+            cell(r, "p99_ms"),
+            cell(r, "setup_ms"),
+            cell(r, "rss_mb"),
+            per_member,
+            target
+        );
+    }
+    println!();
+    println!(
+        "Release build; node, servers and client are separate processes on 127.0.0.1 (gRPC), \
+         MLS on; {PAYLOAD}-byte payload; RSS is the client's VmRSS after the timed calls; \
+         first call = channel creation to first answer (session set-up + call)."
+    );
+}
+
+fn orchestrate(args: &[String]) {
+    let ks = opt_list(args, "--k", &[2, 8, 32, 64]);
+    let official_ks = opt_list(args, "--official-k", &[2, 8]);
+    let mut rows = run_stack(Stack::Ours, &cases(args, &ks));
+    if !args.iter().any(|a| a == "--no-official") {
+        rows.extend(run_stack(Stack::Official, &cases(args, &official_ks)));
+    }
+    print_table(&rows);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some(role @ ("node" | "servers" | "client")) => {
+            if let Err(e) = run_role(role, &args[1..]) {
+                eprintln!("{role}: {e}");
+                std::process::exit(1);
+            }
+        }
+        // `cargo bench` passes `--bench` (and any filter); anything else
+        // runs the whole benchmark.
+        _ => orchestrate(&args),
+    }
+}
