@@ -67,7 +67,9 @@ class Echo:
 
 async def servers(args: argparse.Namespace) -> None:
     service = init()
-    conn = await service.connect_async(slim_bindings.new_insecure_client_config(args.slim))
+    conn = await service.connect_async(
+        slim_bindings.new_insecure_client_config(args.slim)
+    )
     tasks = []
     for instance in args.instances.split(","):
         name = slim_bindings.Name(ORG, NS, instance)
@@ -99,7 +101,9 @@ def percentile(sorted_lat: list[float], p: float) -> float:
 
 async def client(args: argparse.Namespace) -> None:
     service = init()
-    conn = await service.connect_async(slim_bindings.new_insecure_client_config(args.slim))
+    conn = await service.connect_async(
+        slim_bindings.new_insecure_client_config(args.slim)
+    )
     me = slim_bindings.Name(ORG, NS, f"client-{args.label}")
     app = service.create_app_with_secret(me, SECRET)
     await app.subscribe_async(me, conn)
@@ -112,7 +116,9 @@ async def client(args: argparse.Namespace) -> None:
 
     async def one() -> None:
         if k > 1:
-            reader = await channel.call_multicast_unary_async(SVC, METHOD, PAYLOAD, TIMEOUT, None)
+            reader = await channel.call_multicast_unary_async(
+                SVC, METHOD, PAYLOAD, TIMEOUT, None
+            )
             got = 0
             while True:
                 msg = await reader.next_async()
