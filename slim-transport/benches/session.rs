@@ -116,11 +116,19 @@ async fn app(service: &Service, name: &str) -> App {
 }
 
 async fn next_payload(s: &mut Session) -> Vec<u8> {
+    match next_payload_or_end(s).await {
+        Some(p) => p,
+        None => panic!("session ended"),
+    }
+}
+
+/// The next payload, or `None` once the session ended.
+async fn next_payload_or_end(s: &mut Session) -> Option<Vec<u8>> {
     loop {
         match tokio::time::timeout(WAIT, s.recv()).await {
-            Ok(Ok(SessionEvent::Message(m))) => return m.payload,
+            Ok(Ok(SessionEvent::Message(m))) => return Some(m.payload),
+            Ok(Ok(SessionEvent::Closed { .. })) | Ok(Err(_)) => return None,
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => panic!("session ended: {e}"),
             Err(_) => panic!("no message within {WAIT:?}"),
         }
     }
@@ -171,7 +179,10 @@ async fn p2p(topology: Topology, mls: bool) -> P2pFigures {
         let mut counted = 0;
         let mut counted_tx = Some(counted_tx);
         loop {
-            let p = next_payload(&mut r).await;
+            // The session closes when the measurement is over.
+            let Some(p) = next_payload_or_end(&mut r).await else {
+                break;
+            };
             if p.first() == Some(&b'r') {
                 r.publish(p, HashMap::new()).await.expect("echo");
             } else {
