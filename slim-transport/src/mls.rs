@@ -151,7 +151,6 @@ use base64::engine::general_purpose::STANDARD;
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
-use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::storage::StorageProvider as _;
 
 use crate::identity::{
@@ -327,7 +326,7 @@ pub struct Decrypted {
 
 /// One member's MLS state for one session.
 pub struct MlsState {
-    provider: OpenMlsRustCrypto,
+    provider: LeanProvider,
     identity: SharedSecret,
     verifier: Arc<dyn IdentityVerifier>,
     clock: Clock,
@@ -492,7 +491,7 @@ impl MlsState {
         clock: Clock,
     ) -> Result<Self, MlsError> {
         Ok(Self {
-            provider: OpenMlsRustCrypto::default(),
+            provider: LeanProvider::default(),
             identity,
             verifier,
             clock,
@@ -1280,7 +1279,9 @@ impl CommitQueue {
 }
 
 mod seam;
+mod storage;
 pub use seam::{AddBytes, MlsSessionCrypto};
+use storage::LeanProvider;
 
 #[cfg(test)]
 mod tests;

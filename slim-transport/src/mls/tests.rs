@@ -112,6 +112,23 @@ fn group_of_four_shares_epochs_and_messages_with_sender_identity() {
 }
 
 #[test]
+fn message_secrets_are_never_written_to_storage_yet_every_member_keeps_decrypting() {
+    let clock = VClock::new();
+    let [mut a, mut b, mut c, mut d] = group_of_four(&clock);
+    for i in 0..50 {
+        let text = format!("message {i}");
+        roundtrip(&mut a, &mut [&mut b, &mut c, &mut d], text.as_bytes());
+        roundtrip(&mut d, &mut [&mut a, &mut b, &mut c], text.as_bytes());
+    }
+    for m in [&a, &b, &c, &d] {
+        let storage = m.provider.storage();
+        assert_eq!(storage.entries_labelled(b"MessageSecrets"), 0);
+        // The rest of the group state is persisted as usual.
+        assert!(storage.entries_labelled(b"Tree") > 0);
+    }
+}
+
+#[test]
 fn removed_member_cannot_decrypt_messages_sent_after_removal() {
     let clock = VClock::new();
     let [mut a, mut b, mut c, mut d] = group_of_four(&clock);
@@ -206,7 +223,7 @@ fn key_package_from_another_shared_secret_is_refused_with_a_clear_error() {
 /// An MLSMessage(KeyPackage) signed by `signer` whose token was minted by
 /// `identity` (which may claim another key or none).
 fn crafted_key_package(identity: &SharedSecret, signer: &MlsSigner) -> Vec<u8> {
-    let provider = OpenMlsRustCrypto::default();
+    let provider = LeanProvider::default();
     let token = identity.token_at(T0).unwrap();
     let cred = CredentialWithKey {
         credential: BasicCredential::new(token.into_bytes()).into(),
