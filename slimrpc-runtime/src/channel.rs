@@ -698,8 +698,7 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
     /// One `unfold` step: the next item of the call, or `None` when it ended.
     async fn step(mut self) -> Option<(Item<Res>, Self)> {
         if self.done {
-            let e = self.trailing.take()?;
-            return Some((Err(e), self));
+            return self.owed();
         }
         if self.running.is_none() {
             match self.start().await {
@@ -736,8 +735,7 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
                         tracing::debug!(%member, "a member of a running call left the session");
                         if running.tracker.is_finished() {
                             self.finish();
-                            let e = self.trailing.take()?;
-                            return Some((Err(e), self));
+                            return self.owed();
                         }
                     }
                     continue;
@@ -746,8 +744,7 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
                     // The session died: the dispatcher dropped every entry.
                     if running.tracker.is_finished() {
                         self.finish();
-                        let e = self.trailing.take()?;
-                        return Some((Err(e), self));
+                        return self.owed();
                     }
                     let err = running.tracker.closed_error();
                     return self.fail(err);
@@ -783,6 +780,12 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
                 None => continue,
             }
         }
+    }
+
+    /// After the call ended: the error still owed to the caller, if any.
+    fn owed(mut self) -> Option<(Item<Res>, Self)> {
+        let e = self.trailing.take()?;
+        Some((Err(e), self))
     }
 
     fn fail(mut self, e: RpcError) -> Option<(Item<Res>, Self)> {

@@ -41,9 +41,8 @@ pub enum CallEvent {
 struct Table {
     calls: HashMap<String, mpsc::Sender<CallEvent>>,
     closed: bool,
-    /// Members that left this session; a channel does not start new calls
-    /// on a session that lost a member.
-    departed: Vec<Name>,
+    /// A member left this session; a channel does not start new calls on it.
+    lost_member: bool,
 }
 
 /// Routes frames to calls by `rpc-id`.
@@ -103,7 +102,7 @@ impl Dispatcher {
 
     /// True once a member left this session.
     pub fn lost_a_member(&self) -> bool {
-        !self.lock().departed.is_empty()
+        self.lock().lost_member
     }
 
     /// Drops every entry (their receivers then end) and refuses new ones.
@@ -134,7 +133,7 @@ impl Dispatcher {
     pub async fn member_left(&self, member: Name) {
         let senders: Vec<_> = {
             let mut t = self.lock();
-            t.departed.push(member.clone());
+            t.lost_member = true;
             t.calls.values().cloned().collect()
         };
         for tx in senders {
