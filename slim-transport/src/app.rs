@@ -465,6 +465,10 @@ enum Command {
         member: Name,
         reply: oneshot::Sender<Result<Completion, SessionError>>,
     },
+    InviteMany {
+        members: Vec<Name>,
+        reply: oneshot::Sender<Result<Completion, SessionError>>,
+    },
     Remove {
         member: Name,
         reply: oneshot::Sender<Result<Completion, SessionError>>,
@@ -639,6 +643,13 @@ impl Driver {
                 let r = self
                     .machine
                     .invite(&member, now)
+                    .map(|job| self.completion(job));
+                let _ = reply.send(r);
+            }
+            Command::InviteMany { members, reply } => {
+                let r = self
+                    .machine
+                    .invite_many(&members, now)
                     .map(|job| self.completion(job));
                 let _ = reply.send(r);
             }
@@ -922,6 +933,19 @@ impl SessionHandle {
     pub async fn invite(&self, member: &Name) -> Result<Completion, SessionError> {
         let member = member.clone();
         self.ask(|reply| Command::Invite { member, reply }).await?
+    }
+
+    /// Moderator of a group nobody was invited to yet: invites all of
+    /// `members` at once (parallel discovery and join, one MLS commit, a
+    /// welcome each); the [`Completion`] resolves when every one of them
+    /// joined, or with the first failure. Much faster than one
+    /// [`invite`](Self::invite) after the other for a large group, whose
+    /// set-up is then one MLS commit instead of one per member with every
+    /// earlier member processing each. Later joiners use `invite`.
+    pub async fn invite_many(&self, members: &[Name]) -> Result<Completion, SessionError> {
+        let members = members.to_vec();
+        self.ask(|reply| Command::InviteMany { members, reply })
+            .await?
     }
 
     /// Moderator of a group: removes `member` and waits until done.

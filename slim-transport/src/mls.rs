@@ -290,6 +290,19 @@ pub struct AddOutcome {
     pub member: MemberInfo,
 }
 
+/// What the moderator sends after adding several members in one commit.
+#[derive(Debug, Clone)]
+pub struct AddManyOutcome {
+    /// Sequence number for GROUP_WELCOME (and GROUP_ADD, if any).
+    pub commit_id: u32,
+    /// MLSMessage(PublicMessage Commit) for the existing members.
+    pub commit: Vec<u8>,
+    /// MLSMessage(Welcome) that every new member can open.
+    pub welcome: Vec<u8>,
+    /// The new members' identities, in the order of the key packages.
+    pub members: Vec<MemberInfo>,
+}
+
 /// A commit we produced (remove, refresh, committed proposals).
 #[derive(Debug, Clone)]
 pub struct CommitOut {
@@ -601,61 +614,98 @@ impl MlsState {
     /// Adds the member whose MLSMessage(KeyPackage) is `key_package`: one
     /// commit with one Add, one Welcome. The commit is merged locally.
     pub fn add_member(&mut self, key_package: &[u8]) -> Result<AddOutcome, MlsError> {
+        let mut many = self.add_members(&[key_package])?;
+        let member = many
+            .members
+            .pop()
+            .ok_or_else(|| MlsError::UnknownMember("new member".into()))?;
+        Ok(AddOutcome {
+            commit_id: many.commit_id,
+            commit: many.commit,
+            welcome: many.welcome,
+            member,
+        })
+    }
+
+    /// Adds every member whose MLSMessage(KeyPackage) is in `key_packages`
+    /// in **one** commit (one Add proposal each) with one Welcome that each
+    /// of them can open. The commit is merged locally. Every key package is
+    /// validated first; one bad or duplicate member fails the whole add and
+    /// leaves the group unchanged. `members` follows the input order.
+    pub fn add_members(&mut self, key_packages: &[&[u8]]) -> Result<AddManyOutcome, MlsError> {
         self.group()?;
-        let kp_in = match parse(key_package)? {
-            MlsMessageBodyIn::KeyPackage(kp) => kp,
-            other => {
-                return Err(MlsError::UnexpectedMessage {
-                    expected: "KeyPackage",
-                    got: body_kind(&other),
+        if key_packages.is_empty() {
+            return Err(MlsError::UnexpectedMessage {
+                expected: "at least one key package",
+                got: "none".into(),
+            });
+        }
+        let mut present: std::collections::HashSet<String> =
+            self.members()?.into_iter().map(|m| m.identity).collect();
+        let mut kps = Vec::with_capacity(key_packages.len());
+        let mut subjects = Vec::with_capacity(key_packages.len());
+        for key_package in key_packages {
+            let kp_in = match parse(key_package)? {
+                MlsMessageBodyIn::KeyPackage(kp) => kp,
+                other => {
+                    return Err(MlsError::UnexpectedMessage {
+                        expected: "KeyPackage",
+                        got: body_kind(&other),
+                    });
+                }
+            };
+            let kp = kp_in
+                .validate(self.provider.crypto(), ProtocolVersion::Mls10)
+                .map_err(om("key package validation"))?;
+            if kp.ciphersuite() != CIPHERSUITE {
+                return Err(MlsError::WrongCiphersuite(format!(
+                    "{:?}",
+                    kp.ciphersuite()
+                )));
+            }
+            let leaf = kp.leaf_node();
+            let claims = self
+                .check(
+                    leaf.credential(),
+                    leaf.signature_key().as_slice(),
+                    Age::MustBeFresh,
+                )
+                .map_err(cred_err("new member"))?;
+            if !present.insert(claims.sub.clone()) {
+                return Err(MlsError::Credential {
+                    who: "new member".into(),
+                    reason: CredentialError::Duplicate(claims.sub),
                 });
             }
-        };
-        let kp = kp_in
-            .validate(self.provider.crypto(), ProtocolVersion::Mls10)
-            .map_err(om("key package validation"))?;
-        if kp.ciphersuite() != CIPHERSUITE {
-            return Err(MlsError::WrongCiphersuite(format!(
-                "{:?}",
-                kp.ciphersuite()
-            )));
-        }
-        let leaf = kp.leaf_node();
-        let claims = self
-            .check(
-                leaf.credential(),
-                leaf.signature_key().as_slice(),
-                Age::MustBeFresh,
-            )
-            .map_err(cred_err("new member"))?;
-        if self.members()?.iter().any(|m| m.identity == claims.sub) {
-            return Err(MlsError::Credential {
-                who: "new member".into(),
-                reason: CredentialError::Duplicate(claims.sub),
-            });
+            subjects.push(claims.sub);
+            kps.push(kp);
         }
         let (provider, signer) = (&self.provider, &self.signer);
         let group = self.group.as_mut().ok_or(MlsError::NoGroup)?;
         let (commit, welcome, _) = group
-            .add_members(provider, signer, &[kp])
+            .add_members(provider, signer, &kps)
             .map_err(om("add member"))?;
         group
             .merge_pending_commit(provider)
             .map_err(om("merge own commit"))?;
-        let index = group
-            .members()
-            .find(|m| subject_of(&m.credential) == claims.sub)
-            .map(|m| m.index.u32())
-            .ok_or_else(|| MlsError::UnknownMember(claims.sub.clone()))?;
+        let mut members = Vec::with_capacity(subjects.len());
+        for sub in subjects {
+            let index = group
+                .members()
+                .find(|m| subject_of(&m.credential) == sub)
+                .map(|m| m.index.u32())
+                .ok_or_else(|| MlsError::UnknownMember(sub.clone()))?;
+            members.push(MemberInfo {
+                index,
+                identity: sub,
+            });
+        }
         self.commit_id = self.commit_id.wrapping_add(1);
-        Ok(AddOutcome {
+        Ok(AddManyOutcome {
             commit_id: self.commit_id,
             commit: to_bytes(&commit)?,
             welcome: to_bytes(&welcome)?,
-            member: MemberInfo {
-                index,
-                identity: claims.sub,
-            },
+            members,
         })
     }
 

@@ -572,19 +572,24 @@ async fn open_session(
             RpcError::unavailable(format!("Failed to create session to {destination}: {e}"))
         })?;
     if group_name.is_some() {
+        // Every member at once: one MLS commit adds them all, so set-up
+        // costs one round of discovery/join/welcome instead of one per member.
+        let mut invited = Ok(());
         for m in &members {
-            let invited = match route(m).await {
-                Ok(()) => session
-                    .handle
-                    .invite(m)
-                    .await
-                    .map_err(|e| RpcError::unavailable(format!("Failed to invite {m}: {e}"))),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = invited {
-                let _ = session.handle.close().await;
-                return Err(e);
+            invited = route(m).await;
+            if invited.is_err() {
+                break;
             }
+        }
+        if invited.is_ok() {
+            invited = session.handle.invite_many(&members).await.map_err(|e| {
+                let names: Vec<String> = members.iter().map(Name::to_string).collect();
+                RpcError::unavailable(format!("Failed to invite [{}]: {e}", names.join(", ")))
+            });
+        }
+        if let Err(e) = invited {
+            let _ = session.handle.close().await;
+            return Err(e);
         }
     }
     tracing::debug!(session_id = session.handle.id(), %destination, "channel session ready");

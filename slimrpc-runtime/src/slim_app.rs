@@ -146,6 +146,17 @@ impl RpcSessionHandle for SessionHandle {
         .boxed()
     }
 
+    fn invite_many<'a>(&'a self, members: &'a [Name]) -> TransportFuture<'a, ()> {
+        async move {
+            SessionHandle::invite_many(self, members)
+                .await
+                .map_err(err)?
+                .await
+                .map_err(err)
+        }
+        .boxed()
+    }
+
     fn close(&self) -> TransportFuture<'_, ()> {
         async move { SessionHandle::close(self).await.map_err(err) }.boxed()
     }

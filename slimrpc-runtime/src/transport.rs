@@ -122,6 +122,21 @@ pub trait RpcSessionHandle: Send + Sync + 'static {
     /// Invites `member` into a group session and resolves once it joined.
     fn invite<'a>(&'a self, member: &'a Name) -> TransportFuture<'a, ()>;
 
+    /// Invites all of `members` into a fresh group session (nobody invited
+    /// yet) and resolves once every one joined. The default invites them
+    /// one after the other; a transport that can add them together (one
+    /// MLS commit) overrides it. An error says which member failed.
+    fn invite_many<'a>(&'a self, members: &'a [Name]) -> TransportFuture<'a, ()> {
+        Box::pin(async move {
+            for m in members {
+                self.invite(m)
+                    .await
+                    .map_err(|e| TransportError(format!("{m}: {}", e.0)))?;
+            }
+            Ok(())
+        })
+    }
+
     /// Closes the session.
     fn close(&self) -> TransportFuture<'_, ()>;
 

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{AddOutcome, MemberRef, MlsError, MlsState};
+use super::{AddManyOutcome, AddOutcome, MemberRef, MlsError, MlsState};
 use crate::Name;
 use crate::identity::{IdentityVerifier, SharedSecret};
 
@@ -93,6 +93,31 @@ impl MlsSessionCrypto {
             ..
         } = self.state.add_member(kp)?;
         self.members.insert(member.clone(), info.identity);
+        Ok(Some(AddBytes { commit, welcome }))
+    }
+
+    /// Moderator: adds every `(member, key package)` in one commit with one
+    /// welcome for all of them; a missing key package is an error.
+    pub fn add_members(
+        &mut self,
+        members: &[(Name, Option<Vec<u8>>)],
+    ) -> Result<Option<AddBytes>, MlsError> {
+        let mut kps = Vec::with_capacity(members.len());
+        for (_, kp) in members {
+            kps.push(kp.as_deref().ok_or_else(|| MlsError::UnexpectedMessage {
+                expected: "a key package in JOIN_REPLY",
+                got: "none".into(),
+            })?);
+        }
+        let AddManyOutcome {
+            commit,
+            welcome,
+            members: infos,
+            ..
+        } = self.state.add_members(&kps)?;
+        for ((name, _), info) in members.iter().zip(infos) {
+            self.members.insert(name.clone(), info.identity);
+        }
         Ok(Some(AddBytes { commit, welcome }))
     }
 

@@ -74,6 +74,13 @@ pub trait SessionCrypto: Send {
         member: &Name,
         key_package: Option<&[u8]>,
     ) -> Result<Option<AddOutput>, CryptoError>;
+    /// Moderator: adds every `(member, key package)` in **one** commit whose
+    /// single welcome every new member can open (a group's first invites,
+    /// see `Session::invite_many`). Returns `None` when MLS is off.
+    fn add_members(
+        &mut self,
+        members: &[(Name, Option<Vec<u8>>)],
+    ) -> Result<Option<AddOutput>, CryptoError>;
     /// Moderator: removes `member`; returns the commit (`None` = MLS off).
     fn remove_member(&mut self, member: &Name) -> Result<Option<Vec<u8>>, CryptoError>;
     /// Participant: joins the group from a welcome.
@@ -104,6 +111,12 @@ impl SessionCrypto for NoCrypto {
         &mut self,
         _member: &Name,
         _key_package: Option<&[u8]>,
+    ) -> Result<Option<AddOutput>, CryptoError> {
+        Ok(None)
+    }
+    fn add_members(
+        &mut self,
+        _members: &[(Name, Option<Vec<u8>>)],
     ) -> Result<Option<AddOutput>, CryptoError> {
         Ok(None)
     }
@@ -151,6 +164,19 @@ impl SessionCrypto for crate::mls::MlsSessionCrypto {
         key_package: Option<&[u8]>,
     ) -> Result<Option<AddOutput>, CryptoError> {
         crate::mls::MlsSessionCrypto::add_member(self, member, key_package)
+            .map(|o| {
+                o.map(|a| AddOutput {
+                    commit: a.commit,
+                    welcome: a.welcome,
+                })
+            })
+            .map_err(from_mls)
+    }
+    fn add_members(
+        &mut self,
+        members: &[(Name, Option<Vec<u8>>)],
+    ) -> Result<Option<AddOutput>, CryptoError> {
+        crate::mls::MlsSessionCrypto::add_members(self, members)
             .map(|o| {
                 o.map(|a| AddOutput {
                     commit: a.commit,

@@ -99,6 +99,11 @@ enum Job {
         id: JobId,
         member: Name,
     },
+    /// The first invites of a group, all in one MLS commit.
+    InviteMany {
+        id: JobId,
+        members: Vec<Name>,
+    },
     Remove {
         id: JobId,
         member: Name,
@@ -113,10 +118,36 @@ enum Job {
 #[derive(Debug)]
 enum Stage {
     Discovering,
-    Joining { peer: Name },
-    Welcoming { peer: Name, outstanding: u32 },
-    Removing { member: Name, leave: bool },
+    Joining {
+        peer: Name,
+    },
+    Welcoming {
+        peer: Name,
+        outstanding: u32,
+    },
+    /// [`Job::InviteMany`]: discoveries and joins run in parallel; one
+    /// commit adds everybody once every JOIN_REPLY is in.
+    Batch(Batch),
+    Removing {
+        member: Name,
+        leave: bool,
+    },
     Leaving,
+}
+
+/// Progress of a [`Job::InviteMany`].
+#[derive(Debug, Default)]
+struct Batch {
+    /// Requested names still waiting for their DISCOVERY_REPLY.
+    discovering: Vec<Name>,
+    /// Full names whose JOIN_REPLY is outstanding.
+    joining: BTreeSet<Name>,
+    /// Full names with the key package of their JOIN_REPLY, in reply order.
+    joined: Vec<(Name, Option<Vec<u8>>)>,
+    /// Full names whose GROUP_WELCOME is not acknowledged yet.
+    welcoming: BTreeSet<Name>,
+    /// Everybody added by the commit.
+    added: Vec<Name>,
 }
 
 #[derive(Debug)]
@@ -618,6 +649,48 @@ impl Session {
             return Err(SessionError::AlreadyMember(member.clone()));
         }
         let id = self.push_job_invite(member.clone());
+        self.progress();
+        Ok(id)
+    }
+
+    /// Moderator of a group that has no members but itself yet: invites all
+    /// of `members` at once. Discoveries and joins run in parallel, and one
+    /// MLS commit adds everybody, so each of them gets a GROUP_WELCOME with
+    /// `commit_id` 1 and the full member list (no GROUP_ADD is needed: nobody
+    /// was welcomed before). Completion is [`Event::JobDone`]: `Ok` once every
+    /// member acknowledged its welcome; an error (naming the member when one
+    /// did not answer) as soon as any of them fails.
+    pub fn invite_many(&mut self, members: &[Name], now: Instant) -> Result<JobId, SessionError> {
+        self.tick(now);
+        self.check_open()?;
+        if !self.moderator {
+            return Err(SessionError::NotModerator);
+        }
+        if self.kind == SessionKind::PointToPoint {
+            return Err(SessionError::Unsupported(
+                "a point-to-point session invites its peer when created",
+            ));
+        }
+        if self.members.len() > 1 || self.active.is_some() || !self.jobs.is_empty() {
+            return Err(SessionError::Unsupported(
+                "invite_many is for the first invites of a group; use invite",
+            ));
+        }
+        if members.is_empty() {
+            return Err(SessionError::Unsupported("invite_many of nobody"));
+        }
+        let mut prefixes = BTreeSet::new();
+        for m in members {
+            if m.prefix() == self.local.prefix() || !prefixes.insert(m.prefix()) {
+                return Err(SessionError::AlreadyMember(m.clone()));
+            }
+        }
+        let id = self.next_job;
+        self.next_job += 1;
+        self.jobs.push_back(Job::InviteMany {
+            id,
+            members: members.to_vec(),
+        });
         self.progress();
         Ok(id)
     }
@@ -1339,9 +1412,15 @@ impl Session {
                         conn,
                     });
                 }
-                self.after_discovery(reply.source.clone())
+                if self.in_batch() {
+                    self.batch_discovered(reply.source.clone())
+                } else {
+                    self.after_discovery(reply.source.clone())
+                }
             }
+            Purpose::Join if self.in_batch() => self.batch_joined(reply),
             Purpose::Join => self.after_join(reply),
+            Purpose::Welcome if self.in_batch() => self.batch_welcomed(&reply.source),
             Purpose::Welcome | Purpose::GroupAdd => self.welcome_part_done(),
             Purpose::GroupRemove => self.after_group_remove(),
             Purpose::Leave => self.finish_job(Ok(())),
@@ -1357,6 +1436,9 @@ impl Session {
 
     fn control_failed(&mut self, id: u32, c: Control) {
         debug!(session_id = self.id, purpose = ?c.purpose, message_id = id, "control request timed out");
+        if self.in_batch() && c.purpose.belongs_to_job() {
+            return self.batch_failed(c);
+        }
         match c.purpose {
             // Peers drop requests whose identity token they cannot verify,
             // silently (as SLIM does), so silence is all a wrong shared
@@ -1425,6 +1507,31 @@ impl Session {
                         Waiting::Prefix(member.prefix()),
                         Purpose::Discovery,
                     );
+                }
+                Job::InviteMany { id, members } => {
+                    self.active = Some(Active {
+                        job: Some(id),
+                        stage: Stage::Batch(Batch {
+                            discovering: members.clone(),
+                            ..Batch::default()
+                        }),
+                    });
+                    for member in &members {
+                        let mid = self.fresh_control_id();
+                        let req = self.command_msg(
+                            member,
+                            1,
+                            Kind::DiscoveryRequest,
+                            mid,
+                            Cmd::DiscoveryRequest(DiscoveryRequestPayload { destination: None }),
+                        );
+                        self.start_control(
+                            req,
+                            Kind::DiscoveryReply,
+                            Waiting::Prefix(member.prefix()),
+                            Purpose::Discovery,
+                        );
+                    }
                 }
                 Job::Remove { id, member } => {
                     let Some(member) = self.resolve_member(&member) else {
@@ -1553,20 +1660,34 @@ impl Session {
         if self.members.contains(&peer) {
             return self.fail_job(SessionError::AlreadyMember(peer));
         }
+        if let Err(e) = self.prepare_group() {
+            return self.fail_job(e);
+        }
+        if self.kind == SessionKind::PointToPoint {
+            self.destination = peer.clone();
+        }
+        if let Some(a) = self.active.as_mut() {
+            a.stage = Stage::Joining { peer: peer.clone() };
+        }
+        self.send_join_request(peer);
+    }
+
+    /// Subscribes the channel (group) and creates the MLS group, once.
+    fn prepare_group(&mut self) -> Result<(), SessionError> {
         if self.kind == SessionKind::Group && !self.channel_subscribed {
             self.channel_subscribed = true;
             self.events
                 .push_back(Event::Subscribe(self.destination.clone()));
         }
         if !self.group_created {
-            if let Err(e) = self.crypto.create_group() {
-                return self.fail_job(e.into());
-            }
+            self.crypto.create_group()?;
             self.group_created = true;
         }
-        if self.kind == SessionKind::PointToPoint {
-            self.destination = peer.clone();
-        }
+        Ok(())
+    }
+
+    /// JOIN_REQUEST to a discovered `peer`, retransmitted until it replies.
+    fn send_join_request(&mut self, peer: Name) {
         let timer_settings = self.data_timer.map(|(i, r)| TimerSettings {
             timeout: u32::try_from(i.as_millis()).unwrap_or(u32::MAX),
             max_retries: r,
@@ -1588,15 +1709,141 @@ impl Session {
             })),
             self.metadata.clone(),
         );
-        if let Some(a) = self.active.as_mut() {
-            a.stage = Stage::Joining { peer: peer.clone() };
-        }
         self.start_control(
             msg,
             Kind::JoinReply,
             Waiting::Names(BTreeSet::from([peer])),
             Purpose::Join,
         );
+    }
+
+    // ----- moderator: the batch invite of a group's first members ---------------
+
+    fn in_batch(&self) -> bool {
+        matches!(
+            self.active,
+            Some(Active {
+                stage: Stage::Batch(_),
+                ..
+            })
+        )
+    }
+
+    fn batch(&mut self) -> Option<&mut Batch> {
+        match self.active.as_mut() {
+            Some(Active {
+                stage: Stage::Batch(b),
+                ..
+            }) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn batch_discovered(&mut self, peer: Name) {
+        if let Err(e) = self.prepare_group() {
+            return self.fail_job(e);
+        }
+        let Some(b) = self.batch() else { return };
+        b.discovering.retain(|m| m.prefix() != peer.prefix());
+        b.joining.insert(peer.clone());
+        self.send_join_request(peer);
+    }
+
+    fn batch_joined(&mut self, reply: &Inbound) {
+        let key_package = match reply.command() {
+            Some(Cmd::JoinReply(r)) => r.key_package.clone(),
+            _ => None,
+        };
+        let Some(b) = self.batch() else { return };
+        if !b.joining.remove(&reply.source) {
+            return;
+        }
+        b.joined.push((reply.source.clone(), key_package));
+        if !b.discovering.is_empty() || !b.joining.is_empty() {
+            return;
+        }
+        let joined = std::mem::take(&mut b.joined);
+        let added = match self.crypto.add_members(&joined) {
+            Ok(a) => a,
+            Err(e) => return self.fail_job(e.into()),
+        };
+        let welcome = added.map(|a| {
+            let commit = self.next_commit(a.commit);
+            MlsPayload {
+                commit_id: commit.commit_id,
+                mls_content: a.welcome,
+            }
+        });
+        let peers: Vec<Name> = joined.into_iter().map(|(n, _)| n).collect();
+        self.members.extend(peers.iter().cloned());
+        let participants: Vec<wire::Name> = self.members.iter().map(Name::to_wire).collect();
+        for peer in &peers {
+            let mid = self.fresh_control_id();
+            let msg = self.command_msg(
+                peer,
+                1,
+                Kind::GroupWelcome,
+                mid,
+                Cmd::GroupWelcome(GroupWelcomePayload {
+                    participants: participants.clone(),
+                    mls: welcome.clone(),
+                }),
+            );
+            self.start_control(
+                msg,
+                Kind::GroupAck,
+                Waiting::Names(BTreeSet::from([peer.clone()])),
+                Purpose::Welcome,
+            );
+        }
+        if let Some(b) = self.batch() {
+            b.welcoming = peers.iter().cloned().collect();
+            b.added = peers;
+        }
+    }
+
+    fn batch_welcomed(&mut self, peer: &Name) {
+        let Some(b) = self.batch() else { return };
+        if !b.welcoming.remove(peer) || !b.welcoming.is_empty() {
+            return;
+        }
+        let added = std::mem::take(&mut b.added);
+        for peer in added {
+            self.ping_missed.insert(peer.clone(), 0);
+            self.emit(SessionEvent::MemberJoined(peer));
+        }
+        self.finish_job(Ok(()));
+    }
+
+    /// A discovery, join or welcome of the batch went unanswered: the whole
+    /// invite fails, naming who did not answer. Members whose welcome was
+    /// not acknowledged are forgotten.
+    fn batch_failed(&mut self, c: Control) {
+        let member = match &c.waiting {
+            Waiting::Names(set) => set.iter().next().cloned(),
+            Waiting::Prefix(p) => self
+                .batch()
+                .and_then(|b| b.discovering.iter().find(|m| m.prefix() == *p).cloned()),
+        };
+        let what = match c.purpose {
+            Purpose::Discovery => "discovery",
+            Purpose::Join => "join",
+            _ => "welcome",
+        };
+        if c.purpose == Purpose::Welcome {
+            let unwelcomed: Vec<Name> = self
+                .batch()
+                .map(|b| b.welcoming.iter().cloned().collect())
+                .unwrap_or_default();
+            for m in &unwelcomed {
+                self.forget_member(m);
+            }
+        }
+        let e = match member {
+            Some(member) => SessionError::MemberTimeout { what, member },
+            None => SessionError::Timeout { what },
+        };
+        self.fail_job(e);
     }
 
     fn after_join(&mut self, reply: &Inbound) {
@@ -1737,7 +1984,9 @@ impl Session {
 
     fn cancel_jobs(&mut self, e: SessionError) {
         for job in self.jobs.drain(..) {
-            if let Job::Invite { id, .. } | Job::Remove { id, .. } = job {
+            if let Job::Invite { id, .. } | Job::InviteMany { id, .. } | Job::Remove { id, .. } =
+                job
+            {
                 self.events.push_back(Event::JobDone {
                     job: id,
                     result: Err(e.clone()),

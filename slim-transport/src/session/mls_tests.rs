@@ -73,6 +73,19 @@ impl SessionCrypto for Spoiled {
             o
         }))
     }
+    fn add_members(
+        &mut self,
+        members: &[(Name, Option<Vec<u8>>)],
+    ) -> Result<Option<AddOutput>, CryptoError> {
+        self.adds += 1;
+        let out = self.inner.add_members(members)?;
+        Ok(out.map(|mut o| {
+            if self.spoil == Spoil::Welcome(self.adds) {
+                o.welcome = GARBAGE.to_vec();
+            }
+            o
+        }))
+    }
     fn remove_member(&mut self, member: &Name) -> Result<Option<Vec<u8>>, CryptoError> {
         self.inner.remove_member(member)
     }
@@ -430,4 +443,155 @@ fn real_mls_group_forms_talks_and_shrinks_under_loss_duplication_and_reordering(
             .iter()
             .any(|x| x == b"after remove")
     );
+}
+
+/// `invite_many`: the job's result, and every GROUP_WELCOME / GROUP_ADD the
+/// moderator sent (parsed).
+fn invite_all(
+    net: &mut Net,
+    m: usize,
+    sid: u32,
+    who: &[usize],
+) -> Option<Result<(), SessionError>> {
+    let names: Vec<Name> = who.iter().map(|&p| net.name(p)).collect();
+    let job = net
+        .with(m, sid, |s, now| s.invite_many(&names, now))
+        .unwrap();
+    net.run_until(LIMIT, |n| n.job_result(m, job).is_some());
+    net.job_result(m, job)
+}
+
+fn commands_from(net: &Net, node: usize, kind: Kind) -> Vec<Inbound> {
+    net.trace
+        .iter()
+        .filter(|t| t.kind == kind && t.from == node)
+        .map(|t| Inbound::parse(t.msg.clone()).unwrap())
+        .collect()
+}
+
+#[test]
+fn invite_many_adds_every_member_in_one_commit_and_all_of_them_talk() {
+    let (mut net, m, members) = nodes(70, 4);
+    let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
+    assert_eq!(invite_all(&mut net, m, sid, &members), Some(Ok(())));
+
+    // One welcome each, all from the same commit 1, each listing everybody;
+    // nobody was welcomed before, so no GROUP_ADD.
+    let welcomes = commands_from(&net, m, Kind::GroupWelcome);
+    let mut welcomed: Vec<Name> = welcomes.iter().map(|w| w.destination.clone()).collect();
+    welcomed.sort();
+    welcomed.dedup();
+    assert_eq!(welcomed.len(), members.len());
+    for w in &welcomes {
+        let Some(Cmd::GroupWelcome(p)) = w.command() else {
+            panic!("not a welcome: {w:?}");
+        };
+        assert_eq!(p.participants.len(), members.len() + 1);
+        assert_eq!(p.mls.as_ref().map(|x| x.commit_id), Some(1));
+    }
+    assert!(commands_from(&net, m, Kind::GroupAdd).is_empty());
+    let mut listed = net.session(m, sid).members().to_vec();
+    listed.sort();
+    let mut want: Vec<Name> = members.iter().map(|&p| net.name(p)).collect();
+    want.push(net.name(m));
+    want.sort();
+    assert_eq!(listed, want);
+
+    assert!(broadcast_arrives(&mut net, m, sid, &members, b"hello all"));
+    net.publish(members[2], sid, b"hello from member2");
+    let others: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|&p| p != members[2])
+        .collect();
+    assert!(net.run_until(LIMIT, |n| {
+        n.payloads_from(m, sid, members[2]).len() == 1
+            && others
+                .iter()
+                .all(|&p| n.payloads_from(p, sid, members[2]).len() == 1)
+    }));
+
+    // A later joiner comes in with an ordinary invite: commit 2, applied by
+    // everyone who joined through the batch.
+    let late = net.add("org/ns/late");
+    net.nodes[late]
+        .layer
+        .set_crypto(mls_factory(identity("org/ns/late")));
+    assert_eq!(invite(&mut net, m, sid, late), Some(Ok(())));
+    let adds = commands_from(&net, m, Kind::GroupAdd);
+    assert!(adds.iter().all(|a| matches!(
+        a.command(),
+        Some(Cmd::GroupAdd(p)) if p.mls.as_ref().map(|x| x.commit_id) == Some(2)
+    )));
+    let mut everyone = members.clone();
+    everyone.push(late);
+    assert!(broadcast_arrives(&mut net, m, sid, &everyone, b"with late"));
+}
+
+#[test]
+fn invite_many_survives_loss_duplication_and_reordering() {
+    let mut net = Net::new(71, 0.2, 0.2, Duration::from_millis(300));
+    let m = net.add("org/ns/moderator");
+    net.nodes[m]
+        .layer
+        .set_crypto(mls_factory(identity("org/ns/moderator")));
+    let members: Vec<usize> = (0..5)
+        .map(|i| {
+            let base = format!("org/ns/member{i}");
+            let p = net.add(&base);
+            net.nodes[p].layer.set_crypto(mls_factory(identity(&base)));
+            p
+        })
+        .collect();
+    let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
+    assert_eq!(invite_all(&mut net, m, sid, &members), Some(Ok(())));
+    for i in 0..5u8 {
+        net.publish(m, sid, &[b'm', i]);
+    }
+    assert!(net.run_until(LIMIT, |n| {
+        members
+            .iter()
+            .all(|&p| n.payloads_from(p, sid, m).len() == 5)
+    }));
+    for &p in &members {
+        assert_eq!(net.session(p, sid).counters().decrypt_failed, 0);
+    }
+}
+
+#[test]
+fn invite_many_with_an_absent_member_fails_naming_it() {
+    let (mut net, m, members) = nodes(72, 2);
+    let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
+    let absent: Name = "org/ns/nobody".parse().unwrap();
+    let mut names: Vec<Name> = members.iter().map(|&p| net.name(p)).collect();
+    names.insert(1, absent.clone());
+    let job = net
+        .with(m, sid, |s, now| s.invite_many(&names, now))
+        .unwrap();
+    assert!(net.run_until(LIMIT, |n| n.job_result(m, job).is_some()));
+    match net.job_result(m, job) {
+        Some(Err(SessionError::MemberTimeout { what, member })) => {
+            assert_eq!(what, "discovery");
+            assert_eq!(member, absent);
+        }
+        other => panic!("expected a discovery timeout naming {absent}: {other:?}"),
+    }
+    assert!(commands_from(&net, m, Kind::GroupWelcome).is_empty());
+}
+
+#[test]
+fn invite_many_is_refused_once_the_group_has_members_or_for_a_duplicate() {
+    let (mut net, m, members) = nodes(73, 3);
+    let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
+    let dup = vec![net.name(members[0]), net.name(members[0])];
+    assert!(matches!(
+        net.with(m, sid, |s, now| s.invite_many(&dup, now)),
+        Err(SessionError::AlreadyMember(_))
+    ));
+    assert_eq!(invite(&mut net, m, sid, members[0]), Some(Ok(())));
+    let rest = vec![net.name(members[1]), net.name(members[2])];
+    assert!(matches!(
+        net.with(m, sid, |s, now| s.invite_many(&rest, now)),
+        Err(SessionError::Unsupported(_))
+    ));
 }

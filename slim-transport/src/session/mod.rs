@@ -189,6 +189,8 @@ pub enum SessionError {
     Unsupported(&'static str),
     #[error("{what} timed out")]
     Timeout { what: &'static str },
+    #[error("{what} of {member} timed out")]
+    MemberTimeout { what: &'static str, member: Name },
     #[error("MLS: {0}")]
     Crypto(#[from] CryptoError),
     #[error("transport: {0}")]

@@ -1283,6 +1283,22 @@ impl super::SessionCrypto for TestCrypto {
             welcome: format!("welcome-{}", self.made).into_bytes(),
         }))
     }
+    fn add_members(
+        &mut self,
+        members: &[(Name, Option<Vec<u8>>)],
+    ) -> Result<Option<super::AddOutput>, super::CryptoError> {
+        if members
+            .iter()
+            .any(|(_, kp)| kp.as_deref() != Some(b"kp".as_slice()))
+        {
+            return Err(super::CryptoError::BadInput("no key package".into()));
+        }
+        self.made += 1;
+        Ok(Some(super::AddOutput {
+            commit: format!("commit-{}", self.made).into_bytes(),
+            welcome: format!("welcome-{}", self.made).into_bytes(),
+        }))
+    }
     fn remove_member(&mut self, _member: &Name) -> Result<Option<Vec<u8>>, super::CryptoError> {
         self.made += 1;
         Ok(Some(format!("commit-{}", self.made).into_bytes()))
