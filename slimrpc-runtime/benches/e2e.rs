@@ -489,6 +489,76 @@ fn print_table(rows: &[Row]) {
     );
 }
 
+/// Per-message MLS cost in this process, in µs: (encrypt, decrypt) of a
+/// 100-byte payload between two members (Ed25519 sign / verify dominate).
+fn mls_costs() -> Result<(f64, f64), BoxError> {
+    use slim_transport::identity::IdentityVerifier;
+    use slim_transport::mls::MlsState;
+    let verifier: Arc<dyn IdentityVerifier> = Arc::new(identity("verifier")?);
+    let mut a = MlsState::new(identity("floor-a")?, verifier.clone())?;
+    let mut b = MlsState::new(identity("floor-b")?, verifier)?;
+    a.create_group()?;
+    let kp = b.key_package()?;
+    let added = a.add_member(&kp)?;
+    b.process_welcome(&added.welcome, added.commit_id)?;
+    let n = 2000;
+    let payload = [0x5au8; 100];
+    let t = Instant::now();
+    let cts = (0..n)
+        .map(|_| a.encrypt(&payload))
+        .collect::<Result<Vec<_>, _>>()?;
+    let enc = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let t = Instant::now();
+    for ct in &cts {
+        b.decrypt(ct)?;
+    }
+    let dec = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    Ok((enc, dec))
+}
+
+/// What MLS alone allows on this machine: every SlimRPC frame is one MLS
+/// application message, signed by its sender and verified by each receiver.
+fn print_mls_ceiling(ks: &[usize]) {
+    let (e, d) = match mls_costs() {
+        Ok(c) => c,
+        Err(err) => {
+            println!("MLS cost measurement failed: {err}");
+            return;
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    println!();
+    println!(
+        "MLS ceiling (same run, in-process, {cores} cores): encrypt {e:.1} µs, decrypt {d:.1} µs \
+         per 100-byte message."
+    );
+    println!();
+    println!(
+        "| case | MLS CPU per call | ceiling, all cores busy with MLS only | MLS on the critical path |"
+    );
+    println!("|---|---|---|---|");
+    // P2P unary: request + client EOS #1 + #2 (encrypted by the client,
+    // decrypted by the server), response + server EOS (the other way).
+    let p2p = 5.0 * (e + d);
+    println!(
+        "| P2P unary (5 messages) | {p2p:.0} µs | {:.0} calls/s | {:.0} µs (request, response, EOS in turn) = at most {:.0} calls/s sequential |",
+        cores * 1e6 / p2p,
+        3.0 * (e + d),
+        1e6 / (3.0 * (e + d)),
+    );
+    for &k in ks {
+        let kf = k as f64;
+        // Client: 3 encrypts, 2K decrypts; each member: 3 decrypts, 2 encrypts.
+        let cpu = 3.0 * e + kf * (5.0 * d + 2.0 * e);
+        // Client's own share is serial: 3 encrypts + 2K decrypts.
+        let client = 3.0 * e + 2.0 * kf * d;
+        println!(
+            "| group unary K={k} | {cpu:.0} µs | {:.0} calls/s | client alone {client:.0} µs per call |",
+            cores * 1e6 / cpu,
+        );
+    }
+}
+
 fn orchestrate(args: &[String]) {
     let ks = opt_list(args, "--k", &[2, 8, 32, 64]);
     let official_ks = opt_list(args, "--official-k", &[2, 8]);
@@ -497,6 +567,7 @@ fn orchestrate(args: &[String]) {
         rows.extend(run_stack(Stack::Official, &cases(args, &official_ks)));
     }
     print_table(&rows);
+    print_mls_ceiling(&ks);
 }
 
 fn main() {
