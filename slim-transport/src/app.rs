@@ -86,6 +86,111 @@ struct Shared {
     identity: SharedSecret,
     tx: mpsc::Sender<wire::Message>,
     state: Mutex<AppState>,
+    /// Which sessions hold which group channel, locally and per link. An
+    /// async lock: it is held while the resulting (un)subscriptions are
+    /// queued, so two sessions' changes reach the data plane in the order
+    /// their counts changed.
+    channels: tokio::sync::Mutex<ChannelHolds>,
+}
+
+/// One channel (un)subscription the data plane must see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChannelOp {
+    /// The app's own subscription on its local connection (no flags).
+    Local { subscribe: bool },
+    /// On link `conn`: the route of the channel to that link and the
+    /// subscription forwarded to the peer (`recv_from` and `forward_to` both
+    /// `conn`, so the local subscription is left alone).
+    Link { conn: ConnId, subscribe: bool },
+}
+
+/// Reference counts of the group channels the sessions of one app hold.
+///
+/// The data plane keeps a subscription once per `(name, connection,
+/// subscription id)` and the session layer subscribes channels with id 0 (as
+/// SLIM's does), so two sessions on the same channel name share one entry
+/// and one session's unsubscribe would withdraw it for both. Counting here
+/// sends a subscription only for the first holder and its withdrawal only
+/// for the last one. Plain data: it decides, the caller sends.
+#[derive(Debug, Default)]
+struct ChannelHolds {
+    channels: HashMap<Name, ChannelCount>,
+}
+
+#[derive(Debug, Default)]
+struct ChannelCount {
+    /// Sessions holding the channel (each holds the local subscription).
+    sessions: usize,
+    /// Per link: sessions holding the channel on it.
+    links: HashMap<ConnId, usize>,
+}
+
+impl ChannelHolds {
+    /// A session starts holding `channel` (locally and on `links`).
+    fn hold(&mut self, channel: &Name, links: &[ConnId]) -> Vec<ChannelOp> {
+        let count = self.channels.entry(channel.clone()).or_default();
+        count.sessions += 1;
+        let mut ops = Vec::new();
+        if count.sessions == 1 {
+            ops.push(ChannelOp::Local { subscribe: true });
+        }
+        ops.extend(Self::hold_links(count, links));
+        ops
+    }
+
+    /// A session already holding `channel` also holds it on `links`.
+    fn hold_more_links(&mut self, channel: &Name, links: &[ConnId]) -> Vec<ChannelOp> {
+        match self.channels.get_mut(channel) {
+            Some(count) => Self::hold_links(count, links),
+            None => Vec::new(),
+        }
+    }
+
+    fn hold_links(count: &mut ChannelCount, links: &[ConnId]) -> Vec<ChannelOp> {
+        let mut ops = Vec::new();
+        for &conn in links {
+            let n = count.links.entry(conn).or_default();
+            *n += 1;
+            if *n == 1 {
+                ops.push(ChannelOp::Link {
+                    conn,
+                    subscribe: true,
+                });
+            }
+        }
+        ops
+    }
+
+    /// A session stops holding `channel` (it held it on `links`).
+    fn release(&mut self, channel: &Name, links: &[ConnId]) -> Vec<ChannelOp> {
+        let Some(count) = self.channels.get_mut(channel) else {
+            return Vec::new();
+        };
+        let mut ops = Vec::new();
+        for conn in links {
+            if let Some(n) = count.links.get_mut(conn) {
+                *n -= 1;
+                if *n == 0 {
+                    count.links.remove(conn);
+                    ops.push(ChannelOp::Link {
+                        conn: *conn,
+                        subscribe: false,
+                    });
+                }
+            }
+        }
+        count.sessions = count.sessions.saturating_sub(1);
+        if count.sessions == 0 {
+            // Links another session added but never released with it.
+            ops.extend(count.links.drain().map(|(conn, _)| ChannelOp::Link {
+                conn,
+                subscribe: false,
+            }));
+            ops.push(ChannelOp::Local { subscribe: false });
+            self.channels.remove(channel);
+        }
+        ops
+    }
 }
 
 impl Shared {
@@ -156,33 +261,42 @@ impl Shared {
         }
     }
 
-    /// A session joined or left a group channel: (un)subscribe it locally,
-    /// and on every connection the app subscribed itself on or the session
-    /// reaches a peer through (`links`), where it also (un)routes the channel
-    /// so our sends reach the remote members (SLIM does both, Appendix C.2).
-    /// No acks are requested (subscription id 0), as SLIM's session layer
-    /// does.
-    async fn channel_subscription(&self, channel: &Name, subscribe: bool, links: &[ConnId]) {
+    /// The links a group channel is held on by a session that reaches its
+    /// peers through `links`: those plus every connection the app subscribed
+    /// itself on.
+    fn channel_links(&self, links: &[ConnId]) -> Vec<ConnId> {
         let mut conns = lock(&self.state).remote_conns.clone();
         for c in links {
             if !conns.contains(c) {
                 conns.push(*c);
             }
         }
-        let msgs: Vec<wire::Message> = if conns.is_empty() {
-            vec![self.subscription_msg(subscribe, channel, 0, None, None)]
-        } else {
-            conns
-                .iter()
-                .flat_map(|c| {
-                    [
-                        self.subscription_msg(subscribe, channel, 0, Some(*c), None),
-                        self.subscription_msg(subscribe, channel, 0, None, Some(*c)),
-                    ]
-                })
-                .collect()
-        };
-        for m in msgs {
+        conns
+    }
+
+    /// A session joined (`hold`) or left a group channel: counts it and
+    /// queues what changed for the data plane, all under the channel gate.
+    /// Locally the app subscribes the channel; on each link it routes the
+    /// channel to the link and subscribes it on the peer, so our sends
+    /// reach the remote members and theirs reach us (SLIM does both,
+    /// Appendix C.2). No acks are requested (subscription id 0), as SLIM's
+    /// session layer does.
+    async fn channel_change(
+        &self,
+        channel: &Name,
+        change: impl FnOnce(&mut ChannelHolds) -> Vec<ChannelOp>,
+    ) {
+        let mut holds = self.channels.lock().await;
+        for op in change(&mut holds) {
+            let m = match op {
+                ChannelOp::Local { subscribe } => {
+                    self.subscription_msg(subscribe, channel, 0, None, None)
+                }
+                ChannelOp::Link { conn, subscribe } => {
+                    self.subscription_msg(subscribe, channel, 0, Some(conn), Some(conn))
+                }
+            };
+            debug!(app = %self.name, channel = %channel, ?op, "channel subscription");
             if self.tx.send(m).await.is_err() {
                 warn!(channel = %channel, "data plane is gone");
             }
@@ -260,6 +374,7 @@ impl App {
                 routes: HashMap::new(),
                 remote_conns: Vec::new(),
             }),
+            channels: tokio::sync::Mutex::new(ChannelHolds::default()),
         });
         let (listen_tx, listen_rx) = mpsc::channel(LISTEN_QUEUE);
         let reader = tokio::spawn(read_loop(shared.clone(), rx, listen_tx));
@@ -539,6 +654,7 @@ fn spawn_session(
         listen,
         links: Vec::new(),
         channel: None,
+        channel_links: Vec::new(),
     };
     // The inbox must be reachable before the task can send anything: a
     // reply may come back before `spawn` even returns.
@@ -577,6 +693,8 @@ struct Driver {
     links: Vec<ConnId>,
     /// The group channel while subscribed.
     channel: Option<Name>,
+    /// The links this session holds its channel on.
+    channel_links: Vec<ConnId>,
 }
 
 impl Driver {
@@ -617,6 +735,9 @@ impl Driver {
         for (_, j) in self.jobs.drain() {
             let _ = j.send(Err(SessionError::Closed));
         }
+        // A session that ended without unsubscribing (its inbox closed)
+        // still gives its share of the channel back.
+        self.release_channel().await;
         let mut st = lock(&self.shared.state);
         st.sessions.remove(&id);
         st.tasks.remove(&id);
@@ -723,6 +844,16 @@ impl Driver {
         }
     }
 
+    /// Stops holding the session's group channel, if it holds one.
+    async fn release_channel(&mut self) {
+        if let Some(channel) = self.channel.take() {
+            let links = std::mem::take(&mut self.channel_links);
+            self.shared
+                .channel_change(&channel, |h| h.release(&channel, &links))
+                .await;
+        }
+    }
+
     /// Carries out one event of the machine.
     async fn apply(&mut self, e: Event) {
         match e {
@@ -747,17 +878,17 @@ impl Driver {
                 }
             }
             Event::Subscribe(channel) => {
+                if self.channel.is_some() {
+                    return;
+                }
+                let links = self.shared.channel_links(&self.links);
                 self.shared
-                    .channel_subscription(&channel, true, &self.links)
+                    .channel_change(&channel, |h| h.hold(&channel, &links))
                     .await;
                 self.channel = Some(channel);
+                self.channel_links = links;
             }
-            Event::Unsubscribe(channel) => {
-                self.channel = None;
-                self.shared
-                    .channel_subscription(&channel, false, &self.links)
-                    .await
-            }
+            Event::Unsubscribe(_) => self.release_channel().await,
             Event::Route { name, conn } => {
                 // A route on a local connection is accepted and ignored
                 // by the node, so this is harmless for in-process peers.
@@ -772,10 +903,13 @@ impl Driver {
                 // messages (GROUP_ADD, MSG) never cross it.
                 if !self.links.contains(&conn) {
                     self.links.push(conn);
-                    if let Some(channel) = &self.channel {
+                    if let Some(channel) = &self.channel
+                        && !self.channel_links.contains(&conn)
+                    {
                         self.shared
-                            .channel_subscription(channel, true, &[conn])
+                            .channel_change(channel, |h| h.hold_more_links(channel, &[conn]))
                             .await;
+                        self.channel_links.push(conn);
                     }
                 }
             }
@@ -1021,5 +1155,66 @@ mod tests {
         id.hash(&mut h);
         assert_eq!(instance_id(id), h.finish());
         assert_ne!(instance_id(""), crate::name::NULL_ID);
+    }
+
+    fn channel() -> Name {
+        "org/ns/shared-channel".parse().unwrap()
+    }
+
+    fn link(conn: ConnId, subscribe: bool) -> ChannelOp {
+        ChannelOp::Link { conn, subscribe }
+    }
+
+    #[test]
+    fn second_session_on_a_channel_sends_no_subscription_and_first_release_withdraws_nothing() {
+        let mut holds = ChannelHolds::default();
+        let c = channel();
+        assert_eq!(
+            holds.hold(&c, &[7]),
+            vec![ChannelOp::Local { subscribe: true }, link(7, true)]
+        );
+        assert_eq!(holds.hold(&c, &[7]), vec![]);
+        // The first session closes: the second still needs everything.
+        assert_eq!(holds.release(&c, &[7]), vec![]);
+        // The last one withdraws the link and then the local subscription.
+        assert_eq!(
+            holds.release(&c, &[7]),
+            vec![link(7, false), ChannelOp::Local { subscribe: false }]
+        );
+        assert!(holds.channels.is_empty());
+    }
+
+    #[test]
+    fn releasing_a_link_only_one_session_used_keeps_the_local_subscription() {
+        let mut holds = ChannelHolds::default();
+        let c = channel();
+        // A local-only session, then one that also reaches a peer on link 3.
+        assert_eq!(
+            holds.hold(&c, &[]),
+            vec![ChannelOp::Local { subscribe: true }]
+        );
+        assert_eq!(holds.hold(&c, &[]), vec![]);
+        assert_eq!(holds.hold_more_links(&c, &[3]), vec![link(3, true)]);
+        assert_eq!(holds.release(&c, &[3]), vec![link(3, false)]);
+        assert_eq!(
+            holds.release(&c, &[]),
+            vec![ChannelOp::Local { subscribe: false }]
+        );
+    }
+
+    #[test]
+    fn channels_with_different_names_are_counted_apart() {
+        let mut holds = ChannelHolds::default();
+        let a = channel();
+        let b: Name = "org/ns/other-channel".parse().unwrap();
+        assert_eq!(holds.hold(&a, &[1]).len(), 2);
+        assert_eq!(holds.hold(&b, &[1]).len(), 2);
+        assert_eq!(
+            holds.release(&a, &[1]),
+            vec![link(1, false), ChannelOp::Local { subscribe: false }]
+        );
+        assert_eq!(holds.release(&a, &[1]), vec![]);
+        assert_eq!(holds.hold_more_links(&a, &[2]), vec![]);
+        assert_eq!(holds.channels.len(), 1);
     }
 }
