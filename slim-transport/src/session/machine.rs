@@ -635,22 +635,43 @@ impl Session {
     /// Moderator of a group: queues an invite of `member` (usually a NULL-id
     /// name: discovery picks an instance). Completion is [`Event::JobDone`].
     pub fn invite(&mut self, member: &Name, now: Instant) -> Result<JobId, SessionError> {
-        self.tick(now);
-        self.check_open()?;
-        if !self.moderator {
-            return Err(SessionError::NotModerator);
-        }
-        if self.kind == SessionKind::PointToPoint {
-            return Err(SessionError::Unsupported(
-                "a point-to-point session invites its peer when created",
-            ));
-        }
+        self.check_group_moderator(
+            now,
+            "a point-to-point session invites its peer when created",
+        )?;
         if !member.has_null_id() && self.members.contains(member) {
             return Err(SessionError::AlreadyMember(member.clone()));
         }
         let id = self.push_job_invite(member.clone());
         self.progress();
         Ok(id)
+    }
+
+    /// The checks every membership command of a group's moderator starts
+    /// with; `p2p` says why a point-to-point session refuses it.
+    fn check_group_moderator(
+        &mut self,
+        now: Instant,
+        p2p: &'static str,
+    ) -> Result<(), SessionError> {
+        self.tick(now);
+        self.check_open()?;
+        if !self.moderator {
+            return Err(SessionError::NotModerator);
+        }
+        if self.kind == SessionKind::PointToPoint {
+            return Err(SessionError::Unsupported(p2p));
+        }
+        Ok(())
+    }
+
+    /// Queues the job `job(id)` under a fresh id and starts it if idle.
+    fn queue_job(&mut self, job: impl FnOnce(JobId) -> Job) -> JobId {
+        let id = self.next_job;
+        self.next_job += 1;
+        self.jobs.push_back(job(id));
+        self.progress();
+        id
     }
 
     /// Moderator of a group that has no members but itself yet: invites all
@@ -661,16 +682,10 @@ impl Session {
     /// member acknowledged its welcome; an error (naming the member when one
     /// did not answer) as soon as any of them fails.
     pub fn invite_many(&mut self, members: &[Name], now: Instant) -> Result<JobId, SessionError> {
-        self.tick(now);
-        self.check_open()?;
-        if !self.moderator {
-            return Err(SessionError::NotModerator);
-        }
-        if self.kind == SessionKind::PointToPoint {
-            return Err(SessionError::Unsupported(
-                "a point-to-point session invites its peer when created",
-            ));
-        }
+        self.check_group_moderator(
+            now,
+            "a point-to-point session invites its peer when created",
+        )?;
         if self.members.len() > 1 || self.active.is_some() || !self.jobs.is_empty() {
             return Err(SessionError::Unsupported(
                 "invite_many is for the first invites of a group; use invite",
@@ -685,40 +700,22 @@ impl Session {
                 return Err(SessionError::AlreadyMember(m.clone()));
             }
         }
-        let id = self.next_job;
-        self.next_job += 1;
-        self.jobs.push_back(Job::InviteMany {
-            id,
-            members: members.to_vec(),
-        });
-        self.progress();
-        Ok(id)
+        let members = members.to_vec();
+        Ok(self.queue_job(|id| Job::InviteMany { id, members }))
     }
 
     /// Moderator of a group: removes `member` (GROUP_REMOVE to the others if
     /// any, then LEAVE_REQUEST to it). Completion is [`Event::JobDone`].
     pub fn remove(&mut self, member: &Name, now: Instant) -> Result<JobId, SessionError> {
-        self.tick(now);
-        self.check_open()?;
-        if !self.moderator {
-            return Err(SessionError::NotModerator);
-        }
-        if self.kind == SessionKind::PointToPoint {
-            return Err(SessionError::Unsupported(
-                "close a point-to-point session instead of removing its peer",
-            ));
-        }
+        self.check_group_moderator(
+            now,
+            "close a point-to-point session instead of removing its peer",
+        )?;
         if self.resolve_member(member).is_none() {
             return Err(SessionError::NotAMember(member.clone()));
         }
-        let id = self.next_job;
-        self.next_job += 1;
-        self.jobs.push_back(Job::Remove {
-            id,
-            member: member.clone(),
-        });
-        self.progress();
-        Ok(id)
+        let member = member.clone();
+        Ok(self.queue_job(|id| Job::Remove { id, member }))
     }
 
     /// Closes the session: after outstanding MSGs are acknowledged, a

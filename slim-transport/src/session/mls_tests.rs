@@ -124,7 +124,11 @@ fn group() -> SessionConfig {
 
 /// A net of a moderator and `n` members, every one with real MLS.
 fn nodes(seed: u64, n: usize) -> (Net, usize, Vec<usize>) {
-    let mut net = Net::perfect(seed);
+    nodes_on(Net::perfect(seed), n)
+}
+
+/// [`nodes`] on a given (e.g. lossy) net.
+fn nodes_on(mut net: Net, n: usize) -> (Net, usize, Vec<usize>) {
     let m = net.add("org/ns/moderator");
     net.nodes[m]
         .layer
@@ -376,19 +380,8 @@ fn replayed_ciphertext_under_a_fresh_message_id_is_not_delivered_again() {
 
 #[test]
 fn real_mls_group_forms_talks_and_shrinks_under_loss_duplication_and_reordering() {
-    let mut net = Net::new(66, 0.2, 0.2, Duration::from_millis(300));
-    let m = net.add("org/ns/moderator");
-    net.nodes[m]
-        .layer
-        .set_crypto(mls_factory(identity("org/ns/moderator")));
-    let members: Vec<usize> = (0..4)
-        .map(|i| {
-            let base = format!("org/ns/member{i}");
-            let p = net.add(&base);
-            net.nodes[p].layer.set_crypto(mls_factory(identity(&base)));
-            p
-        })
-        .collect();
+    let net = Net::new(66, 0.2, 0.2, Duration::from_millis(300));
+    let (mut net, m, members) = nodes_on(net, 4);
     let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
     // Invites queued back to back: commits 2..4 reach earlier members while
     // messages are lost, duplicated and reordered.
@@ -530,19 +523,8 @@ fn invite_many_adds_every_member_in_one_commit_and_all_of_them_talk() {
 
 #[test]
 fn invite_many_survives_loss_duplication_and_reordering() {
-    let mut net = Net::new(71, 0.2, 0.2, Duration::from_millis(300));
-    let m = net.add("org/ns/moderator");
-    net.nodes[m]
-        .layer
-        .set_crypto(mls_factory(identity("org/ns/moderator")));
-    let members: Vec<usize> = (0..5)
-        .map(|i| {
-            let base = format!("org/ns/member{i}");
-            let p = net.add(&base);
-            net.nodes[p].layer.set_crypto(mls_factory(identity(&base)));
-            p
-        })
-        .collect();
+    let net = Net::new(71, 0.2, 0.2, Duration::from_millis(300));
+    let (mut net, m, members) = nodes_on(net, 5);
     let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
     assert_eq!(invite_all(&mut net, m, sid, &members), Some(Ok(())));
     for i in 0..5u8 {
