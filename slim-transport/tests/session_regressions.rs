@@ -420,3 +420,133 @@ async fn closing_one_of_two_group_sessions_on_a_channel_keeps_the_other_reaching
     member_side.shutdown().await;
     service.shutdown().await;
 }
+
+/// Two member apps on one node (behind a link to the moderator's node), both
+/// in one group: removing one used to withdraw the channel for the other.
+/// Both apps route the channel to the same link and subscribe it on the
+/// moderator's node with subscription id 0, and each node keeps such an
+/// entry once per (name, connection, id): the removed member's Unsubscribe
+/// took the route and the peer's subscription away from the member that
+/// stayed, whose messages then stopped and whose pings went unanswered. The
+/// remaining member must keep receiving every broadcast over several ping
+/// rounds, and its own broadcasts must still reach the moderator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_one_of_two_members_on_one_node_keeps_the_other_in_the_group() {
+    let (service, member_side, link) = linked_pair().await;
+    let moderator = app(&service, "org/ns/moderator").await;
+    let mut members = Vec::new();
+    for who in ["org/ns/member-a", "org/ns/member-b"] {
+        let m = app(&member_side, who).await;
+        tokio::time::timeout(LIVENESS, m.subscribe(m.name(), Some(link)))
+            .await
+            .expect("subscribed in time")
+            .expect("subscribed");
+        members.push(m);
+    }
+    let channel: Name = "org/ns/two-apps-one-link".parse().unwrap();
+    let config = SessionConfig {
+        kind: SessionKind::Group,
+        ping_interval: Duration::from_millis(300),
+        ..SessionConfig::default()
+    };
+    let (mut group, done) = moderator
+        .create_session(config, &channel)
+        .await
+        .expect("group created");
+    tokio::time::timeout(LIVENESS, done)
+        .await
+        .expect("group ready in time")
+        .expect("group ready");
+    let mut joined = Vec::new();
+    for m in &members {
+        let invited = group.invite(m.name()).await.expect("invite sent");
+        joined.push(listen(m).await);
+        tokio::time::timeout(LIVENESS, invited)
+            .await
+            .expect("invite in time")
+            .expect("invite accepted");
+    }
+    let mut staying = joined.pop().expect("two members");
+    let mut removed = joined.pop().expect("two members");
+
+    group.remove(members[0].name()).await.expect("removed");
+    // The moderator saw A leave, and A's session ended.
+    loop {
+        let e = tokio::time::timeout(LIVENESS, group.recv())
+            .await
+            .expect("event in time")
+            .expect("session open");
+        match e {
+            SessionEvent::MemberLeft(m) if &m == members[0].name() => break,
+            SessionEvent::MemberLeft(m) => panic!("moderator lost {m}"),
+            SessionEvent::Closed { reason } => panic!("group closed: {reason}"),
+            _ => {}
+        }
+    }
+    loop {
+        match tokio::time::timeout(LIVENESS, removed.recv())
+            .await
+            .expect("removed member's session ends in time")
+        {
+            Ok(SessionEvent::Closed { .. }) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+
+    // Four ping rounds are more than the three a member may miss.
+    for round in 0..5 {
+        let text = format!("round {round}");
+        group
+            .publish(text.clone().into_bytes(), HashMap::new())
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: publish: {e}"));
+        let received = tokio::time::timeout(LIVENESS, async {
+            loop {
+                tokio::select! {
+                    e = staying.recv() => match e {
+                        Ok(SessionEvent::Message(m)) => return m,
+                        Ok(_) => {}
+                        Err(e) => panic!("round {round}: staying member's session ended: {e}"),
+                    },
+                    e = group.recv() => match e {
+                        Ok(SessionEvent::MemberLeft(m)) => {
+                            panic!("round {round}: moderator lost {m}")
+                        }
+                        Ok(SessionEvent::Closed { reason }) => {
+                            panic!("round {round}: group closed: {reason}")
+                        }
+                        Ok(_) => {}
+                        Err(e) => panic!("round {round}: group ended: {e}"),
+                    },
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: staying member got no message in time"));
+        assert_eq!(&received.source, moderator.name());
+        assert_eq!(received.payload, text.into_bytes());
+        // Spread the rounds over the ping interval (not a synchronisation).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let now = group.members();
+    assert!(
+        now.contains(members[1].name()) && !now.contains(members[0].name()),
+        "members() = {now:?}"
+    );
+    // The staying member's broadcast still crosses the link.
+    staying
+        .publish(b"still here".to_vec(), HashMap::new())
+        .await
+        .expect("member published");
+    let (from, payload) = next_message(&mut group).await;
+    assert_eq!(
+        (&from, payload),
+        (members[1].name(), b"still here".to_vec())
+    );
+    tokio::time::timeout(LIVENESS, group.close())
+        .await
+        .expect("close in time")
+        .expect("closed");
+    member_side.shutdown().await;
+    service.shutdown().await;
+}

@@ -21,8 +21,17 @@
 //! (fanout ≠ 1) also go up that link. This is what a control plane would
 //! configure; it lets official apps attached to two linked nodes find each
 //! other.
+//!
+//! Shared entries are counted ([`holds`]): the table entry a route installs
+//! on a connection and the subscription forwarded on a link exist once per
+//! `(name, connection, subscription id)`, here and on the peer, however many
+//! connections asked for them. Each is withdrawn (the route removed, the
+//! Unsubscribe forwarded) only when the last connection that asked for it
+//! releases it or goes away, so two apps of one node holding a channel over
+//! the same link do not withdraw it from each other.
 
 pub mod errors;
+pub mod holds;
 pub mod link;
 pub mod table;
 
@@ -31,6 +40,7 @@ use std::collections::{BTreeMap, HashMap};
 use tracing::{debug, warn};
 
 pub use errors::{ConnId, ForwardError, ForwardErrorKind, SessionContext, TransportError};
+use holds::{Holds, Release};
 use link::{LinkState, Role};
 use table::{Pick, RandomPick, SubscriptionTable};
 
@@ -97,6 +107,12 @@ pub struct Forwarder {
     forwarded: HashMap<ConnId, BTreeMap<SentKey, SentSub>>,
     /// Names announced on upstream links.
     announced: BTreeMap<[u64; 4], SentSub>,
+    /// Per table entry (name, connection routed to, id): the connections
+    /// that asked for it (the connection itself for a direct subscription).
+    routes: Holds<()>,
+    /// Per forwarded subscription (name, link, id): the connections that
+    /// asked for it, with what to send to withdraw it if they go away.
+    forwards: Holds<SentSub>,
     pick: Box<dyn Pick>,
 }
 
@@ -228,6 +244,8 @@ impl Forwarder {
             table: SubscriptionTable::default(),
             forwarded: HashMap::new(),
             announced: BTreeMap::new(),
+            routes: Holds::default(),
+            forwards: Holds::default(),
             pick: Box::new(pick),
         }
     }
@@ -318,7 +336,10 @@ impl Forwarder {
             .collect()
     }
 
-    /// Drops a connection and everything routed on it.
+    /// Drops a connection and everything routed on it, and releases what
+    /// it asked for elsewhere: a route it installed on another connection,
+    /// or a subscription it had forwarded on a link, is withdrawn when no
+    /// other connection still holds it.
     pub fn remove_connection(&mut self, conn: ConnId) -> Vec<Action> {
         let mut out = Vec::new();
         if !self.conns.contains_key(&conn) {
@@ -329,8 +350,36 @@ impl Forwarder {
         self.table.remove_connection(conn);
         self.conns.remove(&conn);
         self.forwarded.remove(&conn);
+        self.routes.drop_entries_on(conn);
+        self.forwards.drop_entries_on(conn);
         for (name, was) in names.into_iter().zip(before) {
             self.announce(was, name, None, &mut out);
+        }
+        for ((name, target, id), (), last) in self.routes.release_all(conn) {
+            if !last {
+                continue;
+            }
+            let before = self.held_downstream(name);
+            let target_local = self.kind(target) == Some(ConnKind::Local);
+            if let Err(e) = self.table.remove(name, target, target_local, id) {
+                debug!(conn, target, error = %e, "route of a removed connection already gone");
+            }
+            self.announce(before, name, None, &mut out);
+        }
+        for ((name, link, id), sent, last) in self.forwards.release_all(conn) {
+            if let Some(record) = self.forwarded.get_mut(&link) {
+                record.remove(&(comps(&Some(sent.source.clone())), name));
+            }
+            if last && self.conns.contains_key(&link) {
+                debug!(
+                    conn,
+                    link, "forwarded subscription of a removed connection withdrawn"
+                );
+                out.push(Action::Send {
+                    conn: link,
+                    msg: subscription_message(&sent, false, id),
+                });
+            }
         }
         debug!(conn, "connection removed");
         out
@@ -578,14 +627,33 @@ impl Forwarder {
         };
         let target_local = self.kind(target) == Some(ConnKind::Local);
         let before = self.held_downstream(name);
+        let route = (name, target, subscription_id);
         if subscribe {
+            self.routes.hold(route, conn, ());
             self.table.add(name, target, target_local, subscription_id);
-        } else if let Err(e) = self
-            .table
-            .remove(name, target, target_local, subscription_id)
-        {
-            debug!(conn, error = %e, "unsubscribe failed");
-            return ack(out, Err(e.to_string()));
+        } else {
+            match self.routes.release(route, conn) {
+                // Another connection still asked for this entry.
+                Release::Shared => {
+                    debug!(conn, target, "route kept for its other holders");
+                }
+                Release::NotHeld { others: true } => {
+                    debug!(conn, target, "unsubscribe of a route held only by others");
+                    return ack(
+                        out,
+                        Err(table::TableError::SubscriptionNotFound.to_string()),
+                    );
+                }
+                Release::Last(()) | Release::NotHeld { others: false } => {
+                    if let Err(e) = self
+                        .table
+                        .remove(name, target, target_local, subscription_id)
+                    {
+                        debug!(conn, error = %e, "unsubscribe failed");
+                        return ack(out, Err(e.to_string()));
+                    }
+                }
+            }
         }
         self.announce(before, name, Some(sent.clone()), out);
         let Some(f) = forward_to else {
@@ -600,11 +668,25 @@ impl Forwarder {
                 .is_some_and(|l| l.peer_acks_subscriptions()),
         };
         let key = (comps(&Some(sent.source.clone())), name);
-        let record = self.forwarded.entry(f).or_default();
+        let forward = (name, f, subscription_id);
         if subscribe {
-            record.insert(key, sent);
+            // Forwarded again for every holder: the peer keeps it once per
+            // (name, link, id), so a repeat changes nothing there.
+            self.forwards.hold(forward, conn, sent.clone());
+            self.forwarded.entry(f).or_default().insert(key, sent);
         } else {
-            record.remove(&key);
+            self.forwarded.entry(f).or_default().remove(&key);
+            match self.forwards.release(forward, conn) {
+                Release::Shared | Release::NotHeld { others: true } => {
+                    debug!(
+                        conn,
+                        link = f,
+                        "forwarded subscription kept for its other holders"
+                    );
+                    return ack(out, Ok(()));
+                }
+                Release::Last(_) | Release::NotHeld { others: false } => {}
+            }
         }
         out.push(Action::Send {
             conn: f,

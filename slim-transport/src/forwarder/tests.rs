@@ -436,3 +436,128 @@ fn upstream_link_learns_downstream_names_once_and_carries_unmatched_traffic() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// A group channel (un)subscription as an app sends it for a link: route
+/// the channel to `link` and forward the subscription on it, id 0.
+fn channel_on_link(src: &str, channel: &Name, link: ConnId, subscribe: bool) -> wire::Message {
+    let mut h = header(&name(src), channel);
+    h.recv_from = Some(link);
+    h.forward_to = Some(link);
+    let message_type = if subscribe {
+        MessageType::Subscribe(wire::Subscribe {
+            header: Some(h),
+            subscription_id: 0,
+        })
+    } else {
+        MessageType::Unsubscribe(wire::Unsubscribe {
+            header: Some(h),
+            subscription_id: 0,
+        })
+    };
+    wire::Message {
+        metadata: Default::default(),
+        message_type: Some(message_type),
+    }
+}
+
+fn is_unsubscribe(a: &Action, on: ConnId) -> bool {
+    matches!(a, Action::Send { conn, msg } if *conn == on
+        && matches!(msg.message_type, Some(MessageType::Unsubscribe(_))))
+}
+
+#[test]
+fn two_local_apps_holding_a_channel_on_one_link_keep_it_until_the_last_unsubscribes() {
+    let mut f = Forwarder::new();
+    let a = f.add_connection(ConnKind::Local);
+    let b = f.add_connection(ConnKind::Local);
+    let link = negotiated(&mut f, ConnKind::Outgoing);
+    let chan = name("org/ns/chan");
+    f.handle(a, subscribe(&chan, 0, |_| {}));
+    f.handle(b, subscribe(&chan, 0, |_| {}));
+    // Every holder's Subscribe is forwarded (the peer keeps it once).
+    for (app, src) in [(a, "org/ns/a/1"), (b, "org/ns/b/2")] {
+        let out = f.handle(app, channel_on_link(src, &chan, link, true));
+        assert_eq!(sends(&out), vec![link]);
+    }
+    assert_eq!(f.subscribers(chan.components()), vec![a, b, link]);
+
+    // A's withdrawal: nothing forwarded, the route stays for B.
+    let out = f.handle(a, channel_on_link("org/ns/a/1", &chan, link, false));
+    assert!(out.is_empty(), "{out:?}");
+    assert!(f.subscribers(chan.components()).contains(&link));
+    assert_eq!(
+        sends(&f.handle(b, publish(&chan, 256, |_| {}))),
+        vec![a, link]
+    );
+    // After a reconnect only B's subscription is replayed.
+    let replay = f.link_up(link, uuid::Uuid::new_v4().to_string());
+    assert_eq!(replay.len(), 2);
+    assert_eq!(
+        pub_header(&replay[1]).source,
+        Some(name("org/ns/b/2").to_wire())
+    );
+
+    // B's withdrawal is the last: the route goes and the peer is told.
+    let out = f.handle(b, channel_on_link("org/ns/b/2", &chan, link, false));
+    assert_eq!(out.len(), 1);
+    assert!(is_unsubscribe(&out[0], link), "{out:?}");
+    let h = pub_header(match &out[0] {
+        Action::Send { msg, .. } => msg,
+        _ => unreachable!(),
+    });
+    assert_eq!((h.recv_from, h.forward_to), (None, None));
+    assert!(!f.subscribers(chan.components()).contains(&link));
+    assert_eq!(f.link_up(link, uuid::Uuid::new_v4().to_string()).len(), 1);
+}
+
+#[test]
+fn a_local_app_that_goes_away_releases_its_share_of_a_channel_on_a_link() {
+    let mut f = Forwarder::new();
+    let a = f.add_connection(ConnKind::Local);
+    let b = f.add_connection(ConnKind::Local);
+    let link = negotiated(&mut f, ConnKind::Outgoing);
+    let chan = name("org/ns/chan");
+    f.handle(a, channel_on_link("org/ns/a/1", &chan, link, true));
+    f.handle(b, channel_on_link("org/ns/b/2", &chan, link, true));
+    // A is dropped without unsubscribing: B still holds the channel.
+    assert!(f.remove_connection(a).is_empty());
+    assert_eq!(f.subscribers(chan.components()), vec![link]);
+    // B's withdrawal is now the last one.
+    let out = f.handle(b, channel_on_link("org/ns/b/2", &chan, link, false));
+    assert!(
+        matches!(&out[..], [x] if is_unsubscribe(x, link)),
+        "{out:?}"
+    );
+    assert!(f.subscribers(chan.components()).is_empty());
+
+    // The last holder dropped without unsubscribing withdraws it too.
+    let c = f.add_connection(ConnKind::Local);
+    f.handle(c, channel_on_link("org/ns/c/3", &chan, link, true));
+    let out = f.remove_connection(c);
+    assert!(
+        matches!(&out[..], [x] if is_unsubscribe(x, link)),
+        "{out:?}"
+    );
+    assert!(f.subscribers(chan.components()).is_empty());
+    assert_eq!(f.link_up(link, uuid::Uuid::new_v4().to_string()).len(), 1);
+}
+
+#[test]
+fn a_peers_unsubscribe_keeps_the_route_local_apps_installed_on_its_link() {
+    let mut f = Forwarder::new();
+    let app = f.add_connection(ConnKind::Local);
+    let peer = negotiated(&mut f, ConnKind::Incoming);
+    let chan = name("org/ns/chan");
+    f.handle(app, channel_on_link("org/ns/a/1", &chan, peer, true));
+    // The peer subscribes and withdraws the same name itself (no flags,
+    // as an official node does): the app's route on that link remains.
+    f.handle(peer, subscribe(&chan, 0, |_| {}));
+    assert!(f.handle(peer, unsubscribe(&chan, 0)).is_empty());
+    assert_eq!(f.subscribers(chan.components()), vec![peer]);
+    // An Unsubscribe from a connection that never asked for it fails.
+    let out = f.handle(peer, unsubscribe(&chan, 0));
+    assert!(out.is_empty());
+    assert_eq!(f.subscribers(chan.components()), vec![peer]);
+    f.handle(app, channel_on_link("org/ns/a/1", &chan, peer, false));
+    assert!(f.subscribers(chan.components()).is_empty());
+}
