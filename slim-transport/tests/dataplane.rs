@@ -13,6 +13,9 @@ async fn two_linked_services_route_a_publish_between_apps_and_back() {
     let addr = node_b.run_server(localhost()).await.unwrap();
     let node_a = Service::new();
     let link = node_a.connect(&format!("http://{addr}")).await.unwrap();
+    // Until the link is negotiated a forwarded subscription is acked at
+    // once, before node B holds it; wait, so the acks below mean B has it.
+    negotiated(&node_a, link).await;
 
     let mut app_b = node_b.local_connection();
     let mut app_a = node_a.local_connection();
