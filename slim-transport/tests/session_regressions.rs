@@ -303,6 +303,60 @@ async fn closing_one_of_two_sessions_on_a_channel_keeps_the_other_subscribed() {
     service.shutdown().await;
 }
 
+/// Publishes five messages on the moderator's `group`, one per ping
+/// interval (300 ms); `member` must receive every one of them from
+/// `moderator`, and meanwhile the moderator must neither lose a member nor
+/// close. Four ping rounds are more than the three a member may miss.
+async fn rounds_reach_member(group: &mut Session, member: &mut Session, moderator: &Name) {
+    for round in 0..5 {
+        let text = format!("round {round}");
+        group
+            .publish(text.clone().into_bytes(), HashMap::new())
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: publish: {e}"));
+        let received = tokio::time::timeout(LIVENESS, async {
+            loop {
+                tokio::select! {
+                    e = member.recv() => match e {
+                        Ok(SessionEvent::Message(m)) => return m,
+                        Ok(_) => {}
+                        Err(e) => panic!("round {round}: member's session ended: {e}"),
+                    },
+                    e = group.recv() => match e {
+                        Ok(SessionEvent::MemberLeft(m)) => {
+                            panic!("round {round}: moderator lost {m}")
+                        }
+                        Ok(SessionEvent::Closed { reason }) => {
+                            panic!("round {round}: group closed: {reason}")
+                        }
+                        Ok(_) => {}
+                        Err(e) => panic!("round {round}: group ended: {e}"),
+                    },
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the member got no message in time"));
+        assert_eq!(&received.source, moderator);
+        assert_eq!(received.payload, text.into_bytes());
+        // Spread the rounds over the ping interval (not a synchronisation).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Waits until a member's session has ended.
+async fn until_ended(s: &mut Session) {
+    loop {
+        match tokio::time::timeout(LIVENESS, s.recv())
+            .await
+            .expect("member's session ends in time")
+        {
+            Ok(SessionEvent::Closed { .. }) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Group sessions G1 and G2 of `moderator` on the same channel name, the
 /// member fully joined to both, then G1 closed (on both sides) before G2 is
 /// used: every step in a fixed order, so the closing of G1 always comes after
@@ -341,51 +395,8 @@ async fn second_session_on_the_channel_outlives_the_first(moderator: &App, membe
         .expect("close in time")
         .expect("closed");
     // The member's side of G1 has ended too.
-    loop {
-        match tokio::time::timeout(LIVENESS, first_joined.recv())
-            .await
-            .expect("member's first session ends in time")
-        {
-            Ok(SessionEvent::Closed { .. }) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-
-    // Four ping rounds are more than the three a member may miss.
-    for round in 0..5 {
-        let text = format!("round {round}");
-        second
-            .publish(text.clone().into_bytes(), HashMap::new())
-            .await
-            .unwrap_or_else(|e| panic!("round {round}: publish on the second session: {e}"));
-        let received = tokio::time::timeout(LIVENESS, async {
-            loop {
-                tokio::select! {
-                    e = second_joined.recv() => match e {
-                        Ok(SessionEvent::Message(m)) => return m,
-                        Ok(_) => {}
-                        Err(e) => panic!("round {round}: member's second session ended: {e}"),
-                    },
-                    e = second.recv() => match e {
-                        Ok(SessionEvent::MemberLeft(m)) => {
-                            panic!("round {round}: moderator lost {m} on the second session")
-                        }
-                        Ok(SessionEvent::Closed { reason }) => {
-                            panic!("round {round}: second session closed: {reason}")
-                        }
-                        Ok(_) => {}
-                        Err(e) => panic!("round {round}: second session ended: {e}"),
-                    },
-                }
-            }
-        })
-        .await
-        .expect("message in time");
-        assert_eq!(&received.source, moderator.name());
-        assert_eq!(received.payload, text.into_bytes());
-        // Spread the rounds over the ping interval (not a synchronisation).
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    until_ended(&mut first_joined).await;
+    rounds_reach_member(&mut second, &mut second_joined, moderator.name()).await;
     assert!(second.members().contains(member.name()));
     tokio::time::timeout(LIVENESS, second.close())
         .await
@@ -483,51 +494,8 @@ async fn removing_one_of_two_members_on_one_node_keeps_the_other_in_the_group() 
             _ => {}
         }
     }
-    loop {
-        match tokio::time::timeout(LIVENESS, removed.recv())
-            .await
-            .expect("removed member's session ends in time")
-        {
-            Ok(SessionEvent::Closed { .. }) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-
-    // Four ping rounds are more than the three a member may miss.
-    for round in 0..5 {
-        let text = format!("round {round}");
-        group
-            .publish(text.clone().into_bytes(), HashMap::new())
-            .await
-            .unwrap_or_else(|e| panic!("round {round}: publish: {e}"));
-        let received = tokio::time::timeout(LIVENESS, async {
-            loop {
-                tokio::select! {
-                    e = staying.recv() => match e {
-                        Ok(SessionEvent::Message(m)) => return m,
-                        Ok(_) => {}
-                        Err(e) => panic!("round {round}: staying member's session ended: {e}"),
-                    },
-                    e = group.recv() => match e {
-                        Ok(SessionEvent::MemberLeft(m)) => {
-                            panic!("round {round}: moderator lost {m}")
-                        }
-                        Ok(SessionEvent::Closed { reason }) => {
-                            panic!("round {round}: group closed: {reason}")
-                        }
-                        Ok(_) => {}
-                        Err(e) => panic!("round {round}: group ended: {e}"),
-                    },
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("round {round}: staying member got no message in time"));
-        assert_eq!(&received.source, moderator.name());
-        assert_eq!(received.payload, text.into_bytes());
-        // Spread the rounds over the ping interval (not a synchronisation).
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    until_ended(&mut removed).await;
+    rounds_reach_member(&mut group, &mut staying, moderator.name()).await;
     let now = group.members();
     assert!(
         now.contains(members[1].name()) && !now.contains(members[0].name()),
