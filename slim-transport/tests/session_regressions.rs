@@ -238,28 +238,9 @@ async fn closing_one_of_two_sessions_on_a_channel_keeps_the_other_subscribed() {
     // The member lives behind a link, as a process connected to a node does.
     let (service, member_side, link) = linked_pair().await;
     let moderator = app(&service, "org/ns/moderator").await;
-    let member = app(&member_side, "org/ns/member").await;
-    tokio::time::timeout(LIVENESS, member.subscribe(member.name(), Some(link)))
-        .await
-        .expect("subscribed in time")
-        .expect("subscribed");
+    let member = linked_app(&member_side, "org/ns/member", link).await;
     let channel: Name = "org/ns/shared-channel".parse().unwrap();
-    let config = SessionConfig {
-        kind: SessionKind::Group,
-        ping_interval: Duration::from_millis(300),
-        ..SessionConfig::default()
-    };
-    let group = async || {
-        let (group, done) = moderator
-            .create_session(config.clone(), &channel)
-            .await
-            .expect("group created");
-        tokio::time::timeout(LIVENESS, done)
-            .await
-            .expect("group ready in time")
-            .expect("group ready");
-        group
-    };
+    let group = async || fast_ping_group(&moderator, &channel).await;
     let first = group().await;
     let invited = first.invite(member.name()).await.expect("invite sent");
     let _first_joined = listen(&member).await;
@@ -301,6 +282,35 @@ async fn closing_one_of_two_sessions_on_a_channel_keeps_the_other_subscribed() {
     }
     member_side.shutdown().await;
     service.shutdown().await;
+}
+
+/// A group session of `moderator` on `channel` pinging every 300 ms, ready
+/// to invite.
+async fn fast_ping_group(moderator: &App, channel: &Name) -> Session {
+    let config = SessionConfig {
+        kind: SessionKind::Group,
+        ping_interval: Duration::from_millis(300),
+        ..SessionConfig::default()
+    };
+    let (group, done) = moderator
+        .create_session(config, channel)
+        .await
+        .expect("group created");
+    tokio::time::timeout(LIVENESS, done)
+        .await
+        .expect("group ready in time")
+        .expect("group ready");
+    group
+}
+
+/// An app on `node` reachable by name over `link` (it subscribes there).
+async fn linked_app(node: &Service, name: &str, link: u64) -> App {
+    let a = app(node, name).await;
+    tokio::time::timeout(LIVENESS, a.subscribe(a.name(), Some(link)))
+        .await
+        .expect("subscribed in time")
+        .expect("subscribed");
+    a
 }
 
 /// Publishes five messages on the moderator's `group`, one per ping
@@ -364,20 +374,8 @@ async fn until_ended(s: &mut Session) {
 /// hits). G2 must keep reaching the member over several ping rounds.
 async fn second_session_on_the_channel_outlives_the_first(moderator: &App, member: &App) {
     let channel: Name = "org/ns/shared-channel".parse().unwrap();
-    let config = SessionConfig {
-        kind: SessionKind::Group,
-        ping_interval: Duration::from_millis(300),
-        ..SessionConfig::default()
-    };
     let joined_group = async || {
-        let (group, done) = moderator
-            .create_session(config.clone(), &channel)
-            .await
-            .expect("group created");
-        tokio::time::timeout(LIVENESS, done)
-            .await
-            .expect("group ready in time")
-            .expect("group ready");
+        let group = fast_ping_group(moderator, &channel).await;
         let invited = group.invite(member.name()).await.expect("invite sent");
         let joined = listen(member).await;
         tokio::time::timeout(LIVENESS, invited)
@@ -422,11 +420,7 @@ async fn closing_one_of_two_group_sessions_on_a_channel_keeps_the_other_reaching
 async fn closing_one_of_two_group_sessions_on_a_channel_keeps_the_other_reaching_a_linked_member() {
     let (service, member_side, link) = linked_pair().await;
     let moderator = app(&service, "org/ns/moderator").await;
-    let member = app(&member_side, "org/ns/member").await;
-    tokio::time::timeout(LIVENESS, member.subscribe(member.name(), Some(link)))
-        .await
-        .expect("subscribed in time")
-        .expect("subscribed");
+    let member = linked_app(&member_side, "org/ns/member", link).await;
     second_session_on_the_channel_outlives_the_first(&moderator, &member).await;
     member_side.shutdown().await;
     service.shutdown().await;
@@ -447,27 +441,10 @@ async fn removing_one_of_two_members_on_one_node_keeps_the_other_in_the_group() 
     let moderator = app(&service, "org/ns/moderator").await;
     let mut members = Vec::new();
     for who in ["org/ns/member-a", "org/ns/member-b"] {
-        let m = app(&member_side, who).await;
-        tokio::time::timeout(LIVENESS, m.subscribe(m.name(), Some(link)))
-            .await
-            .expect("subscribed in time")
-            .expect("subscribed");
-        members.push(m);
+        members.push(linked_app(&member_side, who, link).await);
     }
     let channel: Name = "org/ns/two-apps-one-link".parse().unwrap();
-    let config = SessionConfig {
-        kind: SessionKind::Group,
-        ping_interval: Duration::from_millis(300),
-        ..SessionConfig::default()
-    };
-    let (mut group, done) = moderator
-        .create_session(config, &channel)
-        .await
-        .expect("group created");
-    tokio::time::timeout(LIVENESS, done)
-        .await
-        .expect("group ready in time")
-        .expect("group ready");
+    let mut group = fast_ping_group(&moderator, &channel).await;
     let mut joined = Vec::new();
     for m in &members {
         let invited = group.invite(m.name()).await.expect("invite sent");
