@@ -9,15 +9,14 @@
 //! deterministically by the sans-IO tests `a_burst_beyond_the_send_window_*`;
 //! this test checks the whole stack end to end.
 
-use std::collections::HashMap;
-use std::time::Duration;
+mod session_common;
 
-use slim_transport::app::{App, SessionConfig, SessionEvent, SessionKind};
-use slim_transport::identity::SharedSecret;
+use std::collections::HashMap;
+
+use session_common::{LIVENESS, app};
+use slim_transport::app::{SessionConfig, SessionEvent, SessionKind};
 use slim_transport::service::Service;
 
-const SECRET: &str = "kjandjansdiasb8udaijdniasdaindasndasndasndasndasndasndasndas";
-const LIVENESS: Duration = Duration::from_secs(60);
 const BURST: usize = 10_000;
 const PAYLOAD: usize = 100;
 
@@ -26,14 +25,6 @@ fn payload(i: usize) -> Vec<u8> {
     let mut p = format!("m{i}").into_bytes();
     p.resize(PAYLOAD, b'.');
     p
-}
-
-async fn app(service: &Service, name: &str) -> App {
-    let identity = SharedSecret::new(name, SECRET).unwrap();
-    tokio::time::timeout(LIVENESS, service.app(name.parse().unwrap(), identity))
-        .await
-        .expect("app in time")
-        .expect("app started")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

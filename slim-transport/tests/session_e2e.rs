@@ -2,26 +2,15 @@
 //! `Service`, each with its own local connection, talking SLIM v1.3
 //! sessions through the forwarder.
 
+mod session_common;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
+use session_common::{LIVENESS, app};
 use slim_transport::Name;
 use slim_transport::app::{App, Session, SessionConfig, SessionEvent, SessionKind};
-use slim_transport::identity::SharedSecret;
 use slim_transport::service::Service;
-
-const SECRET: &str = "kjandjansdiasb8udaijdniasdaindasndasndasndasndasndasndasndas";
-/// Liveness bound for every wait (generous: shared, loaded machine).
-const LIVENESS: Duration = Duration::from_secs(60);
-
-async fn app(service: &Service, name: &str) -> App {
-    let base: Name = name.parse().unwrap();
-    let identity = SharedSecret::new(name, SECRET).unwrap();
-    tokio::time::timeout(LIVENESS, service.app(base, identity))
-        .await
-        .expect("app start in time")
-        .expect("app started")
-}
 
 async fn next_message(s: &mut Session) -> (Name, Vec<u8>) {
     loop {

@@ -4,18 +4,18 @@
 //! apps connect to). The first tests run with MLS off; the `mls_*` tests
 //! run every session shape with MLS on, through both nodes.
 
+mod session_common;
+
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
+use session_common::{LIVENESS, app};
 use slim_transport::Name;
 use slim_transport::app::{App, Session, SessionConfig, SessionEvent, SessionKind};
-use slim_transport::identity::SharedSecret;
 use slim_transport::service::Service;
 use slimrpc_testkit::Child;
 
-const SECRET: &str = "kjandjansdiasb8udaijdniasdaindasndasndasndasndasndasndasndas";
-const LIVENESS: Duration = Duration::from_secs(60);
 const N: usize = 20;
 
 async fn node() -> (Service, u16) {
@@ -25,14 +25,6 @@ async fn node() -> (Service, u16) {
         .await
         .expect("server runs");
     (service, addr.port())
-}
-
-async fn app(service: &Service, name: &str) -> App {
-    let identity = SharedSecret::new(name, SECRET).unwrap();
-    tokio::time::timeout(LIVENESS, service.app(name.parse().unwrap(), identity))
-        .await
-        .expect("app in time")
-        .expect("app started")
 }
 
 /// Sessions with MLS off (what the first tests exercise).

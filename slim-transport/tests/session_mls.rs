@@ -3,34 +3,23 @@
 //! plaintext, a member that fails validation is refused with the reason,
 //! replayed messages are not delivered twice.
 
+mod session_common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
+use session_common::{LIVENESS, app, app_with};
 use slim_transport::Name;
-use slim_transport::app::{App, Session, SessionConfig, SessionEvent, SessionKind};
+use slim_transport::app::{Session, SessionConfig, SessionEvent, SessionKind};
 use slim_transport::identity::{IdentityVerifier, SharedSecret};
 use slim_transport::mls::MlsSessionCrypto;
 use slim_transport::service::Service;
 use slim_transport::session::{CryptoError, SessionCrypto, SessionError};
 use slim_transport::wire;
 
-const SECRET: &str = "kjandjansdiasb8udaijdniasdaindasndasndasndasndasndasndasndas";
 const OTHER_SECRET: &str = "a-completely-different-shared-secret-of-enough-length-0123";
-const LIVENESS: Duration = Duration::from_secs(60);
-
-async fn app_with(service: &Service, name: &str, secret: &str) -> App {
-    let identity = SharedSecret::new(name, secret).unwrap();
-    tokio::time::timeout(LIVENESS, service.app(name.parse().unwrap(), identity))
-        .await
-        .expect("app in time")
-        .expect("app started")
-}
-
-async fn app(service: &Service, name: &str) -> App {
-    app_with(service, name, SECRET).await
-}
 
 async fn next_message(s: &mut Session) -> (Name, Vec<u8>) {
     loop {

@@ -2,26 +2,15 @@
 //! test reproduces the scenario that failed, with real `Service`s (in-process
 //! and, across nodes, real gRPC links on 127.0.0.1).
 
+mod session_common;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
+use session_common::{LIVENESS, app};
 use slim_transport::Name;
 use slim_transport::app::{App, Session, SessionConfig, SessionEvent, SessionKind};
-use slim_transport::identity::SharedSecret;
 use slim_transport::service::Service;
-
-const SECRET: &str = "kjandjansdiasb8udaijdniasdaindasndasndasndasndasndasndasndas";
-/// Liveness bound for every wait (generous: shared, loaded machine).
-const LIVENESS: Duration = Duration::from_secs(60);
-
-async fn app(service: &Service, name: &str) -> App {
-    let base: Name = name.parse().unwrap();
-    let identity = SharedSecret::new(name, SECRET).unwrap();
-    tokio::time::timeout(LIVENESS, service.app(base, identity))
-        .await
-        .expect("app start in time")
-        .expect("app started")
-}
 
 async fn listen(app: &App) -> Session {
     tokio::time::timeout(LIVENESS, app.listen_for_session())

@@ -1486,24 +1486,11 @@ impl Session {
             };
             match job {
                 Job::Invite { id, member } => {
-                    let mid = self.fresh_control_id();
-                    let req = self.command_msg(
-                        &member,
-                        1,
-                        Kind::DiscoveryRequest,
-                        mid,
-                        Cmd::DiscoveryRequest(DiscoveryRequestPayload { destination: None }),
-                    );
                     self.active = Some(Active {
                         job: Some(id),
                         stage: Stage::Discovering,
                     });
-                    self.start_control(
-                        req,
-                        Kind::DiscoveryReply,
-                        Waiting::Prefix(member.prefix()),
-                        Purpose::Discovery,
-                    );
+                    self.send_discovery(&member);
                 }
                 Job::InviteMany { id, members } => {
                     self.active = Some(Active {
@@ -1514,20 +1501,7 @@ impl Session {
                         }),
                     });
                     for member in &members {
-                        let mid = self.fresh_control_id();
-                        let req = self.command_msg(
-                            member,
-                            1,
-                            Kind::DiscoveryRequest,
-                            mid,
-                            Cmd::DiscoveryRequest(DiscoveryRequestPayload { destination: None }),
-                        );
-                        self.start_control(
-                            req,
-                            Kind::DiscoveryReply,
-                            Waiting::Prefix(member.prefix()),
-                            Purpose::Discovery,
-                        );
+                        self.send_discovery(member);
                     }
                 }
                 Job::Remove { id, member } => {
@@ -1556,6 +1530,25 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// DISCOVERY_REQUEST for `member`, retransmitted until an instance of its
+    /// name answers.
+    fn send_discovery(&mut self, member: &Name) {
+        let mid = self.fresh_control_id();
+        let req = self.command_msg(
+            member,
+            1,
+            Kind::DiscoveryRequest,
+            mid,
+            Cmd::DiscoveryRequest(DiscoveryRequestPayload { destination: None }),
+        );
+        self.start_control(
+            req,
+            Kind::DiscoveryReply,
+            Waiting::Prefix(member.prefix()),
+            Purpose::Discovery,
+        );
     }
 
     /// GROUP_REMOVE to the channel when more than two were members, then
