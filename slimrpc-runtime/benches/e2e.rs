@@ -7,12 +7,17 @@
 //! that times the calls and reports its own VmRSS. Ours are this binary
 //! re-executed in a role (`node`, `servers`, `client`); the official ones are
 //! `benches/official_rpc.py` run by the venv's Python with the same
-//! arguments. Both clients print one `BENCH_ROW key=value ...` line, which
-//! the orchestrator turns into one table.
+//! arguments, once as shipped and once with `TCP_NODELAY` forced on all its
+//! sockets (the `slimrpc-nodelay-preload` library, built by this program
+//! with cargo and loaded with `LD_PRELOAD`), the two ways the issue quotes
+//! the official figures. Every client prints one `BENCH_ROW key=value ...`
+//! line, which the orchestrator turns into one table.
 //!
 //! Run: `cargo xtask bench` (or `cargo bench -p slimrpc-runtime --bench e2e`;
-//! options after `--`: `--no-official`, `--k 2,8`, `--official-k 8`,
-//! `--n-seq N`, `--n-conc N`, `--n-group N`).
+//! options after `--`: `--no-official`, `--no-nodelay`, `--k 2,8`,
+//! `--official-k 8`, `--n-seq N`, `--n-conc N`, `--n-group N`,
+//! `--current-thread` to run our three roles on tokio's current-thread
+//! runtime instead of the default multi-thread one).
 //!
 //! This is a benchmark, not a test: it prints figures and asserts nothing
 //! about speed. Every child process is killed by PID when dropped (panics
@@ -43,6 +48,8 @@ const PAYLOAD: usize = 64;
 /// Concurrent callers of the "16-way" case.
 const CONCURRENCY: usize = 16;
 /// Liveness bounds (not timing assertions).
+/// Set for our role processes by `--current-thread`.
+const CURRENT_THREAD_ENV: &str = "SLIMRPC_BENCH_CURRENT_THREAD";
 const READY_LIMIT: Duration = Duration::from_secs(180);
 const CLIENT_LIMIT: Duration = Duration::from_secs(900);
 
@@ -235,9 +242,16 @@ fn run_role(role: &str, args: &[String]) -> Result<(), BoxError> {
             .with_writer(std::io::stderr)
             .try_init();
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // `--current-thread` makes the orchestrator set this for our roles.
+    let rt = if std::env::var_os(CURRENT_THREAD_ENV).is_some() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
     rt.block_on(async {
         match role {
             "node" => role_node(args).await,
@@ -253,6 +267,10 @@ fn run_role(role: &str, args: &[String]) -> Result<(), BoxError> {
 enum Stack {
     Ours,
     Official,
+    /// The official stack with `TCP_NODELAY` forced on all its sockets by the
+    /// `slimrpc-nodelay-preload` library (`LD_PRELOAD`), as in the issue's
+    /// second set of official figures.
+    OfficialNoDelay,
 }
 
 impl Stack {
@@ -260,20 +278,29 @@ impl Stack {
         match self {
             Stack::Ours => "ours",
             Stack::Official => "official 1.3.0 (py)",
+            Stack::OfficialNoDelay => "official, NODELAY",
         }
     }
 
     /// The command running `role` for this stack.
-    fn command(self, role: &str) -> Command {
+    fn command(self, role: &str, opts: &Opts) -> Command {
         match self {
             Stack::Ours => {
                 let mut c = Command::new(std::env::current_exe().expect("own path"));
                 c.arg(role);
+                if opts.current_thread {
+                    c.env(CURRENT_THREAD_ENV, "1");
+                }
                 c
             }
-            Stack::Official => {
+            Stack::Official | Stack::OfficialNoDelay => {
                 let mut c = Command::new(slimrpc_testkit::python());
                 c.arg(official_script()).arg(role);
+                if self == Stack::OfficialNoDelay
+                    && let Some(lib) = &opts.nodelay_lib
+                {
+                    c.env("LD_PRELOAD", lib);
+                }
                 c
             }
         }
@@ -282,6 +309,40 @@ impl Stack {
 
 fn official_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/official_rpc.py")
+}
+
+/// What the orchestrator passes on to the role processes.
+struct Opts {
+    current_thread: bool,
+    /// The built `LD_PRELOAD` library for [`Stack::OfficialNoDelay`].
+    nodelay_lib: Option<PathBuf>,
+}
+
+/// Builds `slimrpc-nodelay-preload` (release, same target directory as this
+/// binary) and returns the library's path, or why it could not.
+fn build_nodelay_lib() -> Result<PathBuf, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-q", "-p", "slimrpc-nodelay-preload"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build exited with {status}"));
+    }
+    // This binary is target/release/deps/e2e-<hash>; the library lands in
+    // target/release/.
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let lib = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("libslimrpc_nodelay_preload.so"))
+        .ok_or("no target directory")?;
+    if lib.is_file() {
+        Ok(lib)
+    } else {
+        Err(format!("{} was not built", lib.display()))
+    }
 }
 
 #[derive(Clone)]
@@ -315,20 +376,20 @@ fn tail(s: &str, lines: usize) -> String {
     v[v.len().saturating_sub(lines)..].join("\n")
 }
 
-fn run_case(stack: Stack, url: &str, case: &Case, tag: &str) -> Row {
+fn run_case(stack: Stack, opts: &Opts, url: &str, case: &Case, tag: &str) -> Row {
     eprintln!("bench: {} {} ...", stack.label(), case.name);
     let instances: Vec<String> = (0..case.k).map(|i| format!("{tag}-s{i}")).collect();
     let instances = instances.join(",");
     let mut servers = Child::spawn(
         &format!("bench-servers-{tag}"),
         stack
-            .command("servers")
+            .command("servers", opts)
             .args(["--slim", url, "--instances", &instances]),
     );
     servers.wait_for("SERVERS_READY", READY_LIMIT);
     let mut client = Child::spawn(
         &format!("bench-client-{tag}"),
-        stack.command("client").args([
+        stack.command("client", opts).args([
             "--slim",
             url,
             "--case",
@@ -343,7 +404,13 @@ fn run_case(stack: Stack, url: &str, case: &Case, tag: &str) -> Row {
     );
     let (code, out) = client.wait_exit(CLIENT_LIMIT);
     let fields = match (code, parse_row(&out)) {
-        (Some(0), Some(f)) => Ok(f),
+        (Some(0), Some(mut f)) => {
+            // A run stopped by an error still reports the calls before it.
+            if let Some(line) = out.lines().find(|l| l.starts_with("BENCH_ERROR ")) {
+                f.insert("error".into(), line["BENCH_ERROR ".len()..].to_string());
+            }
+            Ok(f)
+        }
         _ => Err(format!(
             "client exited with {code:?}:\n{}\n-- servers:\n{}",
             tail(&out, 15),
@@ -360,25 +427,28 @@ fn run_case(stack: Stack, url: &str, case: &Case, tag: &str) -> Row {
     }
 }
 
-fn run_stack(stack: Stack, cases: &[Case]) -> Vec<Row> {
+fn run_stack(stack: Stack, opts: &Opts, cases: &[Case]) -> Vec<Row> {
     let port = free_port();
     let mut node = Child::spawn(
         &format!(
             "bench-node-{}",
             stack.label().split(' ').next().unwrap_or("x")
         ),
-        stack.command("node").args(["--port", &port.to_string()]),
+        stack
+            .command("node", opts)
+            .args(["--port", &port.to_string()]),
     );
     node.wait_for("NODE_READY", READY_LIMIT);
     let url = format!("http://127.0.0.1:{port}");
     let prefix = match stack {
         Stack::Ours => "r",
         Stack::Official => "py",
+        Stack::OfficialNoDelay => "nd",
     };
     cases
         .iter()
         .enumerate()
-        .map(|(i, c)| run_case(stack, &url, c, &format!("{prefix}{i}")))
+        .map(|(i, c)| run_case(stack, opts, &url, c, &format!("{prefix}{i}")))
         .collect()
 }
 
@@ -428,6 +498,10 @@ fn cases(args: &[String], ks: &[usize]) -> Vec<Case> {
 
 fn cell(row: &Row, key: &str) -> String {
     match &row.fields {
+        // `*`: the run stopped at an error; see the note under the table.
+        Ok(f) if key == "calls" && f.contains_key("error") => {
+            format!("{}*", f.get(key).map_or("-", String::as_str))
+        }
         Ok(f) => f.get(key).cloned().unwrap_or_else(|| "-".into()),
         Err(_) => "FAILED".into(),
     }
@@ -436,7 +510,7 @@ fn cell(row: &Row, key: &str) -> String {
 fn print_table(rows: &[Row]) {
     println!();
     println!(
-        "| {:<19} | {:<22} | {:>5} | {:>8} | {:>7} | {:>7} | {:>13} | {:>8} | {:>9} | {:<42} |",
+        "| {:<19} | {:<22} | {:>6} | {:>8} | {:>7} | {:>7} | {:>13} | {:>8} | {:>9} | {:<42} |",
         "stack",
         "case",
         "calls",
@@ -449,7 +523,7 @@ fn print_table(rows: &[Row]) {
         "target (ours)"
     );
     println!(
-        "|{:-<21}|{:-<24}|{:->7}|{:->10}|{:->9}|{:->9}|{:->15}|{:->10}|{:->11}|{:-<44}|",
+        "|{:-<21}|{:-<24}|{:->8}|{:->10}|{:->9}|{:->9}|{:->15}|{:->10}|{:->11}|{:-<44}|",
         "", "", "", "", "", "", "", "", "", ""
     );
     for r in rows {
@@ -468,7 +542,7 @@ fn print_table(rows: &[Row]) {
             ""
         };
         println!(
-            "| {:<19} | {:<22} | {:>5} | {:>8} | {:>7} | {:>7} | {:>13} | {:>8} | {:>9} | {:<42} |",
+            "| {:<19} | {:<22} | {:>6} | {:>8} | {:>7} | {:>7} | {:>13} | {:>8} | {:>9} | {:<42} |",
             r.stack.label(),
             r.case.name,
             cell(r, "calls"),
@@ -485,8 +559,22 @@ fn print_table(rows: &[Row]) {
     println!(
         "Release build; node, servers and client are separate processes on 127.0.0.1 (gRPC), \
          MLS on; {PAYLOAD}-byte payload; RSS is the client's VmRSS after the timed calls; \
-         first call = channel creation to first answer (session set-up + call)."
+         first call = channel creation to first answer (session set-up + call). \
+         \"official, NODELAY\" is the official stack with TCP_NODELAY forced on its sockets."
     );
+    for r in rows {
+        if let Ok(f) = &r.fields
+            && let Some(err) = f.get("error")
+        {
+            println!(
+                "* {} {}: stopped by an error after {} of {} calls (figures cover those): {err}",
+                r.stack.label(),
+                r.case.name,
+                f.get("calls").map_or("?", String::as_str),
+                r.case.n,
+            );
+        }
+    }
 }
 
 /// Per-message MLS cost in this process, in µs: (encrypt, decrypt) of a
@@ -594,9 +682,31 @@ fn print_mls_ceiling(ks: &[usize]) {
 fn orchestrate(args: &[String]) {
     let ks = opt_list(args, "--k", &[2, 8, 32, 64]);
     let official_ks = opt_list(args, "--official-k", &[2, 8]);
-    let mut rows = run_stack(Stack::Ours, &cases(args, &ks));
-    if !args.iter().any(|a| a == "--no-official") {
-        rows.extend(run_stack(Stack::Official, &cases(args, &official_ks)));
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    let mut opts = Opts {
+        current_thread: has("--current-thread"),
+        nodelay_lib: None,
+    };
+    let mut rows = run_stack(Stack::Ours, &opts, &cases(args, &ks));
+    if !has("--no-official") {
+        rows.extend(run_stack(
+            Stack::Official,
+            &opts,
+            &cases(args, &official_ks),
+        ));
+        if !has("--no-nodelay") {
+            match build_nodelay_lib() {
+                Ok(lib) => {
+                    opts.nodelay_lib = Some(lib);
+                    rows.extend(run_stack(
+                        Stack::OfficialNoDelay,
+                        &opts,
+                        &cases(args, &official_ks),
+                    ));
+                }
+                Err(e) => eprintln!("bench: no TCP_NODELAY rows: {e}"),
+            }
+        }
     }
     print_table(&rows);
     print_mls_ceiling(&ks);

@@ -12,7 +12,10 @@ Rust bench binary:
 * ``client --slim URL --case p2p-seq|p2p-conc|group --members a,b --n N
   --label L``: one first (set-up) call, then N timed calls (sequential, or 16
   concurrent callers on one channel); prints one ``BENCH_ROW key=value ...``
-  line.
+  line. If a timed call fails, the callers stop, the row covers the calls
+  that completed, and a ``BENCH_ERROR <message>`` line follows it (the
+  official group session gives up with "message send retries exhausted"
+  under sustained load once Nagle is off).
 
 This script measures; it asserts nothing about speed.
 """
@@ -137,11 +140,18 @@ async def client(args: argparse.Namespace) -> None:
     setup = time.perf_counter() - t
 
     lat: list[float] = []
+    errors: list[str] = []
 
     async def worker(calls: int) -> None:
         for _ in range(calls):
+            if errors:
+                return
             t = time.perf_counter()
-            await one()
+            try:
+                await one()
+            except Exception as e:  # noqa: BLE001 - reported, not handled
+                errors.append(str(e).replace("\n", " "))
+                return
             lat.append(time.perf_counter() - t)
 
     t = time.perf_counter()
@@ -163,7 +173,12 @@ async def client(args: argparse.Namespace) -> None:
         f"p99_ms={percentile(lat, 0.99):.3f} setup_ms={setup * 1e3:.1f} rss_mb={rss:.1f}",
         flush=True,
     )
-    await channel.close_async(None)
+    if errors:
+        print(f"BENCH_ERROR {errors[0]}", flush=True)
+    try:
+        await asyncio.wait_for(channel.close_async(None), 10)
+    except Exception:  # noqa: BLE001 - the figures are out; closing is best effort
+        pass
 
 
 def main() -> None:
