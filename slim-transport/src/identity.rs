@@ -84,6 +84,15 @@ pub trait IdentityVerifier: Send + Sync {
     }
 }
 
+/// The base64url claims JSON of a token: `{"pubkey":..}` or `{}`.
+fn claims_b64(pubkey: Option<&str>) -> String {
+    let claims = match pubkey {
+        Some(pk) => serde_json::json!({ "pubkey": pk }),
+        None => serde_json::json!({}),
+    };
+    URL_SAFE_NO_PAD.encode(claims.to_string())
+}
+
 /// Seconds since the Unix epoch from the system clock.
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -96,8 +105,13 @@ pub fn unix_now() -> u64 {
 #[derive(Clone)]
 pub struct SharedSecret {
     id: Arc<str>,
-    secret: Arc<[u8]>,
+    /// HMAC-SHA256 already keyed with the secret: cloning it skips hashing
+    /// the key again for every token minted or checked.
+    keyed: Arc<Hmac<Sha256>>,
     pubkey: Option<Arc<str>>,
+    /// The claims field of every token this identity mints (it only depends
+    /// on `pubkey`).
+    claims_b64: Arc<str>,
 }
 
 impl std::fmt::Debug for SharedSecret {
@@ -123,26 +137,30 @@ impl SharedSecret {
             .take(8)
             .map(char::from)
             .collect();
+        // HMAC accepts keys of any length, so this cannot fail.
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+            .map_err(|_| IdentityError::SecretTooShort)?;
         Ok(Self {
             id: format!("{base_id}_{suffix}").into(),
-            secret: secret.as_bytes().into(),
+            keyed: Arc::new(keyed),
             pubkey: None,
+            claims_b64: claims_b64(None).into(),
         })
     }
 
     /// The same identity, with tokens that claim `public_key` (raw Ed25519
     /// bytes) as theirs. The MLS layer binds its leaf key this way.
     pub fn with_public_key(&self, public_key: &[u8]) -> Self {
+        let pubkey = STANDARD.encode(public_key);
         Self {
-            pubkey: Some(STANDARD.encode(public_key).into()),
+            claims_b64: claims_b64(Some(&pubkey)).into(),
+            pubkey: Some(pubkey.into()),
             ..self.clone()
         }
     }
 
     fn mac(&self, signed: &str) -> Hmac<Sha256> {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
-            .expect("HMAC-SHA256 takes keys of any length");
+        let mut mac = Hmac::<Sha256>::clone(&self.keyed);
         mac.update(signed.as_bytes());
         mac
     }
@@ -157,12 +175,7 @@ impl IdentityProvider for SharedSecret {
         let mut nonce = [0u8; 12];
         rand::rng().fill(&mut nonce);
         let nonce = URL_SAFE_NO_PAD.encode(nonce);
-        let claims = match &self.pubkey {
-            Some(pk) => serde_json::json!({ "pubkey": pk.as_ref() }),
-            None => serde_json::json!({}),
-        };
-        let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
-        let signed = format!("{}:{now}:{nonce}:{claims}", self.id);
+        let signed = format!("{}:{now}:{nonce}:{}", self.id, self.claims_b64);
         let mac = URL_SAFE_NO_PAD.encode(self.mac(&signed).finalize().into_bytes());
         Ok(format!("{signed}:{mac}"))
     }
@@ -170,8 +183,15 @@ impl IdentityProvider for SharedSecret {
 
 impl IdentityVerifier for SharedSecret {
     fn verify_at(&self, token: &str, now: u64) -> Result<Claims, IdentityError> {
-        let fields: Vec<&str> = token.split(':').collect();
-        let [id, ts, _nonce, claims_b64, mac_b64] = fields[..] else {
+        let mut fields = token.split(':');
+        let (Some(id), Some(ts), Some(_nonce), Some(claims_b64), Some(mac_b64), None) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
             return Err(IdentityError::Malformed);
         };
         let ts: u64 = ts.parse().map_err(|_| IdentityError::BadTimestamp)?;

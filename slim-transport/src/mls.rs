@@ -1328,6 +1328,7 @@ impl CommitQueue {
     }
 }
 
+mod keycache;
 mod seam;
 mod storage;
 pub use seam::{AddBytes, MlsSessionCrypto};

@@ -1,5 +1,5 @@
-//! The openmls provider of [`super::MlsState`]: RustCrypto for crypto and
-//! randomness, and an in-memory storage that does not persist message secrets.
+//! The openmls provider of [`super::MlsState`]: RustCrypto for crypto (through
+//! [`KeyCachingCrypto`]) and randomness, and an in-memory storage that does not persist message secrets.
 //!
 //! Job: openmls writes a group's whole `MessageSecretsStore` (the secret tree,
 //! whose size grows with the group) to storage after every message it
@@ -15,19 +15,21 @@
 //! The forwarding methods below mirror `openmls_traits::storage::StorageProvider`
 //! one to one.
 
+use super::keycache::KeyCachingCrypto;
 use openmls_rust_crypto::{MemoryStorage, MemoryStorageError, RustCrypto};
 use openmls_traits::OpenMlsProvider;
 use openmls_traits::storage::{CURRENT_VERSION, StorageProvider, traits};
 
-/// RustCrypto plus [`LeanStorage`].
+/// RustCrypto (with its Ed25519 verifying keys cached, see
+/// [`KeyCachingCrypto`]) plus [`LeanStorage`].
 #[derive(Default)]
 pub struct LeanProvider {
-    crypto: RustCrypto,
+    crypto: KeyCachingCrypto,
     storage: LeanStorage,
 }
 
 impl OpenMlsProvider for LeanProvider {
-    type CryptoProvider = RustCrypto;
+    type CryptoProvider = KeyCachingCrypto;
     type RandProvider = RustCrypto;
     type StorageProvider = LeanStorage;
 
@@ -40,7 +42,7 @@ impl OpenMlsProvider for LeanProvider {
     }
 
     fn rand(&self) -> &Self::RandProvider {
-        &self.crypto
+        self.crypto.inner()
     }
 }
 
