@@ -108,9 +108,8 @@ pub struct SharedSecret {
     /// HMAC-SHA256 already keyed with the secret: cloning it skips hashing
     /// the key again for every token minted or checked.
     keyed: Arc<Hmac<Sha256>>,
-    pubkey: Option<Arc<str>>,
-    /// The claims field of every token this identity mints (it only depends
-    /// on `pubkey`).
+    /// The claims field of every token this identity mints: `{}`, or the
+    /// public key given to [`SharedSecret::with_public_key`].
     claims_b64: Arc<str>,
 }
 
@@ -143,7 +142,6 @@ impl SharedSecret {
         Ok(Self {
             id: format!("{base_id}_{suffix}").into(),
             keyed: Arc::new(keyed),
-            pubkey: None,
             claims_b64: claims_b64(None).into(),
         })
     }
@@ -151,10 +149,8 @@ impl SharedSecret {
     /// The same identity, with tokens that claim `public_key` (raw Ed25519
     /// bytes) as theirs. The MLS layer binds its leaf key this way.
     pub fn with_public_key(&self, public_key: &[u8]) -> Self {
-        let pubkey = STANDARD.encode(public_key);
         Self {
-            claims_b64: claims_b64(Some(&pubkey)).into(),
-            pubkey: Some(pubkey.into()),
+            claims_b64: claims_b64(Some(&STANDARD.encode(public_key))).into(),
             ..self.clone()
         }
     }
