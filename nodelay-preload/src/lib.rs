@@ -65,20 +65,26 @@ mod linux {
         (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, SetSockOpt>(p) })
     }
 
+    /// Turns Nagle off on `fd` with libc's `set`; returns its result
+    /// (an error on sockets that are not TCP, which callers may ignore).
+    fn nodelay_with(set: SetSockOpt, fd: c_int) -> c_int {
+        let one: c_int = 1;
+        // SAFETY: `one` outlives the call and its size is passed.
+        unsafe {
+            set(
+                fd,
+                IPPROTO_TCP,
+                TCP_NODELAY,
+                (&one as *const c_int).cast(),
+                size_of::<c_int>() as SockLen,
+            )
+        }
+    }
+
     /// Turns Nagle off on `fd`; harmless on sockets that are not TCP.
     fn nodelay(fd: c_int) {
         if let Some(set) = real_setsockopt() {
-            let one: c_int = 1;
-            // SAFETY: `one` outlives the call and its size is passed.
-            unsafe {
-                set(
-                    fd,
-                    IPPROTO_TCP,
-                    TCP_NODELAY,
-                    (&one as *const c_int).cast(),
-                    size_of::<c_int>() as SockLen,
-                )
-            };
+            nodelay_with(set, fd);
         }
     }
 
@@ -96,17 +102,7 @@ mod linux {
             return -1;
         };
         if level == IPPROTO_TCP && name == TCP_NODELAY {
-            let one: c_int = 1;
-            // SAFETY: as for `nodelay`.
-            return unsafe {
-                set(
-                    fd,
-                    level,
-                    name,
-                    (&one as *const c_int).cast(),
-                    size_of::<c_int>() as SockLen,
-                )
-            };
+            return nodelay_with(set, fd);
         }
         // SAFETY: the caller's arguments, passed through unchanged.
         unsafe { set(fd, level, name, value, len) }
