@@ -9,39 +9,6 @@ use std::process::Command;
 const PROBE: &str = "NODELAY_PROBE";
 const TEST: &str = "nagle_is_off_on_every_loopback_tcp_socket_only_when_the_library_is_preloaded";
 
-/// Builds the library (cargo does not build a cdylib for its package's
-/// integration tests) into this test's target directory and profile, and
-/// returns its path: `target/<profile>/libslimrpc_nodelay_preload.so` (this
-/// binary is `target/<profile>/deps/preload-<hash>`).
-fn library() -> PathBuf {
-    let exe = std::env::current_exe().expect("own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    let target_dir = profile_dir.parent().expect("target directory");
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev",
-        Some(other) => other,
-    };
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "slimrpc-nodelay-preload",
-            "--profile",
-            profile,
-        ])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "cargo build of the library: {status}");
-    profile_dir.join("libslimrpc_nodelay_preload.so")
-}
-
 /// Prints `connect=<bool> accept=<bool> after_off=<bool>`: `TCP_NODELAY` on
 /// a connected socket, on the accepted one, and on the connected one after
 /// the program turned it off.
@@ -78,8 +45,7 @@ fn nagle_is_off_on_every_loopback_tcp_socket_only_when_the_library_is_preloaded(
         probe();
         return;
     }
-    let lib = library();
-    assert!(lib.is_file(), "{} not built", lib.display());
+    let lib = slimrpc_testkit::nodelay_preload_library().expect("build the library");
     // Without the library the kernel default (Nagle on) and the program's
     // own choice stand.
     assert_eq!(

@@ -9,7 +9,8 @@
 //! `benches/official_rpc.py` run by the venv's Python with the same
 //! arguments, once as shipped and once with `TCP_NODELAY` forced on all its
 //! sockets (the `slimrpc-nodelay-preload` library, built by this program
-//! with cargo and loaded with `LD_PRELOAD`), the two ways the issue quotes
+//! with cargo through `slimrpc_testkit::nodelay_preload_library` and loaded
+//! with `LD_PRELOAD`), the two ways the issue quotes
 //! the official figures. Every client prints one `BENCH_ROW key=value ...`
 //! line, which the orchestrator turns into one table.
 //!
@@ -316,33 +317,6 @@ struct Opts {
     current_thread: bool,
     /// The built `LD_PRELOAD` library for [`Stack::OfficialNoDelay`].
     nodelay_lib: Option<PathBuf>,
-}
-
-/// Builds `slimrpc-nodelay-preload` (release, same target directory as this
-/// binary) and returns the library's path, or why it could not.
-fn build_nodelay_lib() -> Result<PathBuf, String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "-q", "-p", "slimrpc-nodelay-preload"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !status.success() {
-        return Err(format!("cargo build exited with {status}"));
-    }
-    // This binary is target/release/deps/e2e-<hash>; the library lands in
-    // target/release/.
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let lib = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("libslimrpc_nodelay_preload.so"))
-        .ok_or("no target directory")?;
-    if lib.is_file() {
-        Ok(lib)
-    } else {
-        Err(format!("{} was not built", lib.display()))
-    }
 }
 
 #[derive(Clone)]
@@ -695,7 +669,7 @@ fn orchestrate(args: &[String]) {
             &cases(args, &official_ks),
         ));
         if !has("--no-nodelay") {
-            match build_nodelay_lib() {
+            match slimrpc_testkit::nodelay_preload_library() {
                 Ok(lib) => {
                     opts.nodelay_lib = Some(lib);
                     rows.extend(run_stack(

@@ -85,6 +85,49 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Builds `slimrpc-nodelay-preload` (the `LD_PRELOAD` library that forces
+/// `TCP_NODELAY`) into the calling binary's target directory and profile,
+/// and returns its path, or why it could not. The caller is a test or bench
+/// binary in `target/<profile>/deps/`; the library lands in
+/// `target/<profile>/libslimrpc_nodelay_preload.so` (cargo does not build a
+/// `cdylib` for anyone's tests, its own included).
+pub fn nodelay_preload_library() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("not run from target/<profile>/deps")?;
+    let target_dir = profile_dir.parent().ok_or("no target directory")?;
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "slimrpc-nodelay-preload",
+            "--profile",
+            profile,
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build of slimrpc-nodelay-preload: {status}"));
+    }
+    let lib = profile_dir.join("libslimrpc_nodelay_preload.so");
+    if lib.is_file() {
+        Ok(lib)
+    } else {
+        Err(format!("{} was not built", lib.display()))
+    }
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
