@@ -10,9 +10,9 @@
 //! arguments, once as shipped and once with `TCP_NODELAY` forced on all its
 //! sockets (the `slimrpc-nodelay-preload` library, built by this program
 //! with cargo through `slimrpc_testkit::nodelay_preload_library` and loaded
-//! with `LD_PRELOAD`), the two ways the issue quotes
-//! the official figures. Every client prints one `BENCH_ROW key=value ...`
-//! line, which the orchestrator turns into one table.
+//! with `LD_PRELOAD`), the two ways the issue quotes the official figures.
+//! Every client prints one `BENCH_ROW key=value ...` line, which the
+//! orchestrator turns into one table.
 //!
 //! Run: `cargo xtask bench` (or `cargo bench -p slimrpc-runtime --bench e2e`;
 //! options after `--`: `--no-official`, `--no-nodelay`, `--k 2,8`,
@@ -48,9 +48,9 @@ const METHOD: &str = "Echo";
 const PAYLOAD: usize = 64;
 /// Concurrent callers of the "16-way" case.
 const CONCURRENCY: usize = 16;
-/// Liveness bounds (not timing assertions).
 /// Set for our role processes by `--current-thread`.
 const CURRENT_THREAD_ENV: &str = "SLIMRPC_BENCH_CURRENT_THREAD";
+/// Liveness bounds (not timing assertions).
 const READY_LIMIT: Duration = Duration::from_secs(180);
 const CLIENT_LIMIT: Duration = Duration::from_secs(900);
 
@@ -380,8 +380,8 @@ fn run_case(stack: Stack, opts: &Opts, url: &str, case: &Case, tag: &str) -> Row
     let fields = match (code, parse_row(&out)) {
         (Some(0), Some(mut f)) => {
             // A run stopped by an error still reports the calls before it.
-            if let Some(line) = out.lines().find(|l| l.starts_with("BENCH_ERROR ")) {
-                f.insert("error".into(), line["BENCH_ERROR ".len()..].to_string());
+            if let Some(err) = out.lines().find_map(|l| l.strip_prefix("BENCH_ERROR ")) {
+                f.insert("error".into(), err.to_string());
             }
             Ok(f)
         }
