@@ -496,6 +496,13 @@ impl App {
         lock(&self.shared.state).layer.set_crypto(factory);
     }
 
+    /// Sessions accepted from now on (the ones other apps open towards this
+    /// one) acknowledge but neither decrypt nor deliver the MSGs their
+    /// filter, made by `factory`, picks (see [`session::InboundFilter`]).
+    pub fn set_accept_filter(&self, factory: session::InboundFilterFactory) {
+        lock(&self.shared.state).layer.set_accept_filter(factory);
+    }
+
     /// Inbound messages that reached no session and were dropped, by reason.
     pub fn dropped_counters(&self) -> session::Counters {
         lock(&self.shared.state).layer.counters()

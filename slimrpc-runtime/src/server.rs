@@ -35,6 +35,7 @@ use crate::transport::{
     ConnId, IncomingMessage, IntoTransport, RpcSessionEvents, RpcSessionHandle, RpcTransport,
     TransportEvent, TransportSession,
 };
+use slim_transport::session::InboundFilter;
 
 /// Input frames buffered per stream-input call.
 const STREAM_BUFFER: usize = 64;
@@ -96,6 +97,75 @@ pub fn decide(metadata: &Metadata, open_stream: impl Fn(&str) -> bool) -> Decisi
             method,
         },
         _ => Decision::Drop(DropReason::NoServiceOrMethod),
+    }
+}
+
+/// How many unary-input calls [`Unneeded`] remembers per session before it
+/// starts over (a client that never sends EOS #1 must not grow it forever;
+/// forgetting only costs a decryption).
+const UNARY_MEMORY: usize = 4096;
+
+/// Picks, from clear-text metadata alone, the frames the demultiplexer of
+/// one session would drop whatever its state, so that the session
+/// acknowledges them without an MLS decryption (installed with
+/// [`RpcTransport::set_accept_filter`]; with MLS every frame costs an
+/// Ed25519 check). A unary call's client EOS #1 and EOS #2 are two of its
+/// three client frames.
+///
+/// It agrees with [`decide`] on every frame it picks:
+/// * no `rpc-id`: dropped by [`decide`] in every state;
+/// * a status code without `slimrpc-dir=req` (client EOS #2, echoes, other
+///   servers' frames): dropped whether or not a stream is open;
+/// * a later client frame (no `service`/`method`) of a call whose first
+///   frame named a method that does not read a stream: no stream is open
+///   for it, so [`decide`] drops it (`NoServiceOrMethod`).
+///
+/// Anything else, first frames included, is delivered. It sees frames in
+/// arrival order: a reordered EOS #1 that arrives before its call's first
+/// frame is simply delivered (and dropped by the demultiplexer).
+pub struct Unneeded {
+    /// `service/method` of the stream-input handlers.
+    stream_input: Arc<std::collections::HashSet<String>>,
+    /// Calls started with a first frame of a method that reads no stream.
+    unary: std::collections::HashSet<String>,
+}
+
+impl Unneeded {
+    /// For a server whose stream-input methods are `stream_input`
+    /// (`service/method`).
+    pub fn new(stream_input: Arc<std::collections::HashSet<String>>) -> Self {
+        Self {
+            stream_input,
+            unary: std::collections::HashSet::new(),
+        }
+    }
+
+    /// True when the demultiplexer will drop this frame, whatever it holds.
+    pub fn skip(&mut self, metadata: &Metadata) -> bool {
+        let Some(id) = rpc_id(metadata) else {
+            return true;
+        };
+        if !is_client_frame(metadata) {
+            return metadata.contains_key(STATUS_CODE_KEY);
+        }
+        let non_empty = |k: &str| metadata.get(k).filter(|v| !v.is_empty());
+        if let (Some(service), Some(method)) = (non_empty(SERVICE_KEY), non_empty(METHOD_KEY)) {
+            if self.stream_input.contains(&format!("{service}/{method}")) {
+                self.unary.remove(id);
+            } else if !metadata.contains_key(STATUS_CODE_KEY) {
+                if self.unary.len() >= UNARY_MEMORY {
+                    self.unary.clear();
+                }
+                self.unary.insert(id.to_string());
+            }
+            return false;
+        }
+        if metadata.contains_key(STATUS_CODE_KEY) {
+            // EOS #1 (or an error) ends the client's frames of this call.
+            self.unary.remove(id)
+        } else {
+            self.unary.contains(id)
+        }
     }
 }
 
@@ -313,6 +383,26 @@ impl Server {
             })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let stats = Arc::new(Stats::default());
+        let stream_input: Arc<std::collections::HashSet<String>> = Arc::new(
+            self.handlers
+                .iter()
+                .filter(|(_, h)| matches!(h, Handler::StreamInput(_)))
+                .map(|(path, _)| path.clone())
+                .collect(),
+        );
+        let counted = stats.clone();
+        self.transport
+            .set_accept_filter(Arc::new(move || -> InboundFilter {
+                let mut unneeded = Unneeded::new(stream_input.clone());
+                let stats = counted.clone();
+                Box::new(move |_source: &Name, metadata: &Metadata| {
+                    let skip = unneeded.skip(metadata);
+                    if skip {
+                        stats.skipped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    skip
+                })
+            }));
         let shared = Arc::new(Shared {
             handlers: self.handlers,
             stats: stats.clone(),
@@ -332,6 +422,7 @@ struct Stats {
     sessions: AtomicUsize,
     handlers: AtomicUsize,
     streams: AtomicUsize,
+    skipped: AtomicUsize,
 }
 
 struct Shared {
@@ -394,6 +485,13 @@ impl ServerHandle {
     /// Stream-input calls still registered for more input.
     pub fn open_streams(&self) -> usize {
         self.stats.streams.load(Ordering::SeqCst)
+    }
+
+    /// Frames the sessions acknowledged without decrypting or delivering
+    /// them, because the demultiplexer would have dropped them (see
+    /// [`Unneeded`]); 0 on a transport without such filters.
+    pub fn skipped_frames(&self) -> usize {
+        self.stats.skipped.load(Ordering::Relaxed)
     }
 }
 
@@ -759,6 +857,154 @@ mod tests {
             decide(&m, none),
             Decision::Drop(DropReason::NoServiceOrMethod)
         );
+    }
+
+    fn stream_methods() -> Arc<std::collections::HashSet<String>> {
+        Arc::new(["pkg.Svc/Collect".to_string()].into_iter().collect())
+    }
+
+    fn first_of(method: &str, id: &str) -> Metadata {
+        client_first_frame(&Metadata::new(), SystemTime::now(), "pkg.Svc", method, id)
+    }
+
+    #[test]
+    fn unneeded_skips_a_unary_calls_eos1_and_eos2_but_never_its_first_frame() {
+        let mut u = Unneeded::new(stream_methods());
+        let first = first_of("Echo", "R1");
+        assert!(!u.skip(&first));
+        assert!(u.skip(&client_eos1("R1", RequestsSent::Some, &first)));
+        assert!(u.skip(&client_eos2("R1", RequestsSent::Some, "pkg.Svc", "Echo")));
+        assert!(u.unary.is_empty(), "EOS #1 ended what it remembers of R1");
+    }
+
+    #[test]
+    fn unneeded_delivers_every_client_frame_of_a_stream_input_call() {
+        let mut u = Unneeded::new(stream_methods());
+        let first = first_of("Collect", "S1");
+        assert!(!u.skip(&first));
+        assert!(!u.skip(&client_next_frame("S1")));
+        assert!(!u.skip(&client_eos1("S1", RequestsSent::Some, &first)));
+        // EOS #2 carries no direction: dropped by every demultiplexer state.
+        assert!(u.skip(&client_eos2("S1", RequestsSent::Some, "pkg.Svc", "Collect")));
+    }
+
+    #[test]
+    fn unneeded_skips_frames_without_rpc_id_and_server_frames_but_not_unknown_calls() {
+        let mut u = Unneeded::new(stream_methods());
+        let mut m = first();
+        m.remove(RPC_ID_KEY);
+        assert!(u.skip(&m));
+        assert!(u.skip(&status_frame(Code::Ok, "X")));
+        assert!(u.skip(&status_frame(Code::Internal, "X")));
+        // Frames of a call whose first frame it did not see: delivered.
+        assert!(!u.skip(&client_next_frame("X")));
+        assert!(!u.skip(&client_eos1("X", RequestsSent::Some, &first())));
+        // A first frame without direction (older client) is delivered.
+        let mut m = first();
+        m.remove(RPC_DIR_KEY);
+        assert!(!u.skip(&m));
+        // An empty stream's EOS #1 starts the call: delivered.
+        assert!(!u.skip(&client_eos1(
+            "E",
+            RequestsSent::None,
+            &first_of("Echo", "E")
+        )));
+    }
+
+    #[test]
+    fn unneeded_delivers_an_eos1_that_arrives_before_its_first_frame() {
+        let mut u = Unneeded::new(stream_methods());
+        let first = first_of("Echo", "R1");
+        assert!(!u.skip(&client_eos1("R1", RequestsSent::Some, &first)));
+        assert!(!u.skip(&first));
+    }
+
+    /// Runs `calls` (method, rpc-id, request count) interleaved on one
+    /// session, each call's frames in order, and returns how many frames
+    /// the filter skipped. The demultiplexer's stream table is modelled as
+    /// `Demux::route` keeps it; every frame the filter skips must be one
+    /// `decide` drops in the state of that moment.
+    fn interleave(
+        calls: &[(&str, &str, usize)],
+        u: &mut Unneeded,
+        pending: &mut std::collections::HashSet<String>,
+    ) -> usize {
+        let mut frames: Vec<Vec<Metadata>> = calls
+            .iter()
+            .map(|&(method, id, n)| {
+                let first = first_of(method, id);
+                let sent = if n == 0 {
+                    RequestsSent::None
+                } else {
+                    RequestsSent::Some
+                };
+                let mut f = Vec::new();
+                if n > 0 {
+                    f.push(first.clone());
+                }
+                f.extend((1..n).map(|_| client_next_frame(id)));
+                f.push(client_eos1(id, sent, &first));
+                f.push(client_eos2(id, sent, "pkg.Svc", method));
+                f.push(status_frame(Code::Ok, id)); // an echo
+                f.into_iter().rev().collect()
+            })
+            .collect();
+        let (mut skipped, mut turn) = (0, 0usize);
+        while frames.iter().any(|f| !f.is_empty()) {
+            turn = (turn + 1) % frames.len();
+            let Some(md) = frames[turn].pop() else {
+                continue;
+            };
+            let skip = u.skip(&md);
+            let d = decide(&md, |id| pending.contains(id));
+            if skip {
+                skipped += 1;
+                assert!(
+                    matches!(d, Decision::Drop(_)),
+                    "skipped {md:?}, decided {d:?}"
+                );
+            }
+            match d {
+                Decision::NewCall { rpc_id, method, .. }
+                    if method == "Collect" && !is_eos(&md, &[]) =>
+                {
+                    pending.insert(rpc_id);
+                }
+                Decision::ToStream { rpc_id } if md.contains_key(STATUS_CODE_KEY) => {
+                    pending.remove(&rpc_id);
+                }
+                _ => {}
+            }
+        }
+        skipped
+    }
+
+    #[test]
+    fn every_frame_unneeded_skips_is_dropped_by_decide() {
+        let mut u = Unneeded::new(stream_methods());
+        let mut pending = std::collections::HashSet::new();
+        let calls = [
+            ("Echo", "U1", 1),
+            ("Collect", "S1", 3),
+            ("Missing", "M1", 1),
+            ("Echo", "U2", 1),
+            ("Collect", "S2", 0),
+        ];
+        // EOS #1 of the three unary-input calls; EOS #2 and an echo of all five.
+        assert_eq!(interleave(&calls, &mut u, &mut pending), 3 + 2 * 5);
+        // Ids used again, the other way round, once those calls are over.
+        let again = [("Collect", "U1", 2), ("Echo", "S1", 1)];
+        assert_eq!(interleave(&again, &mut u, &mut pending), 1 + 2 * 2);
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn unneeded_remembers_a_bounded_number_of_calls() {
+        let mut u = Unneeded::new(stream_methods());
+        for i in 0..UNARY_MEMORY + 10 {
+            assert!(!u.skip(&first_of("Echo", &format!("R{i}"))));
+        }
+        assert!(u.unary.len() <= UNARY_MEMORY);
     }
 
     #[test]

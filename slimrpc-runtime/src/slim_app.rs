@@ -12,6 +12,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use slim_transport::Name;
 use slim_transport::app::{App, Session, SessionConfig, SessionEvent, SessionHandle};
+use slim_transport::session::InboundFilterFactory;
 
 use crate::transport::{
     ConnId, IncomingMessage, RpcSessionEvents, RpcSessionHandle, RpcTransport, SessionKind,
@@ -77,6 +78,10 @@ impl RpcTransport for App {
         let name = name.clone();
         async move { App::set_route(self, &name, conn).await.map_err(err) }.boxed()
     }
+
+    fn set_accept_filter(&self, factory: InboundFilterFactory) {
+        App::set_accept_filter(self, factory);
+    }
 }
 
 /// Lets an app be shared: `Channel::new(app.clone(), ..)` with `Arc<App>`.
@@ -100,6 +105,9 @@ impl<T: RpcTransport> RpcTransport for Arc<T> {
     }
     fn set_route(&self, name: &Name, conn: ConnId) -> TransportFuture<'_, ()> {
         (**self).set_route(name, conn)
+    }
+    fn set_accept_filter(&self, factory: InboundFilterFactory) {
+        (**self).set_accept_filter(factory)
     }
 }
 

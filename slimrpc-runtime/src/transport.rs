@@ -15,6 +15,7 @@
 //! | [`RpcTransport::accept_session`] | `App::listen_for_session` |
 //! | [`RpcTransport::subscribe`] | `App::subscribe(name, conn)` |
 //! | [`RpcTransport::set_route`] | `App::set_route(name, conn)` |
+//! | [`RpcTransport::set_accept_filter`] | `App::set_accept_filter(factory)` |
 //! | [`RpcSessionHandle`] | `SessionHandle` (`publish`, `publish_unicast`, `invite` + `Completion`, `close`, `is_closed`) |
 //! | [`RpcSessionEvents::recv`] | `Session::recv`, keeping `Message` and `MemberLeft` events and ending on `Closed` or an error |
 
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use slim_transport::Name;
+use slim_transport::session::InboundFilterFactory;
 
 /// A session-layer failure, as text (the runtime only reports it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,6 +98,14 @@ pub trait RpcTransport: Send + Sync + 'static {
 
     /// Routes messages for `name` over link `conn` (a peer behind a remote node).
     fn set_route(&self, name: &Name, conn: ConnId) -> TransportFuture<'_, ()>;
+
+    /// Sessions accepted from now on acknowledge, but neither decrypt nor
+    /// deliver, the frames their filter (made by `factory`, one per
+    /// session) picks. A server installs one for the frames it would drop
+    /// anyway. The default ignores it: every frame is delivered.
+    fn set_accept_filter(&self, factory: InboundFilterFactory) {
+        let _ = factory;
+    }
 }
 
 /// The command side of one session; cheap to share.

@@ -478,3 +478,33 @@ async fn group_unary_from_a_client_whose_servers_sit_behind_a_link() {
         vec![("r1".into(), 1), ("r2".into(), 1), ("r3".into(), 1)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_leaves_the_client_eos_frames_of_unary_calls_undecrypted_and_reads_every_stream_frame()
+ {
+    let mut n = net(&["server"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
+    for i in 0..5 {
+        let r: Msg = bounded(ch.unary(SVC, "ExampleUnaryUnary", msg("u", i), opts()))
+            .await
+            .unwrap();
+        assert_eq!(r, msg("server: u", i));
+    }
+    let reqs = stream::iter((1..=4).map(|i| msg("x", i)));
+    let r: Msg = bounded(ch.stream_unary(SVC, "ExampleStreamUnary", reqs, opts()))
+        .await
+        .unwrap();
+    assert_eq!(r, msg("server", 10), "no frame of the stream was skipped");
+    let reqs = stream::iter((1..=2).map(|i| msg(&i.to_string(), i)));
+    let out: Vec<_> = bounded(
+        ch.stream_stream::<_, Msg>(SVC, "ExampleStreamStream", reqs, opts())
+            .collect(),
+    )
+    .await;
+    assert_eq!(out.len(), 2);
+    // EOS #1 and #2 of each unary call, EOS #2 of each stream-input call.
+    let server = n.servers.remove(0);
+    eventually(|| server.skipped_frames() >= 5 * 2 + 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server.skipped_frames(), 5 * 2 + 2);
+}

@@ -19,8 +19,8 @@ use crate::wire::{self, SessionMessageType as Kind};
 use super::machine::{Session, discovery_reply};
 use super::packet::{self, Inbound};
 use super::{
-    Context, Counters, CryptoError, DropReason, JobId, NoCrypto, SessionConfig, SessionCrypto,
-    SessionError,
+    Context, Counters, CryptoError, DropReason, InboundFilterFactory, JobId, NoCrypto,
+    SessionConfig, SessionCrypto, SessionError,
 };
 
 /// Builds the group cryptography of a session when MLS is requested
@@ -51,6 +51,7 @@ pub struct SessionLayer {
     rng: StdRng,
     live: HashSet<u32>,
     crypto: Option<CryptoFactory>,
+    accept_filter: Option<InboundFilterFactory>,
     counters: Counters,
 }
 
@@ -71,6 +72,7 @@ impl SessionLayer {
             rng: StdRng::seed_from_u64(seed),
             live: HashSet::new(),
             crypto: None,
+            accept_filter: None,
             counters: Counters::default(),
         }
     }
@@ -84,6 +86,13 @@ impl SessionLayer {
     /// Uses `factory` for sessions with MLS on, from now on.
     pub fn set_crypto(&mut self, factory: CryptoFactory) {
         self.crypto = Some(factory);
+    }
+
+    /// Gives every participant session accepted from now on a filter made
+    /// by `factory` (see [`super::InboundFilter`]): the sessions a server
+    /// serves, not the ones this app creates.
+    pub fn set_accept_filter(&mut self, factory: InboundFilterFactory) {
+        self.accept_filter = Some(factory);
     }
 
     pub fn context(&self) -> &Context {
@@ -185,7 +194,10 @@ impl SessionLayer {
                 };
                 let rng = self.session_rng();
                 match Session::new_participant(self.ctx.clone(), &inb, crypto, rng, now) {
-                    Ok(s) => {
+                    Ok(mut s) => {
+                        if let Some(f) = &self.accept_filter {
+                            s.set_inbound_filter(f());
+                        }
                         self.live.insert(s.id());
                         Dispatch::Accepted(Box::new(s))
                     }

@@ -28,9 +28,9 @@ use super::packet::{
 };
 use super::reliable::{Fire, Refused, Retry, SendAction, Sender, Slot, Stream};
 use super::{
-    Context, Counters, DEFAULT_INTERVAL, DEFAULT_MAX_RETRIES, DropReason, Event, JobId,
-    MAX_PING_FAILURES, PING_INTERVAL, ReceivedMessage, SEND_WINDOW, SessionConfig, SessionCrypto,
-    SessionError, SessionEvent, SessionKind,
+    Context, Counters, DEFAULT_INTERVAL, DEFAULT_MAX_RETRIES, DropReason, Event, InboundFilter,
+    JobId, MAX_PING_FAILURES, PING_INTERVAL, ReceivedMessage, SEND_WINDOW, SessionConfig,
+    SessionCrypto, SessionError, SessionEvent, SessionKind,
 };
 
 /// How many PUBLISH_TO ids per source are remembered for duplicate removal.
@@ -218,6 +218,8 @@ pub struct Session {
     outbox: VecDeque<wire::Message>,
     events: VecDeque<Event>,
     counters: Counters,
+    /// MSGs the application will discard, recognised before decryption.
+    filter: Option<InboundFilter>,
 }
 
 impl std::fmt::Debug for Session {
@@ -297,6 +299,7 @@ impl Session {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
+            filter: None,
             ctx,
         }
     }
@@ -473,6 +476,13 @@ impl Session {
     fn all_acked(&self) -> bool {
         self.sender.is_idle() && self.windowed.is_empty()
     }
+
+    /// From now on, MSGs `filter` picks are acknowledged but neither
+    /// decrypted nor delivered (see [`InboundFilter`]).
+    pub fn set_inbound_filter(&mut self, filter: InboundFilter) {
+        self.filter = Some(filter);
+    }
+
     #[cfg(test)]
     pub(crate) fn sender_mut(&mut self) -> &mut Sender {
         &mut self.sender
@@ -1141,7 +1151,16 @@ impl Session {
             }
             return self.drop_msg(DropReason::Duplicate);
         }
-        let blob = if skip {
+        // What the application would discard is not worth an MLS decryption.
+        let unneeded = !skip
+            && self
+                .filter
+                .as_mut()
+                .is_some_and(|f| f(&source, &inb.metadata));
+        if unneeded {
+            self.counters.not_needed += 1;
+        }
+        let blob = if skip || unneeded {
             Vec::new()
         } else {
             match self.crypto.decrypt(&payload.blob) {
@@ -1171,9 +1190,15 @@ impl Session {
                 seen.pop_front();
             }
             seen.push_back(inb.message_id);
+            if unneeded {
+                return;
+            }
             return self.emit(SessionEvent::Message(msg));
         }
         let Some(retry) = self.data_retry() else {
+            if unneeded {
+                return;
+            }
             return self.emit(SessionEvent::Message(msg));
         };
         let fresh_start = self.moderator || self.kind == SessionKind::PointToPoint;
@@ -1187,7 +1212,11 @@ impl Session {
         if inb.incoming_conn.is_some() {
             stream.last_conn = inb.incoming_conn;
         }
-        let slot = if skip { Slot::Skip } else { Slot::Deliver(msg) };
+        let slot = if skip || unneeded {
+            Slot::Skip
+        } else {
+            Slot::Deliver(msg)
+        };
         match stream.accept(inb.message_id, slot, || retry) {
             Ok(acc) => {
                 for id in acc.request {

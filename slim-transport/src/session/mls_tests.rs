@@ -577,3 +577,56 @@ fn invite_many_is_refused_once_the_group_has_members_or_for_a_duplicate() {
         Err(SessionError::Unsupported(_))
     ));
 }
+
+#[test]
+fn filtered_msgs_are_acked_but_not_decrypted_or_delivered_and_later_ones_still_decrypt() {
+    let (mut net, m, members) = nodes(66, 1);
+    let p = members[0];
+    // Every layer gets the filter; only sessions it accepts use it.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    for node in [m, p] {
+        let seen = seen.clone();
+        net.nodes[node]
+            .layer
+            .set_accept_filter(Arc::new(move || -> super::InboundFilter {
+                let seen = seen.clone();
+                Box::new(move |source: &Name, md: &HashMap<String, String>| {
+                    seen.lock().unwrap().push(source.clone());
+                    md.contains_key("discard")
+                })
+            }));
+    }
+    let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
+    assert_eq!(invite(&mut net, m, sid, p), Some(Ok(())));
+    let discard = HashMap::from([("discard".to_string(), "1".to_string())]);
+    for (text, md) in [
+        (&b"keep 1"[..], HashMap::new()),
+        (b"drop 1", discard.clone()),
+        (b"drop 2", discard.clone()),
+        (b"keep 2", HashMap::new()),
+    ] {
+        net.with(m, sid, |s, now| s.publish(text.to_vec(), md, now))
+            .unwrap();
+    }
+    assert!(net.run_until(LIMIT, |n| n.payloads_from(p, sid, m).len() == 2));
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(
+        net.payloads_from(p, sid, m),
+        vec![b"keep 1".to_vec(), b"keep 2".to_vec()]
+    );
+    let counters = net.session(p, sid).counters();
+    assert_eq!(counters.not_needed, 2);
+    assert_eq!(counters.decrypt_failed, 0);
+    assert!(
+        !net.session(m, sid).has_unacked(),
+        "the filtered MSGs were acknowledged"
+    );
+    assert!(seen.lock().unwrap().iter().all(|s| *s == net.name(m)));
+    // The moderator created its session: the accept filter is not its own.
+    net.with(p, sid, |s, now| {
+        s.publish(b"to moderator".to_vec(), discard, now)
+    })
+    .unwrap();
+    assert!(net.run_until(LIMIT, |n| n.payloads_from(m, sid, p).len() == 1));
+    assert_eq!(net.session(m, sid).counters().not_needed, 0);
+}

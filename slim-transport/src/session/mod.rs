@@ -201,6 +201,22 @@ pub enum SessionError {
     NoSessionId,
 }
 
+/// Tells, from a received MSG's sender and clear-text metadata alone,
+/// that the application will discard it: the session then acknowledges it
+/// as usual but neither decrypts nor delivers it.
+///
+/// SLIM metadata travels outside MLS, so an application whose dispatch
+/// depends only on metadata (a SlimRPC server dropping client EOS #2 and
+/// echoed server frames, §g.4) saves an MLS decryption, an Ed25519 check,
+/// per such frame. Skipping is safe for MLS: a later message of the same
+/// sender ratchets past the skipped generation. The filter sees MSGs in
+/// arrival order (before any reordering), once per message id.
+pub type InboundFilter = Box<dyn FnMut(&Name, &HashMap<String, String>) -> bool + Send>;
+
+/// Makes the [`InboundFilter`] of each new session (one per session: a
+/// filter may keep per-session state).
+pub type InboundFilterFactory = Arc<dyn Fn() -> InboundFilter + Send + Sync>;
+
 /// Why an inbound message was dropped (see [`Counters`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
@@ -234,6 +250,9 @@ pub struct Counters {
     pub decrypt_failed: u64,
     /// Outbound messages not sent because no token could be minted.
     pub mint_failed: u64,
+    /// MSGs acknowledged but neither decrypted nor delivered because the
+    /// session's [`InboundFilter`] said the application discards them.
+    pub not_needed: u64,
 }
 
 impl Counters {
