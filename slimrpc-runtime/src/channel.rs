@@ -739,7 +739,7 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
                     if running.tracker.on_member_left(&member) {
                         tracing::debug!(%member, "a member of a running call left the session");
                         if running.tracker.is_finished() {
-                            self.finish();
+                            self.complete();
                             return self.owed();
                         }
                     }
@@ -748,7 +748,7 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
                 Event::Frame(None) => {
                     // The session died: the dispatcher dropped every entry.
                     if running.tracker.is_finished() {
-                        self.finish();
+                        self.complete();
                         return self.owed();
                     }
                     let err = running.tracker.closed_error();
@@ -777,7 +777,7 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
             };
             let finished = finished || running.tracker.is_finished();
             if finished {
-                self.finish();
+                self.complete();
             }
             match item {
                 Some(item) => return Some((item, self)),
@@ -801,6 +801,22 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
 
     /// Ends the call: unregisters it and stops sending. A member that left
     /// before ending leaves an error owed to the caller.
+    /// Every member answered: the call is over, but the request side may
+    /// still owe frames (a unary answer can overtake client EOS #1 and #2).
+    /// They are sent anyway, as v1.3 does, by a task bounded by the call's
+    /// deadline.
+    fn complete(&mut self) {
+        if let Some(send) = self.running.as_mut().and_then(|r| r.send.take()) {
+            let deadline = self.deadline;
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = tokio::time::timeout_at(deadline, send).await {
+                    tracing::debug!(error = %e, "request frames after the answer not sent");
+                }
+            });
+        }
+        self.finish();
+    }
+
     fn finish(&mut self) {
         if let Some(r) = &self.running {
             self.trailing = r.tracker.departure_error();

@@ -914,3 +914,130 @@ async fn dropping_the_last_channel_clone_closes_its_session() {
     eventually(|| f.net.open_sessions() == 0).await;
     eventually(|| f.servers[0].active_sessions() == 0).await;
 }
+
+// ---- request frames owed after the answer ----------------------------------
+
+/// A client transport whose sessions hold every empty publish (client EOS
+/// #1 and #2) until `open` is set, and count the ones that went out.
+#[derive(Clone)]
+struct HeldEos {
+    inner: MemApp,
+    open: tokio::sync::watch::Receiver<bool>,
+    sent: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+struct HeldEosHandle {
+    inner: Arc<dyn crate::transport::RpcSessionHandle>,
+    open: tokio::sync::watch::Receiver<bool>,
+    sent: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RpcTransport for HeldEos {
+    fn local_name(&self) -> Name {
+        self.inner.local_name()
+    }
+    fn create_session(
+        &self,
+        kind: SessionKind,
+        destination: &Name,
+        options: crate::transport::SessionOptions,
+    ) -> crate::transport::TransportFuture<'_, crate::TransportSession> {
+        let destination = destination.clone();
+        Box::pin(async move {
+            let s = self
+                .inner
+                .create_session(kind, &destination, options)
+                .await?;
+            Ok(crate::TransportSession {
+                handle: Arc::new(HeldEosHandle {
+                    inner: s.handle,
+                    open: self.open.clone(),
+                    sent: self.sent.clone(),
+                }),
+                events: s.events,
+            })
+        })
+    }
+    fn accept_session(&self) -> crate::transport::TransportFuture<'_, crate::TransportSession> {
+        self.inner.accept_session()
+    }
+    fn subscribe(
+        &self,
+        name: &Name,
+        conn: Option<u64>,
+    ) -> crate::transport::TransportFuture<'_, ()> {
+        self.inner.subscribe(name, conn)
+    }
+    fn set_route(&self, name: &Name, conn: u64) -> crate::transport::TransportFuture<'_, ()> {
+        self.inner.set_route(name, conn)
+    }
+}
+
+impl crate::transport::RpcSessionHandle for HeldEosHandle {
+    fn id(&self) -> u32 {
+        self.inner.id()
+    }
+    fn publish(
+        &self,
+        payload: Vec<u8>,
+        metadata: Metadata,
+    ) -> crate::transport::TransportFuture<'_, ()> {
+        Box::pin(async move {
+            let eos = payload.is_empty();
+            if eos {
+                let mut open = self.open.clone();
+                let _ = open.wait_for(|o| *o).await;
+            }
+            self.inner.publish(payload, metadata).await?;
+            if eos {
+                self.sent.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        })
+    }
+    fn publish_unicast<'a>(
+        &'a self,
+        member: &'a Name,
+        payload: Vec<u8>,
+        metadata: Metadata,
+    ) -> crate::transport::TransportFuture<'a, ()> {
+        self.inner.publish_unicast(member, payload, metadata)
+    }
+    fn invite<'a>(&'a self, member: &'a Name) -> crate::transport::TransportFuture<'a, ()> {
+        self.inner.invite(member)
+    }
+    fn invite_many<'a>(&'a self, members: &'a [Name]) -> crate::transport::TransportFuture<'a, ()> {
+        self.inner.invite_many(members)
+    }
+    fn close(&self) -> crate::transport::TransportFuture<'_, ()> {
+        self.inner.close()
+    }
+    fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+}
+
+#[tokio::test]
+async fn client_eos_frames_overtaken_by_the_answer_are_still_sent() {
+    let f = fixture(&["s1", "s2"]).await;
+    let (open, rx) = tokio::sync::watch::channel(false);
+    let client = HeldEos {
+        inner: f.client.clone(),
+        open: rx,
+        sent: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+    };
+    let ch = Channel::new(client.clone(), members(&["s1"])).unwrap();
+    let res: Msg = bounded(ch.unary(SVC, "ExampleUnaryUnary", msg("hi", 1), opts()))
+        .await
+        .unwrap();
+    assert_eq!(res, msg("s1: hi", 1));
+    let group = Channel::new(client.clone(), members(&["s1", "s2"])).unwrap();
+    let (ok, err) =
+        collect_group(group.group_unary::<_, Msg>(SVC, "ExampleUnaryUnary", msg("g", 2), opts()))
+            .await;
+    assert_eq!((ok.len(), err.len()), (2, 0));
+    // Both calls ended with their EOS #1 and #2 still held back.
+    assert_eq!(client.sent.load(Ordering::SeqCst), 0);
+    open.send(true).unwrap();
+    eventually(|| client.sent.load(Ordering::SeqCst) == 4).await;
+}
