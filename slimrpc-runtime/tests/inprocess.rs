@@ -508,3 +508,31 @@ async fn server_leaves_the_client_eos_frames_of_unary_calls_undecrypted_and_read
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(server.skipped_frames(), 5 * 2 + 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_members_leave_the_client_eos_frames_undecrypted_and_answer_every_call() {
+    let n = net(&["s1", "s2", "s3"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["s1", "s2", "s3"])).unwrap();
+    for i in 0..4 {
+        let (ok, err) =
+            collect(ch.group_unary::<_, Msg>(SVC, "ExampleUnaryUnary", msg("g", i), opts())).await;
+        assert!(err.is_empty(), "{err:?}");
+        assert_eq!(
+            sorted(&ok, |m| m.n),
+            vec![("s1".into(), i), ("s2".into(), i), ("s3".into(), i)]
+        );
+    }
+    let reqs = stream::iter((1..=3).map(|i| msg("x", i)));
+    let (ok, err) =
+        collect(ch.group_stream_unary::<_, Msg>(SVC, "ExampleStreamUnary", reqs, opts())).await;
+    assert!(err.is_empty(), "{err:?}");
+    assert_eq!(
+        sorted(&ok, |m| m.n),
+        vec![("s1".into(), 6), ("s2".into(), 6), ("s3".into(), 6)],
+        "every member read the whole request stream"
+    );
+    // Each member: EOS #1 and #2 of the 4 unary calls, EOS #2 of the stream call.
+    for server in &n.servers {
+        eventually(|| server.skipped_frames() >= 4 * 2 + 1).await;
+    }
+}
