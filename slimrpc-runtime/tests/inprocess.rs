@@ -532,7 +532,8 @@ async fn group_members_leave_the_client_eos_frames_undecrypted_and_answer_every_
         "every member read the whole request stream"
     );
     // Each member: EOS #1 and #2 of the 4 unary calls, EOS #2 of the stream call.
+    let per_member = 4 * 2 + 1;
     for server in &n.servers {
-        eventually(|| server.skipped_frames() >= 4 * 2 + 1).await;
+        eventually(|| server.skipped_frames() >= per_member).await;
     }
 }
