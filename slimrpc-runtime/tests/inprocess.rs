@@ -175,6 +175,15 @@ fn sorted<T>(items: &[MulticastItem<T>], f: impl Fn(&T) -> i64) -> Vec<(String, 
     v
 }
 
+/// A group stream-unary call sending 1, 2, 3: each member's sum, by member.
+async fn group_sums(ch: &Channel) -> Vec<(String, i64)> {
+    let reqs = stream::iter((1..=3).map(|i| msg("x", i)));
+    let (ok, err) =
+        collect(ch.group_stream_unary::<_, Msg>(SVC, "ExampleStreamUnary", reqs, opts())).await;
+    assert!(err.is_empty(), "{err:?}");
+    sorted(&ok, |m| m.n)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p2p_unary_over_slim_sessions() {
     let n = net(&["server"]).await;
@@ -269,12 +278,8 @@ async fn group_unary_stream_over_slim_sessions() {
 async fn group_stream_unary_over_slim_sessions() {
     let n = net(&["s1", "s2"]).await;
     let ch = Channel::new(n.client.clone(), members(&["s1", "s2"])).unwrap();
-    let reqs = stream::iter((1..=3).map(|i| msg("x", i)));
-    let (ok, err) =
-        collect(ch.group_stream_unary::<_, Msg>(SVC, "ExampleStreamUnary", reqs, opts())).await;
-    assert!(err.is_empty(), "{err:?}");
     assert_eq!(
-        sorted(&ok, |m| m.n),
+        group_sums(&ch).await,
         vec![("s1".into(), 6), ("s2".into(), 6)]
     );
 }
@@ -522,12 +527,8 @@ async fn group_members_leave_the_client_eos_frames_undecrypted_and_answer_every_
             vec![("s1".into(), i), ("s2".into(), i), ("s3".into(), i)]
         );
     }
-    let reqs = stream::iter((1..=3).map(|i| msg("x", i)));
-    let (ok, err) =
-        collect(ch.group_stream_unary::<_, Msg>(SVC, "ExampleStreamUnary", reqs, opts())).await;
-    assert!(err.is_empty(), "{err:?}");
     assert_eq!(
-        sorted(&ok, |m| m.n),
+        group_sums(&ch).await,
         vec![("s1".into(), 6), ("s2".into(), 6), ("s3".into(), 6)],
         "every member read the whole request stream"
     );
