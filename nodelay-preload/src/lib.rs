@@ -41,17 +41,21 @@ mod linux {
     type Accept4 = unsafe extern "C" fn(c_int, *mut c_void, *mut SockLen, c_int) -> c_int;
 
     /// The next definition of `name` after this library (libc's), looked up
-    /// once and cached in `slot`. Null if there is none.
-    fn next(slot: &AtomicPtr<c_void>, name: &std::ffi::CStr) -> *mut c_void {
-        let cached = slot.load(Ordering::Acquire);
-        if !cached.is_null() {
-            return cached;
+    /// once and cached in `slot`, as a function pointer of type `F`.
+    ///
+    /// # Safety
+    /// `F` must be the `extern "C"` function pointer type of libc's `name`.
+    unsafe fn next<F: Copy>(slot: &AtomicPtr<c_void>, name: &std::ffi::CStr) -> Option<F> {
+        const { assert!(size_of::<F>() == size_of::<*mut c_void>()) };
+        let mut p = slot.load(Ordering::Acquire);
+        if p.is_null() {
+            // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name is always
+            // safe to call; it returns null when the symbol is not found.
+            p = unsafe { dlsym(RTLD_NEXT, name.as_ptr()) };
+            slot.store(p, Ordering::Release);
         }
-        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name is always
-        // safe to call; it returns null when the symbol is not found.
-        let found = unsafe { dlsym(RTLD_NEXT, name.as_ptr()) };
-        slot.store(found, Ordering::Release);
-        found
+        // SAFETY: non-null, and the caller vouches that `F` is its type.
+        (!p.is_null()).then(|| unsafe { std::mem::transmute_copy::<*mut c_void, F>(&p) })
     }
 
     static SETSOCKOPT: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
@@ -60,9 +64,8 @@ mod linux {
     static ACCEPT4: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
     fn real_setsockopt() -> Option<SetSockOpt> {
-        let p = next(&SETSOCKOPT, c"setsockopt");
         // SAFETY: libc's setsockopt has exactly this signature.
-        (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, SetSockOpt>(p) })
+        unsafe { next(&SETSOCKOPT, c"setsockopt") }
     }
 
     /// Turns Nagle off on `fd` with libc's `set`; returns its result
@@ -112,12 +115,10 @@ mod linux {
     /// Same contract as libc's `connect`.
     #[unsafe(no_mangle)]
     pub unsafe extern "C" fn connect(fd: c_int, addr: *const c_void, len: SockLen) -> c_int {
-        let p = next(&CONNECT, c"connect");
-        if p.is_null() {
-            return -1;
-        }
         // SAFETY: libc's connect has exactly this signature.
-        let real = unsafe { std::mem::transmute::<*mut c_void, Connect>(p) };
+        let Some(real) = (unsafe { next::<Connect>(&CONNECT, c"connect") }) else {
+            return -1;
+        };
         // SAFETY: the caller's arguments, passed through unchanged.
         let rc = unsafe { real(fd, addr, len) };
         if !addr.is_null() && len as usize >= size_of::<u16>() {
@@ -135,18 +136,12 @@ mod linux {
     /// Same contract as libc's `accept`.
     #[unsafe(no_mangle)]
     pub unsafe extern "C" fn accept(fd: c_int, addr: *mut c_void, len: *mut SockLen) -> c_int {
-        let p = next(&ACCEPT, c"accept");
-        if p.is_null() {
-            return -1;
-        }
         // SAFETY: libc's accept has exactly this signature.
-        let real = unsafe { std::mem::transmute::<*mut c_void, Accept>(p) };
+        let Some(real) = (unsafe { next::<Accept>(&ACCEPT, c"accept") }) else {
+            return -1;
+        };
         // SAFETY: the caller's arguments, passed through unchanged.
-        let rc = unsafe { real(fd, addr, len) };
-        if rc >= 0 {
-            nodelay(rc);
-        }
-        rc
+        accepted(unsafe { real(fd, addr, len) })
     }
 
     /// # Safety
@@ -158,14 +153,17 @@ mod linux {
         len: *mut SockLen,
         flags: c_int,
     ) -> c_int {
-        let p = next(&ACCEPT4, c"accept4");
-        if p.is_null() {
-            return -1;
-        }
         // SAFETY: libc's accept4 has exactly this signature.
-        let real = unsafe { std::mem::transmute::<*mut c_void, Accept4>(p) };
+        let Some(real) = (unsafe { next::<Accept4>(&ACCEPT4, c"accept4") }) else {
+            return -1;
+        };
         // SAFETY: the caller's arguments, passed through unchanged.
-        let rc = unsafe { real(fd, addr, len, flags) };
+        accepted(unsafe { real(fd, addr, len, flags) })
+    }
+
+    /// What `accept`/`accept4` return, after Nagle is turned off on the new
+    /// socket.
+    fn accepted(rc: c_int) -> c_int {
         if rc >= 0 {
             nodelay(rc);
         }

@@ -246,13 +246,11 @@ fn run_role(role: &str, args: &[String]) -> Result<(), BoxError> {
     // `--current-thread` makes the orchestrator set this for our roles.
     let rt = if std::env::var_os(CURRENT_THREAD_ENV).is_some() {
         tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-    };
+    }
+    .enable_all()
+    .build()?;
     rt.block_on(async {
         match role {
             "node" => role_node(args).await,

@@ -11,7 +11,7 @@
 //! Requirement on the seam: [`RpcSessionEvents::recv`] must be cancel-safe
 //! (as `mpsc::Receiver::recv` is): the demultiplexer selects on it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -125,18 +125,18 @@ const UNARY_MEMORY: usize = 4096;
 /// frame is simply delivered (and dropped by the demultiplexer).
 pub struct Unneeded {
     /// `service/method` of the stream-input handlers.
-    stream_input: Arc<std::collections::HashSet<String>>,
+    stream_input: Arc<HashSet<String>>,
     /// Calls started with a first frame of a method that reads no stream.
-    unary: std::collections::HashSet<String>,
+    unary: HashSet<String>,
 }
 
 impl Unneeded {
     /// For a server whose stream-input methods are `stream_input`
     /// (`service/method`).
-    pub fn new(stream_input: Arc<std::collections::HashSet<String>>) -> Self {
+    pub fn new(stream_input: Arc<HashSet<String>>) -> Self {
         Self {
             stream_input,
-            unary: std::collections::HashSet::new(),
+            unary: HashSet::new(),
         }
     }
 
@@ -383,7 +383,7 @@ impl Server {
             })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let stats = Arc::new(Stats::default());
-        let stream_input: Arc<std::collections::HashSet<String>> = Arc::new(
+        let stream_input: Arc<HashSet<String>> = Arc::new(
             self.handlers
                 .iter()
                 .filter(|(_, h)| matches!(h, Handler::StreamInput(_)))
@@ -859,7 +859,7 @@ mod tests {
         );
     }
 
-    fn stream_methods() -> Arc<std::collections::HashSet<String>> {
+    fn stream_methods() -> Arc<HashSet<String>> {
         Arc::new(["pkg.Svc/Collect".to_string()].into_iter().collect())
     }
 
@@ -927,7 +927,7 @@ mod tests {
     fn interleave(
         calls: &[(&str, &str, usize)],
         u: &mut Unneeded,
-        pending: &mut std::collections::HashSet<String>,
+        pending: &mut HashSet<String>,
     ) -> usize {
         let mut frames: Vec<Vec<Metadata>> = calls
             .iter()
@@ -982,7 +982,7 @@ mod tests {
     #[test]
     fn every_frame_unneeded_skips_is_dropped_by_decide() {
         let mut u = Unneeded::new(stream_methods());
-        let mut pending = std::collections::HashSet::new();
+        let mut pending = HashSet::new();
         let calls = [
             ("Echo", "U1", 1),
             ("Collect", "S1", 3),

@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use futures::{StreamExt, stream};
 use slim_transport::Name;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::{MemApp, MemNet};
 use crate::code::Code;
@@ -17,8 +17,11 @@ use crate::context::{CallOptions, Context, RequestStream};
 use crate::error::RpcError;
 use crate::metadata::{self, Metadata, RequestsSent};
 use crate::server::{Server, ServerHandle};
-use crate::transport::{RpcTransport, SessionKind};
-use crate::{Channel, MulticastItem};
+use crate::transport::{
+    RpcSessionHandle, RpcTransport, SessionKind, SessionOptions, TransportFuture,
+};
+
+use crate::{Channel, MulticastItem, TransportSession};
 
 const SVC: &str = "example_service.Test";
 /// Liveness bound for anything a test waits on.
@@ -428,7 +431,7 @@ async fn slow_call_fails_with_deadline_exceeded() {
 }
 
 /// Opens a raw P2P session to `server` and returns its handle and events.
-async fn raw_session(f: &Fixture, server: &str) -> crate::TransportSession {
+async fn raw_session(f: &Fixture, server: &str) -> TransportSession {
     f.client
         .create_session(
             SessionKind::PointToPoint,
@@ -439,7 +442,7 @@ async fn raw_session(f: &Fixture, server: &str) -> crate::TransportSession {
         .unwrap()
 }
 
-async fn next_frame(s: &mut crate::TransportSession) -> crate::IncomingMessage {
+async fn next_frame(s: &mut TransportSession) -> crate::IncomingMessage {
     loop {
         match bounded(s.events.recv()).await.expect("session closed") {
             crate::TransportEvent::Message(m) => return m,
@@ -922,14 +925,14 @@ async fn dropping_the_last_channel_clone_closes_its_session() {
 #[derive(Clone)]
 struct HeldEos {
     inner: MemApp,
-    open: tokio::sync::watch::Receiver<bool>,
-    sent: Arc<std::sync::atomic::AtomicUsize>,
+    open: watch::Receiver<bool>,
+    sent: Arc<AtomicUsize>,
 }
 
 struct HeldEosHandle {
-    inner: Arc<dyn crate::transport::RpcSessionHandle>,
-    open: tokio::sync::watch::Receiver<bool>,
-    sent: Arc<std::sync::atomic::AtomicUsize>,
+    inner: Arc<dyn RpcSessionHandle>,
+    open: watch::Receiver<bool>,
+    sent: Arc<AtomicUsize>,
 }
 
 impl RpcTransport for HeldEos {
@@ -940,15 +943,15 @@ impl RpcTransport for HeldEos {
         &self,
         kind: SessionKind,
         destination: &Name,
-        options: crate::transport::SessionOptions,
-    ) -> crate::transport::TransportFuture<'_, crate::TransportSession> {
+        options: SessionOptions,
+    ) -> TransportFuture<'_, TransportSession> {
         let destination = destination.clone();
         Box::pin(async move {
             let s = self
                 .inner
                 .create_session(kind, &destination, options)
                 .await?;
-            Ok(crate::TransportSession {
+            Ok(TransportSession {
                 handle: Arc::new(HeldEosHandle {
                     inner: s.handle,
                     open: self.open.clone(),
@@ -958,30 +961,22 @@ impl RpcTransport for HeldEos {
             })
         })
     }
-    fn accept_session(&self) -> crate::transport::TransportFuture<'_, crate::TransportSession> {
+    fn accept_session(&self) -> TransportFuture<'_, TransportSession> {
         self.inner.accept_session()
     }
-    fn subscribe(
-        &self,
-        name: &Name,
-        conn: Option<u64>,
-    ) -> crate::transport::TransportFuture<'_, ()> {
+    fn subscribe(&self, name: &Name, conn: Option<u64>) -> TransportFuture<'_, ()> {
         self.inner.subscribe(name, conn)
     }
-    fn set_route(&self, name: &Name, conn: u64) -> crate::transport::TransportFuture<'_, ()> {
+    fn set_route(&self, name: &Name, conn: u64) -> TransportFuture<'_, ()> {
         self.inner.set_route(name, conn)
     }
 }
 
-impl crate::transport::RpcSessionHandle for HeldEosHandle {
+impl RpcSessionHandle for HeldEosHandle {
     fn id(&self) -> u32 {
         self.inner.id()
     }
-    fn publish(
-        &self,
-        payload: Vec<u8>,
-        metadata: Metadata,
-    ) -> crate::transport::TransportFuture<'_, ()> {
+    fn publish(&self, payload: Vec<u8>, metadata: Metadata) -> TransportFuture<'_, ()> {
         Box::pin(async move {
             let eos = payload.is_empty();
             if eos {
@@ -1000,16 +995,16 @@ impl crate::transport::RpcSessionHandle for HeldEosHandle {
         member: &'a Name,
         payload: Vec<u8>,
         metadata: Metadata,
-    ) -> crate::transport::TransportFuture<'a, ()> {
+    ) -> TransportFuture<'a, ()> {
         self.inner.publish_unicast(member, payload, metadata)
     }
-    fn invite<'a>(&'a self, member: &'a Name) -> crate::transport::TransportFuture<'a, ()> {
+    fn invite<'a>(&'a self, member: &'a Name) -> TransportFuture<'a, ()> {
         self.inner.invite(member)
     }
-    fn invite_many<'a>(&'a self, members: &'a [Name]) -> crate::transport::TransportFuture<'a, ()> {
+    fn invite_many<'a>(&'a self, members: &'a [Name]) -> TransportFuture<'a, ()> {
         self.inner.invite_many(members)
     }
-    fn close(&self) -> crate::transport::TransportFuture<'_, ()> {
+    fn close(&self) -> TransportFuture<'_, ()> {
         self.inner.close()
     }
     fn is_closed(&self) -> bool {
@@ -1020,11 +1015,11 @@ impl crate::transport::RpcSessionHandle for HeldEosHandle {
 #[tokio::test]
 async fn client_eos_frames_overtaken_by_the_answer_are_still_sent() {
     let f = fixture(&["s1", "s2"]).await;
-    let (open, rx) = tokio::sync::watch::channel(false);
+    let (open, rx) = watch::channel(false);
     let client = HeldEos {
         inner: f.client.clone(),
         open: rx,
-        sent: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        sent: Arc::new(AtomicUsize::new(0)),
     };
     let ch = Channel::new(client.clone(), members(&["s1"])).unwrap();
     let res: Msg = bounded(ch.unary(SVC, "ExampleUnaryUnary", msg("hi", 1), opts()))
