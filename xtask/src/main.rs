@@ -61,7 +61,45 @@ fn cargo(env: &tools::Env) -> Command {
     c
 }
 
+/// What a clean `cargo xtask test` writes to disk (target/, .venv, .tools),
+/// measured on a fresh clone; below it the run is likely to fail for space.
+const TEST_DISK_NEED_MIB: u64 = 4096;
+
+/// Free space on the file system holding the checkout, from `df -Pk`;
+/// `None` when `df` is missing or prints something unexpected.
+fn free_mib() -> Option<u64> {
+    let out = Command::new("df")
+        .arg("-Pk")
+        .arg(tools::root())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let line = text.lines().nth(1)?;
+    let kib: u64 = line.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+/// Prints the free space, so a run that dies of a full disk says so.
+fn report_disk(when: &str) {
+    match free_mib() {
+        Some(mib) if when == "before" && mib < TEST_DISK_NEED_MIB => eprintln!(
+            "xtask: WARNING: {mib} MiB free on the disk of {}; a clean test run writes about \
+             {TEST_DISK_NEED_MIB} MiB and may fail with 'No space left on device'",
+            tools::root().display()
+        ),
+        Some(mib) => eprintln!("xtask: disk {when}: {mib} MiB free"),
+        None => {}
+    }
+}
+
 fn test(extra: &[String]) -> Result {
+    report_disk("before");
+    let result = test_steps(extra);
+    report_disk("after");
+    result
+}
+
+fn test_steps(extra: &[String]) -> Result {
     let env = tools::setup()?;
     run(cargo(&env).args(["fmt", "--all", "--", "--check"]))?;
     run(cargo(&env).args([
