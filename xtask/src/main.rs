@@ -74,8 +74,12 @@ fn free_mib() -> Option<u64> {
         .arg(tools::root())
         .output()
         .ok()?;
-    let text = String::from_utf8(out.stdout).ok()?;
-    let line = text.lines().nth(1)?;
+    available_mib(&String::from_utf8(out.stdout).ok()?)
+}
+
+/// The "Available" column of `df -Pk` output for one file system, in MiB.
+fn available_mib(df_output: &str) -> Option<u64> {
+    let line = df_output.lines().nth(1)?;
     let kib: u64 = line.split_whitespace().nth(3)?.parse().ok()?;
     Some(kib / 1024)
 }
@@ -144,4 +148,26 @@ fn bench(extra: &[String]) -> Result {
         cmd.arg("--").args(rest);
     }
     run(&mut cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::available_mib;
+
+    #[test]
+    fn available_space_is_read_from_the_fourth_column_of_df_posix_output() {
+        let out = "Filesystem     1024-blocks      Used Available Capacity Mounted on\n\
+                   /dev/vda         263174212  32505036  64128000      34% /\n";
+        assert_eq!(available_mib(out), Some(62_625));
+    }
+
+    #[test]
+    fn unexpected_df_output_gives_no_reading() {
+        assert_eq!(available_mib(""), None);
+        assert_eq!(
+            available_mib("Filesystem 1024-blocks Used Available\n"),
+            None
+        );
+        assert_eq!(available_mib("header\n/dev/vda 1 2 lots 0% /\n"), None);
+    }
 }
