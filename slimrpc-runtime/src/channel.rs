@@ -799,8 +799,6 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
         Some((Err(e), self))
     }
 
-    /// Ends the call: unregisters it and stops sending. A member that left
-    /// before ending leaves an error owed to the caller.
     /// Every member answered: the call is over, but the request side may
     /// still owe frames (a unary answer can overtake client EOS #1 and #2).
     /// They are sent anyway, as v1.3 does, by a task bounded by the call's
@@ -817,6 +815,8 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
         self.finish();
     }
 
+    /// Ends the call: unregisters it and stops sending. A member that left
+    /// before ending leaves an error owed to the caller.
     fn finish(&mut self) {
         if let Some(r) = &self.running {
             self.trailing = r.tracker.departure_error();
