@@ -8,12 +8,18 @@
 //!   slim/0:
 //!     dataplane:            # `pubsub` is accepted too
 //!       servers:
-//!         - endpoint: "0.0.0.0:46357"
+//!         - endpoint: "0.0.0.0:46357"   # serves SLIM v1 and v3 at once
 //!           tls: { insecure: true }        # or cert_file / key_file
+//!           require_header_mac: true       # v3 links must do the X25519 + MAC exchange
+//!           max_connections: 10000         # our extension
+//!           max_message_size: 4194304      # our extension, bytes
 //!       clients:            # outgoing links
 //!         - endpoint: "http://10.0.0.2:46357"
 //!           tls: { insecure: true }        # or ca_file
 //!           upstream: true  # our extension, see `Service::connect_upstream`
+//!           protocol: auto  # our extension: 1, 3 or auto (ask the peer)
+//!           require_header_mac: true
+//!           backoff: { base: 50, max_delay: 5s, jitter: true }  # reconnect, forever
 //! ```
 //!
 //! Unknown keys are ignored (the official file has many we do not use).
@@ -112,6 +118,44 @@ pub struct ServerConfig {
     pub endpoint: String,
     #[serde(default)]
     pub tls: TlsConfig,
+    /// v3 links must negotiate the per-link header MAC (official default:
+    /// true).
+    #[serde(default = "yes")]
+    pub require_header_mac: bool,
+    /// Incoming connections served at once.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Largest frame accepted, in bytes.
+    #[serde(default)]
+    pub max_message_size: Option<usize>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Which wire generation an outgoing link speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LinkProtocol {
+    /// Ask the peer: send a v3 request, fall back to v1 if it answers so.
+    #[default]
+    Auto,
+    V1,
+    V3,
+}
+
+/// Reconnect backoff of an outgoing link (the official `backoff` keys of
+/// the exponential kind; attempts are never limited here).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct BackoffConfig {
+    /// First wait, in milliseconds.
+    #[serde(default)]
+    pub base: Option<u64>,
+    /// Longest wait, e.g. `5s`.
+    #[serde(default)]
+    pub max_delay: Option<String>,
+    #[serde(default)]
+    pub jitter: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -122,6 +166,32 @@ pub struct ClientConfig {
     /// Announce local names on this link and send unroutable traffic up it.
     #[serde(default)]
     pub upstream: bool,
+    #[serde(default, deserialize_with = "protocol")]
+    pub protocol: LinkProtocol,
+    /// v3: refuse a peer without the header MAC exchange (official
+    /// default: true).
+    #[serde(default = "yes")]
+    pub require_header_mac: bool,
+    #[serde(default)]
+    pub backoff: BackoffConfig,
+}
+
+/// `protocol:` may be written as a number or a string.
+fn protocol<'de, D: serde::Deserializer<'de>>(d: D) -> Result<LinkProtocol, D::Error> {
+    let v = serde_yaml::Value::deserialize(d)?;
+    let text = match &v {
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::String(s) => s.clone(),
+        _ => String::new(),
+    };
+    match text.trim() {
+        "auto" => Ok(LinkProtocol::Auto),
+        "1" | "v1" => Ok(LinkProtocol::V1),
+        "3" | "v3" => Ok(LinkProtocol::V3),
+        other => Err(serde::de::Error::custom(format!(
+            "protocol `{other}`: use 1, 3 or auto"
+        ))),
+    }
 }
 
 /// TLS settings: `insecure: true` means plain HTTP/2.
@@ -192,6 +262,9 @@ impl Config {
                         "service {name}: client endpoint is empty"
                     )));
                 }
+                if let Some(d) = &cl.backoff.max_delay {
+                    parse_duration(d)?;
+                }
             }
         }
         Ok(c)
@@ -219,6 +292,9 @@ impl Config {
                             insecure: true,
                             ..Default::default()
                         },
+                        require_header_mac: true,
+                        max_connections: None,
+                        max_message_size: None,
                     }],
                     clients: Vec::new(),
                 },
@@ -310,5 +386,43 @@ services:
         ));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn client_protocol_header_mac_and_backoff_are_read_with_official_defaults() {
+        let c = Config::from_yaml(
+            r#"
+services:
+  slim/0:
+    dataplane:
+      servers:
+        - endpoint: "127.0.0.1:1"
+          require_header_mac: false
+          max_connections: 3
+      clients:
+        - endpoint: "http://127.0.0.1:2"
+          protocol: 3
+        - endpoint: "http://127.0.0.1:3"
+          protocol: "1"
+          require_header_mac: false
+          backoff: { base: 20, max_delay: 2s, jitter: false }
+        - endpoint: "http://127.0.0.1:4"
+"#,
+        )
+        .unwrap();
+        let d = &c.services["slim/0"].dataplane;
+        assert!(!d.servers[0].require_header_mac);
+        assert_eq!(d.servers[0].max_connections, Some(3));
+        assert_eq!(d.clients[0].protocol, LinkProtocol::V3);
+        assert!(d.clients[0].require_header_mac);
+        assert_eq!(d.clients[1].protocol, LinkProtocol::V1);
+        assert_eq!(d.clients[1].backoff.base, Some(20));
+        assert_eq!(d.clients[2].protocol, LinkProtocol::Auto);
+        assert!(
+            Config::from_yaml(
+                "services: {s: {dataplane: {clients: [{endpoint: x, protocol: 2}]}}}"
+            )
+            .is_err()
+        );
     }
 }

@@ -7,11 +7,13 @@
 pub mod app;
 pub mod config;
 pub mod forwarder;
+pub mod grpc;
 pub mod identity;
 pub mod mls;
 pub mod name;
 pub mod service;
 pub mod session;
 pub mod wire;
+pub mod wire3;
 
 pub use name::Name;

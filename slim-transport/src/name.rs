@@ -18,6 +18,61 @@ use crate::wire;
 /// Instance id meaning "no particular instance" (anycast / any match).
 pub const NULL_ID: u64 = u64::MAX;
 
+/// The NULL instance id of the v3 wire's 128-bit ids (all bits set).
+pub const NULL_ID128: u128 = u128::MAX;
+
+/// The routing key of a name in either wire generation: the three hashed
+/// components and a 128-bit instance id.
+///
+/// v1 ids are 64 bits wide and map losslessly into this key: a specific id
+/// `x` becomes `x` zero-extended, and the v1 NULL id (`u64::MAX`) becomes the
+/// v3 NULL id (`u128::MAX`), so "anycast" means the same thing in both. The
+/// inverse ([`NameKey::v1_id`]) is defined for every key built from a v1 name;
+/// a v3 id above `u64::MAX - 1` has no v1 form, which never matters because
+/// messages are only routed between connections of the same generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NameKey {
+    pub prefix: [u64; 3],
+    pub id: u128,
+}
+
+impl NameKey {
+    /// A key from three components and a 128-bit id.
+    pub fn new(prefix: [u64; 3], id: u128) -> Self {
+        Self { prefix, id }
+    }
+
+    /// The key of a v1 name (`[c0, c1, c2, id]`).
+    pub fn from_v1(c: [u64; 4]) -> Self {
+        let id = if c[3] == NULL_ID {
+            NULL_ID128
+        } else {
+            u128::from(c[3])
+        };
+        Self::new([c[0], c[1], c[2]], id)
+    }
+
+    /// The v1 id of this key, if it has one.
+    pub fn v1_id(&self) -> Option<u64> {
+        if self.id == NULL_ID128 {
+            Some(NULL_ID)
+        } else {
+            u64::try_from(self.id).ok().filter(|x| *x != NULL_ID)
+        }
+    }
+
+    /// True for the NULL (anycast) id.
+    pub fn is_null(&self) -> bool {
+        self.id == NULL_ID128
+    }
+}
+
+impl From<[u64; 4]> for NameKey {
+    fn from(c: [u64; 4]) -> Self {
+        Self::from_v1(c)
+    }
+}
+
 /// Hashes one string component the way SLIM v1.3 does.
 pub fn hash_component(s: &str) -> u64 {
     let mut h = twox_hash::XxHash64::with_seed(0);
@@ -130,6 +185,12 @@ impl Name {
                 s.str_component_2.clone(),
             ],
         })
+    }
+}
+
+impl From<&Name> for NameKey {
+    fn from(n: &Name) -> Self {
+        NameKey::from_v1(n.components)
     }
 }
 

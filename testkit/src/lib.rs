@@ -50,6 +50,24 @@ pub fn venv_script(name: &str) -> PathBuf {
     p
 }
 
+/// Python of the SLIM 3 venv (official slim-bindings 3.3.8 with its
+/// example programs).
+pub fn python3() -> PathBuf {
+    tool("SLIMRPC_PYTHON3", ".venv3/bin/python")
+}
+
+/// A console script of the SLIM 3 venv (e.g. `slim-bindings-p2p`).
+pub fn venv3_script(name: &str) -> PathBuf {
+    let p = python3();
+    let p = p.parent().expect("venv python has a bin dir").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing; run `cargo xtask setup`",
+        p.display()
+    );
+    p
+}
+
 /// protoc from protoc-bin-vendored.
 pub fn protoc() -> PathBuf {
     let p = std::env::var_os("SLIMRPC_PROTOC").or_else(|| std::env::var_os("PROTOC"));

@@ -32,21 +32,15 @@ impl Env {
     }
 }
 
-/// Installs what is missing and returns the environment pointing at it.
-pub fn setup() -> Result<Env> {
-    let root = root();
-    let venv = root.join(".venv");
+/// Creates the venv at `venv` if missing and installs `reqs_path` into it
+/// when the file changed since the last install.
+fn python_venv(venv: &Path, reqs_path: &Path) -> Result {
     let python = venv.join("bin/python");
-    let tools = root.join(".tools");
-    std::fs::create_dir_all(&tools).map_err(|e| format!("cannot create {tools:?}: {e}"))?;
-
-    // Python venv with the official slim-bindings and the linters.
-    let reqs_path = root.join("xtask/requirements.txt");
-    let reqs = std::fs::read_to_string(&reqs_path).map_err(|e| format!("{reqs_path:?}: {e}"))?;
+    let reqs = std::fs::read_to_string(reqs_path).map_err(|e| format!("{reqs_path:?}: {e}"))?;
     let stamp = venv.join(".slimrpc-requirements");
     if !python.exists() {
         let py = std::env::var("SLIMRPC_BASE_PYTHON").unwrap_or_else(|_| "python3".into());
-        run(Command::new(py).arg("-m").arg("venv").arg(&venv))?;
+        run(Command::new(py).arg("-m").arg("venv").arg(venv))?;
     }
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(reqs.as_str()) {
         run(Command::new(&python)
@@ -58,9 +52,26 @@ pub fn setup() -> Result<Env> {
                 "--disable-pip-version-check",
                 "-r",
             ])
-            .arg(&reqs_path))?;
+            .arg(reqs_path))?;
         std::fs::write(&stamp, &reqs).map_err(|e| format!("{stamp:?}: {e}"))?;
     }
+    Ok(())
+}
+
+/// Installs what is missing and returns the environment pointing at it.
+pub fn setup() -> Result<Env> {
+    let root = root();
+    let venv = root.join(".venv");
+    let python = venv.join("bin/python");
+    let tools = root.join(".tools");
+    std::fs::create_dir_all(&tools).map_err(|e| format!("cannot create {tools:?}: {e}"))?;
+
+    // Python venvs: the official slim-bindings 1.3.0 line with the linters
+    // (.venv), and the current 3.x line with its example programs (.venv3).
+    python_venv(&venv, &root.join("xtask/requirements.txt"))?;
+    let venv3 = root.join(".venv3");
+    let python3 = venv3.join("bin/python");
+    python_venv(&venv3, &root.join("xtask/requirements-v3.txt"))?;
 
     // buf from npm.
     let buf = tools.join("node_modules/.bin/buf");
@@ -78,6 +89,7 @@ pub fn setup() -> Result<Env> {
     let go = venv.join("bin/go");
     for (what, p) in [
         ("python", &python),
+        ("python (slim-bindings 3.x)", &python3),
         ("buf", &buf),
         ("protoc", &protoc),
         ("go", &go),
@@ -97,6 +109,8 @@ pub fn setup() -> Result<Env> {
     let vars = vec![
         ("SLIMRPC_PYTHON".into(), s(&python)),
         ("SLIMRPC_VENV".into(), s(&venv)),
+        ("SLIMRPC_PYTHON3".into(), s(&python3)),
+        ("SLIMRPC_VENV3".into(), s(&venv3)),
         ("SLIMRPC_PROTOC".into(), s(&protoc)),
         ("PROTOC".into(), s(&protoc)),
         ("SLIMRPC_BUF".into(), s(&buf)),

@@ -1,4 +1,5 @@
-//! `slim`: a standalone SLIM v1.3 data-plane node.
+//! `slim`: a standalone SLIM data-plane node serving both wire generations
+//! (v1: official 1.3/1.4, v3: official 2.x/3.x) on every endpoint.
 //!
 //! `slim --config config.yaml` reads the official node's YAML shape (see
 //! `slim_transport::config`); `slim --endpoint 127.0.0.1:46357` serves one
@@ -12,13 +13,23 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use slim_transport::config::{ClientConfig, Config, TlsConfig};
-use slim_transport::service::Service;
+use slim_transport::config::{
+    BackoffConfig, ClientConfig, Config, LinkProtocol, TlsConfig, parse_duration,
+};
+use slim_transport::service::{
+    Generation, Limits, LinkOptions, LinkPolicy, ReconnectPolicy, Service,
+};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
 use tracing::{error, info, warn};
 
 #[derive(Parser, Debug)]
-#[command(name = "slim", about = "SLIM v1.3 data-plane node")]
+#[command(
+    name = "slim",
+    about = "SLIM data-plane node: every endpoint serves SLIM v1 (official 1.3/1.4) and SLIM v3 \
+             (official 2.x/3.x, what `pip install slim-bindings` gives) at once; each \
+             connection's generation is detected from its first message, and messages are \
+             routed only among connections of the same generation"
+)]
 struct Args {
     /// YAML configuration (official SLIM node shape).
     #[arg(long, conflicts_with = "endpoint")]
@@ -26,6 +37,10 @@ struct Args {
     /// Serve a single insecure endpoint, e.g. 127.0.0.1:46357.
     #[arg(long)]
     endpoint: Option<String>,
+    /// With --endpoint: accept v3 links without the per-link header MAC
+    /// (as the official bindings' embedded node does).
+    #[arg(long, requires = "endpoint")]
+    lax_header_mac: bool,
 }
 
 fn main() -> ExitCode {
@@ -38,7 +53,17 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        (None, Some(ep)) => Config::single_server(ep),
+        (None, Some(ep)) => {
+            let mut c = Config::single_server(ep);
+            if args.lax_header_mac {
+                for svc in c.services.values_mut() {
+                    for s in &mut svc.dataplane.servers {
+                        s.require_header_mac = false;
+                    }
+                }
+            }
+            c
+        }
         (None, None) => {
             eprintln!("slim: give --config <file> or --endpoint <addr>");
             return ExitCode::from(2);
@@ -50,6 +75,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: log files stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -92,6 +119,27 @@ async fn resolve(endpoint: &str) -> Result<SocketAddr, String> {
 async fn run(config: Config) -> Result<(), String> {
     let drain = config.runtime.drain().map_err(|e| e.to_string())?;
     let service = Service::new();
+    let servers = config.services.values().flat_map(|s| &s.dataplane.servers);
+    let strict = servers.clone().all(|s| s.require_header_mac);
+    service.set_link_policy(LinkPolicy {
+        require_header_mac: strict,
+    });
+    let mut limits = Limits::default();
+    if let Some(n) = servers.clone().filter_map(|s| s.max_connections).min() {
+        limits.max_connections = n;
+    }
+    if let Some(n) = servers.filter_map(|s| s.max_message_size).min() {
+        limits.max_message_size = n;
+    }
+    service.set_limits(limits);
+    if let Some(c) = config
+        .services
+        .values()
+        .flat_map(|s| &s.dataplane.clients)
+        .next()
+    {
+        service.set_reconnect_policy(reconnect_policy(&c.backoff)?);
+    }
     let mut links = Vec::new();
     for (name, svc) in &config.services {
         info!(service = %name, "starting service");
@@ -129,24 +177,68 @@ async fn run(config: Config) -> Result<(), String> {
 }
 
 /// Opens a configured outgoing link, retrying until the peer is up (the
-/// link itself then reconnects on loss).
+/// link itself then reconnects on loss). With `protocol: auto` the node
+/// links every generation the peer serves: the v3 link first, then, when
+/// the peer also answers a v1 request (another dual-stack node), a v1 link
+/// beside it, so apps of both generations reach each other across nodes.
 async fn keep_linking(service: Service, c: ClientConfig, ep: Endpoint) {
     let mut backoff = Duration::from_millis(100);
-    loop {
-        let r = service.connect_endpoint(ep.clone(), c.upstream).await;
-        match r {
-            Ok(conn) => {
-                println!("slim node linked to {} (connection {conn})", c.endpoint);
-                info!(endpoint = %c.endpoint, conn, upstream = c.upstream, "link up");
-                return;
-            }
+    let opts = LinkOptions {
+        generation: match c.protocol {
+            LinkProtocol::Auto => None,
+            LinkProtocol::V1 => Some(Generation::V1),
+            LinkProtocol::V3 => Some(Generation::V3),
+        },
+        upstream: c.upstream,
+        require_header_mac: c.require_header_mac,
+        edge: false,
+    };
+    let conn = loop {
+        match service.connect_endpoint_with(ep.clone(), opts).await {
+            Ok(conn) => break conn,
             Err(e) => {
                 warn!(endpoint = %c.endpoint, error = %e, "link failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    };
+    let generation = service.generation(conn);
+    println!("slim node linked to {} (connection {conn})", c.endpoint);
+    info!(endpoint = %c.endpoint, conn, upstream = c.upstream, ?generation, "link up");
+    if c.protocol == LinkProtocol::Auto && generation == Some(Generation::V3) {
+        let v1 = LinkOptions {
+            generation: Some(Generation::V1),
+            ..opts
+        };
+        match service.connect_endpoint_with(ep, v1).await {
+            Ok(conn) => {
+                println!(
+                    "slim node linked to {} (connection {conn}, SLIM v1)",
+                    c.endpoint
+                );
+                info!(endpoint = %c.endpoint, conn, "second link for SLIM v1 up");
+            }
+            Err(e) => {
+                info!(endpoint = %c.endpoint, error = %e, "the peer serves only SLIM v3")
+            }
+        }
     }
+}
+
+/// The reconnect policy of a `backoff:` entry.
+fn reconnect_policy(b: &BackoffConfig) -> Result<ReconnectPolicy, String> {
+    let mut p = ReconnectPolicy::default();
+    if let Some(ms) = b.base {
+        p.initial = Duration::from_millis(ms.max(1));
+    }
+    if let Some(d) = &b.max_delay {
+        p.max = parse_duration(d).map_err(|e| e.to_string())?;
+    }
+    if b.jitter == Some(false) {
+        p.jitter = 0.0;
+    }
+    Ok(p)
 }
 
 fn read_pem(path: &std::path::Path) -> Result<String, String> {

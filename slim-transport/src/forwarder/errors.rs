@@ -59,6 +59,14 @@ impl ForwardError {
         }
     }
 
+    /// A forward error about frame `msg` of either generation.
+    pub fn about_frame<F: super::frame::Frame>(kind: ForwardErrorKind, msg: &F) -> Self {
+        Self {
+            kind,
+            session_context: msg.session_context(),
+        }
+    }
+
     /// The JSON text SLIM puts in its gRPC `Status` message for this error.
     pub fn to_slim_json(&self) -> String {
         let mut obj = serde_json::Map::new();

@@ -14,9 +14,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::errors::ConnId;
+use crate::name::NameKey;
 
 /// A shared entry: (name, connection it is on, subscription id).
-pub type HoldKey = ([u64; 4], ConnId, u64);
+pub type HoldKey = (NameKey, ConnId, u64);
 
 /// What releasing one hold left behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +137,10 @@ impl<V> Holds<V> {
 mod tests {
     use super::*;
 
-    const N: [u64; 4] = [1, 2, 3, 4];
+    const N: NameKey = NameKey {
+        prefix: [1, 2, 3],
+        id: 4,
+    };
 
     #[test]
     fn entry_is_withdrawn_only_when_its_last_holder_releases_it() {
@@ -169,14 +173,14 @@ mod tests {
         let mut h = Holds::default();
         h.hold((N, 9, 0), 1, "shared");
         h.hold((N, 9, 0), 2, "other");
-        h.hold(([5; 4], 9, 0), 1, "alone");
+        h.hold(([5; 4].into(), 9, 0), 1, "alone");
         let mut gone = h.release_all(1);
         gone.sort();
         assert_eq!(
             gone,
             vec![
                 ((N, 9, 0), "shared", false),
-                (([5; 4], 9, 0), "alone", true)
+                (([5; 4].into(), 9, 0), "alone", true)
             ]
         );
         assert_eq!(h.release((N, 9, 0), 2), Release::Last("other"));

@@ -33,6 +33,20 @@ pub enum LinkError {
     WrongLinkId,
     #[error("link reply already accepted")]
     DuplicateReply,
+    #[error("not a link negotiation message")]
+    NotNegotiation,
+    #[error("link public key length is invalid ({0} bytes, expected 32)")]
+    BadPublicKey(usize),
+    #[error("post-quantum (ML-KEM) link negotiation is not supported")]
+    PqcUnsupported,
+    #[error("SLIM header integrity tag missing")]
+    MissingTag,
+    #[error("SLIM header integrity verification failed")]
+    BadTag,
+    #[error("header MAC required but the link has no MAC key")]
+    MacRequired,
+    #[error("tagged message before the link MAC key was derived")]
+    AwaitingNegotiation,
 }
 
 /// The negotiation state of one connection.
@@ -126,6 +140,57 @@ impl LinkState {
                 Ok(None)
             }
         }
+    }
+}
+
+impl super::frame::Negotiation<wire::Message> for LinkState {
+    fn new(role: Role, _policy: super::frame::LinkPolicy, _secret: [u8; 32]) -> Self {
+        LinkState::new(role)
+    }
+
+    fn request(&mut self, link_id: String) -> wire::Message {
+        LinkState::request(self, link_id)
+    }
+
+    fn on_frame(&mut self, frame: &wire::Message) -> Result<Option<wire::Message>, LinkError> {
+        match &frame.message_type {
+            Some(wire::message::MessageType::Link(wire::Link {
+                link_type: Some(wire::link::LinkType::LinkNegotiation(p)),
+            })) => self.on_payload(p),
+            _ => Err(LinkError::NotNegotiation),
+        }
+    }
+
+    fn is_negotiated(&self) -> bool {
+        self.negotiated
+    }
+
+    fn peer_version(&self) -> Option<&semver::Version> {
+        LinkState::peer_version(self)
+    }
+
+    fn peer_acks_subscriptions(&self) -> bool {
+        LinkState::peer_acks_subscriptions(self)
+    }
+
+    fn failures_are_fatal(&self) -> bool {
+        false
+    }
+
+    fn sends_before_reply(&self) -> bool {
+        true
+    }
+
+    fn check_inbound(&self, _frame: &wire::Message) -> Result<(), LinkError> {
+        Ok(())
+    }
+
+    fn seal_outbound(&self, _frame: &mut wire::Message) -> Result<(), LinkError> {
+        Ok(())
+    }
+
+    fn role(&self) -> Role {
+        self.role
     }
 }
 

@@ -1,4 +1,6 @@
-//! The forwarder: the synchronous core of a SLIM v1.3 data-plane node.
+//! The forwarder: the synchronous core of a SLIM data-plane node, generic
+//! over the wire generation ([`Frame`]): a node runs one per generation and
+//! routes each generation only among its own connections.
 //!
 //! It owns the connection table (local in-process apps and remote gRPC
 //! links, incoming or outgoing), the subscription table ([`table`]), the
@@ -31,20 +33,26 @@
 //! the same link do not withdraw it from each other.
 
 pub mod errors;
+pub mod frame;
 pub mod holds;
 pub mod link;
+pub mod link3;
 pub mod table;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::{debug, warn};
 
 pub use errors::{ConnId, ForwardError, ForwardErrorKind, SessionContext, TransportError};
+pub use frame::{Frame, Generation, Kind, LinkPolicy, Negotiation, Route, SubAck};
 use holds::{Holds, Release};
-use link::{LinkState, Role};
-use table::{Pick, RandomPick, SubscriptionTable};
+pub use link::Role;
+use table::{Pick, RandomPick, RoundRobin, SubscriptionTable};
 
-use crate::wire::{self, message::MessageType};
+use crate::name::NameKey;
+use crate::wire;
 
 /// What a connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,17 +66,17 @@ pub enum ConnKind {
 }
 
 #[derive(Debug)]
-struct Conn {
+struct Conn<F: Frame> {
     kind: ConnKind,
-    link: Option<LinkState>,
+    link: Option<F::Link>,
     upstream: bool,
 }
 
 /// Work for the I/O shell, in order.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Send `msg` on connection `conn` (flags already cleared).
-    Send { conn: ConnId, msg: wire::Message },
+pub enum Action<F: Frame = wire::Message> {
+    /// Send `msg` on connection `conn` (flags cleared, v3 MAC computed).
+    Send { conn: ConnId, msg: F },
     /// Tell the local app on `conn` its message was not forwarded.
     Error { conn: ConnId, error: ForwardError },
     /// A Subscribe/Unsubscribe with `subscription_id` was forwarded on
@@ -78,187 +86,165 @@ pub enum Action {
         link: ConnId,
         subscription_id: u64,
         reply_to: ConnId,
-        resend: wire::Message,
+        resend: F,
     },
     /// A peer acked a subscription we forwarded on `link`.
-    RemoteAck {
-        link: ConnId,
-        ack: wire::SubscriptionAck,
-    },
+    RemoteAck { link: ConnId, ack: SubAck },
+    /// Close remote connection `conn` (a fatal negotiation failure).
+    Close { conn: ConnId, reason: String },
 }
 
-/// A subscription this node sent on a link (for replay or withdrawal).
-#[derive(Debug, Clone)]
-struct SentSub {
-    source: wire::Name,
-    name: wire::Name,
-    identity: String,
+/// Connection ids shared by the forwarders of one node (one per wire
+/// generation), so an id names one connection whatever its generation.
+#[derive(Debug, Clone, Default)]
+pub struct ConnIds(Arc<AtomicU64>);
+
+impl ConnIds {
+    fn next(&self) -> ConnId {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
 }
 
 /// (source, name) of a forwarded subscription.
-type SentKey = ([u64; 4], [u64; 4]);
+type SentKey = (NameKey, NameKey);
 
-/// The forwarder state.
-pub struct Forwarder {
-    conns: HashMap<ConnId, Conn>,
-    next_id: ConnId,
+/// The forwarder state of one wire generation.
+pub struct Forwarder<F: Frame = wire::Message> {
+    conns: HashMap<ConnId, Conn<F>>,
+    ids: ConnIds,
     table: SubscriptionTable,
-    /// Per link: subscriptions forwarded on it, keyed by (source, name).
-    forwarded: HashMap<ConnId, BTreeMap<SentKey, SentSub>>,
+    /// Per link: subscriptions forwarded on it, keyed by (source, name);
+    /// the stored frame is the Subscribe as received (flags cleared).
+    forwarded: HashMap<ConnId, BTreeMap<SentKey, F>>,
     /// Names announced on upstream links.
-    announced: BTreeMap<[u64; 4], SentSub>,
+    announced: BTreeMap<NameKey, F>,
     /// Per table entry (name, connection routed to, id): the connections
     /// that asked for it (the connection itself for a direct subscription).
     routes: Holds<()>,
     /// Per forwarded subscription (name, link, id): the connections that
     /// asked for it, with what to send to withdraw it if they go away.
-    forwards: Holds<SentSub>,
+    forwards: Holds<F>,
     pick: Box<dyn Pick>,
+    policy: LinkPolicy,
+    secrets: Box<dyn FnMut() -> [u8; 32] + Send>,
 }
 
-impl Default for Forwarder {
+impl<F: Frame> Default for Forwarder<F> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl std::fmt::Debug for Forwarder {
+impl<F: Frame> std::fmt::Debug for Forwarder<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Forwarder")
+            .field("generation", &F::GENERATION)
             .field("conns", &self.conns.len())
             .finish()
     }
 }
 
-/// The four components of a validated wire name.
-fn comps(n: &Option<wire::Name>) -> [u64; 4] {
-    match n.as_ref().and_then(|n| n.name.as_ref()) {
-        Some(e) => [e.component_0, e.component_1, e.component_2, e.component_3],
-        None => [0; 4],
-    }
-}
-
-fn display(n: &Option<wire::Name>) -> String {
-    let c = comps(n);
-    match n.as_ref().and_then(|n| n.str_name.as_ref()) {
-        Some(s) => format!(
-            "{}/{}/{}/{:x}",
-            s.str_component_0, s.str_component_1, s.str_component_2, c[3]
-        ),
-        None => format!("{:x}/{:x}/{:x}/{:x}", c[0], c[1], c[2], c[3]),
-    }
-}
-
-fn check_name(n: &Option<wire::Name>, what: &str) -> Result<(), String> {
-    match n {
-        None => Err(format!("{what} missing")),
-        Some(n) if n.name.is_none() => Err(format!("{what} has no encoded part")),
-        Some(n) if n.str_name.is_none() => Err(format!("{what} has no string part")),
-        Some(_) => Ok(()),
-    }
-}
-
-fn check_header(h: &Option<wire::SlimHeader>) -> Result<(), String> {
-    let h = h.as_ref().ok_or("header missing")?;
-    check_name(&h.source, "source")?;
-    check_name(&h.destination, "destination")
-}
-
 /// SLIM §0.4 validation, plus the name checks SLIM leaves to a panic.
-pub fn validate(msg: &wire::Message) -> Result<(), String> {
-    match &msg.message_type {
-        None => Err("message type not set".into()),
-        Some(MessageType::Publish(p)) => {
-            check_header(&p.header)?;
-            if p.session.is_none() {
-                return Err("session header missing".into());
-            }
-            Ok(())
-        }
-        Some(MessageType::Subscribe(s)) => check_header(&s.header),
-        Some(MessageType::Unsubscribe(u)) => check_header(&u.header),
-        Some(MessageType::Link(l)) if l.link_type.is_none() => Err("link type not set".into()),
-        Some(MessageType::Link(_)) | Some(MessageType::SubscriptionAck(_)) => Ok(()),
-    }
+pub fn validate<F: Frame>(msg: &F) -> Result<(), String> {
+    msg.validate()
 }
 
-/// A bare SubscriptionAck message.
-pub fn ack_message(subscription_id: u64, result: Result<(), String>) -> wire::Message {
-    let (success, error) = match result {
-        Ok(()) => (true, String::new()),
-        Err(e) => (false, e),
-    };
-    wire::Message {
-        metadata: Default::default(),
-        message_type: Some(MessageType::SubscriptionAck(wire::SubscriptionAck {
-            subscription_id,
-            success,
-            error,
-        })),
-    }
+/// A bare SubscriptionAck message of generation `F`.
+pub fn ack_message<F: Frame>(subscription_id: u64, result: Result<(), String>) -> F {
+    F::ack(subscription_id, result)
 }
 
-/// A Subscribe or Unsubscribe as a node sends it on a link.
-fn subscription_message(s: &SentSub, subscribe: bool, subscription_id: u64) -> wire::Message {
-    let header = Some(wire::SlimHeader {
-        source: Some(s.source.clone()),
-        destination: Some(s.name.clone()),
-        fanout: 1,
-        identity: s.identity.clone(),
-        ..Default::default()
-    });
-    let message_type = if subscribe {
-        MessageType::Subscribe(wire::Subscribe {
-            header,
-            subscription_id,
-        })
-    } else {
-        MessageType::Unsubscribe(wire::Unsubscribe {
-            header,
-            subscription_id,
-        })
-    };
-    wire::Message {
-        metadata: Default::default(),
-        message_type: Some(message_type),
-    }
+fn random_secret() -> [u8; 32] {
+    use rand::RngCore;
+    let mut k = [0u8; 32];
+    rand::rng().fill_bytes(&mut k);
+    k
 }
 
-/// Clears the flags a node never emits (SLIM `clear_flags`).
-fn clear_flags(h: &mut wire::SlimHeader) {
-    h.recv_from = None;
-    h.forward_to = None;
-}
-
-impl Forwarder {
-    /// A forwarder with SLIM's random anycast pick.
+impl<F: Frame> Forwarder<F> {
+    /// A forwarder with SLIM's anycast pick (v1: random, v3: round robin),
+    /// strict header MACs and its own connection ids.
     pub fn new() -> Self {
-        Self::with_pick(RandomPick)
+        match F::GENERATION {
+            Generation::V1 => Self::with_pick(RandomPick),
+            Generation::V3 => Self::with_pick(RoundRobin::default()),
+        }
     }
 
     /// A forwarder with an injected pick (tests).
     pub fn with_pick(pick: impl Pick + 'static) -> Self {
+        let table = match F::GENERATION {
+            Generation::V1 => SubscriptionTable::default(),
+            Generation::V3 => SubscriptionTable::exact_ids(),
+        };
         Self {
             conns: HashMap::new(),
-            next_id: 0,
-            table: SubscriptionTable::default(),
+            ids: ConnIds::default(),
+            table,
             forwarded: HashMap::new(),
             announced: BTreeMap::new(),
             routes: Holds::default(),
             forwards: Holds::default(),
             pick: Box::new(pick),
+            policy: LinkPolicy::default(),
+            secrets: Box::new(random_secret),
         }
+    }
+
+    /// Takes connection ids from `ids` (shared with the node's other
+    /// forwarder), so ids are unique across generations.
+    pub fn with_ids(mut self, ids: ConnIds) -> Self {
+        self.ids = ids;
+        self
+    }
+
+    /// Sets the link policy of connections added from now on.
+    pub fn with_policy(mut self, policy: LinkPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Injects the source of ephemeral link secrets (tests).
+    pub fn with_secrets(mut self, secrets: impl FnMut() -> [u8; 32] + Send + 'static) -> Self {
+        self.secrets = Box::new(secrets);
+        self
+    }
+
+    /// The link policy of new connections.
+    pub fn policy(&self) -> LinkPolicy {
+        self.policy
     }
 
     /// Adds a connection and returns its index.
     pub fn add_connection(&mut self, kind: ConnKind) -> ConnId {
-        let id = self.next_id;
-        self.next_id += 1;
         let link = match kind {
             ConnKind::Local => None,
-            ConnKind::Incoming => Some(LinkState::new(Role::Server)),
-            ConnKind::Outgoing => Some(LinkState::new(Role::Client)),
+            ConnKind::Incoming => Some(F::Link::new(Role::Server, self.policy, (self.secrets)())),
+            ConnKind::Outgoing => Some(F::Link::new(Role::Client, self.policy, (self.secrets)())),
         };
+        self.insert(kind, link)
+    }
+
+    /// Adds an outgoing connection whose negotiation already completed
+    /// (the I/O shell negotiated it before knowing its generation).
+    pub fn add_negotiated(&mut self, link: F::Link) -> ConnId {
+        self.insert(ConnKind::Outgoing, Some(link))
+    }
+
+    /// Gives outgoing connection `conn` the state of a new negotiation
+    /// (after a reconnect); false when `conn` is not an outgoing link.
+    pub fn replace_link(&mut self, conn: ConnId, link: F::Link) -> bool {
+        match self.conns.get_mut(&conn) {
+            Some(c) if c.kind == ConnKind::Outgoing => {
+                c.link = Some(link);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn insert(&mut self, kind: ConnKind, link: Option<F::Link>) -> ConnId {
+        let id = self.ids.next();
         self.conns.insert(
             id,
             Conn {
@@ -291,56 +277,101 @@ impl Forwarder {
             .map(|v| v.to_string())
     }
 
-    /// The connections currently subscribed to exactly `name`.
-    pub fn subscribers(&self, name: [u64; 4]) -> Vec<ConnId> {
-        self.table.holders(name)
+    /// True once the link negotiation of remote `conn` completed.
+    pub fn is_negotiated(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.link.as_ref())
+            .is_some_and(|l| l.is_negotiated())
     }
 
-    /// (Re)starts negotiation on an outgoing link and returns what to send
-    /// first: the link request, then the replay of the subscriptions this
-    /// node forwarded on it (original source and identity, no id) and, on an
-    /// upstream link, every announced name.
-    pub fn link_up(&mut self, conn: ConnId, link_id: String) -> Vec<wire::Message> {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return Vec::new();
-        };
-        let Some(l) = c.link.as_mut() else {
-            return Vec::new();
-        };
-        let mut out = vec![l.request(link_id)];
-        let upstream = c.upstream;
+    /// The connections currently subscribed to exactly `name`.
+    pub fn subscribers(&self, name: impl Into<NameKey>) -> Vec<ConnId> {
+        self.table.holders(name.into())
+    }
+
+    /// What to replay on a (re)negotiated outgoing link: the subscriptions
+    /// this node forwarded on it (original source and identity, no id) and,
+    /// on an upstream link, every announced name.
+    fn replay(&self, conn: ConnId, upstream: bool) -> Vec<F> {
+        let mut out = Vec::new();
         if let Some(subs) = self.forwarded.get(&conn) {
-            out.extend(subs.values().map(|s| subscription_message(s, true, 0)));
+            out.extend(subs.values().map(|s| s.subscription(true, 0)));
         }
         if upstream {
             out.extend(
                 self.announced
                     .iter()
                     .filter(|(name, _)| self.table.holders(**name) != [conn])
-                    .map(|(_, s)| subscription_message(s, true, 0)),
+                    .map(|(_, s)| s.subscription(true, 0)),
             );
         }
         out
     }
 
+    /// (Re)starts negotiation on an outgoing link and returns what to send
+    /// first: the link request, then (v1, which may send before the reply)
+    /// the replay of [`Self::replay`]. A v3 link replays when the reply
+    /// arrives ([`Self::handle`]).
+    pub fn link_up(&mut self, conn: ConnId, link_id: String) -> Vec<F> {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Vec::new();
+        };
+        let upstream = c.upstream;
+        let Some(l) = c.link.as_mut() else {
+            return Vec::new();
+        };
+        let mut out = vec![l.request(link_id)];
+        if l.sends_before_reply() {
+            let replay = self.replay(conn, upstream);
+            out.extend(self.sealed_for(conn, replay));
+        }
+        out
+    }
+
+    /// Replay for an outgoing link that was negotiated by the I/O shell
+    /// ([`Self::add_negotiated`]), sealed for the link.
+    pub fn link_ready(&mut self, conn: ConnId) -> Vec<F> {
+        let upstream = self.is_upstream(conn);
+        let replay = self.replay(conn, upstream);
+        self.sealed_for(conn, replay)
+    }
+
+    fn sealed_for(&self, conn: ConnId, frames: Vec<F>) -> Vec<F> {
+        let mut actions: Vec<Action<F>> = frames
+            .into_iter()
+            .map(|msg| Action::Send { conn, msg })
+            .collect();
+        self.finish(&mut actions);
+        actions
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Send { msg, .. } => Some(msg),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Marks an outgoing link as upstream and returns the announcements of
     /// every name already subscribed here.
-    pub fn set_upstream(&mut self, conn: ConnId) -> Vec<wire::Message> {
+    pub fn set_upstream(&mut self, conn: ConnId) -> Vec<F> {
         match self.conns.get_mut(&conn) {
             Some(c) if c.kind == ConnKind::Outgoing => c.upstream = true,
             _ => return Vec::new(),
         }
-        self.announced
+        let msgs = self
+            .announced
             .values()
-            .map(|s| subscription_message(s, true, 0))
-            .collect()
+            .map(|s| s.subscription(true, 0))
+            .collect();
+        self.sealed_for(conn, msgs)
     }
 
     /// Drops a connection and everything routed on it, and releases what
     /// it asked for elsewhere: a route it installed on another connection,
     /// or a subscription it had forwarded on a link, is withdrawn when no
     /// other connection still holds it.
-    pub fn remove_connection(&mut self, conn: ConnId) -> Vec<Action> {
+    pub fn remove_connection(&mut self, conn: ConnId) -> Vec<Action<F>> {
         let mut out = Vec::new();
         if !self.conns.contains_key(&conn) {
             return out;
@@ -367,8 +398,10 @@ impl Forwarder {
             self.announce(before, name, None, &mut out);
         }
         for ((name, link, id), sent, last) in self.forwards.release_all(conn) {
-            if let Some(record) = self.forwarded.get_mut(&link) {
-                record.remove(&(comps(&Some(sent.source.clone())), name));
+            if let Some(record) = self.forwarded.get_mut(&link)
+                && let Some(r) = sent.route()
+            {
+                record.remove(&(r.source, name));
             }
             if last && self.conns.contains_key(&link) {
                 debug!(
@@ -377,11 +410,12 @@ impl Forwarder {
                 );
                 out.push(Action::Send {
                     conn: link,
-                    msg: subscription_message(&sent, false, id),
+                    msg: sent.subscription(false, id),
                 });
             }
         }
         debug!(conn, "connection removed");
+        self.finish(&mut out);
         out
     }
 
@@ -401,7 +435,7 @@ impl Forwarder {
     }
 
     /// True when a connection other than an upstream link holds `name`.
-    fn held_downstream(&self, name: [u64; 4]) -> bool {
+    fn held_downstream(&self, name: NameKey) -> bool {
         self.table
             .holders(name)
             .iter()
@@ -410,15 +444,9 @@ impl Forwarder {
 
     /// Announces or withdraws `name` on upstream links when its downstream
     /// holders went from none to some or back.
-    fn announce(
-        &mut self,
-        before: bool,
-        name: [u64; 4],
-        sub: Option<SentSub>,
-        out: &mut Vec<Action>,
-    ) {
+    fn announce(&mut self, before: bool, name: NameKey, sub: Option<F>, out: &mut Vec<Action<F>>) {
         let after = self.held_downstream(name);
-        let s = if !before && after {
+        let (s, subscribe) = if !before && after {
             match sub {
                 Some(s) => {
                     self.announced.insert(name, s.clone());
@@ -437,84 +465,132 @@ impl Forwarder {
         for u in self.upstreams() {
             out.push(Action::Send {
                 conn: u,
-                msg: subscription_message(&s.0, s.1, 0),
+                msg: s.subscription(subscribe, 0),
             });
         }
     }
 
+    /// Last pass over actions: frames for local apps lose their per-link
+    /// data, frames for links are sealed for that link (v3: header MAC);
+    /// a frame a strict link refuses to carry unsealed is dropped.
+    fn finish(&self, out: &mut Vec<Action<F>>) {
+        out.retain_mut(|a| {
+            let Action::Send { conn, msg } = a else {
+                return true;
+            };
+            let Some(c) = self.conns.get(conn) else {
+                return true;
+            };
+            match &c.link {
+                None => {
+                    msg.strip_link_data();
+                    true
+                }
+                Some(l) => match l.seal_outbound(msg) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        warn!(conn = *conn, error = %e, "message not sent on link");
+                        false
+                    }
+                },
+            }
+        });
+    }
+
     /// Processes one message that arrived on `conn`.
-    pub fn handle(&mut self, conn: ConnId, msg: wire::Message) -> Vec<Action> {
+    pub fn handle(&mut self, conn: ConnId, msg: F) -> Vec<Action<F>> {
         let mut out = Vec::new();
+        self.handle_into(conn, msg, &mut out);
+        self.finish(&mut out);
+        out
+    }
+
+    fn handle_into(&mut self, conn: ConnId, mut msg: F, out: &mut Vec<Action<F>>) {
         let Some(c) = self.conns.get(&conn) else {
             warn!(conn, "message on an unknown connection dropped");
-            return out;
+            return;
         };
         let is_local = c.kind == ConnKind::Local;
-        if let Err(reason) = validate(&msg) {
+        if let Err(reason) = msg.validate() {
             warn!(conn, %reason, "invalid message dropped");
             if is_local {
                 out.push(Action::Error {
                     conn,
-                    error: ForwardError::about(ForwardErrorKind::Invalid(reason), &msg),
+                    error: ForwardError::about_frame(ForwardErrorKind::Invalid(reason), &msg),
                 });
             }
-            return out;
+            return;
         }
-        match &msg.message_type {
-            Some(MessageType::Publish(_)) => self.on_publish(conn, is_local, msg, &mut out),
-            Some(MessageType::Subscribe(_)) => self.on_subscription(conn, msg, true, &mut out),
-            Some(MessageType::Unsubscribe(_)) => self.on_subscription(conn, msg, false, &mut out),
-            Some(MessageType::Link(l)) => {
-                let Some(wire::link::LinkType::LinkNegotiation(p)) = &l.link_type else {
-                    return out;
-                };
-                self.on_link(conn, p, &mut out)
+        let kind = msg.kind();
+        let routed = matches!(
+            kind,
+            Kind::Publish | Kind::Subscribe { .. } | Kind::Unsubscribe { .. }
+        );
+        if routed && let Some(l) = &c.link {
+            if let Err(e) = l.check_inbound(&msg) {
+                warn!(conn, error = %e, "message from link dropped");
+                return;
             }
-            Some(MessageType::SubscriptionAck(a)) if !is_local => {
-                out.push(Action::RemoteAck {
-                    link: conn,
-                    ack: a.clone(),
-                });
+            if !msg.hop() {
+                debug!(conn, "message dropped: TTL expired");
+                return;
             }
-            Some(MessageType::SubscriptionAck(_)) | None => {}
         }
-        out
+        match kind {
+            Kind::Publish => self.on_publish(conn, is_local, msg, out),
+            Kind::Subscribe { subscription_id } => {
+                self.on_subscription(conn, msg, true, subscription_id, out)
+            }
+            Kind::Unsubscribe { subscription_id } => {
+                self.on_subscription(conn, msg, false, subscription_id, out)
+            }
+            Kind::Link => self.on_link(conn, &mut msg, out),
+            Kind::SubscriptionAck(ack) if !is_local => {
+                out.push(Action::RemoteAck { link: conn, ack });
+            }
+            Kind::SubscriptionAck(_) | Kind::Empty => {}
+        }
     }
 
-    fn on_link(&mut self, conn: ConnId, p: &wire::LinkNegotiationPayload, out: &mut Vec<Action>) {
-        let Some(l) = self.conns.get_mut(&conn).and_then(|c| c.link.as_mut()) else {
+    fn on_link(&mut self, conn: ConnId, msg: &mut F, out: &mut Vec<Action<F>>) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let upstream = c.upstream;
+        let Some(l) = c.link.as_mut() else {
             debug!(conn, "link negotiation on a local connection ignored");
             return;
         };
-        match l.on_payload(p) {
+        match l.on_frame(msg) {
             Ok(Some(reply)) => {
-                debug!(conn, peer_version = %p.slim_version, "link negotiated (server side)");
+                debug!(conn, peer_version = ?l.peer_version(), "link negotiated (server side)");
                 out.push(Action::Send { conn, msg: reply });
             }
-            Ok(None) => debug!(conn, peer_version = %p.slim_version, "link negotiated"),
+            Ok(None) => {
+                debug!(conn, peer_version = ?l.peer_version(), "link negotiated");
+                if !l.sends_before_reply() {
+                    for m in self.replay(conn, upstream) {
+                        out.push(Action::Send { conn, msg: m });
+                    }
+                }
+            }
+            Err(e) if l.failures_are_fatal() => {
+                warn!(conn, error = %e, "link negotiation failed; closing the link");
+                out.push(Action::Close {
+                    conn,
+                    reason: format!("link negotiation failed: {e}"),
+                });
+            }
             Err(e) => warn!(conn, error = %e, "link negotiation message ignored"),
         }
     }
 
-    fn on_publish(
-        &mut self,
-        conn: ConnId,
-        is_local: bool,
-        mut msg: wire::Message,
-        out: &mut Vec<Action>,
-    ) {
-        let Some(MessageType::Publish(p)) = &mut msg.message_type else {
+    fn on_publish(&mut self, conn: ConnId, is_local: bool, mut msg: F, out: &mut Vec<Action<F>>) {
+        let Some(r) = msg.route() else {
             return;
         };
-        let Some(h) = p.header.as_mut() else {
-            return;
-        };
-        h.incoming_conn = Some(conn);
-        let forward_to = h.forward_to;
-        clear_flags(h);
-        let fanout = h.fanout;
-        let dst = comps(&h.destination);
-        if let Some(f) = forward_to {
+        msg.stamp(conn);
+        if let Some(f) = r.forward_to {
             if self.conns.contains_key(&f) {
                 out.push(Action::Send { conn: f, msg });
             } else {
@@ -528,6 +604,8 @@ impl Forwarder {
             }
             return;
         }
+        let dst = r.destination;
+        let fanout = r.fanout;
         let mut targets: Vec<ConnId> = if fanout == 1 {
             self.table
                 .match_one(dst, conn, self.pick.as_mut())
@@ -547,7 +625,7 @@ impl Forwarder {
             }
         }
         if targets.is_empty() {
-            let name = display(&h.destination);
+            let name = msg.destination_display();
             self.fail(conn, is_local, ForwardErrorKind::NoMatch(name), &msg, out);
             return;
         }
@@ -569,14 +647,14 @@ impl Forwarder {
         conn: ConnId,
         is_local: bool,
         kind: ForwardErrorKind,
-        msg: &wire::Message,
-        out: &mut Vec<Action>,
+        msg: &F,
+        out: &mut Vec<Action<F>>,
     ) {
         if is_local {
             debug!(conn, error = %kind, "message not forwarded");
             out.push(Action::Error {
                 conn,
-                error: ForwardError::about(kind, msg),
+                error: ForwardError::about_frame(kind, msg),
             });
         } else {
             debug!(conn, error = %kind, "message from a remote connection dropped");
@@ -586,33 +664,24 @@ impl Forwarder {
     fn on_subscription(
         &mut self,
         conn: ConnId,
-        mut msg: wire::Message,
+        mut msg: F,
         subscribe: bool,
-        out: &mut Vec<Action>,
+        subscription_id: u64,
+        out: &mut Vec<Action<F>>,
     ) {
-        let (header, subscription_id) = match &mut msg.message_type {
-            Some(MessageType::Subscribe(s)) => (s.header.as_mut(), s.subscription_id),
-            Some(MessageType::Unsubscribe(u)) => (u.header.as_mut(), u.subscription_id),
-            _ => return,
-        };
-        let Some(h) = header else {
+        let Some(r) = msg.route() else {
             return;
         };
-        h.incoming_conn = Some(conn);
-        let recv_from = h.recv_from;
-        let forward_to = h.forward_to;
-        clear_flags(h);
-        let name = comps(&h.destination);
-        let sent = SentSub {
-            source: h.source.clone().unwrap_or_default(),
-            name: h.destination.clone().unwrap_or_default(),
-            identity: h.identity.clone(),
-        };
-        let ack = |out: &mut Vec<Action>, r: Result<(), String>| {
+        msg.stamp(conn);
+        let recv_from = r.recv_from;
+        let forward_to = r.forward_to;
+        let name = r.destination;
+        let sent = msg.clone();
+        let ack = |out: &mut Vec<Action<F>>, r: Result<(), String>| {
             if subscription_id != 0 {
                 out.push(Action::Send {
                     conn,
-                    msg: ack_message(subscription_id, r),
+                    msg: F::ack(subscription_id, r),
                 });
             }
         };
@@ -667,7 +736,7 @@ impl Forwarder {
                 .as_ref()
                 .is_some_and(|l| l.peer_acks_subscriptions()),
         };
-        let key = (comps(&Some(sent.source.clone())), name);
+        let key = (r.source, name);
         let forward = (name, f, subscription_id);
         if subscribe {
             // Forwarded again for every holder: the peer keeps it once per
@@ -694,18 +763,29 @@ impl Forwarder {
         });
         if subscription_id != 0 {
             if acks {
+                let mut resend = msg;
+                // The resend is sealed again when it is sent.
+                resend.strip_link_data();
                 out.push(Action::AwaitRemoteAck {
                     link: f,
                     subscription_id,
                     reply_to: conn,
-                    resend: msg,
+                    resend,
                 });
             } else {
                 ack(out, Ok(()));
             }
         }
     }
+
+    /// Seals a frame for sending on `conn` outside [`Self::handle`] (the
+    /// re-sends of a remote-ack wait); `None` when the link refuses it.
+    pub fn seal_for(&self, conn: ConnId, msg: F) -> Option<F> {
+        self.sealed_for(conn, vec![msg]).into_iter().next()
+    }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests3;

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::errors::ConnId;
-use crate::name::NULL_ID;
+use crate::name::NameKey;
 
 /// Chooses an index in `0..n` (`n >= 1`); SLIM uses a uniform random pick.
 pub trait Pick: Send {
@@ -27,6 +27,18 @@ impl Pick for RandomPick {
     }
 }
 
+/// The v3 picker: a cursor that moves on at every pick (round robin).
+#[derive(Debug, Default)]
+pub struct RoundRobin(usize);
+
+impl Pick for RoundRobin {
+    fn pick(&mut self, n: usize) -> usize {
+        let i = self.0 % n.max(1);
+        self.0 = self.0.wrapping_add(1);
+        i
+    }
+}
+
 impl<F: FnMut(usize) -> usize + Send> Pick for F {
     fn pick(&mut self, n: usize) -> usize {
         self(n) % n.max(1)
@@ -39,7 +51,7 @@ pub enum TableError {
     #[error("subscription id not found: {0}")]
     SubscriptionIdNotFound(u64),
     #[error("id not found: {0}")]
-    IdNotFound(u64),
+    IdNotFound(u128),
     #[error("subscription not found")]
     SubscriptionNotFound,
 }
@@ -51,7 +63,7 @@ const REMOTE: usize = 1;
 #[derive(Debug, Default)]
 struct Prefix {
     /// instance id -> per class: connection -> subscription ids.
-    ids: HashMap<u64, [BTreeMap<ConnId, BTreeSet<u64>>; 2]>,
+    ids: HashMap<u128, [BTreeMap<ConnId, BTreeSet<u64>>; 2]>,
     /// per class: connection -> number of (id, subscription id) pairs.
     conns: [BTreeMap<ConnId, usize>; 2],
 }
@@ -61,24 +73,36 @@ struct Prefix {
 pub struct SubscriptionTable {
     prefixes: HashMap<[u64; 3], Prefix>,
     /// Reverse map used when a connection goes away.
-    by_conn: HashMap<ConnId, BTreeSet<[u64; 4]>>,
+    by_conn: HashMap<ConnId, BTreeSet<NameKey>>,
+    /// v3 rule: a specific id matches only that id. v1 (false) still uses
+    /// the single subscriber of a prefix for an unknown id.
+    exact_ids: bool,
 }
 
 fn class(is_local: bool) -> usize {
     if is_local { LOCAL } else { REMOTE }
 }
 
-fn split(name: [u64; 4]) -> ([u64; 3], u64) {
-    ([name[0], name[1], name[2]], name[3])
+fn split(name: NameKey) -> ([u64; 3], u128) {
+    (name.prefix, name.id)
 }
 
 impl SubscriptionTable {
+    /// A table with the v3 matching rule: an unknown specific id matches
+    /// nothing (v1 falls back to the prefix's single subscriber).
+    pub fn exact_ids() -> Self {
+        Self {
+            exact_ids: true,
+            ..Self::default()
+        }
+    }
+
     /// Adds `conn` as a subscriber of `name` under `subscription_id`.
     /// Returns false when this exact subscription already existed (a
     /// re-subscribe with the same id is idempotent).
     pub fn add(
         &mut self,
-        name: [u64; 4],
+        name: NameKey,
         conn: ConnId,
         is_local: bool,
         subscription_id: u64,
@@ -99,7 +123,7 @@ impl SubscriptionTable {
     /// be the one used when subscribing (0 when none was given).
     pub fn remove(
         &mut self,
-        name: [u64; 4],
+        name: NameKey,
         conn: ConnId,
         is_local: bool,
         subscription_id: u64,
@@ -143,8 +167,8 @@ impl SubscriptionTable {
     }
 
     /// Drops every subscription of `conn`; returns the names it held.
-    pub fn remove_connection(&mut self, conn: ConnId) -> Vec<[u64; 4]> {
-        let names: Vec<[u64; 4]> = self
+    pub fn remove_connection(&mut self, conn: ConnId) -> Vec<NameKey> {
+        let names: Vec<NameKey> = self
             .by_conn
             .remove(&conn)
             .map(|s| s.into_iter().collect())
@@ -173,7 +197,7 @@ impl SubscriptionTable {
     }
 
     /// Every connection holding a subscription to exactly `name`.
-    pub fn holders(&self, name: [u64; 4]) -> Vec<ConnId> {
+    pub fn holders(&self, name: NameKey) -> Vec<ConnId> {
         let (prefix, id) = split(name);
         self.prefixes
             .get(&prefix)
@@ -189,7 +213,7 @@ impl SubscriptionTable {
     }
 
     /// The names `conn` subscribed.
-    pub fn names_of(&self, conn: ConnId) -> Vec<[u64; 4]> {
+    pub fn names_of(&self, conn: ConnId) -> Vec<NameKey> {
         self.by_conn
             .get(&conn)
             .map(|s| s.iter().copied().collect())
@@ -199,14 +223,14 @@ impl SubscriptionTable {
     /// Fanout 1: one connection, local ones first, never `incoming`.
     pub fn match_one(
         &self,
-        name: [u64; 4],
+        name: NameKey,
         incoming: ConnId,
         pick: &mut dyn Pick,
     ) -> Option<ConnId> {
         let (prefix, id) = split(name);
         let p = self.prefixes.get(&prefix)?;
         for c in [LOCAL, REMOTE] {
-            if let Some(conn) = Self::one_in_class(p, c, id, incoming, pick) {
+            if let Some(conn) = Self::one_in_class(p, c, id, self.exact_ids, incoming, pick) {
                 return Some(conn);
             }
         }
@@ -216,11 +240,12 @@ impl SubscriptionTable {
     fn one_in_class(
         p: &Prefix,
         c: usize,
-        id: u64,
+        id: u128,
+        exact_ids: bool,
         incoming: ConnId,
         pick: &mut dyn Pick,
     ) -> Option<ConnId> {
-        let candidates: Vec<ConnId> = if id == NULL_ID {
+        let candidates: Vec<ConnId> = if id == crate::name::NULL_ID128 {
             // Anycast: any connection under the prefix.
             p.conns[c].keys().copied().collect()
         } else {
@@ -228,7 +253,7 @@ impl SubscriptionTable {
                 Some(refs) => refs[c].keys().copied().collect(),
                 // Unknown instance, but a single subscriber of this class
                 // under the prefix: SLIM still uses it.
-                None if p.conns[c].len() == 1 => p.conns[c].keys().copied().collect(),
+                None if !exact_ids && p.conns[c].len() == 1 => p.conns[c].keys().copied().collect(),
                 None => Vec::new(),
             }
         };
@@ -242,14 +267,14 @@ impl SubscriptionTable {
 
     /// Any other fanout: every matching connection except `incoming`
     /// (local ones first, each at most once).
-    pub fn match_all(&self, name: [u64; 4], incoming: ConnId) -> Vec<ConnId> {
+    pub fn match_all(&self, name: NameKey, incoming: ConnId) -> Vec<ConnId> {
         let (prefix, id) = split(name);
         let Some(p) = self.prefixes.get(&prefix) else {
             return Vec::new();
         };
         let mut out = Vec::new();
         for c in [LOCAL, REMOTE] {
-            if id == NULL_ID {
+            if id == crate::name::NULL_ID128 {
                 out.extend(p.conns[c].keys().copied().filter(|&x| x != incoming));
             } else if let Some(refs) = p.ids.get(&id) {
                 out.extend(refs[c].keys().copied().filter(|&x| x != incoming));
@@ -262,10 +287,11 @@ impl SubscriptionTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::name::NULL_ID;
 
     const A: [u64; 3] = [1, 2, 3];
-    fn n(id: u64) -> [u64; 4] {
-        [A[0], A[1], A[2], id]
+    fn n(id: u64) -> NameKey {
+        NameKey::from_v1([A[0], A[1], A[2], id])
     }
     fn first() -> impl FnMut(usize) -> usize + Send {
         |_| 0
@@ -342,7 +368,7 @@ mod tests {
     #[test]
     fn match_one_unknown_prefix_matches_nothing() {
         let t = SubscriptionTable::default();
-        assert_eq!(t.match_one([9, 9, 9, 1], 0, &mut first()), None);
+        assert_eq!(t.match_one([9, 9, 9, 1].into(), 0, &mut first()), None);
     }
 
     #[test]
@@ -417,5 +443,27 @@ mod tests {
         assert_eq!(t.match_all(n(2), 99), vec![11]);
         assert_eq!(t.match_one(n(NULL_ID), 99, &mut first()), Some(11));
         assert_eq!(t.holders(n(2)), vec![11]);
+    }
+
+    #[test]
+    fn v3_table_matches_an_unknown_specific_id_to_nothing_even_with_one_subscriber() {
+        let mut t = SubscriptionTable::exact_ids();
+        let key = |id: u128| NameKey::new(A, id);
+        t.add(key(7 << 64 | 1), 10, true, 0);
+        assert_eq!(t.match_one(key(5), 99, &mut first()), None);
+        assert!(t.match_all(key(5), 99).is_empty());
+        assert_eq!(t.match_one(key(7 << 64 | 1), 99, &mut first()), Some(10));
+        // NULL still reaches the subscriber registered with its own id.
+        assert_eq!(t.match_one(key(u128::MAX), 99, &mut first()), Some(10));
+    }
+
+    #[test]
+    fn v1_ids_map_into_128_bit_keys_and_back_losslessly() {
+        for id in [0, 1, 0x873e_5803_76ea_963b, u64::MAX - 1, NULL_ID] {
+            let k = NameKey::from_v1([1, 2, 3, id]);
+            assert_eq!(k.v1_id(), Some(id));
+        }
+        assert!(NameKey::from_v1([1, 2, 3, NULL_ID]).is_null());
+        assert_eq!(NameKey::new(A, 1 << 64).v1_id(), None);
     }
 }

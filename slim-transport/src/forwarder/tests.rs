@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::name::Name;
+use crate::wire::message::MessageType;
 
 fn name(s: &str) -> Name {
     s.parse().expect("test name")
