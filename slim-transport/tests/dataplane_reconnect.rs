@@ -1,6 +1,8 @@
 //! An outgoing link survives its peer node being killed and restarted on the
 //! same port: it reconnects and replays the subscriptions it forwarded, so
-//! traffic reaches the app again. The peer is our `slim` binary.
+//! traffic reaches the app again, after a short outage and after one longer
+//! than a minute (links never give up), and tells watchers it went down and
+//! came back. The peer is our `slim` binary.
 
 mod dataplane_common;
 
@@ -8,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dataplane_common::*;
-use slim_transport::service::Service;
+use slim_transport::service::{LinkEvent, ReconnectPolicy, Service};
 use slimrpc_testkit::{Child, free_port};
 
 fn start_node(label: &str, endpoint: &str) -> Child {
@@ -20,12 +22,21 @@ fn start_node(label: &str, endpoint: &str) -> Child {
     node
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outgoing_link_reconnects_after_node_restart_and_replays_subscriptions() {
+/// Kills the node under a linked service, keeps it down for `outage`, restarts
+/// it on the same port, and checks the link came back with its replayed
+/// subscription and reported Down then Up.
+async fn link_survives_an_outage_of(outage: Duration) {
     let endpoint = format!("127.0.0.1:{}", free_port());
     let mut node = start_node("slim-reconnect-first", &endpoint);
 
     let a = Service::new();
+    // Capped well below the outage, so many attempts fail before one works.
+    a.set_reconnect_policy(ReconnectPolicy {
+        initial: Duration::from_millis(50),
+        max: Duration::from_secs(2),
+        jitter: 0.2,
+    });
+    let mut events = a.link_events();
     let link = a.connect(&endpoint).await.unwrap();
     let mut alice_app = a.local_connection();
     let alice = name("org/ns/alice/a1");
@@ -36,7 +47,18 @@ async fn outgoing_link_reconnects_after_node_restart_and_replays_subscriptions()
     .await;
 
     node.kill();
+    let down = tokio::time::timeout(LIMIT, events.recv()).await;
+    assert!(
+        matches!(&down, Ok(Ok(LinkEvent::Down { conn, .. })) if *conn == link),
+        "{down:?}"
+    );
+    tokio::time::sleep(outage).await;
     let _node = start_node("slim-reconnect-second", &endpoint);
+    let up = tokio::time::timeout(LIMIT, events.recv()).await;
+    assert!(
+        matches!(&up, Ok(Ok(LinkEvent::Up { conn })) if *conn == link),
+        "{up:?}"
+    );
 
     // A fresh peer routes to alice through the restarted node; it only
     // works once the replayed subscription arrived there.
@@ -71,4 +93,15 @@ async fn outgoing_link_reconnects_after_node_restart_and_replays_subscriptions()
     assert!(a.connections().contains(&link));
     a.shutdown().await;
     c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_link_reconnects_after_node_restart_and_replays_subscriptions() {
+    link_survives_an_outage_of(Duration::from_secs(2)).await;
+}
+
+/// Longer than the minute after which links used to give up for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_link_keeps_trying_through_a_65_s_outage_and_comes_back() {
+    link_survives_an_outage_of(Duration::from_secs(65)).await;
 }
