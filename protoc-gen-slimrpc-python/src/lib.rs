@@ -1,5 +1,5 @@
-//! protoc-gen-slimrpc-python: SlimRPC stubs for the official `slim_bindings` Python package
-//! (1.3 through 3.x).
+//! protoc-gen-slimrpc-python: SlimRPC stubs for the official `slim_bindings` Python package,
+//! 3.x by default (`runtime=v3`), 1.3/1.4 with `runtime=v1`.
 //!
 //! For every proto file with services it writes `dir/File_pb2_slimrpc.py` next to protoc's
 //! `dir/File_pb2.py`, containing per service: `XStub` (point-to-point), `XGroupStub` (group
@@ -9,6 +9,9 @@
 //! imports and renders `templates/python/`; it does no protobuf decoding of its own.
 //!
 //! Parameters (`--slimrpc-python_out=KEY=VALUE,...:dir` or buf `opt:`):
+//! * `runtime=v3|v1` — the official bindings line: `v3` (default) = `slim-bindings` 2.x/3.x
+//!   (checked against 3.3.8), `v1` = 1.3/1.4 (checked against 1.3.0; the output the plugin
+//!   wrote before this parameter existed), the same values as the Go plugin's `runtime=`;
 //! * `imports=absolute|relative` — how `_pb2` modules of the request's own files are imported
 //!   (default `absolute`, like protoc's Python output; `google/*` files are always absolute);
 //! * `module_prefix=pkg.gen` — prefix for absolute imports of non-`google/*` `_pb2` modules,
@@ -24,10 +27,15 @@ use slimrpc_codegen::{
     Parameters,
 };
 
-pub use render::Options;
+pub use render::{Options, Runtime};
 
 /// Accepted parameter keys.
-pub const PARAMETER_KEYS: &[&str] = &["imports", "module_prefix", "legacy_empty_package_dot"];
+pub const PARAMETER_KEYS: &[&str] = &[
+    "runtime",
+    "imports",
+    "module_prefix",
+    "legacy_empty_package_dot",
+];
 
 /// The Python generator.
 #[derive(Debug, Default, Clone, Copy)]

@@ -14,9 +14,34 @@ use crate::names;
 
 const LINE_LENGTH: usize = 88;
 
+/// The official `slim_bindings` line the stubs are written for (`runtime=`).
+///
+/// Both lines expose the same asynchronous RPC surface the stubs call (`call_*_async`,
+/// `send_async`, `finalize_stream_async`, the handler base classes, `StreamMessage`,
+/// `MulticastStreamMessage`), so the code is the same; what differs is what the module
+/// promises and documents: 3.x moved that surface into `slim_bindings.slim_rpc` (re-exported
+/// from `slim_bindings`, which is what the stubs use), renamed the blocking calls the stubs
+/// never make (`serve_blocking`, `close_blocking`) and gave handlers the caller's verified
+/// identity (`Context.peer_subject()` / `peer_issuer()`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Runtime {
+    /// slim-bindings 2.x/3.x (v3 wire), checked against 3.3.8.
+    #[default]
+    V3,
+    /// slim-bindings 1.3/1.4 (v1 wire), checked against 1.3.0; output as before `runtime=`.
+    V1,
+}
+
+impl Runtime {
+    /// The parameter values, default first.
+    pub const CHOICES: &[&str] = &["v3", "v1"];
+}
+
 /// Generator options from the plugin parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
+    /// Which official bindings line the stubs target.
+    pub runtime: Runtime,
     /// Import the request's own `_pb2` modules relatively.
     pub relative_imports: bool,
     /// Prefix for absolute imports of non-`google/*` modules.
@@ -50,7 +75,12 @@ impl Options {
                 Some(p.to_string())
             }
         };
+        let runtime = match params.get_choice("runtime", Runtime::CHOICES, "v3")? {
+            "v1" => Runtime::V1,
+            _ => Runtime::V3,
+        };
         Ok(Options {
+            runtime,
             relative_imports: imports == "relative",
             module_prefix,
             legacy_empty_package_dot: params.get_bool("legacy_empty_package_dot", false)?,
@@ -62,6 +92,7 @@ impl Options {
 #[template(path = "python/stubs.py.jinja", escape = "none")]
 struct FileView {
     source: String,
+    v3: bool,
     import_groups: Vec<Vec<String>>,
     constants: Vec<ConstView>,
     helpers: Helpers,
@@ -680,6 +711,7 @@ pub fn render_file(file: &File, options: &Options) -> Result<String, CodegenErro
 
     let view = FileView {
         source: file.name.clone(),
+        v3: options.runtime == Runtime::V3,
         import_groups,
         constants,
         helpers,

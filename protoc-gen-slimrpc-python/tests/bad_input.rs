@@ -79,7 +79,7 @@ fn unknown_parameter_is_a_response_error_listing_the_valid_keys() {
     let err = resp.error.expect("an error is reported");
     assert!(err.contains("unknown parameter `colour`"), "{err}");
     assert!(
-        err.contains("valid parameters: imports, module_prefix, legacy_empty_package_dot"),
+        err.contains("valid parameters: runtime, imports, module_prefix, legacy_empty_package_dot"),
         "{err}"
     );
     assert!(resp.file.is_empty());
@@ -101,6 +101,19 @@ fn protoc_reports_an_unknown_parameter_and_fails() {
     );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("unknown parameter `colour`"), "{stderr}");
+}
+
+#[test]
+fn unknown_runtime_is_a_response_error_naming_v3_and_v1() {
+    let (code, stdout, _) = run_binary(&corpus_request_bytes(
+        &["basic/shapes.proto"],
+        Some("runtime=2"),
+    ));
+    assert_eq!(code, Some(0));
+    let resp = CodeGeneratorResponse::decode(stdout.as_slice()).expect("response decodes");
+    let err = resp.error.expect("an error is reported");
+    assert!(err.contains("runtime=2") && err.contains("v3, v1"), "{err}");
+    assert!(resp.file.is_empty());
 }
 
 #[test]

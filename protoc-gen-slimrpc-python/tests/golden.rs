@@ -1,6 +1,7 @@
 //! Golden files: the corpus generated through real protoc and through real `buf generate`
-//! must both equal `testdata/golden/python/`. `SLIMRPC_BLESS=1` (`cargo xtask golden`)
-//! rewrites the goldens from the protoc run.
+//! must both equal `testdata/golden/python/<runtime>/`, for each `runtime=` value (`v3`, the
+//! default, and `v1`). `SLIMRPC_BLESS=1` (`cargo xtask golden`) rewrites the goldens from the
+//! protoc run.
 
 mod common;
 
@@ -23,14 +24,14 @@ fn read_tree(dir: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn compare(what: &str, generated: &BTreeMap<String, String>) {
-    let golden = read_tree(&golden_dir());
+fn compare(what: &str, runtime: &str, generated: &BTreeMap<String, String>) {
+    let golden = read_tree(&golden_dir(runtime));
     assert!(!generated.is_empty(), "{what}: nothing was generated");
     let gen_names: Vec<_> = generated.keys().collect();
     let golden_names: Vec<_> = golden.keys().collect();
     assert_eq!(
         gen_names, golden_names,
-        "{what}: generated file set differs from testdata/golden/python (run `cargo xtask golden`)"
+        "{what}: generated file set differs from testdata/golden/python/{runtime} (run `cargo xtask golden`)"
     );
     for (name, text) in generated {
         if golden[name] != *text {
@@ -49,8 +50,8 @@ fn compare(what: &str, generated: &BTreeMap<String, String>) {
     }
 }
 
-fn bless(generated: &BTreeMap<String, String>) {
-    let dir = golden_dir();
+fn bless(runtime: &str, generated: &BTreeMap<String, String>) {
+    let dir = golden_dir(runtime);
     let _ = std::fs::remove_dir_all(&dir);
     for (name, text) in generated {
         let p = dir.join(name);
@@ -59,21 +60,19 @@ fn bless(generated: &BTreeMap<String, String>) {
     }
 }
 
-#[test]
-fn golden_python_protoc_output_matches_goldens() {
-    let out = scratch("golden-protoc");
-    let run = protoc(&corpus_includes(), &corpus_files(), &out, None, false);
+fn protoc_matches_goldens(runtime: &str, param: Option<&str>) {
+    let out = scratch(&format!("golden-protoc-{runtime}"));
+    let run = protoc(&corpus_includes(), &corpus_files(), &out, param, false);
     assert_ok("protoc", &run);
     let generated = read_tree(&out);
     if std::env::var_os("SLIMRPC_BLESS").is_some() {
-        bless(&generated);
+        bless(runtime, &generated);
     }
-    compare("protoc", &generated);
+    compare("protoc", runtime, &generated);
 }
 
-#[test]
-fn golden_python_buf_generate_output_matches_goldens() {
-    let work = scratch("golden-buf");
+fn buf_generate_matches_goldens(runtime: &str, param: Option<&str>) {
+    let work = scratch(&format!("golden-buf-{runtime}"));
     // A buf v2 workspace over the corpus and its third-party imports.
     #[cfg(unix)]
     {
@@ -86,10 +85,13 @@ fn golden_python_buf_generate_output_matches_goldens() {
         "version: v2\nmodules:\n  - path: protos\n  - path: third_party\n",
     )
     .expect("write buf.yaml");
+    let opt = param
+        .map(|p| format!("    opt:\n      - {p}\n"))
+        .unwrap_or_default();
     std::fs::write(
         work.join("buf.gen.yaml"),
         format!(
-            "version: v2\nplugins:\n  - local: {}\n    out: gen\n",
+            "version: v2\nplugins:\n  - local: {}\n    out: gen\n{opt}",
             plugin().display()
         ),
     )
@@ -101,5 +103,42 @@ fn golden_python_buf_generate_output_matches_goldens() {
         .output()
         .expect("run buf");
     assert_ok("buf generate", &run);
-    compare("buf", &read_tree(&work.join("gen")));
+    compare("buf", runtime, &read_tree(&work.join("gen")));
+}
+
+#[test]
+fn golden_python_v3_by_default_protoc_output_matches_goldens() {
+    let (runtime, param) = RUNTIMES[0];
+    assert_eq!((runtime, param), ("v3", None));
+    protoc_matches_goldens(runtime, param);
+}
+
+#[test]
+fn golden_python_v1_protoc_output_matches_goldens() {
+    let (runtime, param) = RUNTIMES[1];
+    protoc_matches_goldens(runtime, param);
+}
+
+#[test]
+fn golden_python_v3_explicit_parameter_equals_the_default() {
+    let out = scratch("golden-protoc-v3-explicit");
+    let run = protoc(
+        &corpus_includes(),
+        &corpus_files(),
+        &out,
+        Some("runtime=v3"),
+        false,
+    );
+    assert_ok("protoc runtime=v3", &run);
+    compare("protoc runtime=v3", "v3", &read_tree(&out));
+}
+
+#[test]
+fn golden_python_v3_buf_generate_output_matches_goldens() {
+    buf_generate_matches_goldens(RUNTIMES[0].0, RUNTIMES[0].1);
+}
+
+#[test]
+fn golden_python_v1_buf_generate_output_matches_goldens() {
+    buf_generate_matches_goldens(RUNTIMES[1].0, RUNTIMES[1].1);
 }

@@ -1,6 +1,7 @@
 //! Every generated Python file passes `ruff check`, `ruff format --check` and `mypy --strict`
-//! (against protoc's `.pyi` types and the installed slim_bindings) and imports under the
-//! official slim-bindings 1.3.0.
+//! (against protoc's `.pyi` types and the typing of the official bindings it targets) and
+//! imports under those bindings: `runtime=v3` (the default) under slim-bindings 3.3.8
+//! (`.venv3`), `runtime=v1` under 1.3.0 (`.venv`).
 
 mod common;
 
@@ -9,15 +10,16 @@ use std::process::Command;
 
 use common::*;
 
-/// Generates the corpus plus `examples/example.proto` with protoc's Python and pyi output.
-fn generate_all(out: &Path) -> Vec<String> {
-    let run = protoc(&corpus_includes(), &corpus_files(), out, None, true);
+/// Generates the corpus plus `examples/example.proto` with protoc's Python and pyi output,
+/// with the plugin parameter `param`.
+fn generate_all(out: &Path, param: Option<&str>) -> Vec<String> {
+    let run = protoc(&corpus_includes(), &corpus_files(), out, param, true);
     assert_ok("protoc (corpus)", &run);
     let run = protoc(
         &[root().join("examples")],
         &["example.proto".to_string()],
         out,
-        None,
+        param,
         true,
     );
     assert_ok("protoc (example.proto)", &run);
@@ -41,30 +43,37 @@ fn run_in(dir: &Path, program: &Path, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn generated_python_is_ruff_clean_and_ruff_formatted() {
-    let work = scratch("ruff");
-    let out = work.join("gen");
-    std::fs::create_dir_all(&out).expect("mkdir gen");
-    let stubs = generate_all(&out);
-    let paths: Vec<String> = stubs.iter().map(|s| format!("gen/{s}")).collect();
-    let args: Vec<&str> = paths.iter().map(String::as_str).collect();
-    // Run from the parent of the output so the _pb2 modules are third-party imports, as in
-    // a project that generates into a sub-directory.
-    let mut check = vec!["check", "--no-cache"];
-    check.extend(&args);
-    assert_ok("ruff check", &run_in(&work, &venv_bin("ruff"), &check));
-    let mut format = vec!["format", "--check", "--no-cache"];
-    format.extend(&args);
-    assert_ok(
-        "ruff format --check",
-        &run_in(&work, &venv_bin("ruff"), &format),
-    );
+fn generated_python_of_both_runtimes_is_ruff_clean_and_ruff_formatted() {
+    for (runtime, param) in RUNTIMES {
+        let work = scratch(&format!("ruff-{runtime}"));
+        let out = work.join("gen");
+        std::fs::create_dir_all(&out).expect("mkdir gen");
+        let stubs = generate_all(&out, param);
+        let paths: Vec<String> = stubs.iter().map(|s| format!("gen/{s}")).collect();
+        let args: Vec<&str> = paths.iter().map(String::as_str).collect();
+        // Run from the parent of the output so the _pb2 modules are third-party imports, as
+        // in a project that generates into a sub-directory.
+        let mut check = vec!["check", "--no-cache"];
+        check.extend(&args);
+        assert_ok(
+            &format!("ruff check ({runtime})"),
+            &run_in(&work, &venv_bin("ruff"), &check),
+        );
+        let mut format = vec!["format", "--check", "--no-cache"];
+        format.extend(&args);
+        assert_ok(
+            &format!("ruff format --check ({runtime})"),
+            &run_in(&work, &venv_bin("ruff"), &format),
+        );
+    }
 }
 
-#[test]
-fn generated_python_passes_mypy_strict() {
-    let out = scratch("mypy");
-    let stubs = generate_all(&out);
+/// `mypy --strict` on every stub of `runtime`, with the site-packages of the Python that has
+/// that runtime's official bindings (`--python-executable`): slim_bindings and protobuf's
+/// types come from there, so the stubs are checked against the typing they will run on.
+fn mypy_strict(runtime: &str, param: Option<&str>) {
+    let out = scratch(&format!("mypy-{runtime}"));
+    let stubs = generate_all(&out, param);
     // Strict for our stubs; protoc's own .pyi files are not ours to fix, and
     // googleapis-common-protos ships .pyi files without a py.typed marker.
     let mut config = String::from(
@@ -78,10 +87,12 @@ fn generated_python_passes_mypy_strict() {
         config.push_str(&format!("[mypy-{module}]\nignore_errors = True\n"));
     }
     std::fs::write(out.join("mypy.ini"), config).expect("write mypy.ini");
-    let mut args = vec!["--config-file", "mypy.ini"];
+    let python = python_for(runtime);
+    let python = python.display().to_string();
+    let mut args = vec!["--config-file", "mypy.ini", "--python-executable", &python];
     args.extend(stubs.iter().map(String::as_str));
     let run = run_in(&out, &venv_bin("mypy"), &args);
-    assert_ok("mypy --strict", &run);
+    assert_ok(&format!("mypy --strict ({runtime})"), &run);
     assert!(
         String::from_utf8_lossy(&run.stdout)
             .contains(&format!("no issues found in {} source files", stubs.len())),
@@ -91,16 +102,28 @@ fn generated_python_passes_mypy_strict() {
 }
 
 #[test]
-fn generated_python_imports_under_official_slim_bindings_1_3_0() {
-    let out = scratch("import");
-    let stubs = generate_all(&out);
+fn generated_python_v3_passes_mypy_strict_against_slim_bindings_3_3_8_typing() {
+    mypy_strict(RUNTIMES[0].0, RUNTIMES[0].1);
+}
+
+#[test]
+fn generated_python_v1_passes_mypy_strict_against_slim_bindings_1_3_0_typing() {
+    mypy_strict(RUNTIMES[1].0, RUNTIMES[1].1);
+}
+
+/// Imports every stub of `runtime` under the Python with its official bindings and counts
+/// the classes and registration functions.
+fn imports_under_official_bindings(runtime: &str, param: Option<&str>) {
+    let out = scratch(&format!("import-{runtime}"));
+    let stubs = generate_all(&out, param);
     let modules: Vec<String> = stubs
         .iter()
         .map(|s| s.trim_end_matches(".py").replace('/', "."))
         .collect();
+    let version = bindings_version(runtime);
     let script = format!(
         "import importlib, importlib.metadata, inspect\n\
-         assert importlib.metadata.version('slim-bindings') == '1.3.0', importlib.metadata.version('slim-bindings')\n\
+         assert importlib.metadata.version('slim-bindings') == '{version}', importlib.metadata.version('slim-bindings')\n\
          count = 0\n\
          for name in {modules:?}:\n\
          \x20   m = importlib.import_module(name)\n\
@@ -111,8 +134,8 @@ fn generated_python_imports_under_official_slim_bindings_1_3_0() {
          \x20   assert adds, name\n\
          print('imported', len({modules:?}), 'modules with', count, 'classes')\n"
     );
-    let run = run_in(&out, &slimrpc_testkit::python(), &["-c", &script]);
-    assert_ok("python import", &run);
+    let run = run_in(&out, &python_for(runtime), &["-c", &script]);
+    assert_ok(&format!("python import ({runtime})"), &run);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
         stdout.contains(&format!("imported {} modules", modules.len())),
@@ -121,13 +144,24 @@ fn generated_python_imports_under_official_slim_bindings_1_3_0() {
 }
 
 #[test]
-fn example_programs_are_ruff_clean_and_pass_mypy_strict_with_generated_stubs() {
+fn generated_python_v3_imports_under_official_slim_bindings_3_3_8() {
+    imports_under_official_bindings(RUNTIMES[0].0, RUNTIMES[0].1);
+}
+
+#[test]
+fn generated_python_v1_imports_under_official_slim_bindings_1_3_0() {
+    imports_under_official_bindings(RUNTIMES[1].0, RUNTIMES[1].1);
+}
+
+#[test]
+fn example_programs_are_ruff_clean_and_pass_mypy_strict_with_generated_v1_stubs() {
+    // examples/python/ is written for slim-bindings 1.3.0 (.venv), so it gets runtime=v1.
     let out = scratch("examples-check");
     let run = protoc(
         &[root().join("examples")],
         &["example.proto".to_string()],
         &out,
-        None,
+        Some("runtime=v1"),
         true,
     );
     assert_ok("protoc (example.proto)", &run);
@@ -226,7 +260,7 @@ fn relative_imports_mode_is_ruff_clean_and_imports_inside_a_package() {
     );
     let run = run_in(
         &work,
-        &slimrpc_testkit::python(),
+        &slimrpc_testkit::python3(),
         &[
             "-c",
             "from app.protos.example_pb2_slimrpc import TestGroupStub, TestStub, add_TestServicer_to_server; print('ok')",
@@ -315,7 +349,7 @@ assert got == ["basic.v1.Shapes/Bidi is deprecated"], got
 assert caught(lambda: asyncio.run(stub.Unary(None))) == []
 print("deprecation ok")
 "#;
-    let run = run_in(&out, &slimrpc_testkit::python(), &["-c", script]);
+    let run = run_in(&out, &slimrpc_testkit::python3(), &["-c", script]);
     assert_ok("python deprecation script", &run);
     assert!(String::from_utf8_lossy(&run.stdout).contains("deprecation ok"));
 }

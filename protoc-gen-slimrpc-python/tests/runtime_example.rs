@@ -1,7 +1,7 @@
-//! Runtime proof: stubs generated for `examples/example.proto` drive the example programs of
-//! `examples/python/` on the official slim-bindings 1.3.0 with its embedded SLIM node —
-//! four point-to-point shapes, four group shapes with every answer tagged by its member,
-//! a member's error delivered as an item next to the other member's response, and
+//! Runtime proof: stubs generated with `runtime=v1` for `examples/example.proto` drive the
+//! example programs of `examples/python/` on the official slim-bindings 1.3.0 with its SLIM
+//! node — four point-to-point shapes, four group shapes with every answer tagged by its
+//! member, a member's error delivered as an item next to the other member's response, and
 //! UNIMPLEMENTED from a servicer that overrides nothing.
 
 mod common;
@@ -35,7 +35,7 @@ fn generated_python_stubs_run_eight_shapes_answer_unimplemented_and_keep_member_
         &[root().join("examples")],
         &["example.proto".to_string()],
         &gen_dir,
-        None,
+        Some("runtime=v1"),
         true,
     );
     assert_ok("protoc example.proto", &run);

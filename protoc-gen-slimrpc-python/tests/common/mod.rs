@@ -18,8 +18,13 @@ pub fn third_party_dir() -> PathBuf {
     root().join("testdata/third_party")
 }
 
-pub fn golden_dir() -> PathBuf {
-    root().join("testdata/golden/python")
+/// The bindings lines the plugin targets: (`runtime=` value, plugin parameter to select it).
+/// `v3` is the default, so its goldens are generated without any parameter.
+pub const RUNTIMES: [(&str, Option<&str>); 2] = [("v3", None), ("v1", Some("runtime=v1"))];
+
+/// Goldens of one `runtime=` value.
+pub fn golden_dir(runtime: &str) -> PathBuf {
+    root().join("testdata/golden/python").join(runtime)
 }
 
 /// Every `.proto` of the corpus, relative to `testdata/protos`, sorted.
@@ -110,4 +115,21 @@ pub fn assert_ok(what: &str, out: &Output) {
 /// The venv's console script `name` (ruff, mypy).
 pub fn venv_bin(name: &str) -> PathBuf {
     slimrpc_testkit::venv_script(name)
+}
+
+/// The Python with the official bindings of `runtime` installed: 3.3.8 for `v3`, 1.3.0 for
+/// `v1`.
+pub fn python_for(runtime: &str) -> PathBuf {
+    match runtime {
+        "v1" => slimrpc_testkit::python(),
+        _ => slimrpc_testkit::python3(),
+    }
+}
+
+/// The version of `slim-bindings` installed for `runtime`.
+pub fn bindings_version(runtime: &str) -> &'static str {
+    match runtime {
+        "v1" => "1.3.0",
+        _ => "3.3.8",
+    }
 }
