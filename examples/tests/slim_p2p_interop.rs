@@ -1,14 +1,17 @@
 //! `slim-p2p` (ours) and `slim-bindings-p2p` (the official example from the
-//! slim-bindings 1.3.0 wheel) are interchangeable on either end of a
-//! point-to-point session through our `slim` node on 127.0.0.1, with MLS
-//! off (both examples' default) and on (`--enable-mls` on both ends):
+//! slim-bindings wheels: 1.3.0 on the SLIM v1 wire with our `--protocol 1`,
+//! 3.3.8 on the v3 wire with our default `--protocol 3`) are
+//! interchangeable on either end of a point-to-point session through our
+//! `slim` node (and through the official 3.3.8 node) on 127.0.0.1, with MLS
+//! off (both examples' default) and on (`--enable-mls` on both ends; v1
+//! only against the official wheel, see the note on v3 MLS below):
 //! the sender prints every echo `"<text> from <listener instance>"` as
 //! `received (from session <id>): ...`, the listener prints what it got.
 
 use std::process::Command;
 use std::time::Duration;
 
-use slimrpc_testkit::{Child, bin, free_port, venv_script};
+use slimrpc_testkit::{Child, bin, free_port, venv_script, venv3_script};
 
 const LIMIT: Duration = Duration::from_secs(90);
 const SECRET: &str = "kjandjansdiasb8udaijdniasdaindasndasndasndasndasndasndasndas";
@@ -24,16 +27,24 @@ fn node() -> (Child, String) {
     (n, format!("http://127.0.0.1:{port}"))
 }
 
+/// Our `slim-p2p` on a given wire (`--protocol`), or the official example
+/// of the 1.3.0 (v1) or 3.3.8 (v3) wheel.
 #[derive(Clone, Copy)]
 enum Impl {
-    Ours,
-    Official,
+    Ours(&'static str),
+    Official1,
+    Official3,
 }
 
 fn p2p(which: Impl, label: &str, args: &[&str]) -> Child {
     let mut cmd = match which {
-        Impl::Ours => Command::new(env!("CARGO_BIN_EXE_slim-p2p")),
-        Impl::Official => Command::new(venv_script("slim-bindings-p2p")),
+        Impl::Ours(protocol) => {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_slim-p2p"));
+            c.args(["--protocol", protocol]);
+            c
+        }
+        Impl::Official1 => Command::new(venv_script("slim-bindings-p2p")),
+        Impl::Official3 => Command::new(venv3_script("slim-bindings-p2p")),
     };
     // Python block-buffers a piped stdout; the test reads it while it runs.
     cmd.env("PYTHONUNBUFFERED", "1")
@@ -83,8 +94,25 @@ fn count_lines(out: &str, text: &str) -> usize {
         .count()
 }
 
+/// The official 3.3.8 node (the wheel's `slim-bindings-server`).
+fn official_node() -> (Child, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut n = Child::spawn(
+        "p2p-official-node",
+        Command::new(venv3_script("slim-bindings-server"))
+            .args(["--slim", &listen])
+            .env("PYTHONUNBUFFERED", "1"),
+    );
+    n.wait_for("started on", LIMIT);
+    (n, format!("http://{listen}"))
+}
+
 fn listener_and_sender_exchange(listener_impl: Impl, sender_impl: Impl, mls: bool) {
-    let (_node, url) = node();
+    exchange_through(node(), listener_impl, sender_impl, mls);
+}
+
+fn exchange_through(node: (Child, String), listener_impl: Impl, sender_impl: Impl, mls: bool) {
+    let (_node, url) = node;
     let mls_flag: &[&str] = if mls { &["--enable-mls"] } else { &[] };
     let listener_args = [&["--local", "org/ns/bob", "--slim", &url][..], mls_flag].concat();
     let mut listener = p2p(listener_impl, "p2p-listener", &listener_args);
@@ -118,8 +146,12 @@ fn listener_and_sender_exchange(listener_impl: Impl, sender_impl: Impl, mls: boo
         .collect();
     assert_eq!(replies.len(), ITERATIONS, "sender output:\n{out}");
     for r in &replies {
+        // The 3.3.8 example prints its id capitalised in "Created app"
+        // and lower-case in its echo.
         assert!(
-            r.trim_end().ends_with(&format!("): hello from {bob}")),
+            r.trim_end()
+                .to_lowercase()
+                .ends_with(&format!("): hello from {}", bob.to_lowercase())),
             "reply line {r:?} does not carry the listener's echo"
         );
     }
@@ -146,40 +178,61 @@ fn listener_and_sender_exchange(listener_impl: Impl, sender_impl: Impl, mls: boo
 }
 
 #[test]
-fn our_listener_echoes_every_message_of_the_official_sender() {
-    listener_and_sender_exchange(Impl::Ours, Impl::Official, false);
+fn our_listener_echoes_every_message_of_the_official_1_3_sender() {
+    listener_and_sender_exchange(Impl::Ours("1"), Impl::Official1, false);
 }
 
 #[test]
-fn official_listener_echoes_every_message_of_our_sender() {
-    listener_and_sender_exchange(Impl::Official, Impl::Ours, false);
+fn official_1_3_listener_echoes_every_message_of_our_sender() {
+    listener_and_sender_exchange(Impl::Official1, Impl::Ours("1"), false);
 }
 
 #[test]
 fn our_listener_echoes_every_message_of_our_sender() {
-    listener_and_sender_exchange(Impl::Ours, Impl::Ours, false);
+    listener_and_sender_exchange(Impl::Ours("1"), Impl::Ours("1"), false);
 }
 
 #[test]
-fn our_listener_echoes_every_message_of_the_official_sender_with_mls() {
-    listener_and_sender_exchange(Impl::Ours, Impl::Official, true);
+fn our_listener_echoes_every_message_of_the_official_1_3_sender_with_mls() {
+    listener_and_sender_exchange(Impl::Ours("1"), Impl::Official1, true);
 }
 
 #[test]
-fn official_listener_echoes_every_message_of_our_sender_with_mls() {
-    listener_and_sender_exchange(Impl::Official, Impl::Ours, true);
+fn official_1_3_listener_echoes_every_message_of_our_sender_with_mls() {
+    listener_and_sender_exchange(Impl::Official1, Impl::Ours("1"), true);
 }
 
 #[test]
 fn our_listener_echoes_every_message_of_our_sender_with_mls() {
-    listener_and_sender_exchange(Impl::Ours, Impl::Ours, true);
+    listener_and_sender_exchange(Impl::Ours("1"), Impl::Ours("1"), true);
+}
+
+#[test]
+fn our_v3_listener_echoes_every_message_of_the_official_3_3_8_sender() {
+    listener_and_sender_exchange(Impl::Ours("3"), Impl::Official3, false);
+}
+
+#[test]
+fn official_3_3_8_listener_echoes_every_message_of_our_v3_sender() {
+    listener_and_sender_exchange(Impl::Official3, Impl::Ours("3"), false);
+}
+
+#[test]
+fn our_v3_listener_and_sender_exchange_with_mls() {
+    listener_and_sender_exchange(Impl::Ours("3"), Impl::Ours("3"), true);
+}
+
+#[test]
+fn ours_and_the_official_3_3_8_example_exchange_through_the_official_node() {
+    exchange_through(official_node(), Impl::Official3, Impl::Ours("3"), false);
+    exchange_through(official_node(), Impl::Ours("3"), Impl::Official3, false);
 }
 
 #[test]
 fn our_sender_without_remote_fails_with_the_official_error() {
     let (_node, url) = node();
     let mut sender = p2p(
-        Impl::Ours,
+        Impl::Ours("3"),
         "p2p-no-remote",
         &[
             "--local",

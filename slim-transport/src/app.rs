@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::Name;
+use crate::forwarder::ForwardError;
 use crate::identity::{IdentityProvider as _, SharedSecret, unix_now};
 use crate::session::{self, Context, Dispatch, Event, JobId, SessionLayer, WallClock};
 use crate::wire::{self, SlimHeader, Subscribe, Unsubscribe, message::MessageType};
@@ -515,6 +516,71 @@ impl crate::service::Service {
     pub async fn app(&self, name: Name, identity: SharedSecret) -> Result<App, SessionError> {
         let conn = self.local_connection();
         App::start(name, identity, conn.id, conn.tx, conn.rx).await
+    }
+
+    /// Starts an app that speaks the SLIM v3 wire: the same session layer
+    /// behind a [`crate::codec3::Codec3`] edge on a v3 local connection
+    /// (link this service to a node with a v3 link).
+    pub async fn app_v3(&self, name: Name, identity: SharedSecret) -> Result<App, SessionError> {
+        let conn = self.local_connection3();
+        let own_v1 = instance_id(crate::identity::IdentityProvider::id(&identity));
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+        let codec = crate::codec3::Codec3::new(&identity, own_v1, key);
+        let (app_tx, from_app) = mpsc::channel::<wire::Message>(1024);
+        let (to_app, app_rx) = mpsc::channel::<Result<wire::Message, ForwardError>>(1024);
+        tokio::spawn(run_codec3(codec, from_app, to_app, conn.tx, conn.rx));
+        App::start(name, identity, conn.id, app_tx, app_rx).await
+    }
+}
+
+/// Pumps frames between an app's session layer and its v3 connection
+/// through the codec; ends when either side goes away.
+async fn run_codec3(
+    mut codec: crate::codec3::Codec3,
+    mut from_app: mpsc::Receiver<wire::Message>,
+    to_app: mpsc::Sender<Result<wire::Message, ForwardError>>,
+    to_wire: mpsc::Sender<crate::wire3::Message>,
+    mut from_wire: mpsc::Receiver<Result<crate::wire3::Message, ForwardError>>,
+) {
+    loop {
+        tokio::select! {
+            m = from_app.recv() => {
+                let Some(m) = m else { return };
+                match codec.outbound(m, unix_now(), Instant::now()) {
+                    Ok(out) => {
+                        for w in out.wire {
+                            if to_wire.send(w).await.is_err() {
+                                return;
+                            }
+                        }
+                        for l in out.local {
+                            if to_app.send(Ok(l)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "frame not sent: no SLIM v3 form"),
+                }
+            }
+            r = from_wire.recv() => {
+                let Some(r) = r else { return };
+                let item = match r {
+                    Ok(m) => match codec.inbound(m, Instant::now()) {
+                        Ok(Some(m)) => Ok(m),
+                        Ok(None) => continue,
+                        Err(e) => {
+                            warn!(error = %e, "SLIM v3 frame dropped");
+                            continue;
+                        }
+                    },
+                    Err(e) => Err(e),
+                };
+                if to_app.send(item).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! sessions and MLS build on these.
 
 pub mod app;
+pub mod codec3;
 pub mod config;
 pub mod forwarder;
 pub mod grpc;

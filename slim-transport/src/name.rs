@@ -81,6 +81,49 @@ pub fn hash_component(s: &str) -> u64 {
     h.finish()
 }
 
+/// v3 ids at or above `u128::MAX - 50` are reserved for the protocol.
+const RESERVED_V3_IDS: u128 = 50;
+
+/// The v3 instance id of an app whose verified identity (`sub`) is `sub`:
+/// XXH3-128 (seed 0) of its UTF-8 bytes, folded out of the reserved range.
+/// Peers recompute it from the `sub` of a verified token.
+pub fn app_id_v3(sub: &str) -> u128 {
+    let id = twox_hash::XxHash3_128::oneshot(sub.as_bytes());
+    if id >= u128::MAX - RESERVED_V3_IDS {
+        id % (u128::MAX - RESERVED_V3_IDS)
+    } else {
+        id
+    }
+}
+
+/// The v3 data and control channel ids of group `org/ns/name` created by
+/// the moderator whose `sub` is `sub`: XXH3-128 of
+/// `"{sub}/{org}/{ns}/{name}/data"` and `".../control"` with seed 0, or the
+/// next seed (up to 10) while the two collide. `None` when every seed
+/// collides.
+pub fn channel_ids_v3(sub: &str, org: &str, ns: &str, name: &str) -> Option<(u128, u128)> {
+    let data = format!("{sub}/{org}/{ns}/{name}/data");
+    let control = format!("{sub}/{org}/{ns}/{name}/control");
+    let fold = |id: u128| {
+        if id >= u128::MAX - RESERVED_V3_IDS {
+            id % (u128::MAX - RESERVED_V3_IDS - 1) + 1
+        } else {
+            id
+        }
+    };
+    (0..=10u64).find_map(|seed| {
+        let d = fold(twox_hash::XxHash3_128::oneshot_with_seed(
+            seed,
+            data.as_bytes(),
+        ));
+        let c = fold(twox_hash::XxHash3_128::oneshot_with_seed(
+            seed,
+            control.as_bytes(),
+        ));
+        (d != c).then_some((d, c))
+    })
+}
+
 /// Errors from parsing or decoding a [`Name`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
@@ -279,6 +322,23 @@ impl FromStr for Name {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v3_app_id_is_xxh3_128_of_the_subject() {
+        // The upstream test vector.
+        assert_eq!(
+            app_id_v3("did:key:z6Mkfvtar6ATQYC5jXqVLBjCH8R6AUAuKjta6LsFcG4gUND1"),
+            0x48b1da600caab75fa73e4fe334bf1482
+        );
+    }
+
+    #[test]
+    fn v3_channel_ids_differ_and_depend_on_the_moderator() {
+        let (d, c) = channel_ids_v3("org/ns/mod_abc", "org", "ns", "chan").unwrap();
+        assert_ne!(d, c);
+        let (d2, _) = channel_ids_v3("org/ns/other_xyz", "org", "ns", "chan").unwrap();
+        assert_ne!(d, d2);
+    }
 
     #[test]
     fn component_hash_matches_slim_v1_3_vectors() {

@@ -44,7 +44,7 @@ async fn connections_over_the_limit_are_refused_with_resource_exhausted() {
     let (_t2, s2) = open(addr).await;
     assert!(s1.is_ok() && s2.is_ok());
     let (_t3, s3) = open(addr).await;
-    let err = s3.err().expect("third connection refused");
+    let err = s3.expect_err("third connection refused");
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
     // A slot frees when a connection ends.
     drop((_t1, s1));

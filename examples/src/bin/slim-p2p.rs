@@ -25,7 +25,7 @@ use slim_transport::app::{
     App, ConnId, Session, SessionConfig, SessionError, SessionEvent, SessionKind,
 };
 use slim_transport::identity::SharedSecret;
-use slim_transport::service::Service;
+use slim_transport::service::{Generation, LinkOptions, Service};
 use tokio::task::JoinSet;
 
 /// How long either side waits for the next message (as the official one).
@@ -63,6 +63,9 @@ struct Args {
     /// Number of request/reply cycles in sender mode
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     iterations: u32,
+    /// SLIM wire generation: 3 (official 2.x/3.x) or 1 (official 1.3/1.4)
+    #[arg(long, default_value = "3", value_parser = ["1", "3"])]
+    protocol: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,13 +133,22 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), Error> {
     let local = parse_name(&args.local)?;
     let service = Service::new();
+    let v3 = args.protocol == "3";
+    let link = LinkOptions {
+        generation: Some(if v3 { Generation::V3 } else { Generation::V1 }),
+        ..LinkOptions::default()
+    };
     let conn = service
-        .connect(&args.slim)
+        .connect_with(&args.slim, link)
         .await
         .map_err(|e| Error::Connect(args.slim.clone(), e))?;
     println!("Using shared-secret authentication.");
     let identity = SharedSecret::new(&args.local, &args.shared_secret)?;
-    let app = service.app(local.clone(), identity).await?;
+    let app = if v3 {
+        service.app_v3(local.clone(), identity).await?
+    } else {
+        service.app(local.clone(), identity).await?
+    };
     let instance = app.name().id().to_string();
     print_line(&instance, "Created app");
     app.subscribe(&local, Some(conn)).await?;
