@@ -1,5 +1,6 @@
 //! Runs a Go program (`testdata/go/behaviour/main.go.tmpl`) against the stubs generated for
-//! `testdata/protos/golang/` and the runtime shims of `testdata/go/`, for both runtime layouts.
+//! `testdata/protos/golang/`, their real protoc-gen-go message types and protobuf module, and
+//! the slim-bindings-go shims of `testdata/go/`, for both runtime layouts.
 //! It checks what the generated code does, not only that it compiles: Unimplemented answers
 //! (not Internal), wrapped RpcErrors kept through errors.As, errors sent instead of closing a
 //! stream, deadline/metadata passed to the channel, a cancelled context failing fast, wire

