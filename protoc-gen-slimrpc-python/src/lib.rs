@@ -9,7 +9,7 @@
 //! imports and renders `templates/python/`; it does no protobuf decoding of its own.
 //!
 //! Parameters (`--slimrpc-python_out=KEY=VALUE,...:dir` or buf `opt:`):
-//! * `runtime=v3|v1` — the official bindings line: `v3` (default) = `slim-bindings` 2.x/3.x
+//! * `runtime=v3|v1` — the official bindings line: `v3` (default) = `slim-bindings` 3.x
 //!   (checked against 3.3.8), `v1` = 1.3/1.4 (checked against 1.3.0; the output the plugin
 //!   wrote before this parameter existed), the same values as the Go plugin's `runtime=`;
 //! * `imports=absolute|relative` — how `_pb2` modules of the request's own files are imported

@@ -25,7 +25,7 @@ const LINE_LENGTH: usize = 88;
 /// identity (`Context.peer_subject()` / `peer_issuer()`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Runtime {
-    /// slim-bindings 2.x/3.x (v3 wire), checked against 3.3.8.
+    /// slim-bindings 3.x (v3 wire), checked against 3.3.8.
     #[default]
     V3,
     /// slim-bindings 1.3/1.4 (v1 wire), checked against 1.3.0; output as before `runtime=`.

@@ -23,8 +23,8 @@ Per service ``X``:
 
 Wire names are exported as ``X_SERVICE_NAME`` and ``X_<METHOD>_METHOD``.
 
-Written for slim-bindings 2.x/3.x (plugin parameter ``runtime=v3``, the
-default); ``runtime=v1`` writes stubs for slim-bindings 1.3/1.4.
+Written for slim-bindings 3.x (plugin parameter ``runtime=v3``, the default);
+``runtime=v1`` writes stubs for slim-bindings 1.3/1.4.
 """
 
 from __future__ import annotations
