@@ -395,6 +395,12 @@ fn protoc_gen_go_output(
 /// runtime's API shim (`replace`), then runs `go vet` and `go build` on every generated
 /// package (and on `extra_main`, when given).
 ///
+/// `SLIMRPC_GO_BINDINGS_V3` / `SLIMRPC_GO_BINDINGS_V1` name a checkout of the real
+/// slim-bindings-go module (its `/v3` line, or the 1.x line) to use instead of the shim: the
+/// golden and design-note tests then compile against the real module (cgo type-checks with
+/// the header it ships; non-main packages are not linked, so its native library is not
+/// needed). The behaviour test needs the shims' test hooks.
+///
 /// `generated` maps output names (as the plugin wrote them) to contents; `outputs` maps each
 /// generated proto file to its output name.
 pub fn go_vet(
@@ -417,7 +423,16 @@ pub fn go_vet(
     let mods = ws.join("mods");
     let mut modules: BTreeMap<String, PathBuf> = BTreeMap::new();
     let dst = mods.join(rt_shim);
-    write_tree(&dst, &read_tree(&testdata().join("go").join(rt_shim)));
+    let rt_source = std::env::var_os(match runtime {
+        Runtime::V3 => "SLIMRPC_GO_BINDINGS_V3",
+        Runtime::V1 => "SLIMRPC_GO_BINDINGS_V1",
+    })
+    .map(PathBuf::from);
+    // A real checkout links against its native library, which is not here: main packages
+    // are then only vetted (type-checked), not built.
+    let link_main = rt_source.is_none();
+    let rt_source = rt_source.unwrap_or_else(|| testdata().join("go").join(rt_shim));
+    write_tree(&dst, &read_tree(&rt_source));
     modules.insert(rt_module.to_string(), dst);
     let mut dir_of = |import_path: &str| -> PathBuf {
         assert!(
@@ -485,13 +500,20 @@ pub fn go_vet(
     std::fs::write(main.join("go.mod"), gomod).expect("write go.mod");
     std::fs::copy(pinned_modules_dir().join("go.sum"), main.join("go.sum")).expect("copy go.sum");
     let mut targets: Vec<String> = vet_packages.into_iter().collect();
+    let mut build_targets = targets.clone();
     if let Some((file, content)) = extra_main {
         std::fs::write(main.join(file), content).expect("write main");
         targets.push("slimrpc.test/vet".to_string());
+        if link_main {
+            build_targets.push("slimrpc.test/vet".to_string());
+        }
     }
     run(go_cmd().current_dir(&main).arg("vet").args(&targets));
     // Non-main packages are compiled and discarded; a main package lands in the scratch dir.
-    run(go_cmd().current_dir(&main).arg("build").args(&targets));
+    run(go_cmd()
+        .current_dir(&main)
+        .arg("build")
+        .args(&build_targets));
     main.display().to_string()
 }
 

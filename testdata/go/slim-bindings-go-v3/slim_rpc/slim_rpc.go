@@ -270,6 +270,8 @@ type ChannelInterface interface {
 	CallMulticastUnaryStreamAsync(serviceName string, methodName string, request []byte, timeout *time.Duration, metadata *map[string]string) (*MulticastResponseReader, error)
 	CallMulticastStreamUnary(serviceName string, methodName string, timeout *time.Duration, metadata *map[string]string) *MulticastBidiStreamHandler
 	CallMulticastStreamStream(serviceName string, methodName string, timeout *time.Duration, metadata *map[string]string) *MulticastBidiStreamHandler
+	CloseAsync(timeout *time.Duration) error
+	CloseBlocking(timeout *time.Duration) error
 }
 
 // ServerInterface registers handlers.
