@@ -356,6 +356,7 @@ impl App {
                 base: Instant::now(),
                 unix_at_base: unix_now(),
             },
+            aad: None,
         };
         // MLS is on by default: sessions build their group state from the
         // app's own shared secret (`set_crypto` can replace the factory).
@@ -504,6 +505,12 @@ impl App {
         lock(&self.shared.state).layer.set_accept_filter(factory);
     }
 
+    /// Sessions created from now on authenticate each MSG's header with
+    /// `aad` (the SLIM v3 edge sets it).
+    pub fn set_aad(&self, aad: session::AadFn) {
+        lock(&self.shared.state).layer.set_aad(aad);
+    }
+
     /// Inbound messages that reached no session and were dropped, by reason.
     pub fn dropped_counters(&self) -> session::Counters {
         lock(&self.shared.state).layer.counters()
@@ -527,10 +534,16 @@ impl crate::service::Service {
         let mut key = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
         let codec = crate::codec3::Codec3::new(&identity, own_v1, key);
+        let aad = codec.aad_fn();
         let (app_tx, from_app) = mpsc::channel::<wire::Message>(1024);
         let (to_app, app_rx) = mpsc::channel::<Result<wire::Message, ForwardError>>(1024);
         tokio::spawn(run_codec3(codec, from_app, to_app, conn.tx, conn.rx));
-        App::start(name, identity, conn.id, app_tx, app_rx).await
+        let app = App::start(name, identity.clone(), conn.id, app_tx, app_rx).await?;
+        // v3 groups use the P-256 suite (0x0002) of the official 3.x line,
+        // and authenticate each MSG's v3 header as its MLS AAD.
+        app.set_crypto(session::mls_factory_v3(identity));
+        app.set_aad(aad);
+        Ok(app)
     }
 }
 

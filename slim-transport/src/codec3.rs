@@ -23,6 +23,7 @@
 //! refused with a [`CodecError`]. Synchronous and I/O-free; time comes in.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -72,14 +73,38 @@ pub struct Outbound {
     pub local: Vec<wire::Message>,
 }
 
+/// Our ids and every peer's, shared with the AAD hook of the sessions.
+#[derive(Debug, Default)]
+struct Ids {
+    own_v1: u64,
+    own_v3: u128,
+    /// 64-bit stand-in -> 128-bit id of every peer seen.
+    peers: HashMap<u64, u128>,
+}
+
+impl Ids {
+    fn out(&self, id: u64) -> u128 {
+        if id == NULL_ID {
+            NULL_ID128
+        } else if id == self.own_v1 {
+            self.own_v3
+        } else {
+            self.peers.get(&id).copied().unwrap_or(u128::from(id))
+        }
+    }
+}
+
+fn lock(ids: &Mutex<Ids>) -> MutexGuard<'_, Ids> {
+    ids.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The translation state of one app.
 pub struct Codec3 {
     identity: SharedSecret,
     signing: ed25519_dalek::SigningKey,
     own_v1: u64,
     own_v3: u128,
-    /// 64-bit stand-in -> 128-bit id of every peer seen.
-    peers: HashMap<u64, u128>,
+    ids: Arc<Mutex<Ids>>,
     /// Last frame from each (session, peer stand-in).
     heard: HashMap<(u32, u64), Instant>,
     /// PINGs we made up from heartbeats, by (session, message id): our
@@ -94,6 +119,31 @@ impl std::fmt::Debug for Codec3 {
             .field("own_v1", &self.own_v1)
             .field("own_v3", &format_args!("{:032x}", self.own_v3))
             .finish_non_exhaustive()
+    }
+}
+
+fn id_of(n: &wire::Name) -> u64 {
+    n.name.map_or(NULL_ID, |e| e.component_3)
+}
+
+/// The v3 form of v1 name `n` with instance id `id`.
+fn name_with(n: &wire::Name, id: u128) -> wire3::Name {
+    let e = n.name.unwrap_or_default();
+    wire3::Name {
+        name: Some(wire3::EncodedName {
+            component_0: e.component_0,
+            component_1: e.component_1,
+            component_2: e.component_2,
+            name_id: Some(wire3::NameId {
+                id_0: (id >> 64) as u64,
+                id_1: id as u64,
+            }),
+        }),
+        str_name: n.str_name.as_ref().map(|s| wire3::StringName {
+            str_component_0: s.str_component_0.clone(),
+            str_component_1: s.str_component_1.clone(),
+            str_component_2: s.str_component_2.clone(),
+        }),
     }
 }
 
@@ -119,7 +169,11 @@ impl Codec3 {
             signing,
             own_v1,
             own_v3,
-            peers: HashMap::new(),
+            ids: Arc::new(Mutex::new(Ids {
+                own_v1,
+                own_v3,
+                peers: HashMap::new(),
+            })),
             heard: HashMap::new(),
             made_up: HashMap::new(),
             next_ping_id: 1,
@@ -132,13 +186,42 @@ impl Codec3 {
     }
 
     fn id_out(&self, id: u64) -> u128 {
-        if id == NULL_ID {
-            NULL_ID128
-        } else if id == self.own_v1 {
-            self.own_v3
-        } else {
-            self.peers.get(&id).copied().unwrap_or(u128::from(id))
-        }
+        lock(&self.ids).out(id)
+    }
+
+    /// The hook that gives a session's outbound MSG the MLS authenticated
+    /// data v3 peers check: the HeaderIntegrityAad of the frame as this
+    /// codec will put it on the wire (same names, same identity token).
+    pub fn aad_fn(&self) -> crate::session::AadFn {
+        let ids = self.ids.clone();
+        Arc::new(move |m: &wire::Message| {
+            let Some(wire::message::MessageType::Publish(p)) = &m.message_type else {
+                return Vec::new();
+            };
+            let h = p.header.clone().unwrap_or_default();
+            let sh = p.session.unwrap_or_default();
+            let ids = lock(&ids);
+            let name = |n: &Option<wire::Name>| n.as_ref().map(|n| name_with(n, ids.out(id_of(n))));
+            let kind = v1_type(sh.session_message_type).map(type_out);
+            let payload_type = match &p.msg {
+                Some(wire::Content {
+                    content_type: Some(wire::content::ContentType::AppPayload(a)),
+                }) => a.payload_type.clone(),
+                _ => String::new(),
+            };
+            wire3::HeaderIntegrityAad {
+                version: 1,
+                source: name(&h.source),
+                destination: name(&h.destination),
+                identity: h.identity,
+                session_type: sh.session_type,
+                session_message_type: kind.map_or(sh.session_message_type, |k| k as i32),
+                session_id: sh.session_id,
+                message_id: sh.message_id,
+                payload_type,
+            }
+            .encode_to_vec()
+        })
     }
 
     fn id_in(&mut self, id: u128) -> u64 {
@@ -148,30 +231,13 @@ impl Codec3 {
             self.own_v1
         } else {
             let f = fold(id);
-            self.peers.insert(f, id);
+            lock(&self.ids).peers.insert(f, id);
             f
         }
     }
 
     fn name_out(&self, n: &wire::Name) -> wire3::Name {
-        let e = n.name.unwrap_or_default();
-        let id = self.id_out(e.component_3);
-        wire3::Name {
-            name: Some(wire3::EncodedName {
-                component_0: e.component_0,
-                component_1: e.component_1,
-                component_2: e.component_2,
-                name_id: Some(wire3::NameId {
-                    id_0: (id >> 64) as u64,
-                    id_1: id as u64,
-                }),
-            }),
-            str_name: n.str_name.as_ref().map(|s| wire3::StringName {
-                str_component_0: s.str_component_0.clone(),
-                str_component_1: s.str_component_1.clone(),
-                str_component_2: s.str_component_2.clone(),
-            }),
-        }
+        name_with(n, self.id_out(id_of(n)))
     }
 
     fn name_in(&mut self, n: &wire3::Name) -> wire::Name {
@@ -207,11 +273,24 @@ impl Codec3 {
         }
     }
 
-    fn header_out(&self, h: &wire::SlimHeader, now: u64) -> Result<wire3::SlimHeader, CodecError> {
+    /// The v3 header of `h`. Command frames get a fresh token carrying
+    /// this edge's signing key (they are signed with it); other frames keep
+    /// the session's token, which a MSG's MLS AAD covers.
+    fn header_out(
+        &self,
+        h: &wire::SlimHeader,
+        now: u64,
+        fresh_token: bool,
+    ) -> Result<wire3::SlimHeader, CodecError> {
+        let identity = if fresh_token || h.identity.is_empty() {
+            self.identity.token_at(now)?
+        } else {
+            h.identity.clone()
+        };
         Ok(wire3::SlimHeader {
             source: h.source.as_ref().map(|n| self.name_out(n)),
             destination: h.destination.as_ref().map(|n| self.name_out(n)),
-            identity: self.identity.token_at(now)?,
+            identity,
             fanout: h.fanout,
             version: wire3::SLIM_VERSION.to_string(),
             ttl: wire3::DEFAULT_TTL,
@@ -450,7 +529,7 @@ impl Codec3 {
                 header: s
                     .header
                     .as_ref()
-                    .map(|h| self.header_out(h, now))
+                    .map(|h| self.header_out(h, now, false))
                     .transpose()?,
                 subscription_id: s.subscription_id,
             })),
@@ -458,7 +537,7 @@ impl Codec3 {
                 header: u
                     .header
                     .as_ref()
-                    .map(|h| self.header_out(h, now))
+                    .map(|h| self.header_out(h, now, false))
                     .transpose()?,
                 subscription_id: u.subscription_id,
             })),
@@ -500,7 +579,11 @@ impl Codec3 {
                     None => return Err(CodecError::Unsupported(sh.session_message_type)),
                 };
                 Some(T3::Publish(wire3::Publish {
-                    header: Some(self.header_out(h, now)?),
+                    header: Some(self.header_out(
+                        h,
+                        now,
+                        is_command(session_message_type as i32),
+                    )?),
                     session: Some(wire3::SessionHeader {
                         session_type: sh.session_type,
                         session_message_type: session_message_type as i32,

@@ -160,6 +160,10 @@ use crate::identity::{
 
 /// The SLIM v1.3 ciphersuite (0x0001).
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// The ciphersuite of SLIM v3 (official 2.x/3.x) groups by default:
+/// P-256 ECDH and ECDSA, AES-128-GCM, SHA-256 (0x0002).
+pub const CIPHERSUITE_V3: Ciphersuite = Ciphersuite::MLS_128_DHKEMP256_AES128GCM_SHA256_P256;
 /// How many past epochs keep their application secrets (matches mls-rs).
 pub const MAX_PAST_EPOCHS: usize = 3;
 /// How many early commits a [`CommitQueue`] holds at most.
@@ -340,6 +344,7 @@ pub struct Decrypted {
 /// One member's MLS state for one session.
 pub struct MlsState {
     provider: LeanProvider,
+    suite: Ciphersuite,
     identity: SharedSecret,
     verifier: Arc<dyn IdentityVerifier>,
     clock: Clock,
@@ -368,13 +373,20 @@ impl fmt::Debug for MlsState {
     }
 }
 
-/// Our Ed25519 signature key pair, with the dalek signing key expanded
-/// once. `SignatureKeyPair` rebuilds it from the private bytes on every
+/// Our signature key pair. Ed25519 keeps the dalek signing key expanded
+/// once: `SignatureKeyPair` rebuilds it from the private bytes on every
 /// signature (a base-point multiplication to recompute the public key); that
 /// was about 40% of the cost of encrypting each MLS application message.
+/// P-256 (the v3 suite) signs ECDSA-SHA256 with DER signatures, as the
+/// RustCrypto provider and mls-rs expect.
 struct MlsSigner {
     pair: SignatureKeyPair,
-    key: ed25519_dalek::SigningKey,
+    key: SignerKey,
+}
+
+enum SignerKey {
+    Ed25519(ed25519_dalek::SigningKey),
+    P256(p256::ecdsa::SigningKey),
 }
 
 impl MlsSigner {
@@ -385,8 +397,17 @@ impl MlsSigner {
 
 impl openmls_traits::signatures::Signer for MlsSigner {
     fn sign(&self, payload: &[u8]) -> Result<Vec<u8>, openmls_traits::signatures::SignerError> {
-        use ed25519_dalek::Signer as _;
-        Ok(self.key.sign(payload).to_bytes().to_vec())
+        match &self.key {
+            SignerKey::Ed25519(k) => {
+                use ed25519_dalek::Signer as _;
+                Ok(k.sign(payload).to_bytes().to_vec())
+            }
+            SignerKey::P256(k) => {
+                use p256::ecdsa::signature::Signer as _;
+                let sig: p256::ecdsa::Signature = k.sign(payload);
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+        }
     }
 
     fn signature_scheme(&self) -> SignatureScheme {
@@ -394,19 +415,48 @@ impl openmls_traits::signatures::Signer for MlsSigner {
     }
 }
 
-fn new_signer() -> Result<MlsSigner, MlsError> {
+fn new_signer(suite: Ciphersuite) -> Result<MlsSigner, MlsError> {
     use rand::RngCore as _;
+    if suite.signature_algorithm() == SignatureScheme::ECDSA_SECP256R1_SHA256 {
+        // A P-256 scalar from the thread CSPRNG; retried in the negligible
+        // case that the bytes are not a valid scalar.
+        let key = loop {
+            let mut seed = [0u8; 32];
+            rand::rng().fill_bytes(&mut seed);
+            if let Ok(k) = p256::ecdsa::SigningKey::from_slice(&seed) {
+                seed.fill(0);
+                break k;
+            }
+        };
+        let public = key
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec();
+        let pair = SignatureKeyPair::from_raw(
+            suite.signature_algorithm(),
+            key.to_bytes().to_vec(),
+            public,
+        );
+        return Ok(MlsSigner {
+            pair,
+            key: SignerKey::P256(key),
+        });
+    }
     // A fresh Ed25519 seed from the thread CSPRNG (OS-seeded ChaCha).
     let mut seed = [0u8; ed25519_dalek::SECRET_KEY_LENGTH];
     rand::rng().fill_bytes(&mut seed);
     let key = ed25519_dalek::SigningKey::from_bytes(&seed);
     let pair = SignatureKeyPair::from_raw(
-        CIPHERSUITE.signature_algorithm(),
+        suite.signature_algorithm(),
         seed.to_vec(),
         key.verifying_key().to_bytes().to_vec(),
     );
     seed.fill(0);
-    Ok(MlsSigner { pair, key })
+    Ok(MlsSigner {
+        pair,
+        key: SignerKey::Ed25519(key),
+    })
 }
 
 /// How far back and ahead of a sender's newest generation a message still
@@ -421,9 +471,9 @@ fn sender_ratchet() -> SenderRatchetConfiguration {
     SenderRatchetConfiguration::new(SENDER_RATCHET_WINDOW, SENDER_RATCHET_WINDOW)
 }
 
-fn create_config() -> MlsGroupCreateConfig {
+fn create_config(suite: Ciphersuite) -> MlsGroupCreateConfig {
     MlsGroupCreateConfig::builder()
-        .ciphersuite(CIPHERSUITE)
+        .ciphersuite(suite)
         .use_ratchet_tree_extension(true)
         .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
         .max_past_epochs(MAX_PAST_EPOCHS)
@@ -497,6 +547,19 @@ impl MlsState {
         Self::with_clock(identity, verifier, Arc::new(unix_now))
     }
 
+    /// A fresh state of ciphersuite `suite` ([`CIPHERSUITE`] for v1 groups,
+    /// [`CIPHERSUITE_V3`] for v3 ones), on the system clock.
+    pub fn with_suite(
+        identity: SharedSecret,
+        verifier: Arc<dyn IdentityVerifier>,
+        suite: Ciphersuite,
+    ) -> Result<Self, MlsError> {
+        let mut s = Self::with_clock(identity, verifier, Arc::new(unix_now))?;
+        s.suite = suite;
+        s.signer = new_signer(suite)?;
+        Ok(s)
+    }
+
     /// A fresh state whose token minting and checking use `clock`.
     pub fn with_clock(
         identity: SharedSecret,
@@ -508,7 +571,8 @@ impl MlsState {
             identity,
             verifier,
             clock,
-            signer: new_signer()?,
+            signer: new_signer(CIPHERSUITE)?,
+            suite: CIPHERSUITE,
             pending_signer: None,
             pending_minted: 0,
             group: None,
@@ -589,7 +653,7 @@ impl MlsState {
     pub fn key_package(&mut self) -> Result<Vec<u8>, MlsError> {
         let (cred, minted) = self.mint(&self.signer)?;
         let bundle = KeyPackage::builder()
-            .build(CIPHERSUITE, &self.provider, &self.signer, cred)
+            .build(self.suite, &self.provider, &self.signer, cred)
             .map_err(om("key package"))?;
         self.token_minted = minted;
         let bytes = to_bytes(&MlsMessageOut::from(bundle.key_package().clone()))?;
@@ -603,8 +667,13 @@ impl MlsState {
             return Err(MlsError::AlreadyInGroup);
         }
         let (cred, minted) = self.mint(&self.signer)?;
-        let group = MlsGroup::new(&self.provider, &self.signer, &create_config(), cred)
-            .map_err(om("create group"))?;
+        let group = MlsGroup::new(
+            &self.provider,
+            &self.signer,
+            &create_config(self.suite),
+            cred,
+        )
+        .map_err(om("create group"))?;
         self.group = Some(group);
         self.token_minted = minted;
         self.commit_id = 0;
@@ -657,7 +726,7 @@ impl MlsState {
             let kp = kp_in
                 .validate(self.provider.crypto(), ProtocolVersion::Mls10)
                 .map_err(om("key package validation"))?;
-            if kp.ciphersuite() != CIPHERSUITE {
+            if kp.ciphersuite() != self.suite {
                 return Err(MlsError::WrongCiphersuite(format!(
                     "{:?}",
                     kp.ciphersuite()
@@ -757,7 +826,7 @@ impl MlsState {
                 });
             }
         };
-        if welcome.ciphersuite() != CIPHERSUITE {
+        if welcome.ciphersuite() != self.suite {
             return Err(MlsError::WrongCiphersuite(format!(
                 "{:?}",
                 welcome.ciphersuite()
@@ -1008,8 +1077,15 @@ impl MlsState {
 
     /// Encrypts an application payload: MLSMessage(PrivateMessage), empty AAD.
     pub fn encrypt(&mut self, plain: &[u8]) -> Result<Vec<u8>, MlsError> {
+        self.encrypt_with_aad(plain, &[])
+    }
+
+    /// Encrypts an application message whose authenticated data is `aad`
+    /// (SLIM v3 binds the message header this way).
+    pub fn encrypt_with_aad(&mut self, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>, MlsError> {
         let (provider, signer) = (&self.provider, &self.signer);
         let group = active_mut(&mut self.group)?;
+        group.set_aad(aad.to_vec());
         let msg = group
             .create_message(provider, signer, plain)
             .map_err(om("encrypt"))?;
@@ -1089,7 +1165,7 @@ impl MlsState {
     /// Ed25519 key and a token minted now in our leaf. Merged locally.
     pub fn refresh_credential(&mut self) -> Result<CommitOut, MlsError> {
         self.group()?;
-        let new = new_signer()?;
+        let new = new_signer(self.suite)?;
         let (cred, minted) = self.mint(&new)?;
         let provider = &self.provider;
         let old = &self.signer;
@@ -1128,7 +1204,7 @@ impl MlsState {
     /// groups only: SLIM v1.3 does not handle proposals.
     pub fn propose_refresh(&mut self) -> Result<Vec<u8>, MlsError> {
         self.group()?;
-        let new = new_signer()?;
+        let new = new_signer(self.suite)?;
         let (cred, minted) = self.mint(&new)?;
         let provider = &self.provider;
         let old = &self.signer;

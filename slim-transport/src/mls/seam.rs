@@ -43,6 +43,17 @@ impl MlsSessionCrypto {
         Ok(Self::from_state(MlsState::new(identity, verifier)?))
     }
 
+    /// A member of a group of ciphersuite `suite` (v3: P-256).
+    pub fn with_suite(
+        identity: SharedSecret,
+        verifier: Arc<dyn IdentityVerifier>,
+        suite: openmls::prelude::Ciphersuite,
+    ) -> Result<Self, MlsError> {
+        Ok(Self::from_state(MlsState::with_suite(
+            identity, verifier, suite,
+        )?))
+    }
+
     /// Wraps an existing state (e.g. one with an injected clock).
     pub fn from_state(state: MlsState) -> Self {
         Self {
@@ -148,6 +159,11 @@ impl MlsSessionCrypto {
     /// Encrypts one MSG payload.
     pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, MlsError> {
         self.state.encrypt(plaintext)
+    }
+
+    /// Encrypts one MSG payload with `aad` as its authenticated data.
+    pub fn encrypt_with_aad(&mut self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, MlsError> {
+        self.state.encrypt_with_aad(plaintext, aad)
     }
 
     /// Decrypts one MSG payload (the sender was validated; see

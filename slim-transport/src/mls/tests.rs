@@ -240,8 +240,8 @@ fn key_package_whose_token_claims_another_public_key_is_refused() {
     let clock = VClock::new();
     let mut a = member("org/ns/a", &clock);
     a.create_group().unwrap();
-    let signer = new_signer().unwrap();
-    let other = new_signer().unwrap();
+    let signer = new_signer(CIPHERSUITE).unwrap();
+    let other = new_signer(CIPHERSUITE).unwrap();
     let mallory = SharedSecret::new("org/ns/mallory", SECRET).unwrap();
 
     let claims_other = crafted_key_package(&mallory.with_public_key(other.public()), &signer);
@@ -708,8 +708,8 @@ fn update_proposal_with_a_stale_token_is_refused() {
 fn signer_signatures_verify_under_its_advertised_public_key() {
     use openmls_traits::crypto::OpenMlsCrypto as _;
     use openmls_traits::signatures::Signer as _;
-    let signer = new_signer().unwrap();
-    let other = new_signer().unwrap();
+    let signer = new_signer(CIPHERSUITE).unwrap();
+    let other = new_signer(CIPHERSUITE).unwrap();
     let crypto = openmls_rust_crypto::RustCrypto::default();
     let sig = signer.sign(b"payload").unwrap();
     assert_eq!(signer.signature_scheme(), SignatureScheme::ED25519);
@@ -728,4 +728,44 @@ fn signer_signatures_verify_under_its_advertised_public_key() {
             .verify_signature(SignatureScheme::ED25519, b"payload", other.public(), &sig)
             .is_err()
     );
+}
+
+fn member_v3(name: &str) -> MlsState {
+    let identity = SharedSecret::new(name, SECRET).unwrap();
+    let verifier: Arc<dyn IdentityVerifier> =
+        Arc::new(SharedSecret::new("verifier", SECRET).unwrap());
+    MlsState::with_suite(identity, verifier, CIPHERSUITE_V3).unwrap()
+}
+
+#[test]
+fn v3_groups_use_p256_leaf_keys_and_carry_the_aad_with_each_message() {
+    let mut a = member_v3("org/ns/a");
+    let mut b = member_v3("org/ns/b");
+    // The leaf key (and the token's pubkey claim) is an uncompressed P-256
+    // point, as 3.x peers expect.
+    assert_eq!(a.signer.public().len(), 65);
+    assert_eq!(a.signer.public()[0], 0x04);
+    a.create_group().unwrap();
+    add(&mut a, &mut [], &mut b);
+    let ct = a.encrypt_with_aad(b"hello", b"the header").unwrap();
+    let d = b.decrypt(&ct).unwrap();
+    assert_eq!(d.payload, b"hello");
+    // The AAD travels in clear in the PrivateMessage (authenticated).
+    assert!(ct.windows(10).any(|w| w == b"the header"));
+    let plain = a.encrypt(b"hello").unwrap();
+    assert!(!plain.windows(10).any(|w| w == b"the header"));
+    roundtrip(&mut b, &mut [&mut a], b"back");
+}
+
+#[test]
+fn v1_and_v3_suites_do_not_mix() {
+    let clock = VClock::new();
+    let mut v1 = member("org/ns/a", &clock);
+    let mut v3 = member_v3("org/ns/b");
+    v1.create_group().unwrap();
+    let kp = v3.key_package().unwrap();
+    assert!(matches!(
+        v1.add_member(&kp),
+        Err(MlsError::WrongCiphersuite(_))
+    ));
 }

@@ -89,6 +89,12 @@ pub trait SessionCrypto: Send {
     fn process_commit(&mut self, commit: &[u8]) -> Result<(), CryptoError>;
     /// Encrypts one MSG payload.
     fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError>;
+    /// Encrypts one MSG payload authenticating `aad` with it (SLIM v3);
+    /// without MLS the AAD has nothing to bind to.
+    fn encrypt_with_aad(&mut self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let _ = aad;
+        self.encrypt(plaintext)
+    }
     /// Decrypts one MSG payload.
     fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError>;
 }
@@ -197,9 +203,28 @@ impl SessionCrypto for crate::mls::MlsSessionCrypto {
     fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         crate::mls::MlsSessionCrypto::encrypt(self, plaintext).map_err(from_mls)
     }
+    fn encrypt_with_aad(&mut self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        crate::mls::MlsSessionCrypto::encrypt_with_aad(self, plaintext, aad).map_err(from_mls)
+    }
     fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         crate::mls::MlsSessionCrypto::decrypt(self, ciphertext).map_err(from_mls)
     }
+}
+
+/// As [`mls_factory`] for SLIM v3 groups: ciphersuite 0x0002 (P-256), as
+/// the official 2.x/3.x lines use by default.
+pub fn mls_factory_v3(identity: crate::identity::SharedSecret) -> super::CryptoFactory {
+    let verifier: std::sync::Arc<dyn crate::identity::IdentityVerifier> =
+        std::sync::Arc::new(identity.clone());
+    std::sync::Arc::new(move |_ctx, _moderator| {
+        crate::mls::MlsSessionCrypto::with_suite(
+            identity.clone(),
+            verifier.clone(),
+            crate::mls::CIPHERSUITE_V3,
+        )
+        .map(|c| Box::new(c) as Box<dyn SessionCrypto>)
+        .map_err(from_mls)
+    })
 }
 
 /// The factory every app gets by default: each MLS session builds a fresh

@@ -95,6 +95,11 @@ impl SessionLayer {
         self.accept_filter = Some(factory);
     }
 
+    /// Sets the MSG authenticated-data hook of sessions created from now on.
+    pub fn set_aad(&mut self, aad: super::AadFn) {
+        self.ctx.aad = Some(aad);
+    }
+
     pub fn context(&self) -> &Context {
         &self.ctx
     }

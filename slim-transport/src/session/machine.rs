@@ -600,17 +600,9 @@ impl Session {
         let target = self
             .resolve_member(member)
             .ok_or_else(|| SessionError::NotAMember(member.clone()))?;
-        let blob = self.crypto.encrypt(&payload)?;
         let id = self.rng.random_range((MAX_PUBLISH_ID + 1)..=(u32::MAX - 1));
         metadata.insert(keys::PUBLISH_TO.into(), TRUE.into());
-        let msg = self.out(
-            &target,
-            1,
-            Kind::Msg,
-            id,
-            app_content("msg", blob),
-            metadata,
-        );
+        let msg = self.sealed_msg(&target, 1, id, &payload, metadata)?;
         if let Some(retry) = self.data_retry() {
             self.sender
                 .expect_acks(id, msg.clone(), BTreeSet::from([target]), retry);
@@ -847,8 +839,58 @@ impl Session {
         )
     }
 
-    /// Stamps a fresh identity token and queues the message.
+    /// A MSG carrying `payload`, encrypted. With an AAD hook (SLIM v3) it
+    /// is stamped first and the AAD of the stamped frame is authenticated
+    /// with the payload; [`Self::send`] then keeps that stamp, on every
+    /// retransmission too.
+    fn sealed_msg(
+        &mut self,
+        dst: &Name,
+        fanout: u32,
+        id: u32,
+        payload: &[u8],
+        metadata: HashMap<String, String>,
+    ) -> Result<wire::Message, SessionError> {
+        let Some(aad) = self.ctx.aad.clone() else {
+            let blob = self.crypto.encrypt(payload)?;
+            return Ok(self.out(
+                dst,
+                fanout,
+                Kind::Msg,
+                id,
+                app_content("msg", blob),
+                metadata,
+            ));
+        };
+        let mut msg = self.out(
+            dst,
+            fanout,
+            Kind::Msg,
+            id,
+            app_content("msg", Vec::new()),
+            metadata,
+        );
+        let token = self
+            .ctx
+            .provider
+            .token_at(self.ctx.clock.unix(self.now))
+            .map_err(|e| SessionError::Identity(e.to_string()))?;
+        packet::set_identity(&mut msg, token);
+        let blob = self.crypto.encrypt_with_aad(payload, &aad(&msg))?;
+        packet::set_content(&mut msg, app_content("msg", blob));
+        Ok(msg)
+    }
+
+    /// Stamps a fresh identity token and queues the message (a MSG sealed
+    /// with an AAD keeps the stamp its AAD covers).
     fn send(&mut self, mut msg: wire::Message) {
+        if self.ctx.aad.is_some()
+            && packet::has_identity(&msg)
+            && packet::peek(&msg).map(|p| p.1) == Some(Kind::Msg as i32)
+        {
+            self.outbox.push_back(msg);
+            return;
+        }
         match self.ctx.provider.token_at(self.ctx.clock.unix(self.now)) {
             Ok(token) => {
                 packet::set_identity(&mut msg, token);
@@ -951,16 +993,8 @@ impl Session {
         metadata: HashMap<String, String>,
         ack_from: Vec<Name>,
     ) -> Result<(), SessionError> {
-        let blob = self.crypto.encrypt(&payload)?;
         let id = self.sender.take_id();
-        let msg = self.out(
-            dst,
-            fanout,
-            Kind::Msg,
-            id,
-            app_content("msg", blob),
-            metadata,
-        );
+        let msg = self.sealed_msg(dst, fanout, id, &payload, metadata)?;
         if let Some(retry) = self.data_retry() {
             let audience: BTreeSet<Name> = ack_from.into_iter().collect();
             self.sender.remember(id, &msg, audience.clone());

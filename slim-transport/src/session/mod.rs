@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 use crate::Name;
 use crate::identity::{IdentityProvider, IdentityVerifier};
 
-pub use crypto::{AddOutput, CryptoError, NoCrypto, SessionCrypto, mls_factory};
+pub use crypto::{AddOutput, CryptoError, NoCrypto, SessionCrypto, mls_factory, mls_factory_v3};
 pub use layer::{CryptoFactory, Dispatch, SessionLayer};
 pub use machine::Session;
 
@@ -290,6 +290,11 @@ impl WallClock {
     }
 }
 
+/// Computes the MLS authenticated data of an outbound MSG from the frame
+/// about to be sent, identity stamped (SLIM v3 authenticates the header
+/// this way; v1 has no AAD).
+pub type AadFn = Arc<dyn Fn(&crate::wire::Message) -> Vec<u8> + Send + Sync>;
+
 /// What every session of one app shares: its name and identity.
 #[derive(Clone)]
 pub struct Context {
@@ -298,6 +303,9 @@ pub struct Context {
     pub provider: Arc<dyn IdentityProvider>,
     pub verifier: Arc<dyn IdentityVerifier>,
     pub clock: WallClock,
+    /// Set by a SLIM v3 edge: MSG payloads are encrypted with this AAD and
+    /// keep the identity they were stamped with on every retransmission.
+    pub aad: Option<AadFn>,
 }
 
 impl std::fmt::Debug for Context {

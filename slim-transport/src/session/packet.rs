@@ -226,6 +226,16 @@ pub fn set_destination(msg: &mut wire::Message, dst: &Name) {
     }
 }
 
+/// True when the frame already carries an identity token.
+pub fn has_identity(msg: &wire::Message) -> bool {
+    match &msg.message_type {
+        Some(wire::message::MessageType::Publish(p)) => {
+            p.header.as_ref().is_some_and(|h| !h.identity.is_empty())
+        }
+        _ => false,
+    }
+}
+
 /// Stamps the identity token.
 pub fn set_identity(msg: &mut wire::Message, token: String) {
     if let Some(h) = header_mut(msg) {

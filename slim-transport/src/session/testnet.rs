@@ -132,6 +132,7 @@ impl Net {
             provider: Arc::new(identity.clone()),
             verifier: Arc::new(identity),
             clock: self.clock,
+            aad: None,
         };
         let layer = SessionLayer::new(ctx, self.rng.random());
         self.nodes.push(Node {
