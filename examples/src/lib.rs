@@ -56,15 +56,37 @@ pub fn short(name: &Name) -> String {
     name.strings().join("/")
 }
 
-/// An app named `agntcy/grpc/<instance>` on `service`.
+/// The SLIM wire generation a program speaks (`--protocol 1|3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Protocol {
+    /// SLIM v1: the official 1.3/1.4 line.
+    #[value(name = "1")]
+    V1,
+    /// SLIM v3: the official 2.x/3.x line (`pip install slim-bindings`).
+    #[default]
+    #[value(name = "3")]
+    V3,
+}
+
+/// An app named `agntcy/grpc/<instance>` on `service`, speaking SLIM v1.
 pub async fn app(service: &Service, instance: &str) -> Result<Arc<App>, ExampleError> {
+    app_with(service, instance, Protocol::V1).await
+}
+
+/// An app named `agntcy/grpc/<instance>` on `service`, speaking `protocol`.
+pub async fn app_with(
+    service: &Service,
+    instance: &str,
+    protocol: Protocol,
+) -> Result<Arc<App>, ExampleError> {
     let id = format!("{ORG}/{NS}/{instance}");
     let identity =
         SharedSecret::new(&id, SHARED_SECRET).map_err(|e| ExampleError::Slim(e.to_string()))?;
-    let app = service
-        .app(name(instance), identity)
-        .await
-        .map_err(|e| ExampleError::Slim(e.to_string()))?;
+    let app = match protocol {
+        Protocol::V1 => service.app(name(instance), identity).await,
+        Protocol::V3 => service.app_v3(name(instance), identity).await,
+    }
+    .map_err(|e| ExampleError::Slim(e.to_string()))?;
     Ok(Arc::new(app))
 }
 
@@ -270,11 +292,27 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// A SLIM service linked to the node at `url`; returns the service and the link.
+/// A SLIM service linked (v1) to the node at `url`; returns the service and the link.
 pub async fn connect(url: &str) -> Result<(Service, slimrpc::transport::ConnId), ExampleError> {
+    connect_with(url, Protocol::V1).await
+}
+
+/// A SLIM service linked to the node at `url` in `protocol`.
+pub async fn connect_with(
+    url: &str,
+    protocol: Protocol,
+) -> Result<(Service, slimrpc::transport::ConnId), ExampleError> {
     let service = Service::new();
+    let generation = match protocol {
+        Protocol::V1 => slim_transport::service::Generation::V1,
+        Protocol::V3 => slim_transport::service::Generation::V3,
+    };
+    let opts = slim_transport::service::LinkOptions {
+        generation: Some(generation),
+        ..Default::default()
+    };
     let conn = service
-        .connect(url)
+        .connect_with(url, opts)
         .await
         .map_err(|e| ExampleError::Slim(format!("connect {url}: {e}")))?;
     Ok((service, conn))

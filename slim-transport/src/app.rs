@@ -560,6 +560,7 @@ async fn run_codec3(
         tokio::select! {
             m = from_app.recv() => {
                 let Some(m) = m else { return };
+                tracing::trace!(frame = ?crate::session::packet::peek(&m), "v3 frame out");
                 match codec.outbound(m, unix_now(), Instant::now()) {
                     Ok(out) => {
                         for w in out.wire {
@@ -580,7 +581,10 @@ async fn run_codec3(
                 let Some(r) = r else { return };
                 let item = match r {
                     Ok(m) => match codec.inbound(m, Instant::now()) {
-                        Ok(Some(m)) => Ok(m),
+                        Ok(Some(m)) => {
+                            tracing::trace!(frame = ?crate::session::packet::peek(&m), "v3 frame in");
+                            Ok(m)
+                        }
                         Ok(None) => continue,
                         Err(e) => {
                             warn!(error = %e, "SLIM v3 frame dropped");

@@ -73,6 +73,9 @@ pub struct Outbound {
     pub local: Vec<wire::Message>,
 }
 
+/// A prefix (three hashed components) and an instance id.
+type Key<I> = ([u64; 3], I);
+
 /// Our ids and every peer's, shared with the AAD hook of the sessions.
 #[derive(Debug, Default)]
 struct Ids {
@@ -80,9 +83,33 @@ struct Ids {
     own_v3: u128,
     /// 64-bit stand-in -> 128-bit id of every peer seen.
     peers: HashMap<u64, u128>,
+    /// Group channels, by the name our session layer uses: their v3 data
+    /// and control ids (the v1 wire has one channel, v3 two).
+    chans: HashMap<Key<u64>, (u128, u128)>,
+    /// The data or control id of a channel -> the id our layer uses.
+    chan_in: HashMap<Key<u128>, u64>,
+}
+
+fn prefix_of(e: &wire::EncodedName) -> [u64; 3] {
+    [e.component_0, e.component_1, e.component_2]
 }
 
 impl Ids {
+    /// The v3 id of `n`, the control id for a channel's control traffic.
+    fn out_name(&self, n: &wire::Name, control: bool) -> u128 {
+        let e = n.name.unwrap_or_default();
+        match self.chans.get(&(prefix_of(&e), e.component_3)) {
+            Some((data, ctrl)) => {
+                if control {
+                    *ctrl
+                } else {
+                    *data
+                }
+            }
+            None => self.out(e.component_3),
+        }
+    }
+
     fn out(&self, id: u64) -> u128 {
         if id == NULL_ID {
             NULL_ID128
@@ -172,7 +199,7 @@ impl Codec3 {
             ids: Arc::new(Mutex::new(Ids {
                 own_v1,
                 own_v3,
-                peers: HashMap::new(),
+                ..Ids::default()
             })),
             heard: HashMap::new(),
             made_up: HashMap::new(),
@@ -185,6 +212,7 @@ impl Codec3 {
         self.own_v3
     }
 
+    #[cfg(test)]
     fn id_out(&self, id: u64) -> u128 {
         lock(&self.ids).out(id)
     }
@@ -201,7 +229,8 @@ impl Codec3 {
             let h = p.header.clone().unwrap_or_default();
             let sh = p.session.unwrap_or_default();
             let ids = lock(&ids);
-            let name = |n: &Option<wire::Name>| n.as_ref().map(|n| name_with(n, ids.out(id_of(n))));
+            let name =
+                |n: &Option<wire::Name>| n.as_ref().map(|n| name_with(n, ids.out_name(n, false)));
             let kind = v1_type(sh.session_message_type).map(type_out);
             let payload_type = match &p.msg {
                 Some(wire::Content {
@@ -237,12 +266,76 @@ impl Codec3 {
     }
 
     fn name_out(&self, n: &wire::Name) -> wire3::Name {
-        name_with(n, self.id_out(id_of(n)))
+        name_with(n, lock(&self.ids).out_name(n, false))
+    }
+
+    /// The control channel of channel `n` (or `n` itself if not a channel).
+    fn control_out(&self, n: &wire::Name) -> wire3::Name {
+        name_with(n, lock(&self.ids).out_name(n, true))
+    }
+
+    fn is_channel(&self, n: &wire::Name) -> bool {
+        let e = n.name.unwrap_or_default();
+        lock(&self.ids)
+            .chans
+            .contains_key(&(prefix_of(&e), e.component_3))
+    }
+
+    /// Registers channel `n` of a group we moderate: its v3 data and
+    /// control ids derive from our `sub` and its readable name, as 3.x
+    /// invitees check.
+    fn derive_channel(&self, n: &wire::Name) {
+        let e = n.name.unwrap_or_default();
+        let key = (prefix_of(&e), e.component_3);
+        let mut ids = lock(&self.ids);
+        if ids.chans.contains_key(&key) {
+            return;
+        }
+        let s = n.str_name.clone().unwrap_or_default();
+        let Some((data, ctrl)) = crate::name::channel_ids_v3(
+            self.identity.id(),
+            &s.str_component_0,
+            &s.str_component_1,
+            &s.str_component_2,
+        ) else {
+            return;
+        };
+        ids.chans.insert(key, (data, ctrl));
+        ids.chan_in.insert((key.0, data), key.1);
+        ids.chan_in.insert((key.0, ctrl), key.1);
+    }
+
+    /// Registers the channel a moderator invites us to: its data and
+    /// control names both map to the channel's name with the NULL id.
+    fn learn_channel(&mut self, data: &wire3::Name, control: &wire3::Name) {
+        let (Some(d), Some(c)) = (data.name, control.name) else {
+            return;
+        };
+        let prefix = [d.component_0, d.component_1, d.component_2];
+        let (data_id, ctrl_id) = (
+            crate::forwarder::frame::id_v3(&d),
+            crate::forwarder::frame::id_v3(&c),
+        );
+        // Our session layer knows a group channel by its name with the NULL
+        // id, as v1 channels are named (and treats MSGs to it as for all).
+        let ours = NULL_ID;
+        let mut ids = lock(&self.ids);
+        ids.chans.insert((prefix, ours), (data_id, ctrl_id));
+        ids.chan_in.insert((prefix, data_id), ours);
+        ids.chan_in.insert((prefix, ctrl_id), ours);
     }
 
     fn name_in(&mut self, n: &wire3::Name) -> wire::Name {
         let e = n.name.unwrap_or_default();
-        let id = self.id_in(crate::forwarder::frame::id_v3(&e));
+        let id128 = crate::forwarder::frame::id_v3(&e);
+        let chan = lock(&self.ids)
+            .chan_in
+            .get(&([e.component_0, e.component_1, e.component_2], id128))
+            .copied();
+        let id = match chan {
+            Some(id) => id,
+            None => self.id_in(id128),
+        };
         wire::Name {
             name: Some(wire::EncodedName {
                 component_0: e.component_0,
@@ -343,8 +436,11 @@ impl Codec3 {
             C1::DiscoveryReply(_) => C3::DiscoveryReply(wire3::DiscoveryReplyPayload {}),
             C1::JoinRequest(j) => C3::JoinRequest(wire3::JoinRequestPayload {
                 timer_settings: Self::timer_out(&j.timer_settings),
-                channel: j.channel.as_ref().map(|n| self.name_out(n)),
-                control: None,
+                channel: j.channel.as_ref().map(|n| {
+                    self.derive_channel(n);
+                    self.name_out(n)
+                }),
+                control: j.channel.as_ref().map(|n| self.control_out(n)),
                 mls_settings: j.enable_mls.then_some(wire3::MlsSettings {
                     header_integrity_validation_percent: 0,
                 }),
@@ -396,6 +492,7 @@ impl Codec3 {
             }),
             C3::DiscoveryReply(_) => C1::DiscoveryReply(wire::DiscoveryReplyPayload {}),
             C3::JoinRequest(j) => C1::JoinRequest(wire::JoinRequestPayload {
+                // (the channel was registered before the names were mapped)
                 enable_mls: j.mls_settings.is_some(),
                 timer_settings: j.timer_settings.as_ref().map(|t| wire::TimerSettings {
                     timeout: t.timeout,
@@ -525,22 +622,18 @@ impl Codec3 {
         use wire3::message::MessageType as T3;
         let mut local = Vec::new();
         let message_type = match m.message_type {
-            Some(T1::Subscribe(s)) => Some(T3::Subscribe(wire3::Subscribe {
-                header: s
-                    .header
-                    .as_ref()
-                    .map(|h| self.header_out(h, now, false))
-                    .transpose()?,
-                subscription_id: s.subscription_id,
-            })),
-            Some(T1::Unsubscribe(u)) => Some(T3::Unsubscribe(wire3::Unsubscribe {
-                header: u
-                    .header
-                    .as_ref()
-                    .map(|h| self.header_out(h, now, false))
-                    .transpose()?,
-                subscription_id: u.subscription_id,
-            })),
+            Some(T1::Subscribe(s)) => {
+                let Some(h) = &s.header else {
+                    return Err(CodecError::Incomplete);
+                };
+                return self.subscription_out(true, h, s.subscription_id, m.metadata, now);
+            }
+            Some(T1::Unsubscribe(u)) => {
+                let Some(h) = &u.header else {
+                    return Err(CodecError::Incomplete);
+                };
+                return self.subscription_out(false, h, u.subscription_id, m.metadata, now);
+            }
             Some(T1::Publish(p)) => {
                 let (Some(h), Some(sh)) = (&p.header, &p.session) else {
                     return Err(CodecError::Incomplete);
@@ -578,12 +671,21 @@ impl Codec3 {
                     Some(k) => type_out(k),
                     None => return Err(CodecError::Unsupported(sh.session_message_type)),
                 };
+                // v3 sends membership, close and liveness traffic of a group
+                // on its control channel, data on the data channel.
+                let to_control = matches!(
+                    session_message_type,
+                    wire3::SessionMessageType::GroupUpdate
+                        | wire3::SessionMessageType::GroupClose
+                        | wire3::SessionMessageType::Heartbeat
+                ) && h.destination.as_ref().is_some_and(|d| self.is_channel(d));
+                let mut header =
+                    self.header_out(h, now, is_command(session_message_type as i32))?;
+                if to_control && let Some(d) = &h.destination {
+                    header.destination = Some(self.control_out(d));
+                }
                 Some(T3::Publish(wire3::Publish {
-                    header: Some(self.header_out(
-                        h,
-                        now,
-                        is_command(session_message_type as i32),
-                    )?),
+                    header: Some(header),
                     session: Some(wire3::SessionHeader {
                         session_type: sh.session_type,
                         session_message_type: session_message_type as i32,
@@ -608,6 +710,57 @@ impl Codec3 {
         Ok(Outbound {
             wire: vec![out],
             local,
+        })
+    }
+
+    /// A (un)subscription. A group channel is two names on the v3 wire:
+    /// both are (un)subscribed, the control one without an ack.
+    fn subscription_out(
+        &mut self,
+        subscribe: bool,
+        h: &wire::SlimHeader,
+        subscription_id: u64,
+        metadata: HashMap<String, String>,
+        now: u64,
+    ) -> Result<Outbound, CodecError> {
+        use wire3::message::MessageType as T3;
+        // Not a channel: our own name, or a route (recv_from without
+        // forward_to). A channel held on a link has both flags.
+        let route = h.recv_from.is_some() && h.forward_to.is_none();
+        let channel = !route
+            && h.destination
+                .as_ref()
+                .is_some_and(|d| id_of(d) != self.own_v1);
+        if channel && let Some(d) = &h.destination {
+            self.derive_channel(d);
+        }
+        let header = self.header_out(h, now, false)?;
+        let frame = |header: wire3::SlimHeader, id: u64| wire3::Message {
+            metadata: metadata.clone(),
+            message_type: Some(if subscribe {
+                T3::Subscribe(wire3::Subscribe {
+                    header: Some(header),
+                    subscription_id: id,
+                })
+            } else {
+                T3::Unsubscribe(wire3::Unsubscribe {
+                    header: Some(header),
+                    subscription_id: id,
+                })
+            }),
+        };
+        let mut wire = vec![frame(header.clone(), subscription_id)];
+        if let Some(d) = &h.destination
+            && channel
+            && self.is_channel(d)
+        {
+            let mut control = header;
+            control.destination = Some(self.control_out(d));
+            wire.push(frame(control, 0));
+        }
+        Ok(Outbound {
+            wire,
+            local: Vec::new(),
         })
     }
 
@@ -650,6 +803,16 @@ impl Codec3 {
             && is_command(sh.session_message_type)
         {
             self.verify(&m)?;
+        }
+        // A group invite: its data and control channels map to one name.
+        if let Some(T3::Publish(p)) = &m.message_type
+            && let Some(wire3::Content {
+                content_type: Some(wire3::content::ContentType::CommandPayload(c)),
+            }) = &p.msg
+            && let Some(C3::JoinRequest(j)) = &c.command_payload_type
+            && let (Some(data), Some(control)) = (&j.channel, &j.control)
+        {
+            self.learn_channel(data, control);
         }
         let message_type = match &m.message_type {
             Some(T3::Subscribe(s)) => Some(T1::Subscribe(wire::Subscribe {

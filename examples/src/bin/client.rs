@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use slimrpc_examples::example_service::test_client::TestClient;
-use slimrpc_examples::{ExampleError, app, connect, init_tracing, name, run_p2p};
+use slimrpc_examples::{
+    ExampleError, Protocol, app_with, connect_with, init_tracing, name, run_p2p,
+};
 
 #[derive(Parser)]
 #[command(about = "SlimRPC example client (point-to-point)")]
@@ -17,6 +19,9 @@ struct Args {
     /// Server instance to call (`agntcy/grpc/<server>`).
     #[arg(long, default_value = "server")]
     server: String,
+    /// SLIM wire generation: 3 (official 2.x/3.x) or 1 (official 1.3/1.4).
+    #[arg(long, value_enum, default_value = "3")]
+    protocol: Protocol,
 }
 
 #[tokio::main]
@@ -24,8 +29,8 @@ async fn main() -> ExitCode {
     init_tracing();
     let args = Args::parse();
     let run = async {
-        let (service, conn) = connect(&args.slim).await?;
-        let app = app(&service, "client").await?;
+        let (service, conn) = connect_with(&args.slim, args.protocol).await?;
+        let app = app_with(&service, "client", args.protocol).await?;
         // Replies come back by name: announce ours on the link.
         app.subscribe(app.name(), Some(conn))
             .await

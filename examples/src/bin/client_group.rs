@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use slimrpc_examples::example_service::test_client::TestGroupClient;
-use slimrpc_examples::{ExampleError, app, connect, init_tracing, name, run_group};
+use slimrpc_examples::{
+    ExampleError, Protocol, app_with, connect_with, init_tracing, name, run_group,
+};
 
 #[derive(Parser)]
 #[command(about = "SlimRPC example group client")]
@@ -18,6 +20,9 @@ struct Args {
     /// SLIM node to connect to.
     #[arg(long, default_value = "http://localhost:46357")]
     slim: String,
+    /// SLIM wire generation: 3 (official 2.x/3.x) or 1 (official 1.3/1.4).
+    #[arg(long, value_enum, default_value = "3")]
+    protocol: Protocol,
 }
 
 #[tokio::main]
@@ -25,8 +30,8 @@ async fn main() -> ExitCode {
     init_tracing();
     let args = Args::parse();
     let run = async {
-        let (service, conn) = connect(&args.slim).await?;
-        let app = app(&service, "client-group").await?;
+        let (service, conn) = connect_with(&args.slim, args.protocol).await?;
+        let app = app_with(&service, "client-group", args.protocol).await?;
         app.subscribe(app.name(), Some(conn))
             .await
             .map_err(|e| ExampleError::Slim(e.to_string()))?;

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use slimrpc_examples::{app, connect, init_tracing, serve};
+use slimrpc_examples::{Protocol, app_with, connect_with, init_tracing, serve};
 
 #[derive(Parser)]
 #[command(about = "SlimRPC example server (example_service.Test)")]
@@ -16,6 +16,9 @@ struct Args {
     /// SLIM node to connect to.
     #[arg(long, default_value = "http://localhost:46357")]
     slim: String,
+    /// SLIM wire generation: 3 (official 2.x/3.x) or 1 (official 1.3/1.4).
+    #[arg(long, value_enum, default_value = "3")]
+    protocol: Protocol,
 }
 
 #[tokio::main]
@@ -23,8 +26,8 @@ async fn main() -> ExitCode {
     init_tracing();
     let args = Args::parse();
     let run = async {
-        let (service, conn) = connect(&args.slim).await?;
-        let app = app(&service, &args.instance).await?;
+        let (service, conn) = connect_with(&args.slim, args.protocol).await?;
+        let app = app_with(&service, &args.instance, args.protocol).await?;
         let handle = serve(app, &args.instance, Some(conn)).await?;
         println!("SLIM_RPC_SERVER_READY");
         let _ = tokio::signal::ctrl_c().await;
