@@ -473,7 +473,9 @@ impl Channel {
             trailing: None,
             _res: PhantomData,
         };
-        Box::pin(futures::stream::unfold(state, CallState::step))
+        // Fused: a caller may poll again after the end (e.g. `select!` or a
+        // combinator that does not remember it) and must get `None`, not a panic.
+        Box::pin(futures::stream::unfold(state, CallState::step).fuse())
     }
 }
 
@@ -781,7 +783,9 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
             }
             match item {
                 Some(item) => return Some((item, self)),
-                None if finished => return None,
+                // The last frame was an EOS: what the call still owes (a
+                // member that left meanwhile) comes now, not never.
+                None if finished => return self.owed(),
                 None => continue,
             }
         }

@@ -769,6 +769,74 @@ async fn a_member_leaving_after_its_eos_does_not_disturb_the_call() {
 }
 
 #[tokio::test]
+async fn a_member_leaving_mid_stream_before_the_others_end_is_owed_as_an_error_item() {
+    // The departure is accounted first; the last survivor's end is an EOS
+    // frame (nothing to yield), which used to end the call without the error.
+    let f = fixture(&["s1", "slow2"]).await;
+    let ch = Channel::new(f.client.clone(), members(&["s1", "slow2"])).unwrap();
+    let mut s = ch.group_unary_stream::<_, Msg>(SVC, "SlowStream", msg("", 0), opts());
+    let mut firsts = Vec::new();
+    for _ in 0..2 {
+        let item = bounded(s.next()).await.unwrap().unwrap();
+        assert_eq!(item.message.text, "first");
+        firsts.push(item.source.strings()[2].clone());
+    }
+    firsts.sort();
+    assert_eq!(firsts, ["s1", "slow2"]);
+    f.net.drop_member("slow2").await;
+    // s1 goes on and ends with an EOS after its second item.
+    let net = f.net.clone();
+    let release = f.release.clone();
+    let releaser = tokio::spawn(async move {
+        loop {
+            release.notify_waiters();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if net.open_sessions() == 0 {
+                break;
+            }
+        }
+    });
+    let second = bounded(s.next()).await.unwrap().unwrap();
+    assert_eq!(
+        (second.source.strings()[2].as_str(), second.message.text.as_str()),
+        ("s1", "second")
+    );
+    assert_eq!(
+        bounded(s.next()).await,
+        Some(Err(RpcError::MulticastSessionClosed {
+            completed: 1,
+            total: 2,
+            received: vec!["org/ns/s1".into()],
+            missing: vec!["org/ns/slow2".into()],
+        }))
+    );
+    assert!(bounded(s.next()).await.is_none());
+    releaser.abort();
+}
+
+#[tokio::test]
+async fn a_finished_response_stream_polled_again_yields_none_instead_of_panicking() {
+    let f = fixture(&["s1", "s2"]).await;
+    let ch = Channel::new(f.client.clone(), members(&["s1", "s2"])).unwrap();
+    let mut s = ch.group_unary::<_, Msg>(SVC, "ExampleUnaryUnary", msg("x", 0), opts());
+    while bounded(s.next()).await.is_some() {}
+    for _ in 0..3 {
+        assert!(bounded(s.next()).await.is_none());
+    }
+    let p2p = Channel::new(f.client.clone(), members(&["s1"])).unwrap();
+    let mut s = p2p.unary_stream::<_, Msg>(SVC, "ExampleUnaryStream", msg("", 2), opts());
+    assert!(matches!(bounded(s.next()).await, Some(Ok(_))));
+    assert!(matches!(bounded(s.next()).await, Some(Ok(_))));
+    assert!(bounded(s.next()).await.is_none());
+    assert!(bounded(s.next()).await.is_none());
+    // An error ends a call too; polling after it is just as safe.
+    let mut s = p2p.unary_stream::<_, Msg>(SVC, "NoSuchMethod", msg("", 2), opts());
+    assert!(matches!(bounded(s.next()).await, Some(Err(_))));
+    assert!(bounded(s.next()).await.is_none());
+    assert!(bounded(s.next()).await.is_none());
+}
+
+#[tokio::test]
 async fn p2p_session_death_mid_call_is_internal() {
     let f = fixture(&["slow"]).await;
     let ch = Channel::new(f.client.clone(), members(&["slow"])).unwrap();
