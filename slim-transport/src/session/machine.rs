@@ -1859,6 +1859,9 @@ impl Session {
             }
         }
         let e = match member {
+            Some(member) if c.purpose == Purpose::Discovery => {
+                SessionError::DiscoveryTimeout { member }
+            }
             Some(member) => SessionError::MemberTimeout { what, member },
             None => SessionError::Timeout { what },
         };

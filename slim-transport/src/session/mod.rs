@@ -191,6 +191,14 @@ pub enum SessionError {
     Timeout { what: &'static str },
     #[error("{what} of {member} timed out")]
     MemberTimeout { what: &'static str, member: Name },
+    /// Peers drop requests whose identity token they cannot verify,
+    /// silently (as SLIM does), so from here a member with another shared
+    /// secret looks exactly like an absent one: the text names both.
+    #[error(
+        "discovery of {member} timed out (no reply passed identity verification: \
+         the member is absent or does not use our shared secret)"
+    )]
+    DiscoveryTimeout { member: Name },
     #[error("MLS: {0}")]
     Crypto(#[from] CryptoError),
     #[error("transport: {0}")]
