@@ -920,17 +920,8 @@ impl Driver {
                     }
                 }
             }
-            Event::PublishFailed {
-                message_id,
-                missing,
-            } => {
-                warn!(
-                    session_id = self.machine.id(),
-                    message_id,
-                    ?missing,
-                    "message send retry failed"
-                );
-            }
+            // The machine already logged it (once, with the same fields).
+            Event::PublishFailed { .. } => {}
         }
     }
 }
