@@ -261,6 +261,10 @@ pub struct Counters {
     /// MSGs acknowledged but neither decrypted nor delivered because the
     /// session's [`InboundFilter`] said the application discards them.
     pub not_needed: u64,
+    /// Fresh MSGs refused, unacknowledged, while the application was not
+    /// reading its events (`Session::set_receive_paused`); their senders
+    /// retransmit them.
+    pub refused_busy: u64,
 }
 
 impl Counters {
