@@ -446,7 +446,7 @@ async fn next_frame(s: &mut TransportSession) -> crate::IncomingMessage {
     loop {
         match bounded(s.events.recv()).await.expect("session closed") {
             crate::TransportEvent::Message(m) => return m,
-            crate::TransportEvent::MemberLeft(_) => continue,
+            _ => continue,
         }
     }
 }
@@ -798,7 +798,10 @@ async fn a_member_leaving_mid_stream_before_the_others_end_is_owed_as_an_error_i
     });
     let second = bounded(s.next()).await.unwrap().unwrap();
     assert_eq!(
-        (second.source.strings()[2].as_str(), second.message.text.as_str()),
+        (
+            second.source.strings()[2].as_str(),
+            second.message.text.as_str()
+        ),
         ("s1", "second")
     );
     assert_eq!(
@@ -834,6 +837,69 @@ async fn a_finished_response_stream_polled_again_yields_none_instead_of_panickin
     assert!(matches!(bounded(s.next()).await, Some(Err(_))));
     assert!(bounded(s.next()).await.is_none());
     assert!(bounded(s.next()).await.is_none());
+}
+
+#[tokio::test]
+async fn a_message_the_session_lost_ends_the_members_part_of_a_group_call_with_data_loss() {
+    let f = fixture(&["slow1", "s2"]).await;
+    let ch = Channel::new(f.client.clone(), members(&["slow1", "s2"])).unwrap();
+    let mut s = ch.group_unary::<_, Msg>(SVC, "Slow", msg("", 0), opts());
+    let first = bounded(s.next()).await.unwrap().unwrap();
+    assert_eq!(first.source.strings()[2], "s2");
+    // slow1's answer may be the lost message: the call must not wait for it
+    // in silence, nor end as if nothing happened.
+    f.net.lose_message_from("slow1", 42).await;
+    match bounded(s.next()).await {
+        Some(Err(RpcError::MulticastRpc { origin, code, .. })) => {
+            assert_eq!(origin, "org/ns/slow1");
+            assert_eq!(code, Code::DataLoss);
+        }
+        other => panic!("expected slow1's DataLoss, got {other:?}"),
+    }
+    assert!(bounded(s.next()).await.is_none());
+    assert_eq!(ch.pending_calls(), 0);
+    f.release.notify_waiters();
+}
+
+#[tokio::test]
+async fn a_message_the_session_lost_fails_a_running_p2p_call_with_data_loss() {
+    let f = fixture(&["server"]).await;
+    let ch = Channel::new(f.client.clone(), members(&["server"])).unwrap();
+    let mut s = ch.unary_stream::<_, Msg>(SVC, "SlowStream", msg("", 0), opts());
+    assert_eq!(bounded(s.next()).await.unwrap().unwrap().text, "first");
+    f.net.lose_message_from("server", 7).await;
+    let e = bounded(s.next()).await.unwrap().unwrap_err();
+    assert_eq!(e.code(), Code::DataLoss, "{e}");
+    assert!(bounded(s.next()).await.is_none());
+    // The session goes on: the next call succeeds on it.
+    let r: Msg = bounded(ch.unary(SVC, "ExampleUnaryUnary", msg("b", 0), opts()))
+        .await
+        .unwrap();
+    assert_eq!(r, msg("server: b", 0));
+    f.release.notify_waiters();
+}
+
+#[tokio::test]
+async fn a_message_lost_on_the_way_to_a_server_ends_the_request_stream_with_data_loss() {
+    let f = fixture(&["server"]).await;
+    let ch = Channel::new(f.client.clone(), members(&["server"])).unwrap();
+    let (mut tx, rx) = futures::channel::mpsc::unbounded::<Msg>();
+    let call = ch.stream_unary::<_, Msg>(SVC, "ExampleStreamUnary", rx, opts());
+    let server = &f.servers[0];
+    let net = f.net.clone();
+    let (r, _) = bounded(futures::future::join(call, async move {
+        use futures::SinkExt;
+        tx.send(msg("a", 1)).await.unwrap();
+        eventually(|| server.open_streams() == 1).await;
+        net.lose_message_from("client", 3).await;
+        // The handler's request stream ends with the loss, so it fails
+        // (this test handler unwraps: Internal) instead of answering a sum
+        // that misses a request.
+        eventually(|| server.open_streams() == 0).await;
+        drop(tx);
+    }))
+    .await;
+    assert!(r.is_err(), "{r:?}");
 }
 
 #[tokio::test]
