@@ -903,6 +903,45 @@ async fn a_message_lost_on_the_way_to_a_server_ends_the_request_stream_with_data
 }
 
 #[tokio::test]
+async fn a_handler_that_stops_reading_its_requests_gets_resource_exhausted_while_others_go_on() {
+    let net = MemNet::new();
+    let mut s = Server::new(net.app("server"), Name::new("org", "ns", "server"));
+    s.set_request_buffer(4);
+    let release = Arc::new(Notify::new());
+    let r = release.clone();
+    s.register_stream_unary(SVC, "Stall", move |mut reqs: RequestStream<Msg>, _ctx| {
+        let r = r.clone();
+        async move {
+            r.notified().await;
+            let mut n = 0;
+            while let Some(req) = reqs.next().await {
+                req?;
+                n += 1;
+            }
+            Ok(msg("read", n))
+        }
+    });
+    s.register_unary_unary(SVC, "Echo", |req: Msg, _ctx| async move { Ok(req) });
+    let server = s.start().await.unwrap();
+    let ch = Channel::new(net.app("client"), members(&["server"])).unwrap();
+    let requests = stream::iter((0..20).map(|i| msg("r", i)));
+    let stalled = ch.stream_unary::<_, Msg>(SVC, "Stall", requests, opts());
+    let others = async {
+        // The request stream outgrew its buffer and was ended; the handler
+        // still runs, and the session serves other calls meanwhile.
+        eventually(|| server.open_streams() == 0 && server.active_handlers() == 1).await;
+        let echo: Msg = bounded(ch.unary(SVC, "Echo", msg("hi", 1), opts()))
+            .await
+            .unwrap();
+        assert_eq!(echo, msg("hi", 1));
+        release.notify_one();
+    };
+    let (r, ()) = bounded(futures::future::join(stalled, others)).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e}");
+}
+
+#[tokio::test]
 async fn p2p_session_death_mid_call_is_internal() {
     let f = fixture(&["slow"]).await;
     let ch = Channel::new(f.client.clone(), members(&["slow"])).unwrap();
