@@ -8,6 +8,10 @@
 //!   with the error the caller is owed (group: `MulticastSessionClosed` naming the member
 //!   missing; point-to-point: the session's end), never hangs, and the next call reaches
 //!   the member again once it is back (restarted, or thawed with SIGCONT).
+//! * Faults on the links, injected by a TCP proxy between each process and the node
+//!   (`slimrpc_testkit::proxy`): with 30 ms added each way every group shape delivers
+//!   everything in order; a member whose link is black-holed mid-call is reported
+//!   missing like a dead one, and answers again once its link clears.
 //! * A caller that leaves a stream unread: that call alone ends with `ResourceExhausted`
 //!   after what it holds; the other calls of the same channel go on, on the same session.
 //! * A memory soak: 2 000 group calls; the resident memory of this process and of a
@@ -27,6 +31,7 @@ use slim_transport::service::Service;
 use slimrpc::{CallOptions, Channel, ChannelOptions, Code, RpcError};
 use slimrpc_examples::example_service::{ExampleRequest, ExampleResponse};
 use slimrpc_examples::{app, connect, name};
+use slimrpc_testkit::proxy::Proxy;
 use slimrpc_testkit::{Child, rss_kib};
 
 mod common;
@@ -140,7 +145,7 @@ async fn next_of<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>) -> Option<
     bounded("the call made progress", rx.recv()).await
 }
 
-async fn signal(child: &mut Child, fault: Fault) {
+fn signal(child: &mut Child, fault: Fault) {
     match fault {
         // Reaping blocks (briefly); keep the runtime's other tasks going meanwhile.
         Fault::Kill => tokio::task::block_in_place(|| child.kill()),
@@ -165,6 +170,17 @@ async fn group_call_with_fault(
     victim: &mut Child,
     fault: Fault,
 ) -> Vec<Seen> {
+    group_call_with(ch, shape, || signal(victim, fault)).await
+}
+
+/// A group call of `shape` during which `inject` strikes one member: every item it yields.
+async fn group_call_with(ch: &Channel, shape: Shape, inject: impl FnOnce()) -> Vec<Seen> {
+    let mut inject = Some(inject);
+    let mut strike = move || {
+        if let Some(f) = inject.take() {
+            f();
+        }
+    };
     let (mut requests, rx) = mpsc::unbounded::<ExampleRequest>();
     let call = match shape {
         Shape::UnaryUnary => {
@@ -188,7 +204,7 @@ async fn group_call_with_fault(
     if !shape.streams_requests() {
         // The server answers a unary request at once: the member dies while the
         // session still counts it, and the call is made to it.
-        signal(victim, fault).await;
+        strike();
     }
     let mut items = drive(call);
     if shape.streams_requests() {
@@ -199,7 +215,7 @@ async fn group_call_with_fault(
                 seen.push(next_of(&mut items).await.expect("an echo"));
             }
         }
-        signal(victim, fault).await;
+        strike();
         requests.send(req("after", 2)).await.unwrap();
         requests.close_channel();
     }
@@ -319,6 +335,99 @@ async fn a_group_member_frozen_mid_call_is_reported_missing_in_every_shape_and_r
     group_fault_every_shape(Fault::Freeze, "f").await;
 }
 
+// ---- faults on the links ----------------------------------------------------------
+
+/// The node's address, from its URL.
+fn addr_of(url: &str) -> std::net::SocketAddr {
+    url.trim_start_matches("http://")
+        .parse()
+        .expect("the node's URL is http://127.0.0.1:<port>")
+}
+
+/// Three servers and a client, each linked to the node through its own proxy.
+async fn behind_proxies(
+    url: &str,
+    tag: &str,
+    members: &[&str],
+) -> (Vec<Proxy>, Vec<Child>, Service, Channel) {
+    let node = addr_of(url);
+    let mut proxies = Vec::new();
+    let mut servers = Vec::new();
+    for m in members {
+        let p = Proxy::start(node);
+        servers.push(server(m, &p.url()).await);
+        proxies.push(p);
+    }
+    let p = Proxy::start(node);
+    let (client, ch) = channel(&p.url(), &format!("chaos-{tag}-client"), members, None).await;
+    proxies.push(p);
+    (proxies, servers, client, ch)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_group_shape_over_delayed_links_delivers_everything_in_order() {
+    let _turn = SERIAL.lock().await;
+    let (_node, url) = node().await;
+    let members = ["chaos-d-g1", "chaos-d-g2", "chaos-d-g3"];
+    let (proxies, _servers, _client, ch) = behind_proxies(&url, "d", &members).await;
+    for p in &proxies {
+        p.set_delay(Duration::from_millis(30));
+    }
+    assert_group_whole(&ch, &members).await;
+    let by_member = |all: Vec<Result<slimrpc::MulticastItem<ExampleResponse>, RpcError>>| {
+        let mut m: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for r in all {
+            let item = r.expect("no error over a slow link");
+            m.entry(item.source.strings()[2].clone())
+                .or_default()
+                .push(item.message.example_string);
+        }
+        assert_eq!(m.len(), 3, "every member answered: {m:?}");
+        m
+    };
+    let s =
+        ch.group_unary_stream::<_, ExampleResponse>(SVC, "ExampleUnaryStream", req("x", 1), opts());
+    for texts in by_member(bounded("unary-stream", s.collect()).await).values() {
+        assert_eq!(texts, &survivor_texts(Shape::UnaryStream));
+    }
+    let n = 50;
+    let reqs = || futures::stream::iter((0..n).map(|i| req(&format!("r{i}"), i)));
+    let s = ch.group_stream_unary::<_, ExampleResponse>(SVC, "ExampleStreamUnary", reqs(), opts());
+    let want = format!(
+        "Saw: {}",
+        (0..n)
+            .map(|i| format!("r{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for texts in by_member(bounded("stream-unary", s.collect()).await).values() {
+        assert_eq!(texts, &vec![want.clone()]);
+    }
+    let s =
+        ch.group_stream_stream::<_, ExampleResponse>(SVC, "ExampleStreamStream", reqs(), opts());
+    let want: Vec<String> = (0..n).map(|i| format!("Echo: r{i}")).collect();
+    for texts in by_member(bounded("stream-stream", s.collect()).await).values() {
+        assert_eq!(texts, &want, "all echoes, in order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_behind_a_black_holed_link_is_reported_missing_in_every_shape_and_answers_once_it_clears()
+ {
+    let _turn = SERIAL.lock().await;
+    let (_node, url) = node().await;
+    let members = ["chaos-b-g1", "chaos-b-g2", "chaos-b-g3"];
+    let (proxies, _servers, _client, ch) = behind_proxies(&url, "b", &members).await;
+    for shape in SHAPES {
+        assert_group_whole(&ch, &members).await;
+        let seen = group_call_with(&ch, shape, || proxies[2].stall()).await;
+        assert_group_outcome(shape, &seen, &members, members[2]);
+        assert_eq!(ch.pending_calls(), 0, "{shape:?}: nothing left registered");
+        proxies[2].resume();
+    }
+    assert_group_whole(&ch, &members).await;
+}
+
 // ---- point-to-point ------------------------------------------------------------------
 
 /// A point-to-point call of `shape` during which the server suffers `fault`.
@@ -330,7 +439,7 @@ async fn p2p_call_with_fault(
 ) -> Vec<Result<String, RpcError>> {
     let (mut requests, rx) = mpsc::unbounded::<ExampleRequest>();
     if !shape.streams_requests() {
-        signal(victim, fault).await;
+        signal(victim, fault);
     }
     let mut seen = Vec::new();
     let text = |r: ExampleResponse| r.example_string;
@@ -365,7 +474,7 @@ async fn p2p_call_with_fault(
         if shape == Shape::StreamStream {
             seen.push(next_of(&mut items).await.expect("an echo"));
         }
-        signal(victim, fault).await;
+        signal(victim, fault);
         requests.send(req("after", 2)).await.unwrap();
         requests.close_channel();
     }

@@ -7,7 +7,10 @@
 //! * [`Child`]: a spawned process that is killed by its PID when dropped, with
 //!   its output captured to a log file the test can wait on and print; it
 //!   can also be frozen and thawed (SIGSTOP/SIGCONT by PID);
-//! * [`rss_kib`]: a process's resident memory, for soak tests.
+//! * [`rss_kib`]: a process's resident memory, for soak tests;
+//! * [`proxy::Proxy`]: a loopback TCP proxy that delays or black-holes a link.
+
+pub mod proxy;
 
 use std::io::Read;
 use std::net::TcpListener;
