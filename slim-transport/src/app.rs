@@ -793,14 +793,10 @@ impl Driver {
         // A session that ended without unsubscribing (its inbox closed)
         // still gives its share of the channel back.
         self.release_channel().await;
-        {
-            let mut st = lock(&self.shared.state);
-            st.sessions.remove(&id);
-            st.tasks.remove(&id);
-            st.layer.forget(id);
-        }
-        // What the app has not taken yet is still its own (the last message
-        // and `Closed`); it ends when the app reads it or drops its side.
+        // What the app has not taken yet is still its own (the last messages
+        // and `Closed`): hand it over before leaving. This waits for the app
+        // to read or drop its side, while the task is still registered, so
+        // dropping the `App` stops it.
         if let Some(events) = self.events.take() {
             for ev in self.backlog.drain(..) {
                 if events.send(ev).await.is_err() {
@@ -808,6 +804,10 @@ impl Driver {
                 }
             }
         }
+        let mut st = lock(&self.shared.state);
+        st.sessions.remove(&id);
+        st.tasks.remove(&id);
+        st.layer.forget(id);
     }
 
     /// Drops the event sender once `Closed` was handed over, which ends
