@@ -41,6 +41,9 @@ use slim_transport::session::InboundFilter;
 /// read them yet, by default; one more ends its request stream with
 /// `ResourceExhausted` (see [`Server::set_request_buffer`]).
 pub const REQUEST_BUFFER: usize = 1024;
+/// How long the server waits for a handler with a full request buffer to
+/// take a request before ending its request stream.
+pub const REQUEST_BUFFER_WAIT: Duration = Duration::from_secs(1);
 /// How long shutdown waits for handlers to send their `Cancelled` answer.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -259,10 +262,11 @@ impl Server {
     }
 
     /// How many request frames a stream-input call may hold for a handler
-    /// that has not read them (default [`REQUEST_BUFFER`], at least 1). One
-    /// more ends that call's request stream with `ResourceExhausted`: the
-    /// session's reader never waits for one handler, so the other calls of
-    /// the session keep going and memory stays bounded.
+    /// that has not read them (default [`REQUEST_BUFFER`], at least 1). When
+    /// one more arrives the handler gets [`REQUEST_BUFFER_WAIT`] to take
+    /// one, then that call's request stream ends with `ResourceExhausted`:
+    /// the session's reader waits that long at most for one handler, so the
+    /// other calls of the session keep going and memory stays bounded.
     pub fn set_request_buffer(&mut self, frames: usize) -> &mut Self {
         self.request_buffer = frames.max(1);
         self
@@ -648,7 +652,7 @@ impl Demux {
                     self.pending.get(&rpc_id).map(|(_, tx)| tx.clone())
                 };
                 if let Some(tx) = tx {
-                    self.queue(&rpc_id, &tx, msg, terminal);
+                    self.queue(&rpc_id, &tx, msg, terminal).await;
                 }
                 self.sync_stream_count();
             }
@@ -660,28 +664,45 @@ impl Demux {
         }
     }
 
-    /// Hands `msg` to its call without waiting: the session's one reader
-    /// serves every call, so a handler that stops reading its requests
-    /// must not hold up the others. Past the buffer the call's input ends
-    /// with `ResourceExhausted` instead.
-    fn queue(&mut self, rpc_id: &str, tx: &mpsc::Sender<Input>, msg: IncomingMessage, last: bool) {
+    /// Hands `msg` to its call. The session's one reader serves every call,
+    /// so a handler that stops reading its requests must not hold up the
+    /// others for long: a full buffer gets [`REQUEST_BUFFER_WAIT`] to make
+    /// room (a handler that merely hiccuped keeps its call), then the
+    /// call's input ends with `ResourceExhausted`.
+    async fn queue(
+        &mut self,
+        rpc_id: &str,
+        tx: &mpsc::Sender<Input>,
+        msg: IncomingMessage,
+        last: bool,
+    ) {
         // The client's EOS (or error) ends the stream as the notice would,
-        // so it may take the reserved slot.
-        let room = if last { 0 } else { 1 };
-        if tx.capacity() > room {
-            if tx.try_send(Input::Frame(msg)).is_err() {
-                // Closed: the handler finished without reading it all.
+        // so it may take the reserved last slot; any other frame needs one
+        // slot more, which it then gives back.
+        let need = if last { 1 } else { 2 };
+        let room = tokio::time::timeout(REQUEST_BUFFER_WAIT, tx.reserve_many(need)).await;
+        match room {
+            Ok(Ok(mut permits)) => {
+                if let Some(permit) = permits.next() {
+                    permit.send(Input::Frame(msg));
+                }
+            }
+            // Closed: the handler finished without reading it all.
+            Ok(Err(_)) => {
                 self.pending.remove(rpc_id);
             }
-            return;
+            Err(_) => {
+                let limit = self.shared.request_buffer;
+                tracing::warn!(%rpc_id, limit, "handler stopped reading its requests; ending its request stream");
+                let _ = tx.try_send(Input::Fail(RpcError::new(
+                    Code::ResourceExhausted,
+                    format!(
+                        "the handler left {limit} requests unread; its request stream was ended"
+                    ),
+                )));
+                self.pending.remove(rpc_id);
+            }
         }
-        let limit = self.shared.request_buffer;
-        tracing::warn!(%rpc_id, limit, "handler stopped reading its requests; ending its request stream");
-        let _ = tx.try_send(Input::Fail(RpcError::new(
-            Code::ResourceExhausted,
-            format!("the handler left {limit} requests unread; its request stream was ended"),
-        )));
-        self.pending.remove(rpc_id);
     }
 
     /// The session gave up on message `message_id` of `source`: every
