@@ -510,7 +510,8 @@ impl App {
         lock(&self.shared.state).layer.set_accept_filter(factory);
     }
 
-    /// Inbound messages that reached no session and were dropped, by reason.
+    /// Inbound messages that reached no session (or found its inbox full)
+    /// and were dropped, by reason.
     pub fn dropped_counters(&self) -> session::Counters {
         lock(&self.shared.state).layer.counters()
     }
@@ -564,9 +565,13 @@ async fn read_loop<E: std::fmt::Display>(
                 // Without an inbox the session is ending; its task forgets it.
                 // A full inbox drops the message rather than stalling every
                 // other session of the app: the sender retransmits it.
+                // Session tasks never wait for their apps, so this takes a
+                // task starved of CPU or of data-plane capacity. Counted, so
+                // it is never silent (`App::dropped_counters`).
                 if let Some(inbox) = inbox
                     && let Err(mpsc::error::TrySendError::Full(_)) = inbox.try_send(m)
                 {
+                    lock(&shared.state).layer.count_inbox_full();
                     debug!(app = %shared.name, session_id = id, "session inbox full; message dropped");
                 }
             }

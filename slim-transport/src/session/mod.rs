@@ -265,6 +265,10 @@ pub struct Counters {
     /// reading its events (`Session::set_receive_paused`); their senders
     /// retransmit them.
     pub refused_busy: u64,
+    /// Messages for a session whose task had a full inbox, dropped by the
+    /// app's reader (never acknowledged, so retransmitted) rather than
+    /// stalling every other session of the app.
+    pub inbox_full: u64,
 }
 
 impl Counters {
