@@ -556,7 +556,7 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_left_unread_ends_alone_with_resource_exhausted_and_the_channel_goes_on() {
+async fn an_unread_stream_ends_alone_with_resource_exhausted_in_group_and_p2p_channels() {
     let _turn = SERIAL.lock().await;
     let (_node, url) = node().await;
     let members = ["chaos-r-g1", "chaos-r-g2", "chaos-r-g3"];
@@ -621,6 +621,37 @@ async fn a_stream_left_unread_ends_alone_with_resource_exhausted_and_the_channel
     assert!(held <= 4, "{held}");
     assert_eq!(end.code(), Code::ResourceExhausted, "{end}");
     assert!(bounded("after the end", unread.next()).await.is_none());
+
+    // Point-to-point: five responses into a call that holds at most two.
+    let (_p2p_client, p2p) = channel(&url, "chaos-r-p2p-client", &members[..1], Some(2)).await;
+    let mut unread =
+        p2p.unary_stream::<_, ExampleResponse>(SVC, "ExampleUnaryStream", req("x", 1), opts());
+    let first = bounded("the first response", unread.next()).await;
+    assert_eq!(
+        first.expect("an item").expect("ok").example_string,
+        "Response 0"
+    );
+    eventually("the unread call is ended", || p2p.pending_calls() == 0).await;
+    let hello = bounded(
+        "a unary call",
+        p2p.unary::<_, ExampleResponse>(SVC, "ExampleUnaryUnary", req("w", 0), opts()),
+    )
+    .await
+    .expect("the session serves other calls");
+    assert_eq!(hello.example_string, "Hello, World!");
+    let mut next = 1;
+    let end = loop {
+        match bounded("the unread call", unread.next()).await {
+            Some(Ok(r)) => {
+                assert_eq!(r.example_string, format!("Response {next}"), "in order");
+                next += 1;
+            }
+            Some(Err(e)) => break e,
+            None => panic!("the unread call ended without an error after {next} items"),
+        }
+    };
+    assert!(next - 1 <= 2, "{next}");
+    assert_eq!(end.code(), Code::ResourceExhausted, "{end}");
 }
 
 // ---- memory soak ---------------------------------------------------------------------
