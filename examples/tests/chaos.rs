@@ -12,8 +12,9 @@
 //!   (`slimrpc_testkit::proxy`): with 30 ms added each way every group shape delivers
 //!   everything in order; a member whose link is black-holed mid-call is reported
 //!   missing like a dead one, and answers again once its link clears.
-//! * A caller that leaves a stream unread: that call alone ends with `ResourceExhausted`
-//!   after what it holds; the other calls of the same channel go on, on the same session.
+//! * A caller that leaves a stream unread (group and point-to-point): that call alone
+//!   ends with `ResourceExhausted` after what it holds; the other calls of the same
+//!   channel go on, on the same session.
 //! * A memory soak: 2 000 group calls; the resident memory of this process and of a
 //!   server stays within a generous bound.
 //!
