@@ -640,3 +640,23 @@ async fn an_unread_group_stream_stalls_neither_the_session_nor_the_other_group_c
     let end = ended.expect("the unread call ends with an error");
     assert_eq!(end.code(), Code::ResourceExhausted, "{end}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_default_options_an_unread_stream_does_not_stall_the_next_calls_of_its_channel() {
+    // Issue 21 as reported: one stream of a channel left unread, and a second
+    // stream (then a short one) on the same channel got nothing.
+    let n = net(&["server"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
+    let mut unread = ch.unary_stream::<_, Msg>(SVC, "ExampleUnaryStream", msg("", 5_000), opts());
+    assert!(bounded(unread.next()).await.unwrap().is_ok());
+    for count in [5_000, 10] {
+        let all: Vec<_> = bounded(
+            ch.unary_stream::<_, Msg>(SVC, "ExampleUnaryStream", msg("", count), opts())
+                .collect::<Vec<_>>(),
+        )
+        .await;
+        assert_eq!(all.len(), count as usize);
+        assert!(all.iter().all(|r| r.is_ok()));
+    }
+    drop(unread);
+}
