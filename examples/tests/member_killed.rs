@@ -44,6 +44,7 @@ async fn channel(url: &str, client: &str, members: &[&str]) -> (Service, Channel
     let options = ChannelOptions {
         connection: Some(conn),
         ping_interval: Some(Duration::from_secs(1)),
+        ..ChannelOptions::default()
     };
     let members = members.iter().map(|m| name(m)).collect();
     let channel = Channel::with_options(app, members, options).expect("channel");

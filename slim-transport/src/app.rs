@@ -10,11 +10,17 @@
 //! in messages, commands and expired deadlines, then drains transmits (to
 //! the forwarder) and events (to the app's [`Session`]).
 //!
+//! A session task never waits for its application: events that do not fit
+//! the app's queue wait in the task's backlog, and while they do the state
+//! machine refuses fresh MSGs unacknowledged (their senders retransmit
+//! them), so acks, pings and timers keep running however slowly the app
+//! reads, and nothing acknowledged is ever dropped.
+//!
 //! What this module must not do: decide anything about the protocol (that
 //! is `session`'s job), hold a std lock across an `.await`, or leave a task
 //! without an owner (the [`App`] aborts its tasks when dropped).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
@@ -45,7 +51,8 @@ const SUBSCRIPTION_ACK_WAIT: Duration = Duration::from_secs(30);
 const SESSION_INBOX: usize = 1024;
 /// Commands queued for one session task.
 const SESSION_COMMANDS: usize = 256;
-/// Events queued for the application before its session task waits.
+/// Events queued for the application; past this the session task keeps
+/// the overflow in its backlog and refuses fresh MSGs until the app reads.
 const SESSION_EVENTS: usize = 4096;
 /// Accepted sessions not yet taken by `listen_for_session`.
 const LISTEN_QUEUE: usize = 64;
@@ -511,7 +518,8 @@ impl App {
         lock(&self.shared.state).layer.set_aad(aad);
     }
 
-    /// Inbound messages that reached no session and were dropped, by reason.
+    /// Inbound messages that reached no session (or found its inbox full)
+    /// and were dropped, by reason.
     pub fn dropped_counters(&self) -> session::Counters {
         lock(&self.shared.state).layer.counters()
     }
@@ -640,9 +648,13 @@ async fn read_loop<E: std::fmt::Display>(
                 // Without an inbox the session is ending; its task forgets it.
                 // A full inbox drops the message rather than stalling every
                 // other session of the app: the sender retransmits it.
+                // Session tasks never wait for their apps, so this takes a
+                // task starved of CPU or of data-plane capacity. Counted, so
+                // it is never silent (`App::dropped_counters`).
                 if let Some(inbox) = inbox
                     && let Err(mpsc::error::TrySendError::Full(_)) = inbox.try_send(m)
                 {
+                    lock(&shared.state).layer.count_inbox_full();
                     debug!(app = %shared.name, session_id = id, "session inbox full; message dropped");
                 }
             }
@@ -695,6 +707,18 @@ struct Info {
     destination: Name,
     members: Vec<Name>,
     closed: bool,
+    counters: session::Counters,
+}
+
+/// Room for one event in the app's queue; `None` once nobody reads it (or
+/// it was already dropped).
+async fn reserve(
+    events: Option<mpsc::Sender<SessionEvent>>,
+) -> Option<mpsc::OwnedPermit<SessionEvent>> {
+    match events {
+        Some(tx) => tx.reserve_owned().await.ok(),
+        None => None,
+    }
 }
 
 /// Starts the task of one session and returns its application side. For an
@@ -715,6 +739,7 @@ fn spawn_session(
         destination: machine.destination().clone(),
         members: machine.members().to_vec(),
         closed: false,
+        counters: machine.counters(),
     }));
     let handle = SessionHandle {
         id,
@@ -737,6 +762,8 @@ fn spawn_session(
         commands,
         commands_open: true,
         events: Some(events_tx),
+        backlog: VecDeque::new(),
+        events_end: false,
         info,
         jobs,
         close_waiters: Vec::new(),
@@ -773,6 +800,13 @@ struct Driver {
     /// Dropped right after `Closed` is delivered, which ends the app's
     /// event stream.
     events: Option<mpsc::Sender<SessionEvent>>,
+    /// Events for the app that did not fit its queue, oldest first. Bounded
+    /// in practice: while it is not empty the machine refuses fresh MSGs,
+    /// so only messages it had already acknowledged (held for reordering)
+    /// and a few notices can still land here.
+    backlog: VecDeque<SessionEvent>,
+    /// `Closed` was queued: drop `events` once the backlog is delivered.
+    events_end: bool,
     info: Arc<Mutex<Info>>,
     jobs: HashMap<JobId, oneshot::Sender<Result<(), SessionError>>>,
     close_waiters: Vec<oneshot::Sender<()>>,
@@ -802,10 +836,29 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
+            let behind = !self.backlog.is_empty();
+            // A clone, so that waiting for room borrows nothing of `self`.
+            let events = if behind { self.events.clone() } else { None };
             tokio::select! {
                 m = self.inbox.recv() => match m {
-                    Some(m) => self.machine.handle_message(m, Instant::now()),
+                    Some(m) => {
+                        self.machine.set_receive_paused(!self.backlog.is_empty());
+                        self.machine.handle_message(m, Instant::now());
+                    }
                     None => break,
+                },
+                permit = reserve(events), if behind => match permit {
+                    Some(permit) => {
+                        if let Some(ev) = self.backlog.pop_front() {
+                            permit.send(ev);
+                        }
+                        self.end_events_if_done();
+                    }
+                    // Nobody reads any more: nothing to keep.
+                    None => {
+                        self.backlog.clear();
+                        self.end_events_if_done();
+                    }
                 },
                 c = self.commands.recv(), if self.commands_open => match c {
                     Some(c) => self.command(c),
@@ -828,10 +881,29 @@ impl Driver {
         // A session that ended without unsubscribing (its inbox closed)
         // still gives its share of the channel back.
         self.release_channel().await;
+        // What the app has not taken yet is still its own (the last messages
+        // and `Closed`): hand it over before leaving. This waits for the app
+        // to read or drop its side, while the task is still registered, so
+        // dropping the `App` stops it.
+        if let Some(events) = self.events.take() {
+            for ev in self.backlog.drain(..) {
+                if events.send(ev).await.is_err() {
+                    break;
+                }
+            }
+        }
         let mut st = lock(&self.shared.state);
         st.sessions.remove(&id);
         st.tasks.remove(&id);
         st.layer.forget(id);
+    }
+
+    /// Drops the event sender once `Closed` was handed over, which ends
+    /// the app's event stream.
+    fn end_events_if_done(&mut self) {
+        if self.events_end && self.backlog.is_empty() {
+            self.events = None;
+        }
     }
 
     fn command(&mut self, c: Command) {
@@ -922,6 +994,7 @@ impl Driver {
             info.destination = self.machine.destination().clone();
             info.members = self.machine.members().to_vec();
             info.closed = self.machine.is_closed();
+            info.counters = self.machine.counters();
             info.closed
         };
         for e in later {
@@ -950,11 +1023,20 @@ impl Driver {
             Event::App(ev) => {
                 let last = matches!(ev, SessionEvent::Closed { .. });
                 if let Some(events) = &self.events {
+                    // Never waits: a full queue parks the event in the
+                    // backlog (behind any already there, to keep order).
                     // A dropped receiver just means nobody listens any more.
-                    let _ = events.send(ev).await;
+                    if self.backlog.is_empty() {
+                        if let Err(mpsc::error::TrySendError::Full(ev)) = events.try_send(ev) {
+                            self.backlog.push_back(ev);
+                        }
+                    } else {
+                        self.backlog.push_back(ev);
+                    }
                 }
                 if last {
-                    self.events = None;
+                    self.events_end = true;
+                    self.end_events_if_done();
                 }
             }
             Event::Established => {
@@ -1003,17 +1085,8 @@ impl Driver {
                     }
                 }
             }
-            Event::PublishFailed {
-                message_id,
-                missing,
-            } => {
-                warn!(
-                    session_id = self.machine.id(),
-                    message_id,
-                    ?missing,
-                    "message send retry failed"
-                );
-            }
+            // The machine already logged it (once, with the same fields).
+            Event::PublishFailed { .. } => {}
         }
     }
 }
@@ -1091,6 +1164,11 @@ impl SessionHandle {
     }
     pub fn is_closed(&self) -> bool {
         lock(&self.info).closed
+    }
+    /// This session's counts of dropped and refused inbound messages (as
+    /// of its last step).
+    pub fn counters(&self) -> session::Counters {
+        lock(&self.info).counters
     }
 
     async fn ask<T>(

@@ -9,6 +9,10 @@
 //! that leaves the group session mid-call (declared gone by the session's
 //! pings) ends that call with `MulticastSessionClosed` once the others are
 //! done, and the next call gets a fresh session with every member re-invited.
+//! A message the session reports lost ends the calls still waiting for its
+//! sender with `DataLoss` (that member's item in a group call), and a caller
+//! that leaves too many responses unread gets `ResourceExhausted`: neither
+//! ends silently with a gap, and neither holds up the other calls.
 //! Must not: hold a lock across `.await`, spawn per-call tasks, or know how
 //! the session layer works beyond [`crate::transport`].
 
@@ -21,11 +25,14 @@ use std::time::{Duration, SystemTime};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{BoxStream, Stream, StreamExt};
 use slim_transport::Name;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::code::Code;
 use crate::context::{CallOptions, MulticastItem};
-use crate::dispatcher::{CallEvent, DispatchGuard, Dispatcher, RegisterError};
+use crate::dispatcher::{
+    CALL_BUFFER, CALL_BUFFER_WAIT, CallEvent, CallReceiver, DispatchGuard, Dispatcher,
+    RegisterError,
+};
 use crate::error::RpcError;
 use crate::metadata::{
     MAX_TIMEOUT, Metadata, RequestsSent, client_eos1, client_eos2, client_first_frame,
@@ -129,6 +136,8 @@ struct ChannelInner {
     /// Link towards the members' node, routed before every (re)creation.
     connection: Option<ConnId>,
     session_options: SessionOptions,
+    /// Responses a call may leave unread (see [`ChannelOptions::response_buffer`]).
+    response_buffer: usize,
     slot: Mutex<Slot>,
     closed: AtomicBool,
 }
@@ -145,6 +154,13 @@ pub struct ChannelOptions {
     /// it then ends with `MulticastSessionClosed` naming it missing. `None`
     /// keeps SLIM's 10 s (so about 30 s to notice a dead member).
     pub ping_interval: Option<Duration>,
+    /// How many responses one call may hold for a caller that has not read
+    /// them yet. When one more arrives, the caller gets [`CALL_BUFFER_WAIT`]
+    /// to take one; if it does not, that call ends with `ResourceExhausted`
+    /// (after the responses it holds). So a caller that stops reading costs
+    /// bounded memory, and the other calls of the channel wait at most that
+    /// long, once. `None` keeps [`CALL_BUFFER`].
+    pub response_buffer: Option<usize>,
 }
 
 /// A client channel to one server (P2P) or a group of servers.
@@ -215,6 +231,7 @@ impl Channel {
                 session_options: SessionOptions {
                     ping_interval: options.ping_interval,
                 },
+                response_buffer: options.response_buffer.unwrap_or(CALL_BUFFER),
                 slot: Mutex::new(Slot::Empty),
                 closed: AtomicBool::new(false),
             }),
@@ -473,7 +490,9 @@ impl Channel {
             trailing: None,
             _res: PhantomData,
         };
-        Box::pin(futures::stream::unfold(state, CallState::step))
+        // Fused: a caller may poll again after the end (e.g. `select!` or a
+        // combinator that does not remember it) and must get `None`, not a panic.
+        Box::pin(futures::stream::unfold(state, CallState::step).fuse())
     }
 }
 
@@ -510,6 +529,7 @@ impl ChannelInner {
                             .map(|g| g.lock().unwrap_or_else(|p| p.into_inner()).take()),
                         self.connection,
                         self.session_options,
+                        self.response_buffer,
                     )
                     .boxed()
                     .shared();
@@ -548,6 +568,7 @@ async fn open_session(
     group_name: Option<Name>,
     connection: Option<ConnId>,
     options: SessionOptions,
+    response_buffer: usize,
 ) -> Result<Arc<LiveSession>, RpcError> {
     let (kind, destination) = match &group_name {
         Some(g) => (SessionKind::Group, g.clone()),
@@ -593,7 +614,7 @@ async fn open_session(
         }
     }
     tracing::debug!(session_id = session.handle.id(), %destination, "channel session ready");
-    let dispatcher = Dispatcher::new();
+    let dispatcher = Dispatcher::with_call_buffer(response_buffer, CALL_BUFFER_WAIT);
     let reader = tokio::spawn(dispatcher.clone().run_reader(session.events));
     Ok(Arc::new(LiveSession {
         handle: session.handle,
@@ -657,7 +678,7 @@ async fn send_requests(
 
 struct Running {
     sleep: Pin<Box<tokio::time::Sleep>>,
-    rx: mpsc::Receiver<CallEvent>,
+    rx: CallReceiver,
     send: Option<BoxFuture<'static, Result<(), RpcError>>>,
     tracker: CallTracker,
     // Field order matters only for clarity: the guard unregisters on drop.
@@ -723,7 +744,7 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
                     _ = sleep.as_mut() => Event::Deadline,
                 }
             };
-            let msg = match event {
+            let step = match event {
                 Event::Sent(Ok(())) => {
                     running.send = None;
                     continue;
@@ -734,7 +755,22 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
                         "Client deadline exceeded while receiving response",
                     ));
                 }
-                Event::Frame(Some(CallEvent::Frame(msg))) => msg,
+                Event::Frame(Some(CallEvent::Frame(msg))) => running.tracker.on_frame(msg),
+                Event::Frame(Some(CallEvent::MessageLost { source, message_id })) => {
+                    match running.tracker.on_message_lost(&source, message_id) {
+                        Some(e) => Step::Error(e),
+                        None => continue,
+                    }
+                }
+                Event::Frame(Some(CallEvent::Overflow { limit })) => {
+                    return self.fail(RpcError::new(
+                        Code::ResourceExhausted,
+                        format!(
+                            "the caller left {limit} responses unread; the call was ended \
+                             (ChannelOptions::response_buffer)"
+                        ),
+                    ));
+                }
                 Event::Frame(Some(CallEvent::MemberLeft(member))) => {
                     if running.tracker.on_member_left(&member) {
                         tracing::debug!(%member, "a member of a running call left the session");
@@ -755,7 +791,6 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
                     return self.fail(err);
                 }
             };
-            let step = running.tracker.on_frame(msg);
             let finished = running.tracker.is_finished();
             let item = match step {
                 Step::Skip => None,
@@ -781,7 +816,9 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
             }
             match item {
                 Some(item) => return Some((item, self)),
-                None if finished => return None,
+                // The last frame was an EOS: what the call still owes (a
+                // member that left meanwhile) comes now, not never.
+                None if finished => return self.owed(),
                 None => continue,
             }
         }
@@ -839,7 +876,11 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
                 let session = channel.session().await?;
                 match session.dispatcher.register(&rpc_id) {
                     Ok((guard, rx)) => return Ok((session, guard, rx)),
-                    Err(RegisterError::Closed) => channel.invalidate(&session),
+                    // A member left between the liveness check and now:
+                    // the call belongs on a fresh session with everyone.
+                    Err(RegisterError::Closed | RegisterError::MemberGone) => {
+                        channel.invalidate(&session)
+                    }
                     Err(RegisterError::Duplicate) => {
                         return Err(RpcError::internal("duplicate rpc-id"));
                     }

@@ -119,19 +119,27 @@ impl Context {
     }
 }
 
+/// What the server's demultiplexer hands a stream-input call after its
+/// first frame.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// A later request frame (or the client's EOS).
+    Frame(IncomingMessage),
+    /// The request stream cannot go on (the handler fell too far behind, or
+    /// the session lost a frame of it): the handler sees this error last.
+    Fail(RpcError),
+}
+
 /// Raw input frames of a stream-input call: the first frame, then the later
 /// `req` frames routed by the server, until the client EOS.
 pub(crate) struct RawRequests {
     first: Option<IncomingMessage>,
-    rest: Option<mpsc::Receiver<IncomingMessage>>,
+    rest: Option<mpsc::Receiver<Input>>,
     ended: bool,
 }
 
 impl RawRequests {
-    pub(crate) fn new(
-        first: IncomingMessage,
-        rest: Option<mpsc::Receiver<IncomingMessage>>,
-    ) -> Self {
+    pub(crate) fn new(first: IncomingMessage, rest: Option<mpsc::Receiver<Input>>) -> Self {
         Self {
             first: Some(first),
             rest,
@@ -185,7 +193,12 @@ impl Stream for RawRequests {
                     "request stream ended before the client's end of stream",
                 ))))
             }
-            Poll::Ready(Some(msg)) => {
+            Poll::Ready(Some(Input::Fail(e))) => {
+                this.ended = true;
+                this.rest = None;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(Some(Input::Frame(msg))) => {
                 let out = this.frame(msg);
                 if this.ended {
                     this.rest = None;

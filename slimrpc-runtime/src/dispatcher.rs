@@ -1,29 +1,48 @@
 //! Client-side response dispatcher: one reader per session, routing by `rpc-id`.
 //!
-//! Job: keep the table `rpc-id → per-call bounded channel`, feed it from the
-//! session's single reader task, tell every call when a member leaves the
-//! session, and close every entry when the session dies so waiting calls
-//! learn it at once. A [`DispatchGuard`] removes its entry on drop, so a call
-//! abandoned at any point leaves nothing behind.
-//! Must not: interpret frames (the call does) or hold its lock across `.await`.
+//! Job: keep the table `rpc-id → per-call queue`, feed it from the session's
+//! single reader task, tell every call when a member leaves the session or a
+//! message of the session was lost, and close every entry when the session
+//! dies so waiting calls learn it at once. A [`DispatchGuard`] removes its
+//! entry on drop, so a call abandoned at any point leaves nothing behind.
+//! Must not: interpret frames (the call does), hold its lock across `.await`,
+//! or wait long for any one call: the reader serves every call of the
+//! session, so a call whose caller stopped reading must not stall the
+//! others. A call holding [`CALL_BUFFER`] unread frames gets at most
+//! [`CALL_BUFFER_WAIT`] to make room (a caller that merely hiccuped
+//! catches up; the others wait that long at most, once); then it is ended
+//! (its queue gets [`CallEvent::Overflow`] and no further frame), which
+//! bounds its memory. The session's acks and timers never wait for the
+//! reader at all (the transport's session task buffers and pushes back).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use slim_transport::Name;
 
 use crate::transport::{IncomingMessage, RpcSessionEvents, TransportEvent};
 
-/// Frames buffered per call before the reader waits for the caller.
-pub const CALL_BUFFER: usize = 64;
+/// Response frames one call buffers for a caller that has not read them
+/// yet; one more ends that call with `ResourceExhausted`. Large enough for
+/// a caller that reads steadily but slower than a burst arrives.
+pub const CALL_BUFFER: usize = 1024;
+
+/// How long the reader waits for a call with a full buffer to make room
+/// before ending it.
+pub const CALL_BUFFER_WAIT: Duration = Duration::from_secs(1);
 
 /// Why a registration failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegisterError {
     /// The session behind this dispatcher is gone.
     Closed,
+    /// A member already left this session: a call started now would wait
+    /// for it in vain. The caller should use a fresh session.
+    MemberGone,
     /// The rpc-id is already registered.
     Duplicate,
 }
@@ -35,25 +54,90 @@ pub enum CallEvent {
     Frame(IncomingMessage),
     /// A member left the session (or stopped answering pings).
     MemberLeft(Name),
+    /// The session gave up recovering message `message_id` from `source`.
+    /// Its `rpc-id` is unknown (it never arrived), so every call that still
+    /// waits for `source` must assume the gap is in its own stream.
+    MessageLost { source: Name, message_id: u32 },
+    /// The caller left `limit` frames unread: the call is over, nothing
+    /// follows this event.
+    Overflow { limit: usize },
+}
+
+/// The dispatcher's end of one call's queue.
+#[derive(Clone)]
+struct CallSender {
+    tx: mpsc::UnboundedSender<CallEvent>,
+    /// Frames queued and not yet taken by the call.
+    buffered: Arc<AtomicUsize>,
+    /// Signalled each time the call takes a frame.
+    taken: Arc<Notify>,
+}
+
+/// The call's end of its queue.
+///
+/// Unbounded as a channel, bounded by count: only frames count towards the
+/// limit (the dispatcher checks `buffered` before queuing one), while the
+/// few notices (member left, message lost, overflow) always get through
+/// without ever making the reader wait.
+pub struct CallReceiver {
+    rx: mpsc::UnboundedReceiver<CallEvent>,
+    buffered: Arc<AtomicUsize>,
+    taken: Arc<Notify>,
+}
+
+impl CallReceiver {
+    /// The next event; `None` once the session closed or the call was
+    /// unregistered. Cancel-safe (the call selects on it).
+    pub async fn recv(&mut self) -> Option<CallEvent> {
+        let event = self.rx.recv().await;
+        if let Some(CallEvent::Frame(_)) = &event {
+            self.buffered.fetch_sub(1, Ordering::AcqRel);
+            self.taken.notify_one();
+        }
+        event
+    }
 }
 
 #[derive(Default)]
 struct Table {
-    calls: HashMap<String, mpsc::Sender<CallEvent>>,
+    calls: HashMap<String, CallSender>,
     closed: bool,
     /// A member left this session; a channel does not start new calls on it.
     lost_member: bool,
 }
 
 /// Routes frames to calls by `rpc-id`.
-#[derive(Default)]
 pub struct Dispatcher {
     table: Mutex<Table>,
+    /// Frames a call may leave unread.
+    call_buffer: usize,
+    /// How long a call with a full buffer gets to make room.
+    call_wait: Duration,
+}
+
+impl Default for Dispatcher {
+    fn default() -> Self {
+        Self {
+            table: Mutex::default(),
+            call_buffer: CALL_BUFFER,
+            call_wait: CALL_BUFFER_WAIT,
+        }
+    }
 }
 
 impl Dispatcher {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        Self::with_call_buffer(CALL_BUFFER, CALL_BUFFER_WAIT)
+    }
+
+    /// A dispatcher whose calls may leave `limit` frames unread (at least
+    /// 1), and get `wait` to make room before they are ended.
+    pub fn with_call_buffer(limit: usize, wait: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            table: Mutex::default(),
+            call_buffer: limit.max(1),
+            call_wait: wait,
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -66,22 +150,40 @@ impl Dispatcher {
     pub fn register(
         self: &Arc<Self>,
         rpc_id: &str,
-    ) -> Result<(DispatchGuard, mpsc::Receiver<CallEvent>), RegisterError> {
+    ) -> Result<(DispatchGuard, CallReceiver), RegisterError> {
         let mut t = self.lock();
         if t.closed {
             return Err(RegisterError::Closed);
         }
+        // Checked under the same lock `member_left` takes: a call is either
+        // registered before a departure (and told about it) or refused.
+        if t.lost_member {
+            return Err(RegisterError::MemberGone);
+        }
         if t.calls.contains_key(rpc_id) {
             return Err(RegisterError::Duplicate);
         }
-        let (tx, rx) = mpsc::channel(CALL_BUFFER);
-        t.calls.insert(rpc_id.to_string(), tx);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let buffered = Arc::new(AtomicUsize::new(0));
+        let taken = Arc::new(Notify::new());
+        t.calls.insert(
+            rpc_id.to_string(),
+            CallSender {
+                tx,
+                buffered: buffered.clone(),
+                taken: taken.clone(),
+            },
+        );
         Ok((
             DispatchGuard {
                 dispatcher: self.clone(),
                 rpc_id: rpc_id.to_string(),
             },
-            rx,
+            CallReceiver {
+                rx,
+                buffered,
+                taken,
+            },
         ))
     }
 
@@ -112,33 +214,77 @@ impl Dispatcher {
         t.calls.clear();
     }
 
-    /// Delivers `msg` to its call. Returns false when no live call wants it.
-    /// Waits (without the lock) while that call's buffer is full.
+    /// Delivers `msg` to its call. Returns false when no live call wants it,
+    /// or when that call had fallen too far behind: a call holding its whole
+    /// buffer gets the dispatcher's wait to take a frame (without the lock
+    /// held), then it ends with [`CallEvent::Overflow`] and is unregistered.
     pub async fn dispatch(&self, msg: IncomingMessage) -> bool {
-        let sender = {
-            let t = self.lock();
-            match crate::metadata::rpc_id(&msg.metadata) {
-                Some(id) => t.calls.get(id).cloned(),
-                None => None,
-            }
+        let Some(id) = crate::metadata::rpc_id(&msg.metadata).map(str::to_string) else {
+            return false;
         };
-        match sender {
-            // Err means the call was dropped meanwhile: its guard removes it.
-            Some(tx) => tx.send(CallEvent::Frame(msg)).await.is_ok(),
-            None => false,
+        let Some(call) = self.lock().calls.get(&id).cloned() else {
+            return false;
+        };
+        if call.buffered.load(Ordering::Acquire) >= self.call_buffer {
+            let deadline = tokio::time::Instant::now() + self.call_wait;
+            while call.buffered.load(Ordering::Acquire) >= self.call_buffer {
+                let taken = call.taken.notified();
+                if call.tx.is_closed() {
+                    return false;
+                }
+                if tokio::time::timeout_at(deadline, taken).await.is_err()
+                    && call.buffered.load(Ordering::Acquire) >= self.call_buffer
+                {
+                    self.overflow(&id, &call);
+                    return false;
+                }
+            }
+        }
+        // Counted before the send so the call never sees it go below zero.
+        call.buffered.fetch_add(1, Ordering::AcqRel);
+        if call.tx.send(CallEvent::Frame(msg)).is_err() {
+            // The call was dropped meanwhile: its guard removes it.
+            call.buffered.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Ends call `id`, which left its whole buffer unread.
+    fn overflow(&self, id: &str, call: &CallSender) {
+        tracing::warn!(
+            rpc_id = %id,
+            limit = self.call_buffer,
+            "caller stopped reading a call's responses; ending that call"
+        );
+        let _ = call.tx.send(CallEvent::Overflow {
+            limit: self.call_buffer,
+        });
+        let mut t = self.lock();
+        // Only this call's entry: the id may have been re-registered since.
+        if t.calls.get(id).is_some_and(|c| c.tx.same_channel(&call.tx)) {
+            t.calls.remove(id);
         }
     }
 
     /// Records that `member` left and tells every registered call.
-    pub async fn member_left(&self, member: Name) {
-        let senders: Vec<_> = {
-            let mut t = self.lock();
-            t.lost_member = true;
-            t.calls.values().cloned().collect()
-        };
-        for tx in senders {
+    pub fn member_left(&self, member: Name) {
+        let mut t = self.lock();
+        t.lost_member = true;
+        for call in t.calls.values() {
             // A closed receiver is a call that already ended: nothing to tell.
-            let _ = tx.send(CallEvent::MemberLeft(member.clone())).await;
+            let _ = call.tx.send(CallEvent::MemberLeft(member.clone()));
+        }
+    }
+
+    /// Tells every registered call that a message of `source` was lost.
+    pub fn message_lost(&self, source: Name, message_id: u32) {
+        let t = self.lock();
+        for call in t.calls.values() {
+            let _ = call.tx.send(CallEvent::MessageLost {
+                source: source.clone(),
+                message_id,
+            });
         }
     }
 
@@ -154,7 +300,11 @@ impl Dispatcher {
                 }
                 TransportEvent::MemberLeft(member) => {
                     tracing::debug!(%member, "member left the session");
-                    self.member_left(member).await;
+                    self.member_left(member);
+                }
+                TransportEvent::MessageLost { source, message_id } => {
+                    tracing::debug!(%source, message_id, "the session lost a message");
+                    self.message_lost(source, message_id);
                 }
             }
         }
@@ -224,7 +374,7 @@ mod tests {
         let (_gb, mut b) = d.register("B").unwrap();
         assert!(!d.lost_a_member());
         let gone = Name::new("org", "ns", "srv").with_id(7);
-        d.member_left(gone.clone()).await;
+        d.member_left(gone.clone());
         assert!(d.lost_a_member());
         assert_eq!(a.recv().await, Some(CallEvent::MemberLeft(gone.clone())));
         assert_eq!(b.recv().await, Some(CallEvent::MemberLeft(gone)));
@@ -268,6 +418,78 @@ mod tests {
         assert!(!d.dispatch(f.clone()).await);
         f.metadata.clear();
         assert!(!d.dispatch(f).await);
+    }
+
+    #[tokio::test]
+    async fn a_call_whose_caller_stops_reading_is_ended_and_the_others_keep_getting_frames() {
+        let d = Dispatcher::with_call_buffer(4, Duration::from_millis(50));
+        let (_ga, mut slow) = d.register("slow").unwrap();
+        let (_gb, mut busy) = d.register("busy").unwrap();
+        for i in 0..4u8 {
+            assert!(d.dispatch(frame("slow", &[i])).await);
+        }
+        // The fifth unread frame ends the slow call instead of waiting.
+        assert!(!d.dispatch(frame("slow", b"one too many")).await);
+        assert_eq!(d.len(), 1, "the slow call is unregistered");
+        assert!(!d.dispatch(frame("slow", b"later")).await);
+        // The other call is not affected, however many frames it gets.
+        for _ in 0..(CALL_BUFFER * 2) {
+            assert!(d.dispatch(frame("busy", b"x")).await);
+            assert_eq!(payload(busy.recv().await), b"x");
+        }
+        // The slow caller still gets what was buffered, then the overflow, then the end.
+        for i in 0..4u8 {
+            assert_eq!(payload(slow.recv().await), vec![i]);
+        }
+        assert_eq!(slow.recv().await, Some(CallEvent::Overflow { limit: 4 }));
+        assert_eq!(slow.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_takes_a_frame_within_the_wait_keeps_its_call() {
+        // A wait far beyond the test: only the caller's read can end it.
+        let d = Dispatcher::with_call_buffer(2, Duration::from_secs(600));
+        let (_g, mut rx) = d.register("A").unwrap();
+        assert!(d.dispatch(frame("A", b"1")).await);
+        assert!(d.dispatch(frame("A", b"2")).await);
+        let third = d.dispatch(frame("A", b"3"));
+        let reader = async {
+            assert_eq!(payload(rx.recv().await), b"1");
+            rx
+        };
+        let (delivered, mut rx) = tokio::join!(third, reader);
+        assert!(delivered, "room was made in time");
+        assert_eq!(payload(rx.recv().await), b"2");
+        assert_eq!(payload(rx.recv().await), b"3");
+        assert_eq!(d.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn notices_reach_a_call_whose_buffer_is_full() {
+        let d = Dispatcher::with_call_buffer(2, Duration::from_millis(50));
+        let (_g, mut rx) = d.register("A").unwrap();
+        assert!(d.dispatch(frame("A", b"1")).await);
+        assert!(d.dispatch(frame("A", b"2")).await);
+        let src = Name::new("org", "ns", "srv").with_id(1);
+        d.message_lost(src.clone(), 17);
+        d.member_left(src.clone());
+        assert_eq!(payload(rx.recv().await), b"1");
+        assert_eq!(payload(rx.recv().await), b"2");
+        assert_eq!(
+            rx.recv().await,
+            Some(CallEvent::MessageLost {
+                source: src.clone(),
+                message_id: 17
+            })
+        );
+        assert_eq!(rx.recv().await, Some(CallEvent::MemberLeft(src)));
+    }
+
+    #[tokio::test]
+    async fn a_call_is_refused_once_a_member_left_the_session() {
+        let d = Dispatcher::new();
+        d.member_left(Name::new("org", "ns", "srv").with_id(7));
+        assert_eq!(d.register("A").err(), Some(RegisterError::MemberGone));
     }
 
     #[tokio::test]

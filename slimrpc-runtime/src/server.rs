@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::code::Code;
-use crate::context::{Context, RawRequests, RequestStream};
+use crate::context::{Context, Input, RawRequests, RequestStream};
 use crate::error::RpcError;
 use crate::metadata::{
     METHOD_KEY, Metadata, SERVICE_KEY, STATUS_CODE_KEY, deadline_from_metadata, frame_code,
@@ -37,8 +37,13 @@ use crate::transport::{
 };
 use slim_transport::session::InboundFilter;
 
-/// Input frames buffered per stream-input call.
-const STREAM_BUFFER: usize = 64;
+/// Request frames a stream-input call buffers for a handler that has not
+/// read them yet, by default; one more ends its request stream with
+/// `ResourceExhausted` (see [`Server::set_request_buffer`]).
+pub const REQUEST_BUFFER: usize = 1024;
+/// How long the server waits for a handler with a full request buffer to
+/// take a request before ending its request stream.
+pub const REQUEST_BUFFER_WAIT: Duration = Duration::from_secs(1);
 /// How long shutdown waits for handlers to send their `Cancelled` answer.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -241,6 +246,7 @@ pub struct Server {
     base_name: Name,
     connection: Option<ConnId>,
     handlers: HashMap<String, Handler>,
+    request_buffer: usize,
 }
 
 impl Server {
@@ -251,7 +257,19 @@ impl Server {
             base_name,
             connection: None,
             handlers: HashMap::new(),
+            request_buffer: REQUEST_BUFFER,
         }
+    }
+
+    /// How many request frames a stream-input call may hold for a handler
+    /// that has not read them (default [`REQUEST_BUFFER`], at least 1). When
+    /// one more arrives the handler gets [`REQUEST_BUFFER_WAIT`] to take
+    /// one, then that call's request stream ends with `ResourceExhausted`:
+    /// the session's reader waits that long at most for one handler, so the
+    /// other calls of the session keep going and memory stays bounded.
+    pub fn set_request_buffer(&mut self, frames: usize) -> &mut Self {
+        self.request_buffer = frames.max(1);
+        self
     }
 
     /// A server whose base name is also subscribed on link `conn` (the app
@@ -406,6 +424,7 @@ impl Server {
         let shared = Arc::new(Shared {
             handlers: self.handlers,
             stats: stats.clone(),
+            request_buffer: self.request_buffer,
         });
         tracing::info!(base_name = %self.base_name, "slimrpc server started");
         let task = tokio::spawn(accept_loop(self.transport, shared, shutdown_rx));
@@ -428,6 +447,7 @@ struct Stats {
 struct Shared {
     handlers: HashMap<String, Handler>,
     stats: Arc<Stats>,
+    request_buffer: usize,
 }
 
 /// Counts one live thing in `Stats` for as long as it exists.
@@ -574,6 +594,9 @@ async fn session_loop(
                 Some(TransportEvent::Message(msg)) => demux.route(msg).await,
                 // A server serves whoever calls; membership is the caller's business.
                 Some(TransportEvent::MemberLeft(_)) => {}
+                Some(TransportEvent::MessageLost { source, message_id }) => {
+                    demux.message_lost(&source, message_id)
+                }
                 None => break false,
             }
         }
@@ -584,8 +607,11 @@ async fn session_loop(
 struct Demux {
     handle: Arc<dyn RpcSessionHandle>,
     shared: Arc<Shared>,
-    /// Stream-input calls still reading input, by rpc-id.
-    pending: HashMap<String, mpsc::Sender<IncomingMessage>>,
+    /// Stream-input calls still reading input, by rpc-id: their caller and
+    /// their input queue. The queue has one slot more than the request
+    /// buffer: the last one is kept for the [`Input::Fail`] that ends it, so
+    /// that notice never has to wait either.
+    pending: HashMap<String, (Name, mpsc::Sender<Input>)>,
     handlers: JoinSet<()>,
     /// Fires when the server shuts down: running handlers answer `Cancelled`.
     cancel: watch::Sender<bool>,
@@ -608,7 +634,7 @@ impl Demux {
     /// Forgets stream entries whose handler finished (it answered without
     /// reading all its input).
     fn prune(&mut self) {
-        self.pending.retain(|_, tx| !tx.is_closed());
+        self.pending.retain(|_, (_, tx)| !tx.is_closed());
         self.sync_stream_count();
     }
 
@@ -621,14 +647,12 @@ impl Demux {
                 let terminal =
                     is_eos(&msg.metadata, &msg.payload) || !frame_code(&msg.metadata).is_ok();
                 let tx = if terminal {
-                    self.pending.remove(&rpc_id)
+                    self.pending.remove(&rpc_id).map(|(_, tx)| tx)
                 } else {
-                    self.pending.get(&rpc_id).cloned()
+                    self.pending.get(&rpc_id).map(|(_, tx)| tx.clone())
                 };
-                if let Some(tx) = tx
-                    && tx.send(msg).await.is_err()
-                {
-                    self.pending.remove(&rpc_id);
+                if let Some(tx) = tx {
+                    self.queue(&rpc_id, &tx, msg, terminal).await;
                 }
                 self.sync_stream_count();
             }
@@ -638,6 +662,72 @@ impl Demux {
                 method,
             } => self.start_call(msg, rpc_id, service, method).await,
         }
+    }
+
+    /// Hands `msg` to its call. The session's one reader serves every call,
+    /// so a handler that stops reading its requests must not hold up the
+    /// others for long: a full buffer gets [`REQUEST_BUFFER_WAIT`] to make
+    /// room (a handler that merely hiccuped keeps its call), then the
+    /// call's input ends with `ResourceExhausted`.
+    async fn queue(
+        &mut self,
+        rpc_id: &str,
+        tx: &mpsc::Sender<Input>,
+        msg: IncomingMessage,
+        last: bool,
+    ) {
+        // The client's EOS (or error) ends the stream as the notice would,
+        // so it may take the reserved last slot; any other frame needs one
+        // slot more, which it then gives back.
+        let need = if last { 1 } else { 2 };
+        let room = tokio::time::timeout(REQUEST_BUFFER_WAIT, tx.reserve_many(need)).await;
+        match room {
+            Ok(Ok(mut permits)) => {
+                if let Some(permit) = permits.next() {
+                    permit.send(Input::Frame(msg));
+                }
+            }
+            // Closed: the handler finished without reading it all.
+            Ok(Err(_)) => {
+                self.pending.remove(rpc_id);
+            }
+            Err(_) => {
+                let limit = self.shared.request_buffer;
+                tracing::warn!(%rpc_id, limit, "handler stopped reading its requests; ending its request stream");
+                let _ = tx.try_send(Input::Fail(RpcError::new(
+                    Code::ResourceExhausted,
+                    format!(
+                        "the handler left {limit} requests unread; its request stream was ended"
+                    ),
+                )));
+                self.pending.remove(rpc_id);
+            }
+        }
+    }
+
+    /// The session gave up on message `message_id` of `source`: every
+    /// request stream of that caller may have a gap, so each ends with
+    /// `DataLoss` rather than going on without it.
+    fn message_lost(&mut self, source: &Name, message_id: u32) {
+        let hit: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, (caller, _))| caller == source)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for rpc_id in hit {
+            if let Some((_, tx)) = self.pending.remove(&rpc_id) {
+                tracing::debug!(%rpc_id, %source, message_id, "request stream lost a frame");
+                let _ = tx.try_send(Input::Fail(RpcError::new(
+                    Code::DataLoss,
+                    format!(
+                        "request frame {message_id} from {source} was lost (the session gave up \
+                         recovering it)"
+                    ),
+                )));
+            }
+        }
+        self.sync_stream_count();
     }
 
     async fn start_call(
@@ -679,8 +769,9 @@ impl Demux {
                 let rest = if first_is_last {
                     None
                 } else {
-                    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-                    self.pending.insert(rpc_id.clone(), tx);
+                    let (tx, rx) = mpsc::channel(self.shared.request_buffer + 1);
+                    self.pending
+                        .insert(rpc_id.clone(), (msg.source.clone(), tx));
                     self.sync_stream_count();
                     Some(rx)
                 };

@@ -189,6 +189,9 @@ impl RpcSessionEvents for Session {
                     Ok(SessionEvent::MemberLeft(name)) => {
                         return Some(TransportEvent::MemberLeft(name));
                     }
+                    Ok(SessionEvent::MessageLost { source, message_id }) => {
+                        return Some(TransportEvent::MessageLost { source, message_id });
+                    }
                     Ok(SessionEvent::Closed { reason }) => {
                         tracing::debug!(%reason, "session closed");
                         return None;

@@ -15,6 +15,7 @@
 
 use slim_transport::Name;
 
+use crate::code::Code;
 use crate::error::RpcError;
 use crate::metadata::{ResponseFrame, classify_response};
 use crate::transport::IncomingMessage;
@@ -121,6 +122,31 @@ impl CallTracker {
         true
     }
 
+    /// Accounts the session giving up on message `message_id` of `name`.
+    /// The message never arrived, so nobody knows which call it belonged
+    /// to: if `name` is a member this call still waits for, the gap may be
+    /// in this call's stream, and that member ends here with `DataLoss`
+    /// (attributed to it in a group call; the others go on). `None` when
+    /// this call does not wait for `name`.
+    pub fn on_message_lost(&mut self, name: &Name, message_id: u32) -> Option<RpcError> {
+        let member = self.member_of(name)?;
+        let m = &self.members[member];
+        if m.done || m.departed {
+            return None;
+        }
+        self.finish(member);
+        Some(self.attribute(
+            member,
+            RpcError::new(
+                Code::DataLoss,
+                format!(
+                    "message {message_id} from {name} was lost (the session gave up \
+                     recovering it); this call may be missing a response"
+                ),
+            ),
+        ))
+    }
+
     /// The error a finished call owes its caller because members left
     /// before ending, if any did.
     pub fn departure_error(&self) -> Option<RpcError> {
@@ -224,7 +250,6 @@ impl CallTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::code::Code;
     use crate::metadata::status_frame;
 
     fn m(i: u64) -> Name {
@@ -370,6 +395,34 @@ mod tests {
                 missing: vec!["org/ns/srv2".into()],
             })
         );
+    }
+
+    #[test]
+    fn a_lost_message_ends_only_the_member_it_came_from_with_data_loss() {
+        let mut t = CallTracker::new(true, Output::Stream, &members(3));
+        t.on_frame(frame(&m(0), Code::Ok, b""));
+        // Already ended, or not a member: nothing for this call.
+        assert_eq!(t.on_message_lost(&m(0).with_id(1), 5), None);
+        assert_eq!(t.on_message_lost(&Name::new("org", "ns", "other"), 5), None);
+        let e = t
+            .on_message_lost(&m(1).with_id(1), 9)
+            .expect("member 1 still streams");
+        assert_eq!(e.code(), Code::DataLoss);
+        assert!(matches!(&e, RpcError::MulticastRpc { origin, .. } if origin == "org/ns/srv1"));
+        assert_eq!(t.on_message_lost(&m(1).with_id(1), 10), None, "once");
+        assert!(!t.is_finished(), "member 2 goes on");
+        t.on_frame(frame(&m(2), Code::Ok, b""));
+        assert!(t.is_finished());
+    }
+
+    #[test]
+    fn a_lost_message_fails_a_p2p_call_that_has_not_ended() {
+        let mut t = CallTracker::new(false, Output::Stream, &members(1));
+        let e = t
+            .on_message_lost(&m(0).with_id(3), 1)
+            .expect("the call waits for its peer");
+        assert_eq!(e.code(), Code::DataLoss);
+        assert!(t.is_finished());
     }
 
     #[test]

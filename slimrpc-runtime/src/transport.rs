@@ -17,7 +17,7 @@
 //! | [`RpcTransport::set_route`] | `App::set_route(name, conn)` |
 //! | [`RpcTransport::set_accept_filter`] | `App::set_accept_filter(factory)` |
 //! | [`RpcSessionHandle`] | `SessionHandle` (`publish`, `publish_unicast`, `invite` + `Completion`, `close`, `is_closed`) |
-//! | [`RpcSessionEvents::recv`] | `Session::recv`, keeping `Message` and `MemberLeft` events and ending on `Closed` or an error |
+//! | [`RpcSessionEvents::recv`] | `Session::recv`, keeping `Message`, `MemberLeft` and `MessageLost` events and ending on `Closed` or an error |
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,6 +62,9 @@ pub enum TransportEvent {
     Message(IncomingMessage),
     /// A member left the session or was declared gone (missed pings).
     MemberLeft(Name),
+    /// The session gave up recovering sequenced message `message_id` from
+    /// `source`: a gap the receiver must not pass over in silence.
+    MessageLost { source: Name, message_id: u32 },
 }
 
 /// One message delivered by a session.
@@ -156,9 +159,9 @@ pub trait RpcSessionHandle: Send + Sync + 'static {
 
 /// The receive side of one session; owned by exactly one reader task.
 pub trait RpcSessionEvents: Send + 'static {
-    /// The next application message or member departure, or `None` once
-    /// the session is closed. Other session events (member joined, message
-    /// lost) are skipped.
+    /// The next application message, member departure or lost message, or
+    /// `None` once the session is closed. Other session events (member
+    /// joined) are skipped.
     fn recv(&mut self) -> BoxFuture<'_, Option<TransportEvent>>;
 }
 

@@ -11,8 +11,8 @@ use slim_transport::app::App;
 use slim_transport::identity::SharedSecret;
 use slim_transport::service::Service;
 use slimrpc::{
-    CallOptions, Channel, Code, Context, MulticastItem, MulticastStream, RequestStream, RpcError,
-    Server, ServerHandle,
+    CallOptions, Channel, ChannelOptions, Code, Context, MulticastItem, MulticastStream,
+    RequestStream, RpcError, Server, ServerHandle,
 };
 use tokio::sync::Notify;
 
@@ -537,4 +537,126 @@ async fn group_members_leave_the_client_eos_frames_undecrypted_and_answer_every_
     for server in &n.servers {
         eventually(|| server.skipped_frames() >= per_member).await;
     }
+}
+
+// ---- a caller that stops reading ------------------------------------------
+
+/// Reads `call` to its end after it was left unread: the items it still
+/// held (numbered from `from`, in order), then its error.
+async fn rest_of_unread<T: std::fmt::Debug>(
+    call: &mut (impl futures::Stream<Item = Result<T, RpcError>> + Unpin),
+    number: impl Fn(&T) -> i64,
+    from: i64,
+) -> (i64, RpcError) {
+    let mut next = from;
+    loop {
+        match bounded(call.next()).await {
+            Some(Ok(item)) => {
+                assert_eq!(number(&item), next, "in order, no gap");
+                next += 1;
+            }
+            Some(Err(e)) => return (next - from, e),
+            None => panic!("the unread call ended without an error after {next} items"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_left_unread_ends_with_resource_exhausted_while_the_other_calls_go_on() {
+    let n = net(&["server"]).await;
+    let options = ChannelOptions {
+        response_buffer: Some(64),
+        ..ChannelOptions::default()
+    };
+    let ch = Channel::with_options(n.client.clone(), members(&["server"]), options).unwrap();
+    // Started (its first item read), then left unread.
+    let mut unread = ch.unary_stream::<_, Msg>(SVC, "ExampleUnaryStream", msg("", 5_000), opts());
+    assert_eq!(
+        bounded(unread.next()).await.unwrap().unwrap(),
+        msg("server", 0)
+    );
+
+    // Other calls on the same session get every item meanwhile.
+    let all: Vec<_> = bounded(
+        ch.unary_stream::<_, Msg>(SVC, "ExampleUnaryStream", msg("", 5_000), opts())
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(all.len(), 5_000);
+    assert!(all.iter().all(|r| r.is_ok()));
+    let r: Msg = bounded(ch.unary(SVC, "ExampleUnaryUnary", msg("hi", 1), opts()))
+        .await
+        .unwrap();
+    assert_eq!(r, msg("server: hi", 1));
+
+    // The unread call fell more than its buffer behind and was ended,
+    // which frees what it held.
+    eventually(|| ch.pending_calls() == 0).await;
+    let (held, end) = rest_of_unread(&mut unread, |m: &Msg| m.n, 1).await;
+    assert!(held <= 64, "at most the buffer: {held}");
+    assert_eq!(end.code(), Code::ResourceExhausted, "{end}");
+    assert!(bounded(unread.next()).await.is_none());
+    assert!(bounded(unread.next()).await.is_none(), "fused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unread_group_stream_stalls_neither_the_session_nor_the_other_group_calls() {
+    let labels = ["g1", "g2", "g3"];
+    let n = net(&labels).await;
+    let options = ChannelOptions {
+        // Pings keep running throughout (a member missing three rounds would
+        // be declared gone and the session replaced). Not shorter: on a loaded
+        // 2-core machine a busy member can miss a 200 ms round for real.
+        ping_interval: Some(Duration::from_secs(1)),
+        response_buffer: Some(64),
+        ..ChannelOptions::default()
+    };
+    let ch = Channel::with_options(n.client.clone(), members(&labels), options).unwrap();
+    let mut unread =
+        ch.group_unary_stream::<_, Msg>(SVC, "ExampleUnaryStream", msg("", 500), opts());
+    assert!(bounded(unread.next()).await.unwrap().is_ok());
+    let session = ch.group_name();
+
+    // Many calls complete, each through every member, on the same session:
+    // its task keeps reading, acknowledging and pinging.
+    for _ in 0..10 {
+        assert_eq!(
+            group_sums(&ch).await,
+            vec![("g1".into(), 6), ("g2".into(), 6), ("g3".into(), 6)]
+        );
+    }
+    eventually(|| ch.pending_calls() == 0).await;
+    assert_eq!(
+        ch.group_name(),
+        session,
+        "no member was lost, no new session"
+    );
+    let mut ended = None;
+    while let Some(item) = bounded(unread.next()).await {
+        if let Err(e) = item {
+            ended = Some(e);
+        }
+    }
+    let end = ended.expect("the unread call ends with an error");
+    assert_eq!(end.code(), Code::ResourceExhausted, "{end}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_default_options_an_unread_stream_does_not_stall_the_next_calls_of_its_channel() {
+    // Issue 21 as reported: one stream of a channel left unread, and a second
+    // stream (then a short one) on the same channel got nothing.
+    let n = net(&["server"]).await;
+    let ch = Channel::new(n.client.clone(), members(&["server"])).unwrap();
+    let mut unread = ch.unary_stream::<_, Msg>(SVC, "ExampleUnaryStream", msg("", 5_000), opts());
+    assert!(bounded(unread.next()).await.unwrap().is_ok());
+    for count in [5_000, 10] {
+        let all: Vec<_> = bounded(
+            ch.unary_stream::<_, Msg>(SVC, "ExampleUnaryStream", msg("", count), opts())
+                .collect::<Vec<_>>(),
+        )
+        .await;
+        assert_eq!(all.len(), count as usize);
+        assert!(all.iter().all(|r| r.is_ok()));
+    }
+    drop(unread);
 }

@@ -5,7 +5,12 @@
 //!   the same locations under the workspace root);
 //! * free ports on 127.0.0.1 (tests only ever use loopback);
 //! * [`Child`]: a spawned process that is killed by its PID when dropped, with
-//!   its output captured to a log file the test can wait on and print.
+//!   its output captured to a log file the test can wait on and print; it
+//!   can also be frozen and thawed (SIGSTOP/SIGCONT by PID);
+//! * [`rss_kib`]: a process's resident memory, for soak tests;
+//! * [`proxy::Proxy`]: a loopback TCP proxy that delays or black-holes a link.
+
+pub mod proxy;
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -240,6 +245,30 @@ impl Child {
         }
     }
 
+    /// Freezes the process (SIGSTOP to its PID): it keeps its sockets but
+    /// answers nothing, like a hung or swapped-out peer.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a frozen process run again (SIGCONT to its PID).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill -{name}: {e}"));
+        assert!(
+            status.success(),
+            "kill -{name} {} failed: {status}",
+            self.pid()
+        );
+    }
+
     /// Kills the process by PID and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -251,6 +280,16 @@ impl Drop for Child {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Resident set size of process `pid` in KiB (`VmRSS` of
+/// `/proc/<pid>/status`), or `None` when it cannot be read.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn unique() -> u64 {

@@ -109,6 +109,12 @@ impl SessionLayer {
         self.counters
     }
 
+    /// Counts a message the driver dropped because its session's inbox was
+    /// full (see [`Counters::inbox_full`]).
+    pub fn count_inbox_full(&mut self) {
+        self.counters.inbox_full += 1;
+    }
+
     fn crypto_for(
         &self,
         mls: bool,

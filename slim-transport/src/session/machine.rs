@@ -220,6 +220,9 @@ pub struct Session {
     counters: Counters,
     /// MSGs the application will discard, recognised before decryption.
     filter: Option<InboundFilter>,
+    /// The application is not keeping up with its events: fresh MSGs are
+    /// refused unacknowledged (see [`Session::set_receive_paused`]).
+    receive_paused: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -300,6 +303,7 @@ impl Session {
             events: VecDeque::new(),
             counters: Counters::default(),
             filter: None,
+            receive_paused: false,
             ctx,
         }
     }
@@ -466,6 +470,19 @@ impl Session {
     }
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+    /// Back-pressure from the application: while paused, a reliable
+    /// session refuses fresh MSGs that it would deliver, *without*
+    /// acknowledging them, exactly as if they had been lost on the way. The
+    /// sender keeps them and retransmits, and its send window stops it after
+    /// [`super::SEND_WINDOW`] unacknowledged ones, so nothing the session
+    /// acknowledged is ever dropped and the app's queue stays bounded.
+    /// Everything else goes on as usual: acks, pings, control messages,
+    /// duplicates (acked again) and RTX replies (they fill gaps of messages
+    /// already acknowledged and held). A session without data reliability
+    /// ignores this: refusing there would lose messages silently.
+    pub fn set_receive_paused(&mut self, paused: bool) {
+        self.receive_paused = paused;
     }
     /// True while sent MSGs still wait for acknowledgements (or for room in
     /// the send window).
@@ -1185,6 +1202,11 @@ impl Session {
             }
             return self.drop_msg(DropReason::Duplicate);
         }
+        if self.receive_paused && reliable && !rtx && !skip {
+            // Before the filter (which sees each id once) and before the ack.
+            self.counters.refused_busy += 1;
+            return;
+        }
         // What the application would discard is not worth an MLS decryption.
         let unneeded = !skip
             && self
@@ -1893,6 +1915,9 @@ impl Session {
             }
         }
         let e = match member {
+            Some(member) if c.purpose == Purpose::Discovery => {
+                SessionError::DiscoveryTimeout { member }
+            }
             Some(member) => SessionError::MemberTimeout { what, member },
             None => SessionError::Timeout { what },
         };

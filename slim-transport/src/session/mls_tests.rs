@@ -552,9 +552,18 @@ fn invite_many_with_an_absent_member_fails_naming_it() {
         .unwrap();
     assert!(net.run_until(LIMIT, |n| n.job_result(m, job).is_some()));
     match net.job_result(m, job) {
-        Some(Err(SessionError::MemberTimeout { what, member })) => {
-            assert_eq!(what, "discovery");
-            assert_eq!(member, absent);
+        Some(Err(e @ SessionError::DiscoveryTimeout { .. })) => {
+            assert_eq!(
+                e,
+                SessionError::DiscoveryTimeout {
+                    member: absent.clone()
+                }
+            );
+            // The same hint as a point-to-point discovery gives.
+            assert!(
+                e.to_string().contains("does not use our shared secret"),
+                "{e}"
+            );
         }
         other => panic!("expected a discovery timeout naming {absent}: {other:?}"),
     }

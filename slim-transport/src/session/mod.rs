@@ -191,6 +191,14 @@ pub enum SessionError {
     Timeout { what: &'static str },
     #[error("{what} of {member} timed out")]
     MemberTimeout { what: &'static str, member: Name },
+    /// Peers drop requests whose identity token they cannot verify,
+    /// silently (as SLIM does), so from here a member with another shared
+    /// secret looks exactly like an absent one: the text names both.
+    #[error(
+        "discovery of {member} timed out (no reply passed identity verification: \
+         the member is absent or does not use our shared secret)"
+    )]
+    DiscoveryTimeout { member: Name },
     #[error("MLS: {0}")]
     Crypto(#[from] CryptoError),
     #[error("transport: {0}")]
@@ -253,6 +261,14 @@ pub struct Counters {
     /// MSGs acknowledged but neither decrypted nor delivered because the
     /// session's [`InboundFilter`] said the application discards them.
     pub not_needed: u64,
+    /// Fresh MSGs refused, unacknowledged, while the application was not
+    /// reading its events (`Session::set_receive_paused`); their senders
+    /// retransmit them.
+    pub refused_busy: u64,
+    /// Messages for a session whose task had a full inbox, dropped by the
+    /// app's reader (never acknowledged, so retransmitted) rather than
+    /// stalling every other session of the app.
+    pub inbox_full: u64,
 }
 
 impl Counters {

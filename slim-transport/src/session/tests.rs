@@ -741,6 +741,52 @@ fn a_burst_beyond_the_send_window_survives_loss_and_duplication() {
 }
 
 #[test]
+fn a_paused_receiver_refuses_fresh_messages_unacked_and_delivers_them_all_once_resumed() {
+    let (mut net, a, b, sid) = p2p(Net::perfect(43));
+    net.session(b, sid).set_receive_paused(true);
+    publish_numbered(&mut net, a, sid, 5);
+    // Retransmission rounds pass (fewer than the sender's retries): the
+    // receiver neither delivers nor acknowledges, and both sides live on.
+    net.run_for(Duration::from_secs(3));
+    assert!(net.payloads_from(b, sid, a).is_empty());
+    assert!(
+        net.session(a, sid).has_unacked(),
+        "nothing was acknowledged"
+    );
+    assert!(net.session(b, sid).counters().refused_busy >= 5);
+    assert!(!net.is_closed_event(a, sid) && !net.is_closed_event(b, sid));
+    net.session(b, sid).set_receive_paused(false);
+    delivered_in_order(&mut net, a, b, sid, 5);
+    assert!(
+        !net.app_events(b, sid)
+            .iter()
+            .any(|e| matches!(e, SessionEvent::MessageLost { .. }))
+    );
+}
+
+#[test]
+fn a_paused_receiver_still_acknowledges_duplicates_of_what_it_delivered() {
+    let (mut net, a, b, sid) = p2p(Net::perfect(44));
+    publish_numbered(&mut net, a, sid, 3);
+    delivered_in_order(&mut net, a, b, sid, 3);
+    net.session(b, sid).set_receive_paused(true);
+    // A retransmission of an acknowledged message is re-acked, not refused:
+    // pausing never turns a delivered message into a failed send.
+    let copy = net
+        .trace
+        .iter()
+        .rev()
+        .find(|t| t.from == a && t.kind == Kind::Msg)
+        .map(|t| t.msg.clone())
+        .expect("a MSG was sent");
+    let refused = net.session(b, sid).counters().refused_busy;
+    net.inject(b, copy);
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(net.session(b, sid).counters().refused_busy, refused);
+    assert_eq!(net.payloads_from(b, sid, a).len(), 3, "delivered once");
+}
+
+#[test]
 fn a_shorter_ping_interval_declares_a_silent_member_gone_after_three_of_its_rounds() {
     let config = SessionConfig {
         ping_interval: Duration::from_secs(2),

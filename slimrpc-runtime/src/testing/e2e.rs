@@ -446,7 +446,7 @@ async fn next_frame(s: &mut TransportSession) -> crate::IncomingMessage {
     loop {
         match bounded(s.events.recv()).await.expect("session closed") {
             crate::TransportEvent::Message(m) => return m,
-            crate::TransportEvent::MemberLeft(_) => continue,
+            _ => continue,
         }
     }
 }
@@ -766,6 +766,179 @@ async fn a_member_leaving_after_its_eos_does_not_disturb_the_call() {
     assert_eq!(second.source.strings()[2], "slow1");
     assert!(bounded(s.next()).await.is_none());
     releaser.abort();
+}
+
+#[tokio::test]
+async fn a_member_leaving_mid_stream_before_the_others_end_is_owed_as_an_error_item() {
+    // The departure is accounted first; the last survivor's end is an EOS
+    // frame (nothing to yield), which used to end the call without the error.
+    let f = fixture(&["s1", "slow2"]).await;
+    let ch = Channel::new(f.client.clone(), members(&["s1", "slow2"])).unwrap();
+    let mut s = ch.group_unary_stream::<_, Msg>(SVC, "SlowStream", msg("", 0), opts());
+    let mut firsts = Vec::new();
+    for _ in 0..2 {
+        let item = bounded(s.next()).await.unwrap().unwrap();
+        assert_eq!(item.message.text, "first");
+        firsts.push(item.source.strings()[2].clone());
+    }
+    firsts.sort();
+    assert_eq!(firsts, ["s1", "slow2"]);
+    f.net.drop_member("slow2").await;
+    // s1 goes on and ends with an EOS after its second item.
+    let net = f.net.clone();
+    let release = f.release.clone();
+    let releaser = tokio::spawn(async move {
+        loop {
+            release.notify_waiters();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if net.open_sessions() == 0 {
+                break;
+            }
+        }
+    });
+    let second = bounded(s.next()).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            second.source.strings()[2].as_str(),
+            second.message.text.as_str()
+        ),
+        ("s1", "second")
+    );
+    assert_eq!(
+        bounded(s.next()).await,
+        Some(Err(RpcError::MulticastSessionClosed {
+            completed: 1,
+            total: 2,
+            received: vec!["org/ns/s1".into()],
+            missing: vec!["org/ns/slow2".into()],
+        }))
+    );
+    assert!(bounded(s.next()).await.is_none());
+    releaser.abort();
+}
+
+#[tokio::test]
+async fn a_finished_response_stream_polled_again_yields_none_instead_of_panicking() {
+    let f = fixture(&["s1", "s2"]).await;
+    let ch = Channel::new(f.client.clone(), members(&["s1", "s2"])).unwrap();
+    let mut s = ch.group_unary::<_, Msg>(SVC, "ExampleUnaryUnary", msg("x", 0), opts());
+    while bounded(s.next()).await.is_some() {}
+    for _ in 0..3 {
+        assert!(bounded(s.next()).await.is_none());
+    }
+    let p2p = Channel::new(f.client.clone(), members(&["s1"])).unwrap();
+    let mut s = p2p.unary_stream::<_, Msg>(SVC, "ExampleUnaryStream", msg("", 2), opts());
+    assert!(matches!(bounded(s.next()).await, Some(Ok(_))));
+    assert!(matches!(bounded(s.next()).await, Some(Ok(_))));
+    assert!(bounded(s.next()).await.is_none());
+    assert!(bounded(s.next()).await.is_none());
+    // An error ends a call too; polling after it is just as safe.
+    let mut s = p2p.unary_stream::<_, Msg>(SVC, "NoSuchMethod", msg("", 2), opts());
+    assert!(matches!(bounded(s.next()).await, Some(Err(_))));
+    assert!(bounded(s.next()).await.is_none());
+    assert!(bounded(s.next()).await.is_none());
+}
+
+#[tokio::test]
+async fn a_message_the_session_lost_ends_the_members_part_of_a_group_call_with_data_loss() {
+    let f = fixture(&["slow1", "s2"]).await;
+    let ch = Channel::new(f.client.clone(), members(&["slow1", "s2"])).unwrap();
+    let mut s = ch.group_unary::<_, Msg>(SVC, "Slow", msg("", 0), opts());
+    let first = bounded(s.next()).await.unwrap().unwrap();
+    assert_eq!(first.source.strings()[2], "s2");
+    // slow1's answer may be the lost message: the call must not wait for it
+    // in silence, nor end as if nothing happened.
+    f.net.lose_message_from("slow1", 42).await;
+    match bounded(s.next()).await {
+        Some(Err(RpcError::MulticastRpc { origin, code, .. })) => {
+            assert_eq!(origin, "org/ns/slow1");
+            assert_eq!(code, Code::DataLoss);
+        }
+        other => panic!("expected slow1's DataLoss, got {other:?}"),
+    }
+    assert!(bounded(s.next()).await.is_none());
+    assert_eq!(ch.pending_calls(), 0);
+    f.release.notify_waiters();
+}
+
+#[tokio::test]
+async fn a_message_the_session_lost_fails_a_running_p2p_call_with_data_loss() {
+    let f = fixture(&["server"]).await;
+    let ch = Channel::new(f.client.clone(), members(&["server"])).unwrap();
+    let mut s = ch.unary_stream::<_, Msg>(SVC, "SlowStream", msg("", 0), opts());
+    assert_eq!(bounded(s.next()).await.unwrap().unwrap().text, "first");
+    f.net.lose_message_from("server", 7).await;
+    let e = bounded(s.next()).await.unwrap().unwrap_err();
+    assert_eq!(e.code(), Code::DataLoss, "{e}");
+    assert!(bounded(s.next()).await.is_none());
+    // The session goes on: the next call succeeds on it.
+    let r: Msg = bounded(ch.unary(SVC, "ExampleUnaryUnary", msg("b", 0), opts()))
+        .await
+        .unwrap();
+    assert_eq!(r, msg("server: b", 0));
+    f.release.notify_waiters();
+}
+
+#[tokio::test]
+async fn a_message_lost_on_the_way_to_a_server_ends_the_request_stream_with_data_loss() {
+    let f = fixture(&["server"]).await;
+    let ch = Channel::new(f.client.clone(), members(&["server"])).unwrap();
+    let (mut tx, rx) = futures::channel::mpsc::unbounded::<Msg>();
+    let call = ch.stream_unary::<_, Msg>(SVC, "ExampleStreamUnary", rx, opts());
+    let server = &f.servers[0];
+    let net = f.net.clone();
+    let (r, _) = bounded(futures::future::join(call, async move {
+        use futures::SinkExt;
+        tx.send(msg("a", 1)).await.unwrap();
+        eventually(|| server.open_streams() == 1).await;
+        net.lose_message_from("client", 3).await;
+        // The handler's request stream ends with the loss, so it fails
+        // (this test handler unwraps: Internal) instead of answering a sum
+        // that misses a request.
+        eventually(|| server.open_streams() == 0).await;
+        drop(tx);
+    }))
+    .await;
+    assert!(r.is_err(), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_handler_that_stops_reading_its_requests_gets_resource_exhausted_while_others_go_on() {
+    let net = MemNet::new();
+    let mut s = Server::new(net.app("server"), Name::new("org", "ns", "server"));
+    s.set_request_buffer(4);
+    let release = Arc::new(Notify::new());
+    let r = release.clone();
+    s.register_stream_unary(SVC, "Stall", move |mut reqs: RequestStream<Msg>, _ctx| {
+        let r = r.clone();
+        async move {
+            r.notified().await;
+            let mut n = 0;
+            while let Some(req) = reqs.next().await {
+                req?;
+                n += 1;
+            }
+            Ok(msg("read", n))
+        }
+    });
+    s.register_unary_unary(SVC, "Echo", |req: Msg, _ctx| async move { Ok(req) });
+    let server = s.start().await.unwrap();
+    let ch = Channel::new(net.app("client"), members(&["server"])).unwrap();
+    let requests = stream::iter((0..20).map(|i| msg("r", i)));
+    let stalled = ch.stream_unary::<_, Msg>(SVC, "Stall", requests, opts());
+    let others = async {
+        // The request stream outgrew its buffer and was ended; the handler
+        // still runs, and the session serves other calls meanwhile.
+        eventually(|| server.open_streams() == 0 && server.active_handlers() == 1).await;
+        let echo: Msg = bounded(ch.unary(SVC, "Echo", msg("hi", 1), opts()))
+            .await
+            .unwrap();
+        assert_eq!(echo, msg("hi", 1));
+        release.notify_one();
+    };
+    let (r, ()) = bounded(futures::future::join(stalled, others)).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e}");
 }
 
 #[tokio::test]

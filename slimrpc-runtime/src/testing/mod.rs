@@ -92,6 +92,33 @@ impl MemNet {
         }
     }
 
+    /// Tells every other endpoint of every session that a message of the
+    /// app named `svc` was lost (its session gave up recovering it), as a
+    /// real session reports after retransmission failed.
+    pub async fn lose_message_from(&self, svc: &str, message_id: u32) {
+        let sessions: Vec<_> = self.sessions.lock().unwrap().clone();
+        for s in sessions {
+            let from: Vec<Name> = s
+                .endpoints
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e.name.strings()[2] == svc)
+                .map(|e| e.name.clone())
+                .collect();
+            for source in from {
+                for (_, tx) in s.targets(|n| *n != source) {
+                    let _ = tx
+                        .send(TransportEvent::MessageLost {
+                            source: source.clone(),
+                            message_id,
+                        })
+                        .await;
+                }
+            }
+        }
+    }
+
     /// Sessions created so far that are still open.
     pub fn open_sessions(&self) -> usize {
         self.sessions
