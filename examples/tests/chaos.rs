@@ -48,7 +48,8 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Our example server `agntcy/grpc/<instance>` as a process, once it is subscribed.
 async fn server(instance: &str, url: &str) -> Child {
     let mut cmd = Command::new(SERVER);
-    cmd.args(["--instance", instance, "--slim", url]);
+    // The clients of these tests are in-process apps on the v1 wire.
+    cmd.args(["--instance", instance, "--slim", url, "--protocol", "1"]);
     spawn_ready(&format!("server-{instance}"), cmd, "SLIM_RPC_SERVER_READY").await
 }
 

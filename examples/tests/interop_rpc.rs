@@ -1,7 +1,8 @@
 //! SlimRPC interop as processes over real sockets on 127.0.0.1: the official `slim-bindings`
-//! 1.3.0 example programs (Python) against our Rust example programs in both directions,
-//! through our `slim` node and through the official embedded node; and our generated
-//! Python stubs against our generated Rust stubs.
+//! example programs (Python) of both lines — 3.3.8 on the SLIM v3 wire, 1.3.0 on v1 — against
+//! our Rust example programs (`--protocol 3` / `--protocol 1`) in both directions, P2P and
+//! group, all four shapes, MLS on, through our `slim` node and through the official embedded
+//! node of the same line; and our generated Python stubs against our generated Rust stubs.
 //!
 //! Every test is independent (its own free ports and processes, all killed by PID). Clients
 //! are retried at most three times, only to absorb server start-up; every attempt's output is
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use slimrpc_testkit::{Child, bin, free_port, python, root, venv_script};
+use slimrpc_testkit::{Child, bin, free_port, python, root, venv_script, venv3_script};
 
 const LIMIT: Duration = Duration::from_secs(90);
 const ATTEMPTS: usize = 3;
@@ -19,6 +20,31 @@ const ATTEMPTS: usize = 3;
 const RUST_SERVER: &str = env!("CARGO_BIN_EXE_server");
 const RUST_CLIENT: &str = env!("CARGO_BIN_EXE_client");
 const RUST_CLIENT_GROUP: &str = env!("CARGO_BIN_EXE_client-group");
+
+/// Which official line (and so which wire) a test runs against.
+#[derive(Clone, Copy)]
+enum Line {
+    /// slim-bindings 1.3.0, SLIM v1; our programs with `--protocol 1`.
+    V1,
+    /// slim-bindings 3.3.8, SLIM v3; our programs with `--protocol 3`.
+    V3,
+}
+
+impl Line {
+    fn script(self, name: &str) -> PathBuf {
+        match self {
+            Line::V1 => venv_script(name),
+            Line::V3 => venv3_script(name),
+        }
+    }
+
+    fn protocol(self) -> &'static str {
+        match self {
+            Line::V1 => "1",
+            Line::V3 => "3",
+        }
+    }
+}
 
 /// Which SLIM node the programs meet on.
 #[derive(Clone, Copy)]
@@ -29,8 +55,9 @@ enum NodeKind {
     Official,
 }
 
-/// Starts a node on a free port; returns it and its `http://` endpoint.
-fn start_node(kind: NodeKind) -> (Child, String) {
+/// Starts a node on a free port (the official one of `line`); returns it and its
+/// `http://` endpoint.
+fn start_node(kind: NodeKind, line: Line) -> (Child, String) {
     let listen = format!("127.0.0.1:{}", free_port());
     let node = match kind {
         NodeKind::Ours => {
@@ -44,11 +71,11 @@ fn start_node(kind: NodeKind) -> (Child, String) {
         NodeKind::Official => {
             let mut n = Child::spawn(
                 "official-node",
-                Command::new(venv_script("slim-bindings-server"))
+                Command::new(line.script("slim-bindings-server"))
                     .args(["--slim", &listen])
                     .env("PYTHONUNBUFFERED", "1"),
             );
-            n.wait_for("Slim server started on", LIMIT);
+            n.wait_for("started on", LIMIT);
             n
         }
     };
@@ -56,20 +83,27 @@ fn start_node(kind: NodeKind) -> (Child, String) {
 }
 
 /// Our Rust example server `agntcy/grpc/<instance>`, ready (subscribed) on return.
-fn rust_server(instance: &str, endpoint: &str) -> Child {
+fn rust_server(instance: &str, endpoint: &str, line: Line) -> Child {
     let mut s = Child::spawn(
         &format!("rust-server-{instance}"),
-        Command::new(RUST_SERVER).args(["--instance", instance, "--slim", endpoint]),
+        Command::new(RUST_SERVER).args([
+            "--instance",
+            instance,
+            "--slim",
+            endpoint,
+            "--protocol",
+            line.protocol(),
+        ]),
     );
     s.wait_for("SLIM_RPC_SERVER_READY", LIMIT);
     s
 }
 
 /// The official Python example server `agntcy/grpc/<instance>`, ready on return.
-fn official_server(instance: &str, endpoint: &str) -> Child {
+fn official_server(instance: &str, endpoint: &str, line: Line) -> Child {
     let mut s = Child::spawn(
         &format!("official-server-{instance}"),
-        Command::new(venv_script("slim-bindings-simple-rpc-server"))
+        Command::new(line.script("slim-bindings-simple-rpc-server"))
             .args(["--instance", instance, "--server", endpoint])
             .env("PYTHONUNBUFFERED", "1"),
     );
@@ -119,11 +153,11 @@ fn official_client_failed(out: &str) -> Result<(), String> {
 }
 
 /// The official P2P and group clients against servers `server`, `server1`, `server2`.
-fn official_clients_call(endpoint: &str, others: &[&Child]) {
+fn official_clients_call(endpoint: &str, others: &[&Child], line: Line) {
     run_client(
         "official-client",
         || {
-            let mut c = Command::new(venv_script("slim-bindings-simple-rpc-client"));
+            let mut c = Command::new(line.script("slim-bindings-simple-rpc-client"));
             c.args(["--server", endpoint]).env("PYTHONUNBUFFERED", "1");
             c
         },
@@ -146,7 +180,7 @@ fn official_clients_call(endpoint: &str, others: &[&Child]) {
     run_client(
         "official-client-group",
         || {
-            let mut c = Command::new(venv_script("slim-bindings-simple-rpc-client-group"));
+            let mut c = Command::new(line.script("slim-bindings-simple-rpc-client-group"));
             c.args(["--servers", "server1,server2", "--server", endpoint])
                 .env("PYTHONUNBUFFERED", "1");
             c
@@ -155,8 +189,10 @@ fn official_clients_call(endpoint: &str, others: &[&Child]) {
             check(code == Some(0), "exit code")?;
             check(out.contains("SLIM_RPC_GROUP_CLIENT_DONE"), "no DONE")?;
             for m in ["server1", "server2"] {
+                // 1.3.0 prints the source with its id, 3.3.8 without.
                 check(
-                    out.contains(&format!("RpcMessageContext(source=agntcy/grpc/{m}/")),
+                    out.contains(&format!("RpcMessageContext(source=agntcy/grpc/{m}/"))
+                        || out.contains(&format!("RpcMessageContext(source=agntcy/grpc/{m})")),
                     &format!("no response from {m}"),
                 )?;
             }
@@ -166,22 +202,32 @@ fn official_clients_call(endpoint: &str, others: &[&Child]) {
     );
 }
 
-fn official_clients_call_rust_servers(kind: NodeKind) {
-    let (node, endpoint) = start_node(kind);
-    let s = rust_server("server", &endpoint);
-    let s1 = rust_server("server1", &endpoint);
-    let s2 = rust_server("server2", &endpoint);
-    official_clients_call(&endpoint, &[&node, &s, &s1, &s2]);
+fn official_clients_call_rust_servers(kind: NodeKind, line: Line) {
+    let (node, endpoint) = start_node(kind, line);
+    let s = rust_server("server", &endpoint, line);
+    let s1 = rust_server("server1", &endpoint, line);
+    let s2 = rust_server("server2", &endpoint, line);
+    official_clients_call(&endpoint, &[&node, &s, &s1, &s2], line);
 }
 
 #[test]
-fn official_python_clients_call_rust_servers_through_our_node() {
-    official_clients_call_rust_servers(NodeKind::Ours);
+fn official_1_3_python_clients_call_rust_servers_through_our_node() {
+    official_clients_call_rust_servers(NodeKind::Ours, Line::V1);
 }
 
 #[test]
-fn official_python_clients_call_rust_servers_through_the_official_node() {
-    official_clients_call_rust_servers(NodeKind::Official);
+fn official_1_3_python_clients_call_rust_servers_through_the_official_node() {
+    official_clients_call_rust_servers(NodeKind::Official, Line::V1);
+}
+
+#[test]
+fn official_3_3_8_python_clients_call_rust_servers_through_our_node() {
+    official_clients_call_rust_servers(NodeKind::Ours, Line::V3);
+}
+
+#[test]
+fn official_3_3_8_python_clients_call_rust_servers_through_the_official_node() {
+    official_clients_call_rust_servers(NodeKind::Official, Line::V3);
 }
 
 /// Lines of our Rust group client's output for `shape` from member `m`.
@@ -202,12 +248,14 @@ fn rust_group_client_calls(
     endpoint: &str,
     others: &[&Child],
     extra: impl Fn(&str) -> Result<(), String>,
+    line: Line,
 ) -> String {
     run_client(
         "rust-client-group",
         || {
             let mut c = Command::new(RUST_CLIENT_GROUP);
-            c.args(["--servers", "server1,server2", "--slim", endpoint]);
+            c.args(["--servers", "server1,server2", "--slim", endpoint])
+                .args(["--protocol", line.protocol()]);
             c
         },
         |code, out| {
@@ -227,17 +275,17 @@ fn rust_group_client_calls(
     )
 }
 
-fn rust_clients_call_official_servers(kind: NodeKind) {
-    let (node, endpoint) = start_node(kind);
-    let s = official_server("server", &endpoint);
-    let s1 = official_server("server1", &endpoint);
-    let s2 = official_server("server2", &endpoint);
+fn rust_clients_call_official_servers(kind: NodeKind, line: Line) {
+    let (node, endpoint) = start_node(kind, line);
+    let s = official_server("server", &endpoint, line);
+    let s1 = official_server("server1", &endpoint, line);
+    let s2 = official_server("server2", &endpoint, line);
     let others = [&node, &s, &s1, &s2];
     run_client(
         "rust-client",
         || {
             let mut c = Command::new(RUST_CLIENT);
-            c.args(["--slim", &endpoint]);
+            c.args(["--slim", &endpoint, "--protocol", line.protocol()]);
             c
         },
         |code, out| {
@@ -256,24 +304,39 @@ fn rust_clients_call_official_servers(kind: NodeKind) {
         },
         &others,
     );
-    rust_group_client_calls(&endpoint, &others, |out| {
-        // The official server answers unary-stream with five responses per member.
-        for m in ["server1", "server2"] {
-            let n = group_lines(out, "unary-stream", m).len();
-            check(n == 5, &format!("{m} sent {n} unary-stream responses"))?;
-        }
-        Ok(())
-    });
+    rust_group_client_calls(
+        &endpoint,
+        &others,
+        |out| {
+            // The official server answers unary-stream with five responses per member.
+            for m in ["server1", "server2"] {
+                let n = group_lines(out, "unary-stream", m).len();
+                check(n == 5, &format!("{m} sent {n} unary-stream responses"))?;
+            }
+            Ok(())
+        },
+        line,
+    );
 }
 
 #[test]
-fn rust_clients_call_official_python_servers_through_our_node() {
-    rust_clients_call_official_servers(NodeKind::Ours);
+fn rust_clients_call_official_1_3_python_servers_through_our_node() {
+    rust_clients_call_official_servers(NodeKind::Ours, Line::V1);
 }
 
 #[test]
-fn rust_clients_call_official_python_servers_through_the_official_node() {
-    rust_clients_call_official_servers(NodeKind::Official);
+fn rust_clients_call_official_1_3_python_servers_through_the_official_node() {
+    rust_clients_call_official_servers(NodeKind::Official, Line::V1);
+}
+
+#[test]
+fn rust_clients_call_official_3_3_8_python_servers_through_our_node() {
+    rust_clients_call_official_servers(NodeKind::Ours, Line::V3);
+}
+
+#[test]
+fn rust_clients_call_official_3_3_8_python_servers_through_the_official_node() {
+    rust_clients_call_official_servers(NodeKind::Official, Line::V3);
 }
 
 /// Generates our Python stubs for `examples/example.proto` into a fresh directory.
@@ -290,6 +353,8 @@ fn generate_python_stubs(label: &str) -> PathBuf {
             bin("protoc-gen-slimrpc-python").display()
         ))
         .arg(format!("--slimrpc-python_out={}", dir.display()))
+        // These stubs run on the 1.3.0 wheel.
+        .arg("--slimrpc-python_opt=runtime=v1")
         .arg(format!("--python_out={}", dir.display()))
         .arg(format!("--pyi_out={}", dir.display()))
         .arg("example.proto")
@@ -320,7 +385,7 @@ fn our_python(script: &str, gen_dir: &Path) -> Command {
 #[test]
 fn rust_group_client_calls_python_servers_on_our_generated_stubs() {
     let gen_dir = generate_python_stubs("interop-py-stubs-a");
-    let (node, endpoint) = start_node(NodeKind::Ours);
+    let (node, endpoint) = start_node(NodeKind::Ours, Line::V1);
     let mut servers = Vec::new();
     for m in ["server1", "server2"] {
         let mut s = Child::spawn(
@@ -331,38 +396,43 @@ fn rust_group_client_calls_python_servers_on_our_generated_stubs() {
         servers.push(s);
     }
     let others = [&node, &servers[0], &servers[1]];
-    rust_group_client_calls(&endpoint, &others, |out| {
-        // Our Python server starts every answer with its own instance name: the member a
-        // response is tagged with is the one that produced it.
-        for line in out.lines().filter(|l| l.starts_with("group ")) {
-            let tagged = ["server1", "server2"]
-                .into_iter()
-                .find(|m| line.contains(&format!("[agntcy/grpc/{m}] ")));
-            let Some(m) = tagged else {
-                return Err(format!("untagged response line {line:?}"));
-            };
-            check(
-                line.contains(&format!("example_string: \"{m}: ")),
-                &format!("line tagged {m} carries another member's answer: {line:?}"),
-            )?;
-        }
-        for m in ["server1", "server2"] {
-            let n = group_lines(out, "unary-stream", m).len();
-            check(n == 3, &format!("{m} sent {n} unary-stream responses"))?;
-            let n = group_lines(out, "stream-stream", m).len();
-            check(n == 3, &format!("{m} sent {n} stream-stream responses"))?;
-        }
-        Ok(())
-    });
+    rust_group_client_calls(
+        &endpoint,
+        &others,
+        |out| {
+            // Our Python server starts every answer with its own instance name: the member a
+            // response is tagged with is the one that produced it.
+            for line in out.lines().filter(|l| l.starts_with("group ")) {
+                let tagged = ["server1", "server2"]
+                    .into_iter()
+                    .find(|m| line.contains(&format!("[agntcy/grpc/{m}] ")));
+                let Some(m) = tagged else {
+                    return Err(format!("untagged response line {line:?}"));
+                };
+                check(
+                    line.contains(&format!("example_string: \"{m}: ")),
+                    &format!("line tagged {m} carries another member's answer: {line:?}"),
+                )?;
+            }
+            for m in ["server1", "server2"] {
+                let n = group_lines(out, "unary-stream", m).len();
+                check(n == 3, &format!("{m} sent {n} unary-stream responses"))?;
+                let n = group_lines(out, "stream-stream", m).len();
+                check(n == 3, &format!("{m} sent {n} stream-stream responses"))?;
+            }
+            Ok(())
+        },
+        Line::V1,
+    );
     let _ = std::fs::remove_dir_all(&gen_dir);
 }
 
 #[test]
 fn python_group_client_on_our_generated_stubs_calls_rust_servers() {
     let gen_dir = generate_python_stubs("interop-py-stubs-b");
-    let (node, endpoint) = start_node(NodeKind::Ours);
-    let s1 = rust_server("server1", &endpoint);
-    let s2 = rust_server("server2", &endpoint);
+    let (node, endpoint) = start_node(NodeKind::Ours, Line::V1);
+    let s1 = rust_server("server1", &endpoint, Line::V1);
+    let s2 = rust_server("server2", &endpoint, Line::V1);
     let others = [&node, &s1, &s2];
     run_client(
         "our-py-client-group",

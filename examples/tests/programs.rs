@@ -84,7 +84,12 @@ async fn rust_client_calls_the_official_python_example_server_through_a_slim_nod
         &["--instance", "server", "--server", &url],
     );
     let server = spawn_ready("py-server", cmd, "SLIM_RPC_SERVER_READY").await;
-    let (code, out) = run("client-vs-py", ours(CLIENT, &["--slim", &url])).await;
+    // The official peer here is the 1.3.0 wheel: the v1 wire.
+    let (code, out) = run(
+        "client-vs-py",
+        ours(CLIENT, &["--slim", &url, "--protocol", "1"]),
+    )
+    .await;
     assert_eq!(code, Some(0), "{out}\n---- server:\n{}", logs(&[server]));
     assert!(out.contains("SLIM_RPC_CLIENT_DONE"), "{out}");
     assert!(

@@ -68,11 +68,14 @@ pub fn frame_code(metadata: &Metadata) -> Code {
     Code::from_metadata(metadata.get(STATUS_CODE_KEY).map(String::as_str))
 }
 
-/// True when the frame is an end-of-stream marker: code OK (or absent /
-/// unparsable) **and** empty payload. A zero-length encoded message is
-/// therefore indistinguishable from EOS on the wire.
+/// True when the frame is an end-of-stream marker: a `slimrpc-code` is
+/// present and reads OK (an unparsable one reads OK too), **and** the payload
+/// is empty. Without a code an empty frame is a zero-length message (a
+/// `google.protobuf.Empty` response, as SlimRPC 3.x sends it). 1.x peers put
+/// a code on every frame, so from them a zero-length message still reads as
+/// EOS: their wire cannot tell the two apart.
 pub fn is_eos(metadata: &Metadata, payload: &[u8]) -> bool {
-    payload.is_empty() && frame_code(metadata).is_ok()
+    payload.is_empty() && metadata.contains_key(STATUS_CODE_KEY) && frame_code(metadata).is_ok()
 }
 
 /// True when the frame carries `slimrpc-dir=req` (sent by a client).
@@ -107,7 +110,7 @@ pub fn classify_response(metadata: &Metadata, payload: &[u8]) -> ResponseFrame {
             code,
             message: String::from_utf8_lossy(payload).into_owned(),
         }
-    } else if payload.is_empty() {
+    } else if is_eos(metadata, payload) {
         ResponseFrame::Eos
     } else {
         ResponseFrame::Data
@@ -180,8 +183,18 @@ pub fn client_eos2(rpc_id: &str, sent: RequestsSent, service: &str, method: &str
 
 // ---- server frames -------------------------------------------------------
 
-/// Metadata of a server response, server EOS (code OK) or error frame:
-/// `slimrpc-code`, `rpc-id`. Never `slimrpc-dir`.
+/// Metadata of a server response message: `rpc-id` only (no code: SlimRPC
+/// 3.x codes terminal frames only). Never `slimrpc-dir`.
+pub fn response_frame(rpc_id: &str) -> Metadata {
+    let mut m = Metadata::new();
+    if !rpc_id.is_empty() {
+        m.insert(RPC_ID_KEY.into(), rpc_id.into());
+    }
+    m
+}
+
+/// Metadata of a server EOS (code OK) or error frame: `slimrpc-code`,
+/// `rpc-id`. Never `slimrpc-dir`.
 pub fn status_frame(code: Code, rpc_id: &str) -> Metadata {
     let mut m = Metadata::from([(STATUS_CODE_KEY.into(), code.as_i32().to_string())]);
     if !rpc_id.is_empty() {
@@ -325,7 +338,9 @@ mod tests {
         let ok = status_frame(Code::Ok, "R");
         assert!(is_eos(&ok, b""));
         assert!(!is_eos(&ok, b"x"));
-        assert!(is_eos(&Metadata::new(), b""));
+        // No code: a zero-length message (3.x), not an EOS.
+        assert!(!is_eos(&Metadata::new(), b""));
+        assert!(!is_eos(&response_frame("R"), b""));
         assert!(is_eos(&meta(&[(STATUS_CODE_KEY, "77")]), b""));
         assert!(!is_eos(&status_frame(Code::Internal, "R"), b""));
     }

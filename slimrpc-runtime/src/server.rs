@@ -29,7 +29,7 @@ use crate::context::{Context, Input, RawRequests, RequestStream};
 use crate::error::RpcError;
 use crate::metadata::{
     METHOD_KEY, Metadata, SERVICE_KEY, STATUS_CODE_KEY, deadline_from_metadata, frame_code,
-    is_client_frame, is_eos, rpc_id, status_frame,
+    is_client_frame, is_eos, response_frame, rpc_id, status_frame,
 };
 use crate::transport::{
     ConnId, IncomingMessage, IntoTransport, RpcSessionEvents, RpcSessionHandle, RpcTransport,
@@ -183,19 +183,32 @@ struct Responder {
 }
 
 impl Responder {
+    /// A response message: `rpc-id` only, no status code (SlimRPC 3.x puts
+    /// the code on terminal frames only, so a zero-length response such as
+    /// `google.protobuf.Empty` is never read as the end of the stream; 1.x
+    /// clients read an absent code as OK).
     async fn response(&self, payload: Vec<u8>) -> Result<(), RpcError> {
         self.handle
-            .publish_unicast(&self.caller, payload, status_frame(Code::Ok, &self.rpc_id))
+            .publish_unicast(&self.caller, payload, response_frame(&self.rpc_id))
             .await
             .map_err(|e| RpcError::internal(format!("Failed to send response: {e}")))
     }
 
+    /// The end of this member's response stream: empty, code OK.
     async fn eos(&self) -> Result<(), RpcError> {
-        self.response(Vec::new()).await
+        self.handle
+            .publish_unicast(
+                &self.caller,
+                Vec::new(),
+                status_frame(Code::Ok, &self.rpc_id),
+            )
+            .await
+            .map_err(|e| RpcError::internal(format!("Failed to send response: {e}")))
     }
 
-    /// One error frame, to the session destination (the whole group in a
-    /// group session, as SLIM v1.3 does). Never followed by an EOS.
+    /// One error frame, to the caller only (in a group session too, as
+    /// SlimRPC 3.x does: the other members have nothing to do with it).
+    /// Never followed by an EOS.
     async fn error(&self, e: &RpcError) {
         let code = match e.code() {
             // An error frame with code 0 would read as data or EOS.
@@ -204,7 +217,11 @@ impl Responder {
         };
         let sent = self
             .handle
-            .publish(e.message().into_bytes(), status_frame(code, &self.rpc_id))
+            .publish_unicast(
+                &self.caller,
+                e.message().into_bytes(),
+                status_frame(code, &self.rpc_id),
+            )
             .await;
         if let Err(err) = sent {
             tracing::warn!(rpc_id = %self.rpc_id, error = %err, "failed to send error frame");

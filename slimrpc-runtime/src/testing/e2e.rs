@@ -499,7 +499,7 @@ async fn handler_sees_user_metadata_deadline_and_caller() {
 // ---- wire frames ------------------------------------------------------------
 
 #[tokio::test]
-async fn server_answers_response_then_eos_without_direction_marker() {
+async fn server_answers_responses_without_code_then_an_eos_with_code_and_no_direction_marker() {
     let f = fixture(&["server"]).await;
     let mut s = raw_session(&f, "server").await;
     let first = metadata::client_first_frame(
@@ -523,7 +523,8 @@ async fn server_answers_response_then_eos_without_direction_marker() {
         .unwrap();
     for want in [msg("server", 0), msg("server", 1)] {
         let r = next_frame(&mut s).await;
-        assert_eq!(r.metadata, metadata::status_frame(Code::Ok, "R3"));
+        // Responses carry no code (3.x); only the EOS does.
+        assert_eq!(r.metadata, metadata::response_frame("R3"));
         assert_eq!(Msg::decode(r.payload.as_slice()).unwrap(), want);
     }
     let eos = next_frame(&mut s).await;
