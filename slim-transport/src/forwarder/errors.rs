@@ -41,22 +41,10 @@ pub struct ForwardError {
 }
 
 impl ForwardError {
-    /// A forward error about `msg` (its session context is copied if any).
+    /// A forward error about v1 message `msg` (its session context is
+    /// copied if any).
     pub fn about(kind: ForwardErrorKind, msg: &wire::Message) -> Self {
-        let session_context = match &msg.message_type {
-            Some(wire::message::MessageType::Publish(p)) => {
-                p.session.as_ref().map(|s| SessionContext {
-                    message_id: s.message_id,
-                    session_id: s.session_id,
-                    session_message_type: s.session_message_type,
-                })
-            }
-            _ => None,
-        };
-        Self {
-            kind,
-            session_context,
-        }
+        Self::about_frame(kind, msg)
     }
 
     /// A forward error about frame `msg` of either generation.

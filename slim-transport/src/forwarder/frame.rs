@@ -201,47 +201,90 @@ fn check_header_v1(h: &Option<wire::SlimHeader>) -> Result<(), String> {
     check_parts(&h.destination, "destination", parts)
 }
 
+/// The methods both generations implement the same way: their schemas
+/// agree on these fields (names and meaning), only the Rust types differ.
+macro_rules! same_in_both_generations {
+    ($w:ident, $check:ident, $header_mut:ident) => {
+        fn validate(&self) -> Result<(), String> {
+            use $w::message::MessageType as T;
+            match &self.message_type {
+                None => Err("message type not set".into()),
+                Some(T::Publish(p)) => {
+                    $check(&p.header)?;
+                    if p.session.is_none() {
+                        return Err("session header missing".into());
+                    }
+                    Ok(())
+                }
+                Some(T::Subscribe(s)) => $check(&s.header),
+                Some(T::Unsubscribe(u)) => $check(&u.header),
+                Some(T::Link(l)) if l.link_type.is_none() => Err("link type not set".into()),
+                Some(T::Link(_)) | Some(T::SubscriptionAck(_)) => Ok(()),
+            }
+        }
+
+        fn kind(&self) -> Kind {
+            use $w::message::MessageType as T;
+            match &self.message_type {
+                None => Kind::Empty,
+                Some(T::Publish(_)) => Kind::Publish,
+                Some(T::Subscribe(s)) => Kind::Subscribe {
+                    subscription_id: s.subscription_id,
+                },
+                Some(T::Unsubscribe(u)) => Kind::Unsubscribe {
+                    subscription_id: u.subscription_id,
+                },
+                Some(T::Link(_)) => Kind::Link,
+                Some(T::SubscriptionAck(a)) => Kind::SubscriptionAck(SubAck {
+                    subscription_id: a.subscription_id,
+                    success: a.success,
+                    error: a.error.clone(),
+                }),
+            }
+        }
+
+        fn stamp(&mut self, incoming: ConnId) {
+            if let Some(h) = $header_mut(self) {
+                h.incoming_conn = Some(incoming);
+                h.recv_from = None;
+                h.forward_to = None;
+            }
+        }
+
+        fn session_context(&self) -> Option<SessionContext> {
+            match &self.message_type {
+                Some($w::message::MessageType::Publish(p)) => {
+                    p.session.as_ref().map(|s| SessionContext {
+                        message_id: s.message_id,
+                        session_id: s.session_id,
+                        session_message_type: s.session_message_type,
+                    })
+                }
+                _ => None,
+            }
+        }
+
+        fn ack(subscription_id: u64, result: Result<(), String>) -> Self {
+            let (success, error) = ack_result(result);
+            $w::Message {
+                metadata: Default::default(),
+                message_type: Some($w::message::MessageType::SubscriptionAck(
+                    $w::SubscriptionAck {
+                        subscription_id,
+                        success,
+                        error,
+                    },
+                )),
+            }
+        }
+    };
+}
+
 impl Frame for wire::Message {
     type Link = super::link::LinkState;
     const GENERATION: Generation = Generation::V1;
 
-    fn validate(&self) -> Result<(), String> {
-        use wire::message::MessageType as T;
-        match &self.message_type {
-            None => Err("message type not set".into()),
-            Some(T::Publish(p)) => {
-                check_header_v1(&p.header)?;
-                if p.session.is_none() {
-                    return Err("session header missing".into());
-                }
-                Ok(())
-            }
-            Some(T::Subscribe(s)) => check_header_v1(&s.header),
-            Some(T::Unsubscribe(u)) => check_header_v1(&u.header),
-            Some(T::Link(l)) if l.link_type.is_none() => Err("link type not set".into()),
-            Some(T::Link(_)) | Some(T::SubscriptionAck(_)) => Ok(()),
-        }
-    }
-
-    fn kind(&self) -> Kind {
-        use wire::message::MessageType as T;
-        match &self.message_type {
-            None => Kind::Empty,
-            Some(T::Publish(_)) => Kind::Publish,
-            Some(T::Subscribe(s)) => Kind::Subscribe {
-                subscription_id: s.subscription_id,
-            },
-            Some(T::Unsubscribe(u)) => Kind::Unsubscribe {
-                subscription_id: u.subscription_id,
-            },
-            Some(T::Link(_)) => Kind::Link,
-            Some(T::SubscriptionAck(a)) => Kind::SubscriptionAck(SubAck {
-                subscription_id: a.subscription_id,
-                success: a.success,
-                error: a.error.clone(),
-            }),
-        }
-    }
+    same_in_both_generations!(wire, check_header_v1, header_v1_mut);
 
     fn route(&self) -> Option<Route> {
         let h = header_v1(self)?;
@@ -252,14 +295,6 @@ impl Frame for wire::Message {
             recv_from: h.recv_from,
             forward_to: h.forward_to,
         })
-    }
-
-    fn stamp(&mut self, incoming: ConnId) {
-        if let Some(h) = header_v1_mut(self) {
-            h.incoming_conn = Some(incoming);
-            h.recv_from = None;
-            h.forward_to = None;
-        }
     }
 
     fn hop(&mut self) -> bool {
@@ -283,19 +318,6 @@ impl Frame for wire::Message {
                 "{:x}/{:x}/{:x}/{id:x}",
                 k.prefix[0], k.prefix[1], k.prefix[2]
             ),
-        }
-    }
-
-    fn session_context(&self) -> Option<SessionContext> {
-        match &self.message_type {
-            Some(wire::message::MessageType::Publish(p)) => {
-                p.session.as_ref().map(|s| SessionContext {
-                    message_id: s.message_id,
-                    session_id: s.session_id,
-                    session_message_type: s.session_message_type,
-                })
-            }
-            _ => None,
         }
     }
 
@@ -323,20 +345,6 @@ impl Frame for wire::Message {
         wire::Message {
             metadata: Default::default(),
             message_type: Some(message_type),
-        }
-    }
-
-    fn ack(subscription_id: u64, result: Result<(), String>) -> Self {
-        let (success, error) = ack_result(result);
-        wire::Message {
-            metadata: Default::default(),
-            message_type: Some(wire::message::MessageType::SubscriptionAck(
-                wire::SubscriptionAck {
-                    subscription_id,
-                    success,
-                    error,
-                },
-            )),
         }
     }
 }
@@ -391,43 +399,7 @@ impl Frame for wire3::Message {
     type Link = super::link3::LinkState3;
     const GENERATION: Generation = Generation::V3;
 
-    fn validate(&self) -> Result<(), String> {
-        use wire3::message::MessageType as T;
-        match &self.message_type {
-            None => Err("message type not set".into()),
-            Some(T::Publish(p)) => {
-                check_header_v3(&p.header)?;
-                if p.session.is_none() {
-                    return Err("session header missing".into());
-                }
-                Ok(())
-            }
-            Some(T::Subscribe(s)) => check_header_v3(&s.header),
-            Some(T::Unsubscribe(u)) => check_header_v3(&u.header),
-            Some(T::Link(l)) if l.link_type.is_none() => Err("link type not set".into()),
-            Some(T::Link(_)) | Some(T::SubscriptionAck(_)) => Ok(()),
-        }
-    }
-
-    fn kind(&self) -> Kind {
-        use wire3::message::MessageType as T;
-        match &self.message_type {
-            None => Kind::Empty,
-            Some(T::Publish(_)) => Kind::Publish,
-            Some(T::Subscribe(s)) => Kind::Subscribe {
-                subscription_id: s.subscription_id,
-            },
-            Some(T::Unsubscribe(u)) => Kind::Unsubscribe {
-                subscription_id: u.subscription_id,
-            },
-            Some(T::Link(_)) => Kind::Link,
-            Some(T::SubscriptionAck(a)) => Kind::SubscriptionAck(SubAck {
-                subscription_id: a.subscription_id,
-                success: a.success,
-                error: a.error.clone(),
-            }),
-        }
-    }
+    same_in_both_generations!(wire3, check_header_v3, header_v3_mut);
 
     fn route(&self) -> Option<Route> {
         let h = header_v3(self)?;
@@ -438,14 +410,6 @@ impl Frame for wire3::Message {
             recv_from: h.recv_from,
             forward_to: h.forward_to,
         })
-    }
-
-    fn stamp(&mut self, incoming: ConnId) {
-        if let Some(h) = header_v3_mut(self) {
-            h.incoming_conn = Some(incoming);
-            h.recv_from = None;
-            h.forward_to = None;
-        }
     }
 
     fn hop(&mut self) -> bool {
@@ -483,19 +447,6 @@ impl Frame for wire3::Message {
         }
     }
 
-    fn session_context(&self) -> Option<SessionContext> {
-        match &self.message_type {
-            Some(wire3::message::MessageType::Publish(p)) => {
-                p.session.as_ref().map(|s| SessionContext {
-                    message_id: s.message_id,
-                    session_id: s.session_id,
-                    session_message_type: s.session_message_type,
-                })
-            }
-            _ => None,
-        }
-    }
-
     fn subscription(&self, subscribe: bool, subscription_id: u64) -> Self {
         use wire3::message::MessageType as T;
         let h = header_v3(self);
@@ -522,20 +473,6 @@ impl Frame for wire3::Message {
         wire3::Message {
             metadata: Default::default(),
             message_type: Some(message_type),
-        }
-    }
-
-    fn ack(subscription_id: u64, result: Result<(), String>) -> Self {
-        let (success, error) = ack_result(result);
-        wire3::Message {
-            metadata: Default::default(),
-            message_type: Some(wire3::message::MessageType::SubscriptionAck(
-                wire3::SubscriptionAck {
-                    subscription_id,
-                    success,
-                    error,
-                },
-            )),
         }
     }
 }
