@@ -16,6 +16,7 @@
 //! Must not: hold a lock across `.await`, spawn per-call tasks, or know how
 //! the session layer works beyond [`crate::transport`].
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -138,6 +139,8 @@ struct ChannelInner {
     session_options: SessionOptions,
     /// Responses a call may leave unread (see [`ChannelOptions::response_buffer`]).
     response_buffer: usize,
+    /// Members pinned to a verified identity (see [`Channel::pinned`]).
+    pins: HashMap<[u64; 3], String>,
     slot: Mutex<Slot>,
     closed: AtomicBool,
 }
@@ -211,6 +214,15 @@ impl Channel {
         members: Vec<Name>,
         options: ChannelOptions,
     ) -> Result<Self, RpcError> {
+        Self::build(app, members, options, HashMap::new())
+    }
+
+    fn build(
+        app: impl IntoTransport,
+        members: Vec<Name>,
+        options: ChannelOptions,
+        pins: HashMap<[u64; 3], String>,
+    ) -> Result<Self, RpcError> {
         let transport = app.into_transport();
         if members.is_empty() {
             return Err(RpcError::invalid_argument(
@@ -232,10 +244,30 @@ impl Channel {
                     ping_interval: options.ping_interval,
                 },
                 response_buffer: options.response_buffer.unwrap_or(CALL_BUFFER),
+                pins,
                 slot: Mutex::new(Slot::Empty),
                 closed: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// A channel whose members are pinned to their verified identities: an
+    /// answer from member `name` counts only if its identity token's
+    /// subject is the one given here; any other answer is refused and the
+    /// call reports `Unauthenticated` for that member (in a group call, as
+    /// that member's error item). Each member's subject is what its app's
+    /// identity reports (for a shared secret: its identity id).
+    pub fn pinned(
+        app: impl IntoTransport,
+        members: Vec<(Name, String)>,
+        options: ChannelOptions,
+    ) -> Result<Self, RpcError> {
+        let pins: HashMap<[u64; 3], String> = members
+            .iter()
+            .map(|(n, subject)| (n.prefix(), subject.clone()))
+            .collect();
+        let names = members.into_iter().map(|(n, _)| n).collect();
+        Self::build(app, names, options, pins)
     }
 
     /// True for a group channel (more than one member).
@@ -530,6 +562,7 @@ impl ChannelInner {
                         self.connection,
                         self.session_options,
                         self.response_buffer,
+                        self.pins.clone(),
                     )
                     .boxed()
                     .shared();
@@ -569,6 +602,7 @@ async fn open_session(
     connection: Option<ConnId>,
     options: SessionOptions,
     response_buffer: usize,
+    pins: HashMap<[u64; 3], String>,
 ) -> Result<Arc<LiveSession>, RpcError> {
     let (kind, destination) = match &group_name {
         Some(g) => (SessionKind::Group, g.clone()),
@@ -614,7 +648,7 @@ async fn open_session(
         }
     }
     tracing::debug!(session_id = session.handle.id(), %destination, "channel session ready");
-    let dispatcher = Dispatcher::with_call_buffer(response_buffer, CALL_BUFFER_WAIT);
+    let dispatcher = Dispatcher::with_pins(response_buffer, CALL_BUFFER_WAIT, pins);
     let reader = tokio::spawn(dispatcher.clone().run_reader(session.events));
     Ok(Arc::new(LiveSession {
         handle: session.handle,

@@ -60,6 +60,7 @@ pub struct Context {
     rpc_id: String,
     service: String,
     method: String,
+    peer_subject: Option<String>,
 }
 
 impl Context {
@@ -78,7 +79,23 @@ impl Context {
             rpc_id,
             service,
             method,
+            peer_subject: None,
         }
+    }
+
+    /// The context with the caller's verified identity.
+    pub(crate) fn with_peer_subject(mut self, subject: Option<String>) -> Self {
+        self.peer_subject = subject;
+        self
+    }
+
+    /// The caller's verified identity: the subject (`sub`) of the identity
+    /// token on the call's first frame, which the session checked (for a
+    /// shared secret: the caller's identity id). Unlike [`Self::caller`]
+    /// and the metadata, a caller cannot choose it without the secret.
+    /// `None` when the transport does not verify identities.
+    pub fn peer_subject(&self) -> Option<&str> {
+        self.peer_subject.as_deref()
     }
 
     /// Metadata of the call's first frame (user keys and protocol keys).

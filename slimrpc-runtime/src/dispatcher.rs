@@ -113,6 +113,9 @@ pub struct Dispatcher {
     call_buffer: usize,
     /// How long a call with a full buffer gets to make room.
     call_wait: Duration,
+    /// Members pinned to an identity (by `org/ns/svc`): a frame from one of
+    /// them under another verified identity becomes an error frame.
+    pins: HashMap<[u64; 3], String>,
 }
 
 impl Default for Dispatcher {
@@ -121,7 +124,33 @@ impl Default for Dispatcher {
             table: Mutex::default(),
             call_buffer: CALL_BUFFER,
             call_wait: CALL_BUFFER_WAIT,
+            pins: HashMap::new(),
         }
+    }
+}
+
+/// A frame from `member` under an identity other than the `expected` one:
+/// an `Unauthenticated` error frame of the same call in its place, so the
+/// call reports it for that member and never yields the answer.
+fn refused(msg: IncomingMessage, expected: &str) -> IncomingMessage {
+    let got = msg.peer_subject.as_deref().unwrap_or("<none>");
+    let text = format!(
+        "answer from {} refused: its identity is {got:?}, the channel is pinned to {expected:?}",
+        msg.source
+    );
+    let mut metadata = HashMap::new();
+    if let Some(id) = msg.metadata.get(crate::metadata::RPC_ID_KEY) {
+        metadata.insert(crate::metadata::RPC_ID_KEY.to_string(), id.clone());
+    }
+    metadata.insert(
+        crate::metadata::STATUS_CODE_KEY.to_string(),
+        crate::code::Code::Unauthenticated.as_i32().to_string(),
+    );
+    IncomingMessage {
+        source: msg.source,
+        payload: text.into_bytes(),
+        metadata,
+        peer_subject: msg.peer_subject,
     }
 }
 
@@ -133,10 +162,18 @@ impl Dispatcher {
     /// A dispatcher whose calls may leave `limit` frames unread (at least
     /// 1), and get `wait` to make room before they are ended.
     pub fn with_call_buffer(limit: usize, wait: Duration) -> Arc<Self> {
+        Self::with_pins(limit, wait, HashMap::new())
+    }
+
+    /// As [`Self::with_call_buffer`], refusing answers of the members in
+    /// `pins` (keyed by `org/ns/svc`) unless their verified identity is the
+    /// pinned one.
+    pub fn with_pins(limit: usize, wait: Duration, pins: HashMap<[u64; 3], String>) -> Arc<Self> {
         Arc::new(Self {
             table: Mutex::default(),
             call_buffer: limit.max(1),
             call_wait: wait,
+            pins,
         })
     }
 
@@ -294,6 +331,13 @@ impl Dispatcher {
         while let Some(event) = events.recv().await {
             match event {
                 TransportEvent::Message(msg) => {
+                    let msg = match self.pins.get(&msg.source.prefix()) {
+                        Some(want) if msg.peer_subject.as_deref() != Some(want.as_str()) => {
+                            tracing::warn!(source = %msg.source, expected = %want, got = ?msg.peer_subject, "answer from an unexpected identity refused");
+                            refused(msg, want)
+                        }
+                        _ => msg,
+                    };
                     if !self.dispatch(msg).await {
                         tracing::trace!("dropping a frame for no registered call");
                     }
@@ -345,6 +389,7 @@ mod tests {
             source: Name::new("org", "ns", "srv").with_id(1),
             payload: payload.to_vec(),
             metadata: Metadata::from([(RPC_ID_KEY.to_string(), rpc_id.to_string())]),
+            peer_subject: None,
         }
     }
 

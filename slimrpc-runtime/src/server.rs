@@ -777,7 +777,8 @@ impl Demux {
             rpc_id.clone(),
             service,
             method,
-        );
+        )
+        .with_peer_subject(msg.peer_subject.clone());
         let call = match handler {
             Handler::UnaryInput(f) => f(msg.payload, ctx, out.clone()),
             Handler::StreamInput(f) => {

@@ -184,6 +184,7 @@ impl RpcSessionEvents for Session {
                             source: m.source,
                             payload: m.payload,
                             metadata: m.metadata,
+                            peer_subject: m.peer_subject,
                         }));
                     }
                     Ok(SessionEvent::MemberLeft(name)) => {

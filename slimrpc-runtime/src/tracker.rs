@@ -261,6 +261,7 @@ mod tests {
             source: from.with_id(0xabc),
             payload: payload.to_vec(),
             metadata: status_frame(code, "R"),
+            peer_subject: None,
         }
     }
 

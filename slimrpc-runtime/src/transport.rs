@@ -76,6 +76,9 @@ pub struct IncomingMessage {
     pub payload: Vec<u8>,
     /// The SLIM message metadata.
     pub metadata: HashMap<String, String>,
+    /// The sender's verified identity (the subject of the identity token
+    /// its message carried), when the transport checked one.
+    pub peer_subject: Option<String>,
 }
 
 /// A SLIM app as SlimRPC uses it.

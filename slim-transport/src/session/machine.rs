@@ -1043,14 +1043,17 @@ impl Session {
 
     // ----- inbound dispatch ---------------------------------------------------
 
-    pub(crate) fn handle_inbound(&mut self, inb: Inbound) {
+    pub(crate) fn handle_inbound(&mut self, mut inb: Inbound) {
         if inb.session_id != self.id {
             return self.drop_msg(DropReason::UnknownSession);
         }
         let unix = self.ctx.clock.unix(self.now);
-        if let Err(e) = self.ctx.verifier.verify_at(&inb.identity, unix) {
-            debug!(session_id = self.id, error = %e, source = %inb.source, "bad identity");
-            return self.drop_msg(DropReason::BadIdentity);
+        match self.ctx.verifier.verify_at(&inb.identity, unix) {
+            Ok(claims) => inb.subject = Some(claims.sub),
+            Err(e) => {
+                debug!(session_id = self.id, error = %e, source = %inb.source, "bad identity");
+                return self.drop_msg(DropReason::BadIdentity);
+            }
         }
         if inb.source == self.local {
             return self.drop_msg(DropReason::Unexpected);
@@ -1236,6 +1239,7 @@ impl Session {
             source: source.clone(),
             payload: blob,
             metadata,
+            peer_subject: inb.subject.clone(),
         };
         if publish_to {
             let seen = self.publish_to_seen.entry(source).or_default();

@@ -127,6 +127,9 @@ pub struct ReceivedMessage {
     pub source: Name,
     pub payload: Vec<u8>,
     pub metadata: HashMap<String, String>,
+    /// The sender's verified identity: the subject (`sub`) of the identity
+    /// token the message carried, checked against the app's verifier.
+    pub peer_subject: Option<String>,
 }
 
 /// What the application learns about a session.

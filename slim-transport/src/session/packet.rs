@@ -57,6 +57,8 @@ pub struct Inbound {
     pub message_id: u32,
     pub content: Option<Content>,
     pub metadata: HashMap<String, String>,
+    /// The sender's subject, once the session verified its identity token.
+    pub subject: Option<String>,
 }
 
 /// The session id and message type of a Publish, without taking it apart.
@@ -111,6 +113,7 @@ impl Inbound {
             message_id: session.message_id,
             content,
             metadata,
+            subject: None,
         })
     }
 

@@ -283,11 +283,14 @@ fn message_lost_for_good_is_reported_lost_in_its_place() {
         })
         .collect();
     let alice_name = net.name(alice);
+    // Each message carries alice's verified subject: her identity's id.
+    let alice_subject = net.ctx(alice).provider.id().to_string();
     let expect = |i: u8| {
         SessionEvent::Message(super::ReceivedMessage {
             source: alice_name.clone(),
             payload: vec![i],
             metadata: HashMap::new(),
+            peer_subject: Some(alice_subject.clone()),
         })
     };
     assert_eq!(

@@ -304,6 +304,8 @@ impl MemHandle {
                     source: self.me.clone(),
                     payload: payload.clone(),
                     metadata: metadata.clone(),
+                    // This in-memory transport verifies no identity.
+                    peer_subject: None,
                 }))
                 .await;
         }
