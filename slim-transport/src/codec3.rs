@@ -476,6 +476,7 @@ impl Codec3 {
             }),
             C1::GroupAck(_) => C3::GroupAck(wire3::GroupAckPayload {}),
             C1::GroupNack(_) => C3::GroupNack(wire3::GroupNackPayload {}),
+            // The epoch is filled in from the session's note (outbound()).
             C1::Ping(_) => C3::Heartbeat(wire3::HeartbeatPayload { epoch: u64::MAX }),
         }
     }
@@ -702,8 +703,23 @@ impl Codec3 {
             })),
             Some(T1::Link(_)) | None => None,
         };
+        let mut metadata = m.metadata;
+        // A HEARTBEAT carries the sender's MLS epoch (all bits set without
+        // MLS): v3 members seeing a higher one than theirs ask to rejoin.
+        let epoch = metadata
+            .remove(crate::session::packet::keys::MLS_EPOCH)
+            .and_then(|e| e.parse::<u64>().ok());
+        let mut message_type = message_type;
+        if let Some(T3::Publish(p)) = &mut message_type
+            && let Some(wire3::Content {
+                content_type: Some(wire3::content::ContentType::CommandPayload(c)),
+            }) = &mut p.msg
+            && let Some(C3::Heartbeat(hb)) = &mut c.command_payload_type
+        {
+            hb.epoch = epoch.unwrap_or(u64::MAX);
+        }
         let mut out = wire3::Message {
-            metadata: m.metadata,
+            metadata,
             message_type,
         };
         self.sign(&mut out);
@@ -1332,5 +1348,62 @@ mod tests {
             .outbound(ping, crate::identity::unix_now(), now)
             .unwrap();
         assert_eq!(round.local.len(), 1);
+    }
+
+    #[test]
+    fn a_heartbeat_carries_the_epoch_the_session_noted_and_not_the_note() {
+        let mut alice = codec("org/ns/alice", 42, 1);
+        let a = Name::new("org", "ns", "alice").with_id(42);
+        let b = Name::new("org", "ns", "bob").with_id(7);
+        let mut ping = frame(
+            &a,
+            &b,
+            wire::SessionMessageType::Ping,
+            C1::Ping(wire::PingPayload {}),
+        );
+        ping.metadata
+            .insert(crate::session::packet::keys::MLS_EPOCH.into(), "5".into());
+        let out = alice
+            .outbound(ping, crate::identity::unix_now(), Instant::now())
+            .unwrap();
+        let hb = &out.wire[0];
+        assert!(
+            !hb.metadata
+                .contains_key(crate::session::packet::keys::MLS_EPOCH)
+        );
+        let Some(wire3::message::MessageType::Publish(p)) = &hb.message_type else {
+            panic!()
+        };
+        let Some(wire3::content::ContentType::CommandPayload(c)) =
+            p.msg.as_ref().and_then(|c| c.content_type.clone())
+        else {
+            panic!()
+        };
+        assert_eq!(
+            c.command_payload_type,
+            Some(C3::Heartbeat(wire3::HeartbeatPayload { epoch: 5 }))
+        );
+        // Without a note (no MLS): all bits set.
+        let ping = frame(
+            &a,
+            &b,
+            wire::SessionMessageType::Ping,
+            C1::Ping(wire::PingPayload {}),
+        );
+        let out = alice
+            .outbound(ping, crate::identity::unix_now(), Instant::now())
+            .unwrap();
+        let Some(wire3::message::MessageType::Publish(p)) = &out.wire[0].message_type else {
+            panic!()
+        };
+        let Some(wire3::content::ContentType::CommandPayload(c)) =
+            p.msg.as_ref().and_then(|c| c.content_type.clone())
+        else {
+            panic!()
+        };
+        assert_eq!(
+            c.command_payload_type,
+            Some(C3::Heartbeat(wire3::HeartbeatPayload { epoch: u64::MAX }))
+        );
     }
 }

@@ -161,6 +161,11 @@ impl MlsSessionCrypto {
         self.state.encrypt(plaintext)
     }
 
+    /// The current epoch, once in a group.
+    pub fn epoch(&self) -> Option<u64> {
+        self.state.is_active().then(|| self.state.epoch())
+    }
+
     /// Encrypts one MSG payload with `aad` as its authenticated data.
     pub fn encrypt_with_aad(&mut self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, MlsError> {
         self.state.encrypt_with_aad(plaintext, aad)

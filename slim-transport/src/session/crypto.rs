@@ -89,6 +89,11 @@ pub trait SessionCrypto: Send {
     fn process_commit(&mut self, commit: &[u8]) -> Result<(), CryptoError>;
     /// Encrypts one MSG payload.
     fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError>;
+    /// The member's current MLS epoch (`None` without MLS or before the
+    /// group exists).
+    fn epoch(&self) -> Option<u64> {
+        None
+    }
     /// Encrypts one MSG payload authenticating `aad` with it (SLIM v3);
     /// without MLS the AAD has nothing to bind to.
     fn encrypt_with_aad(&mut self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
@@ -205,6 +210,9 @@ impl SessionCrypto for crate::mls::MlsSessionCrypto {
     }
     fn encrypt_with_aad(&mut self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
         crate::mls::MlsSessionCrypto::encrypt_with_aad(self, plaintext, aad).map_err(from_mls)
+    }
+    fn epoch(&self) -> Option<u64> {
+        crate::mls::MlsSessionCrypto::epoch(self)
     }
     fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         crate::mls::MlsSessionCrypto::decrypt(self, ciphertext).map_err(from_mls)

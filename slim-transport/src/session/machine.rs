@@ -920,6 +920,20 @@ impl Session {
         }
     }
 
+    /// Notes this member's MLS epoch on an outbound PING for the v3 edge
+    /// (see [`keys::MLS_EPOCH`]). Only behind that edge (its AAD hook is
+    /// the sign of it), and only with MLS.
+    fn tag_epoch(&self, msg: &mut wire::Message) {
+        msg.metadata.remove(keys::MLS_EPOCH);
+        if self.ctx.aad.is_none() {
+            return;
+        }
+        if let Some(epoch) = self.crypto.epoch() {
+            msg.metadata
+                .insert(keys::MLS_EPOCH.into(), epoch.to_string());
+        }
+    }
+
     fn emit(&mut self, e: SessionEvent) {
         self.events.push_back(Event::App(e));
     }
@@ -1103,7 +1117,7 @@ impl Session {
                 self.finish_close("removed by the moderator");
             }
             Kind::Ping => {
-                let echo = self.out(
+                let mut echo = self.out(
                     &inb.source,
                     inb.fanout,
                     Kind::Ping,
@@ -1113,6 +1127,7 @@ impl Session {
                         .unwrap_or_else(|| command_content(Cmd::Ping(PingPayload {}))),
                     inb.metadata.clone(),
                 );
+                self.tag_epoch(&mut echo);
                 self.send(echo);
                 self.watchdog = Some(self.now + PING_INTERVAL * MAX_PING_FAILURES);
             }
@@ -2152,7 +2167,8 @@ impl Session {
             SessionKind::Group => (self.destination.clone(), GROUP_FANOUT),
         };
         let mid = self.fresh_control_id();
-        let msg = self.command_msg(&dst, fanout, Kind::Ping, mid, Cmd::Ping(PingPayload {}));
+        let mut msg = self.command_msg(&dst, fanout, Kind::Ping, mid, Cmd::Ping(PingPayload {}));
+        self.tag_epoch(&mut msg);
         self.ping_round = Some(mid);
         self.start_control(
             msg,

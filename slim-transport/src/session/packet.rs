@@ -40,6 +40,10 @@ pub mod keys {
     /// unknown keys and deliver it, which is what a v1.3 sender's
     /// re-send-to-everyone would have made them do anyway.
     pub const NOT_ADDRESSED: &str = "NOT_ADDRESSED";
+    /// Ours, never on the wire: on an outbound PING, this member's MLS
+    /// epoch, for the SLIM v3 edge's HEARTBEAT (which carries it; v3
+    /// members that see a higher epoch than theirs ask to rejoin).
+    pub const MLS_EPOCH: &str = "slim-mls-epoch";
 }
 
 /// A received Publish whose shape is valid for the session layer.
