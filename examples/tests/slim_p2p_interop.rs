@@ -239,6 +239,45 @@ fn ours_and_the_official_3_3_8_example_exchange_through_the_official_node() {
 }
 
 #[test]
+fn our_v3_sender_refused_by_an_official_3_3_8_listener_for_its_secret_says_so() {
+    let (_node, url) = node();
+    let mut listener = p2p(
+        Impl::Official3,
+        "p2p-listener-other-secret",
+        &["--local", "org/ns/bob", "--slim", &url],
+    );
+    listener.wait_for("waiting for new session to be established", LIMIT);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_slim-p2p"));
+    cmd.args([
+        "--local",
+        "org/ns/alice",
+        "--remote",
+        "org/ns/bob",
+        "--slim",
+        &url,
+        "--message",
+        "hello",
+        "--iterations",
+        "1",
+        "--shared-secret",
+        "another-shared-secret-of-at-least-32-bytes",
+    ]);
+    let mut sender = Child::spawn("p2p-sender-other-secret", &mut cmd);
+    let (code, out) = sender.wait_exit(LIMIT);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("does not use our shared secret"),
+        "the error does not name the cause:\n{out}"
+    );
+    // The official side refused our tokens, as it logs.
+    assert!(
+        listener.output().contains("identity verification failed"),
+        "{}",
+        listener.output()
+    );
+}
+
+#[test]
 fn our_sender_without_remote_fails_with_the_official_error() {
     let (_node, url) = node();
     let mut sender = p2p(
