@@ -24,7 +24,7 @@ use slim_transport::Name;
 use slim_transport::app::{
     App, ConnId, Session, SessionConfig, SessionError, SessionEvent, SessionKind,
 };
-use slim_transport::identity::SharedSecret;
+use slim_transport::identity::{IdentityProvider, SharedSecret};
 use slim_transport::service::{Generation, LinkOptions, Service};
 use tokio::task::JoinSet;
 
@@ -91,6 +91,19 @@ fn print_line(label: &str, text: &str) {
     println!("{BOLD}{CYAN}{label:<45}{END}{text}");
 }
 
+/// A 128-bit id in the hyphenated UUID form 3.x prints names with.
+fn uuid_text(id: u128) -> String {
+    let h = format!("{id:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 fn parse_name(s: &str) -> Result<Name, Error> {
     s.parse().map_err(|e| Error::Name(s.to_string(), e))
 }
@@ -144,12 +157,18 @@ async fn run(args: Args) -> Result<(), Error> {
         .map_err(|e| Error::Connect(args.slim.clone(), e))?;
     println!("Using shared-secret authentication.");
     let identity = SharedSecret::new(&args.local, &args.shared_secret)?;
+    // The id peers see: on v3 the 128-bit id derived from the identity,
+    // printed as a UUID as the official 3.x example does.
+    let wire_id = v3.then(|| slim_transport::name::app_id_v3(identity.id()));
     let app = if v3 {
         service.app_v3(local.clone(), identity).await?
     } else {
         service.app(local.clone(), identity).await?
     };
-    let instance = app.name().id().to_string();
+    let instance = match wire_id {
+        Some(id) => uuid_text(id),
+        None => app.name().id().to_string(),
+    };
     print_line(&instance, "Created app");
     app.subscribe(&local, Some(conn)).await?;
     // Checked after the app exists, as the official example does.
