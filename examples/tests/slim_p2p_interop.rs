@@ -299,3 +299,84 @@ fn our_sender_without_remote_fails_with_the_official_error() {
         "{out}"
     );
 }
+
+/// With MLS on the v3 wire, the messages and their echoes cross our node
+/// (in process here, so every publish it forwards can be inspected)
+/// encrypted: no MSG it forwards carries the text in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_mls_on_v3_no_message_text_crosses_our_node_in_clear() {
+    use slim_transport::wire3;
+    let node = slim_transport::service::Service::new();
+    let addr = node
+        .run_server("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("node listens");
+    let mut tap = node.tap_publishes3(100_000);
+    let url = format!("http://{addr}");
+    let marker = "clear-text-marker-7f3a";
+    let (url2, marker2) = (url.clone(), marker.to_string());
+    let sender_out = tokio::task::spawn_blocking(move || {
+        let mut listener = p2p(
+            Impl::Official3,
+            "p2p-listener-clear",
+            &["--local", "org/ns/bob", "--slim", &url2, "--enable-mls"],
+        );
+        listener.wait_for("waiting for new session to be established", LIMIT);
+        let iterations = ITERATIONS.to_string();
+        let mut sender = p2p(
+            Impl::Ours("3"),
+            "p2p-sender-clear",
+            &[
+                "--local",
+                "org/ns/alice",
+                "--remote",
+                "org/ns/bob",
+                "--slim",
+                &url2,
+                "--message",
+                &marker2,
+                "--iterations",
+                &iterations,
+                "--enable-mls",
+            ],
+        );
+        sender.wait_exit(LIMIT)
+    })
+    .await
+    .expect("runner ran");
+    let (code, out) = sender_out;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        plain(&out)
+            .iter()
+            .filter(|l| l.contains("received (from session "))
+            .count(),
+        ITERATIONS,
+        "{out}"
+    );
+    let mut msgs = 0;
+    while let Ok(m) = tap.try_recv() {
+        let Some(wire3::message::MessageType::Publish(p)) = &m.message_type else {
+            continue;
+        };
+        let is_msg = p
+            .session
+            .is_some_and(|s| s.session_message_type == wire3::SessionMessageType::Msg as i32);
+        if !is_msg {
+            continue;
+        }
+        if let Some(wire3::Content {
+            content_type: Some(wire3::content::ContentType::AppPayload(a)),
+        }) = &p.msg
+        {
+            msgs += 1;
+            assert!(
+                !a.blob.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                "a MSG crossed the node in clear"
+            );
+        }
+    }
+    // Each round: our message and the listener's echo, both through the node.
+    assert!(msgs >= 2 * ITERATIONS, "only {msgs} MSGs seen at the node");
+    node.shutdown().await;
+}

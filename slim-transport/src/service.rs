@@ -242,6 +242,17 @@ impl NodeFrame for wire3::Message {
         &mut st.v3
     }
 
+    fn tap(st: &State, msg: &Self) {
+        if let Some(tap) = &st.tap3
+            && matches!(
+                msg.message_type,
+                Some(wire3::message::MessageType::Publish(_))
+            )
+        {
+            let _ = tap.try_send(msg.clone());
+        }
+    }
+
     fn to_local(out: &Outbound, item: Result<Self, ForwardError>) -> Option<Delivery> {
         match out {
             Outbound::Local3(tx) => Some(Delivery::Local3(tx.clone(), item)),
@@ -267,6 +278,7 @@ struct State {
     ack_waiters: Vec<JoinHandle<()>>,
     servers: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
     tap: Option<mpsc::Sender<wire::Message>>,
+    tap3: Option<mpsc::Sender<wire3::Message>>,
     events: broadcast::Sender<LinkEvent>,
     reconnect: ReconnectPolicy,
     limits: Limits,
@@ -289,6 +301,7 @@ impl Default for State {
             ack_waiters: Vec::new(),
             servers: Vec::new(),
             tap: None,
+            tap3: None,
             events: broadcast::channel(64).0,
             reconnect: ReconnectPolicy::default(),
             limits: Limits::default(),
@@ -591,6 +604,7 @@ impl Service {
             st.outs.clear();
             st.pending.clear();
             st.tap = None;
+            st.tap3 = None;
             let conns: Vec<(ConnId, Generation)> = st.gens.drain().collect();
             for (c, g) in &conns {
                 match g {
@@ -634,6 +648,14 @@ impl Service {
     pub fn tap_publishes(&self, capacity: usize) -> mpsc::Receiver<wire::Message> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         self.inner.lock().tap = Some(tx);
+        rx
+    }
+
+    /// Test tap: a copy of every v3 Publish the forwarder sends from now on
+    /// (dropped when the receiver lags).
+    pub fn tap_publishes3(&self, capacity: usize) -> mpsc::Receiver<wire3::Message> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        self.inner.lock().tap3 = Some(tx);
         rx
     }
 
