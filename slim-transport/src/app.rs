@@ -539,9 +539,7 @@ impl crate::service::Service {
     pub async fn app_v3(&self, name: Name, identity: SharedSecret) -> Result<App, SessionError> {
         let conn = self.local_connection3();
         let own_v1 = instance_id(crate::identity::IdentityProvider::id(&identity));
-        let mut key = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
-        let codec = crate::codec3::Codec3::new(&identity, own_v1, key);
+        let codec = crate::codec3::Codec3::new(&identity, own_v1, crate::forwarder::random_key());
         let aad = codec.aad_fn();
         let (app_tx, from_app) = mpsc::channel::<wire::Message>(1024);
         let (to_app, app_rx) = mpsc::channel::<Result<wire::Message, ForwardError>>(1024);

@@ -344,11 +344,6 @@ fn endpoint_uri(endpoint: &str) -> String {
     }
 }
 
-/// The major version of a SLIM version string, if it parses.
-fn major(version: &str) -> Option<u64> {
-    semver::Version::parse(version).ok().map(|v| v.major)
-}
-
 /// A frame decoded with the schema of its generation.
 #[derive(Debug)]
 pub enum Detected {
@@ -361,10 +356,7 @@ pub enum Detected {
 /// other frame that decodes as a v1 message is v1; anything else is
 /// refused with the reason.
 pub fn detect_generation(frame: &[u8]) -> Result<Detected, String> {
-    if let Ok(m) = wire3::Message::decode(frame)
-        && let Some(p) = crate::forwarder::link3::payload_of(&m)
-        && (!p.link_ecdh_public_key.is_empty() || major(&p.slim_version).is_some_and(|v| v >= 2))
-    {
+    if let Some(m) = crate::forwarder::link3::v3_negotiation(frame) {
         return Ok(Detected::V3(m));
     }
     // A v1 frame that decodes but is invalid (say, a oneof member from a
@@ -991,14 +983,12 @@ impl Inner {
         let policy = LinkPolicy {
             require_header_mac: opts.require_header_mac,
         };
-        let secret = {
-            use rand::RngCore;
-            let mut k = [0u8; 32];
-            rand::rng().fill_bytes(&mut k);
-            k
-        };
         let mut v1 = LinkState::new(Role::Client);
-        let mut v3 = <LinkState3 as Negotiation<wire3::Message>>::new(Role::Client, policy, secret);
+        let mut v3 = <LinkState3 as Negotiation<wire3::Message>>::new(
+            Role::Client,
+            policy,
+            crate::forwarder::random_key(),
+        );
         v3.set_connection_type(if opts.edge {
             wire3::LinkConnectionType::Edge
         } else {
@@ -1025,14 +1015,12 @@ impl Inner {
         };
         let negotiated = match opts.generation {
             Some(Generation::V1) => {
-                if let Ok(m3) = wire3::Message::decode(reply.clone())
-                    && let Some(p) = crate::forwarder::link3::payload_of(&m3)
-                    && (!p.link_ecdh_public_key.is_empty()
-                        || major(&p.slim_version).is_some_and(|v| v >= 2))
-                {
+                if let Some(m3) = crate::forwarder::link3::v3_negotiation(&reply) {
+                    let version = crate::forwarder::link3::payload_of(&m3)
+                        .map(|p| p.slim_version.clone())
+                        .unwrap_or_default();
                     return Err(fail(format!(
-                        "link negotiation: the peer speaks SLIM v3 ({}), not v1",
-                        p.slim_version
+                        "link negotiation: the peer speaks SLIM v3 ({version}), not v1"
                     )));
                 }
                 let m = wire::Message::decode(reply.clone())
@@ -1042,35 +1030,27 @@ impl Inner {
                     Err(e) => return Err(fail(format!("link negotiation: {e}"))),
                 }
             }
-            wanted => {
-                let m3 = wire3::Message::decode(reply.clone()).ok();
-                let p = m3.as_ref().and_then(crate::forwarder::link3::payload_of);
-                let is_v3 = p.is_some_and(|p| {
-                    !p.link_ecdh_public_key.is_empty()
-                        || major(&p.slim_version).is_some_and(|v| v >= 2)
-                });
-                match (is_v3, m3) {
-                    (true, Some(m3)) => {
-                        Negotiation::on_frame(&mut v3, &m3)
-                            .map_err(|e| fail(format!("link negotiation: {e}")))?;
-                        Negotiated::V3(v3)
-                    }
-                    _ if wanted == Some(Generation::V3) => {
-                        return Err(fail(
+            wanted => match crate::forwarder::link3::v3_negotiation(&reply) {
+                Some(m3) => {
+                    Negotiation::on_frame(&mut v3, &m3)
+                        .map_err(|e| fail(format!("link negotiation: {e}")))?;
+                    Negotiated::V3(v3)
+                }
+                _ if wanted == Some(Generation::V3) => {
+                    return Err(fail(
                             "link negotiation: the peer does not speak SLIM v3 (public key length is invalid)"
                                 .into(),
                         ));
-                    }
-                    _ => {
-                        let m = wire::Message::decode(reply.clone())
-                            .map_err(|e| fail(format!("link negotiation reply: {e}")))?;
-                        v1.request(link_id.clone());
-                        v1.on_frame(&m)
-                            .map_err(|e| fail(format!("link negotiation: {e}")))?;
-                        Negotiated::V1(v1)
-                    }
                 }
-            }
+                _ => {
+                    let m = wire::Message::decode(reply.clone())
+                        .map_err(|e| fail(format!("link negotiation reply: {e}")))?;
+                    v1.request(link_id.clone());
+                    v1.on_frame(&m)
+                        .map_err(|e| fail(format!("link negotiation: {e}")))?;
+                    Negotiated::V1(v1)
+                }
+            },
         };
         let (conn, generation, replay) = {
             let mut st = self.lock();

@@ -178,7 +178,6 @@ pub fn verify_tag(
 }
 
 /// A v3 link negotiation message.
-#[allow(clippy::too_many_arguments)]
 fn link_message(
     link_id: String,
     is_reply: bool,
@@ -212,6 +211,20 @@ pub fn payload_of(m: &wire3::Message) -> Option<&wire3::LinkNegotiationPayload> 
         })) => Some(p),
         _ => None,
     }
+}
+
+/// The frame decoded as a v3 Link negotiation, when it is one of the v3
+/// generation: it offers an X25519 key, or announces a version of major 2 or
+/// more. (The first fields of a negotiation decode alike in both schemas; a
+/// v1 peer sends neither.)
+pub fn v3_negotiation(frame: &[u8]) -> Option<wire3::Message> {
+    use prost::Message as _;
+    let m = wire3::Message::decode(frame).ok()?;
+    let p = payload_of(&m)?;
+    let major = semver::Version::parse(&p.slim_version)
+        .ok()
+        .map(|v| v.major);
+    (!p.link_ecdh_public_key.is_empty() || major.is_some_and(|v| v >= 2)).then_some(m)
 }
 
 impl LinkState3 {

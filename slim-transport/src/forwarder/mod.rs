@@ -154,7 +154,9 @@ pub fn ack_message<F: Frame>(subscription_id: u64, result: Result<(), String>) -
     F::ack(subscription_id, result)
 }
 
-fn random_secret() -> [u8; 32] {
+/// 32 bytes from the thread CSPRNG (OS-seeded): ephemeral link secrets and
+/// signing-key seeds.
+pub fn random_key() -> [u8; 32] {
     use rand::RngCore;
     let mut k = [0u8; 32];
     rand::rng().fill_bytes(&mut k);
@@ -187,7 +189,7 @@ impl<F: Frame> Forwarder<F> {
             forwards: Holds::default(),
             pick: Box::new(pick),
             policy: LinkPolicy::default(),
-            secrets: Box::new(random_secret),
+            secrets: Box::new(random_key),
         }
     }
 
