@@ -95,6 +95,20 @@ fn prefix_of(e: &wire::EncodedName) -> [u64; 3] {
 }
 
 impl Ids {
+    /// The id our session layer uses for v3 id `id`; a peer's 128-bit id is
+    /// remembered behind its 64-bit stand-in.
+    fn learn(&mut self, id: u128) -> u64 {
+        if id == NULL_ID128 {
+            NULL_ID
+        } else if id == self.own_v3 {
+            self.own_v1
+        } else {
+            let f = fold(id);
+            self.peers.insert(f, id);
+            f
+        }
+    }
+
     /// The v3 id of `n`, the control id for a channel's control traffic.
     fn out_name(&self, n: &wire::Name, control: bool) -> u128 {
         let e = n.name.unwrap_or_default();
@@ -129,8 +143,7 @@ fn lock(ids: &Mutex<Ids>) -> MutexGuard<'_, Ids> {
 pub struct Codec3 {
     identity: SharedSecret,
     signing: ed25519_dalek::SigningKey,
-    own_v1: u64,
-    own_v3: u128,
+    /// Our ids and every peer's (shared with the sessions' AAD hook).
     ids: Arc<Mutex<Ids>>,
     /// Last frame from each (session, peer stand-in).
     heard: HashMap<(u32, u64), Instant>,
@@ -142,9 +155,10 @@ pub struct Codec3 {
 
 impl std::fmt::Debug for Codec3 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids = lock(&self.ids);
         f.debug_struct("Codec3")
-            .field("own_v1", &self.own_v1)
-            .field("own_v3", &format_args!("{:032x}", self.own_v3))
+            .field("own_v1", &ids.own_v1)
+            .field("own_v3", &format_args!("{:032x}", ids.own_v3))
             .finish_non_exhaustive()
     }
 }
@@ -194,8 +208,6 @@ impl Codec3 {
         Self {
             identity,
             signing,
-            own_v1,
-            own_v3,
             ids: Arc::new(Mutex::new(Ids {
                 own_v1,
                 own_v3,
@@ -209,7 +221,7 @@ impl Codec3 {
 
     /// This app's v3 instance id.
     pub fn own_v3_id(&self) -> u128 {
-        self.own_v3
+        lock(&self.ids).own_v3
     }
 
     #[cfg(test)]
@@ -254,15 +266,7 @@ impl Codec3 {
     }
 
     fn id_in(&mut self, id: u128) -> u64 {
-        if id == NULL_ID128 {
-            NULL_ID
-        } else if id == self.own_v3 {
-            self.own_v1
-        } else {
-            let f = fold(id);
-            lock(&self.ids).peers.insert(f, id);
-            f
-        }
+        lock(&self.ids).learn(id)
     }
 
     fn name_out(&self, n: &wire::Name) -> wire3::Name {
@@ -746,7 +750,7 @@ impl Codec3 {
         let channel = !route
             && h.destination
                 .as_ref()
-                .is_some_and(|d| id_of(d) != self.own_v1);
+                .is_some_and(|d| id_of(d) != lock(&self.ids).own_v1);
         if channel && let Some(d) = &h.destination {
             self.derive_channel(d);
         }
