@@ -1247,8 +1247,9 @@ impl Session {
             // real ack; v1.3 senders ignore an ack they no longer wait for.
             self.send_msg_ack(&inb, publish_to);
         }
+        // PUBLISH_TO stays: it tells the app a message is an answer (the
+        // official apps read it to avoid answering answers).
         let mut metadata = inb.metadata;
-        metadata.remove(keys::PUBLISH_TO);
         metadata.remove(keys::NOT_ADDRESSED);
         let msg = ReceivedMessage {
             source: source.clone(),
@@ -1284,8 +1285,17 @@ impl Session {
                 Stream::probing()
             }
         });
-        if inb.incoming_conn.is_some() {
-            stream.last_conn = inb.incoming_conn;
+        // A member's messages arrive over the link that reaches it: answers
+        // to it (PUBLISH_TO, unicast) go back the same way, as official
+        // apps answer along the message's incoming connection.
+        if let Some(conn) = inb.incoming_conn
+            && stream.last_conn != Some(conn)
+        {
+            stream.last_conn = Some(conn);
+            self.events.push_back(Event::Route {
+                name: source.clone(),
+                conn,
+            });
         }
         let slot = if skip || unneeded {
             Slot::Skip

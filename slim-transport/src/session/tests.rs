@@ -1616,3 +1616,47 @@ fn mls_group_traffic_under_loss_never_decrypts_a_ciphertext_twice() {
         assert!(!net.session(r, sid).has_unacked(), "node {r}");
     }
 }
+
+#[test]
+fn a_member_is_routed_back_over_the_link_its_messages_arrive_on_and_answers_keep_publish_to() {
+    let (mut net, _m, members, sid) = group(Net::perfect(35), 2);
+    let (a, b) = (members[0], members[1]);
+    let (name_a, name_b) = (net.name(a), net.name(b));
+    net.publish(a, sid, b"question");
+    net.run_for(Duration::from_secs(2));
+    // b learned where a's messages come from, so b's answer can reach a
+    // without any route set by the app (as official participants answer).
+    assert!(
+        net.has_event(b, sid, |e| matches!(
+            e,
+            Event::Route { name, conn } if *name == name_a && *conn == a as u64
+        )),
+        "no route back to the sender was learned"
+    );
+    net.with(b, sid, |s, now| {
+        s.publish_to(&name_a, b"answer".to_vec(), HashMap::new(), now)
+    })
+    .unwrap();
+    net.run_for(Duration::from_secs(2));
+    let answers: Vec<_> = net
+        .messages(a, sid)
+        .into_iter()
+        .filter(|m| m.source == name_b)
+        .collect();
+    assert_eq!(answers.len(), 1);
+    // The app sees that it is an answer (the official apps do not answer
+    // answers, and read this key to know).
+    assert_eq!(
+        answers[0]
+            .metadata
+            .get(keys::PUBLISH_TO)
+            .map(String::as_str),
+        Some("TRUE")
+    );
+    // A broadcast is not marked as an answer.
+    assert!(
+        net.messages(b, sid)
+            .iter()
+            .all(|m| !m.metadata.contains_key(keys::PUBLISH_TO))
+    );
+}
