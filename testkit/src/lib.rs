@@ -12,7 +12,7 @@
 
 pub mod proxy;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -165,15 +165,39 @@ pub struct Child {
 }
 
 impl Child {
-    /// Spawns `cmd` with output captured under the target dir.
+    /// Spawns `cmd` with output captured under the target dir (no input).
     pub fn spawn(name: &str, cmd: &mut Command) -> Child {
+        Self::spawn_with(name, cmd.stdin(Stdio::null()))
+    }
+
+    /// Like [`spawn`](Self::spawn), with standard input kept open for
+    /// [`send_line`](Self::send_line) (interactive programs).
+    pub fn spawn_interactive(name: &str, cmd: &mut Command) -> Child {
+        Self::spawn_with(name, cmd.stdin(Stdio::piped()))
+    }
+
+    /// Types one line into the program's standard input (spawned with
+    /// [`spawn_interactive`](Self::spawn_interactive)).
+    pub fn send_line(&mut self, line: &str) {
+        let name = &self.name;
+        let stdin = self
+            .child
+            .stdin
+            .as_mut()
+            .unwrap_or_else(|| panic!("{name} was not spawned interactive"));
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| panic!("cannot write to {name}: {e}"));
+    }
+
+    fn spawn_with(name: &str, cmd: &mut Command) -> Child {
         let dir = root().join("target/test-logs");
         std::fs::create_dir_all(&dir).expect("create log dir");
         let log = dir.join(format!("{name}-{}-{}.log", std::process::id(), unique()));
         let out = std::fs::File::create(&log).expect("create log file");
         let err = out.try_clone().expect("clone log file");
         let child = cmd
-            .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
