@@ -56,6 +56,29 @@ pub fn short(name: &Name) -> String {
     name.strings().join("/")
 }
 
+/// The official messaging examples' two-column line: a bold cyan label
+/// padded to 45 columns, then the text.
+pub fn print_line(label: &str, text: &str) {
+    const BOLD: &str = "\x1b[1m";
+    const CYAN: &str = "\x1b[96m";
+    const END: &str = "\x1b[0m";
+    println!("{BOLD}{CYAN}{label:<45}{END}{text}");
+}
+
+/// A 128-bit id in the hyphenated UUID form the official 3.x examples
+/// print instance ids with.
+pub fn uuid_text(id: u128) -> String {
+    let h = format!("{id:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 /// The SLIM wire generation a program speaks (`--protocol 1|3`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Protocol {

@@ -11,21 +11,14 @@
 use std::process::Command;
 use std::time::Duration;
 
-use slimrpc_testkit::{Child, bin, free_port, venv_script, venv3_script};
+use slimrpc_testkit::{Child, venv_script, venv3_script};
+
+mod common;
+use common::{official_node, plain, slim_node as node};
 
 const LIMIT: Duration = Duration::from_secs(90);
 const SECRET: &str = "kjandjansdiasb8udaijdniasdaindasndasndasndasndasndasndasndas";
 const ITERATIONS: usize = 3;
-
-fn node() -> (Child, String) {
-    let port = free_port();
-    let mut n = Child::spawn(
-        "p2p-node",
-        Command::new(bin("slim")).args(["--endpoint", &format!("127.0.0.1:{port}")]),
-    );
-    n.wait_for("slim node listening on", LIMIT);
-    (n, format!("http://127.0.0.1:{port}"))
-}
 
 /// Our `slim-p2p` on a given wire (`--protocol`), or the official example
 /// of the 1.3.0 (v1) or 3.3.8 (v3) wheel.
@@ -53,30 +46,6 @@ fn p2p(which: Impl, label: &str, args: &[&str]) -> Child {
     Child::spawn(label, &mut cmd)
 }
 
-/// Output lines without the ANSI colour codes of the examples' two-column
-/// format.
-fn plain(out: &str) -> Vec<String> {
-    out.lines()
-        .map(|l| {
-            let mut s = String::new();
-            let mut chars = l.chars();
-            while let Some(c) = chars.next() {
-                if c == '\u{1b}' {
-                    // Skip "[...m".
-                    for d in chars.by_ref() {
-                        if d == 'm' {
-                            break;
-                        }
-                    }
-                } else {
-                    s.push(c);
-                }
-            }
-            s
-        })
-        .collect()
-}
-
 /// The instance id an example printed in its "Created app" line.
 fn instance(out: &str) -> String {
     plain(out)
@@ -92,19 +61,6 @@ fn count_lines(out: &str, text: &str) -> usize {
         .iter()
         .filter(|l| l.trim_end().ends_with(text))
         .count()
-}
-
-/// The official 3.3.8 node (the wheel's `slim-bindings-server`).
-fn official_node() -> (Child, String) {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut n = Child::spawn(
-        "p2p-official-node",
-        Command::new(venv3_script("slim-bindings-server"))
-            .args(["--slim", &listen])
-            .env("PYTHONUNBUFFERED", "1"),
-    );
-    n.wait_for("started on", LIMIT);
-    (n, format!("http://{listen}"))
 }
 
 fn listener_and_sender_exchange(listener_impl: Impl, sender_impl: Impl, mls: bool) {

@@ -26,6 +26,7 @@ use slim_transport::app::{
 };
 use slim_transport::identity::{IdentityProvider, SharedSecret};
 use slim_transport::service::{Generation, LinkOptions, Service};
+use slimrpc_examples::{print_line, uuid_text};
 use tokio::task::JoinSet;
 
 /// How long either side waits for the next message (as the official one).
@@ -80,28 +81,6 @@ enum Error {
     Connect(String, slim_transport::service::TransportError),
     #[error("{0}")]
     Session(#[from] SessionError),
-}
-
-const BOLD: &str = "\x1b[1m";
-const CYAN: &str = "\x1b[96m";
-const END: &str = "\x1b[0m";
-
-/// The official examples' two-column line: bold cyan label padded to 45.
-fn print_line(label: &str, text: &str) {
-    println!("{BOLD}{CYAN}{label:<45}{END}{text}");
-}
-
-/// A 128-bit id in the hyphenated UUID form 3.x prints names with.
-fn uuid_text(id: u128) -> String {
-    let h = format!("{id:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 fn parse_name(s: &str) -> Result<Name, Error> {
