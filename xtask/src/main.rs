@@ -141,6 +141,16 @@ fn bench(extra: &[String]) -> Result {
     match which {
         "all" => cmd.args(["bench", "--workspace"]),
         "e2e" => cmd.args(["bench", "-p", "slimrpc-runtime", "--bench", "e2e"]),
+        // A crate of its own (not a workspace member), so the test build
+        // never compiles the candidate crypto libraries.
+        "crypto" => cmd.args([
+            "run",
+            "--release",
+            "--manifest-path",
+            "benches-extra/crypto/Cargo.toml",
+            "--target-dir",
+            "target/benches-extra",
+        ]),
         name => cmd.args(["bench", "--workspace", "--bench", name]),
     };
     if !rest.is_empty() {
