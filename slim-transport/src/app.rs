@@ -525,6 +525,18 @@ impl App {
     }
 }
 
+/// The MLS ciphersuite of a SLIM v3 app's sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MlsSuite {
+    /// `MLS_128_DHKEMP256_AES128GCM_SHA256_P256` (0x0002): the official
+    /// 2.x/3.x default.
+    #[default]
+    P256Aes128,
+    /// `MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519` (0x0001): the SLIM 1.3
+    /// suite, which official 3.x builds use with their `curve25519` feature.
+    Curve25519Aes128,
+}
+
 impl crate::service::Service {
     /// Starts an app named `name` (its instance id is derived from
     /// `identity`) on a new local connection of this node.
@@ -537,6 +549,20 @@ impl crate::service::Service {
     /// behind a [`crate::codec3::Codec3`] edge on a v3 local connection
     /// (link this service to a node with a v3 link).
     pub async fn app_v3(&self, name: Name, identity: SharedSecret) -> Result<App, SessionError> {
+        self.app_v3_with_suite(name, identity, MlsSuite::default())
+            .await
+    }
+
+    /// As [`app_v3`](Self::app_v3), with the MLS ciphersuite of its
+    /// sessions chosen: the official 3.x default (P-256) or the Curve25519
+    /// suite that official builds with the `curve25519` feature use. Both
+    /// ends of a session must use the same one.
+    pub async fn app_v3_with_suite(
+        &self,
+        name: Name,
+        identity: SharedSecret,
+        suite: MlsSuite,
+    ) -> Result<App, SessionError> {
         let conn = self.local_connection3();
         let own_v1 = instance_id(crate::identity::IdentityProvider::id(&identity));
         let codec = crate::codec3::Codec3::new(&identity, own_v1, crate::forwarder::random_key());
@@ -545,9 +571,13 @@ impl crate::service::Service {
         let (to_app, app_rx) = mpsc::channel::<Result<wire::Message, ForwardError>>(1024);
         tokio::spawn(run_codec3(codec, from_app, to_app, conn.tx, conn.rx));
         let app = App::start(name, identity.clone(), conn.id, app_tx, app_rx).await?;
-        // v3 groups use the P-256 suite (0x0002) of the official 3.x line,
-        // and authenticate each MSG's v3 header as its MLS AAD.
-        app.set_crypto(session::mls_factory_v3(identity));
+        // v3 groups use the P-256 suite (0x0002) of the official 3.x line
+        // unless told otherwise, and authenticate each MSG's v3 header as
+        // its MLS AAD.
+        app.set_crypto(match suite {
+            MlsSuite::P256Aes128 => session::mls_factory_v3(identity),
+            MlsSuite::Curve25519Aes128 => session::mls_factory(identity),
+        });
         app.set_aad(aad);
         Ok(app)
     }

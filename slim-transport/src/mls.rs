@@ -211,7 +211,7 @@ pub enum MlsError {
     Malformed(String),
     #[error("expected {expected}, got {got}")]
     UnexpectedMessage { expected: &'static str, got: String },
-    #[error("wrong ciphersuite {0:?}; SLIM uses 0x0001")]
+    #[error("wrong MLS ciphersuite: {0}")]
     WrongCiphersuite(String),
     #[error("no MLS group yet")]
     NoGroup,
@@ -738,8 +738,9 @@ impl MlsState {
                 .map_err(om("key package validation"))?;
             if kp.ciphersuite() != self.suite {
                 return Err(MlsError::WrongCiphersuite(format!(
-                    "{:?}",
-                    kp.ciphersuite()
+                    "the joiner offers {:?}, this group uses {:?}",
+                    kp.ciphersuite(),
+                    self.suite
                 )));
             }
             let leaf = kp.leaf_node();
@@ -838,8 +839,9 @@ impl MlsState {
         };
         if welcome.ciphersuite() != self.suite {
             return Err(MlsError::WrongCiphersuite(format!(
-                "{:?}",
-                welcome.ciphersuite()
+                "the group uses {:?}, this member {:?}",
+                welcome.ciphersuite(),
+                self.suite
             )));
         }
         match self.join(welcome) {
