@@ -74,6 +74,10 @@ struct ServiceView {
     /// Only the deprecation paragraph (for constructors and registration).
     deprecated_doc: Vec<String>,
     methods: Vec<MethodView>,
+    /// `func (Unimplemented…Server) mustEmbedUnimplemented…Server() {}` as gofmt prints it.
+    must_embed_func: String,
+    /// `func (Unimplemented…Server) …EmbeddedByValue() {}` as gofmt prints it.
+    by_value_func: String,
 }
 
 struct MethodView {
@@ -141,6 +145,14 @@ pub fn render_file(
         imports.qualifier("context", "context");
         imports.qualifier("errors", "errors");
         imports.qualifier("time", "time");
+    }
+    // Only bidi-streaming methods never marshal in the generated file itself.
+    if file
+        .services
+        .iter()
+        .flat_map(|s| &s.methods)
+        .any(|m| m.kind != MethodKind::BidiStreaming)
+    {
         imports.qualifier("google.golang.org/protobuf/proto", "proto");
     }
     let rt_pkg = runtime.uniffi();
@@ -219,9 +231,16 @@ fn service_view(
     };
     let mut doc = proto_comment_lines(&svc.comments);
     doc.extend(deprecated_doc.iter().cloned());
+    let lower = unexport(&go_name);
     Ok(ServiceView {
         proto_name: svc.name.clone(),
-        lower: unexport(&go_name),
+        must_embed_func: empty_func(&format!(
+            "func (Unimplemented{go_name}Server) mustEmbedUnimplemented{go_name}Server()"
+        )),
+        by_value_func: empty_func(&format!(
+            "func (Unimplemented{go_name}Server) {lower}EmbeddedByValue()"
+        )),
+        lower,
         go_name,
         full_name_lit: go_string_literal(wire_name),
         doc,
@@ -321,27 +340,85 @@ fn go_type(t: &TypeRef, packages: &PackageMap, imports: &mut Imports) -> Result<
     Ok(imports.qualify(&pkg.import_path, &pkg.name, &ident))
 }
 
+/// A function with an empty body: gofmt keeps `{}` on the signature's line only while the
+/// signature is at most 100 bytes long (go/printer's one-line body limit).
+fn empty_func(signature: &str) -> String {
+    if signature.len() <= 100 {
+        format!("{signature} {{}}")
+    } else {
+        format!("{signature} {{\n}}")
+    }
+}
+
 /// The `Deprecated:` paragraph, preceded by a blank comment line.
 fn deprecation() -> Vec<String> {
     vec!["//".to_string(), "// Deprecated: Do not use.".to_string()]
 }
 
-/// Proto comments (leading, then trailing) as `// text` lines forming one paragraph: every
-/// line trimmed and blank lines dropped, so gofmt finds no heading, list or code block to
-/// reformat.
+/// Proto comments (leading, then trailing) as `// text` lines, paragraph breaks kept as `//`
+/// lines. Every line is trimmed, so gofmt's doc-comment reformatter finds no list or code
+/// block (both need indentation); a paragraph it would take for a heading or a block of link
+/// definitions is joined to its neighbour; quote pairs are written as gofmt writes them.
 fn proto_comment_lines(c: &Comments) -> Vec<String> {
-    c.doc_lines()
-        .iter()
-        .map(|l| {
-            // Control characters (a stray `\r`, form feeds) have no business in Go source.
-            l.chars()
-                .map(|ch| if ch.is_control() { ' ' } else { ch })
-                .collect::<String>()
-        })
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .map(|l| format!("// {l}"))
-        .collect()
+    let mut paragraphs: Vec<Vec<String>> = vec![Vec::new()];
+    for l in c.doc_lines() {
+        // Control characters (a stray `\r`, form feeds) have no business in Go source.
+        let l: String = l
+            .chars()
+            .map(|ch| if ch.is_control() { ' ' } else { ch })
+            .collect();
+        let l = l.trim().replace("``", "\u{201c}").replace("''", "\u{201d}");
+        if l.is_empty() {
+            if paragraphs.last().is_some_and(|p| !p.is_empty()) {
+                paragraphs.push(Vec::new());
+            }
+        } else if let Some(p) = paragraphs.last_mut() {
+            p.push(l);
+        }
+    }
+    paragraphs.retain(|p| !p.is_empty());
+    let mut merged: Vec<Vec<String>> = Vec::with_capacity(paragraphs.len());
+    let mut carry: Vec<String> = Vec::new();
+    for p in paragraphs {
+        let special = is_special_paragraph(&p);
+        carry.extend(p);
+        if special && merged.is_empty() {
+            continue; // joined to the next paragraph
+        }
+        if special && let Some(prev) = merged.last_mut() {
+            prev.append(&mut carry);
+            continue;
+        }
+        merged.push(std::mem::take(&mut carry));
+    }
+    if !carry.is_empty() {
+        merged.push(carry);
+    }
+    let mut out = Vec::new();
+    for (i, p) in merged.into_iter().enumerate() {
+        if i > 0 {
+            out.push("//".to_string());
+        }
+        out.extend(p.into_iter().map(|l| format!("// {l}")));
+    }
+    out
+}
+
+/// Whether gofmt could read the (trimmed) paragraph `p` as a heading (`# x`, or the old
+/// style: one capitalised line without punctuation) or as link definitions (`[x]: url`).
+fn is_special_paragraph(p: &[String]) -> bool {
+    if p.iter().all(|l| l.starts_with('[') && l.contains("]:")) {
+        return true;
+    }
+    let [line] = p else {
+        return false;
+    };
+    if line.starts_with('#') {
+        return true;
+    }
+    let first_upper = line.chars().next().is_some_and(char::is_uppercase);
+    let last_alnum = line.chars().last().is_some_and(char::is_alphanumeric);
+    first_upper && last_alnum && !line.contains(|c: char| ";:!?+*/=[]{}_^°&§~%#@<\">\\".contains(c))
 }
 
 /// A Go interpreted string literal for `s`.
@@ -368,7 +445,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn comments_become_one_unindented_paragraph() {
+    fn comments_become_unindented_paragraphs_and_heading_lookalikes_join_a_neighbour() {
         let c = Comments {
             leading: Some(" Says hello.\n\n   indented code\n\tform\x0cfeed\r\n".into()),
             trailing: Some(" trailing\n".into()),
@@ -378,9 +455,26 @@ mod tests {
             proto_comment_lines(&c),
             vec![
                 "// Says hello.",
+                "//",
                 "// indented code",
                 "// form feed",
                 "// trailing"
+            ]
+        );
+        let c = Comments {
+            leading: Some("Heading\n\nText.\n\n# Hash\n\n[a]: b\n\nQuotes '' and ``.".into()),
+            trailing: None,
+            leading_detached: vec![],
+        };
+        assert_eq!(
+            proto_comment_lines(&c),
+            vec![
+                "// Heading",
+                "// Text.",
+                "// # Hash",
+                "// [a]: b",
+                "//",
+                "// Quotes \u{201d} and \u{201c}."
             ]
         );
     }

@@ -129,11 +129,22 @@ impl Generator for GoGenerator {
         let opts = GoOptions::from_parameters(params)?;
         let mut names: Vec<&String> = model.descriptors.keys().collect();
         names.sort();
-        let packages = PackageMap::build(
+        // Go import paths are needed only for the files we emit and the files declaring
+        // the request and response types of their methods.
+        let mut required: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for file in model.files.iter().filter(|f| !f.services.is_empty()) {
+            required.insert(file.name.as_str());
+            for m in file.services.iter().flat_map(|s| &s.methods) {
+                required.insert(m.input.file.as_str());
+                required.insert(m.output.file.as_str());
+            }
+        }
+        let packages = PackageMap::build_requiring(
             names.iter().filter_map(|n| model.descriptors.get(*n)),
             &opts.mappings,
             opts.paths,
             opts.module.clone(),
+            |f| required.contains(f),
         )?;
         check_names(model, &packages)?;
         let mut out = Vec::new();
