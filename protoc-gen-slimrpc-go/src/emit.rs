@@ -341,9 +341,9 @@ fn go_type(t: &TypeRef, packages: &PackageMap, imports: &mut Imports) -> Result<
 }
 
 /// A function with an empty body: gofmt keeps `{}` on the signature's line only while the
-/// signature is at most 100 bytes long (go/printer's one-line body limit).
+/// signature and the space after it fit in 100 bytes (go/printer's one-line limit).
 fn empty_func(signature: &str) -> String {
-    if signature.len() <= 100 {
+    if signature.len() < 100 {
         format!("{signature} {{}}")
     } else {
         format!("{signature} {{\n}}")
