@@ -15,38 +15,8 @@ use crate::error::GoError;
 use crate::imports::{ImportSpec, Imports};
 use crate::naming::{go_camel_case, unexport};
 use crate::packages::PackageMap;
+use crate::reserved::{TEMPLATE_LOCALS, method_identifiers, service_identifiers};
 use crate::runtime::Runtime;
-
-/// Local identifiers the templates declare inside functions; an import must never be named
-/// like one of them, or the local would shadow it.
-const TEMPLATE_LOCALS: &[&str] = &[
-    "c",
-    "cancel",
-    "channel",
-    "ctx",
-    "deadline",
-    "err",
-    "h",
-    "in",
-    "md",
-    "metadata",
-    "ok",
-    "out",
-    "payload",
-    "reader",
-    "remaining",
-    "reply",
-    "request",
-    "rpcContext",
-    "rpcErr",
-    "server",
-    "sink",
-    "srv",
-    "stream",
-    "t",
-    "timeout",
-    "writer",
-];
 
 #[derive(Template)]
 #[template(path = "go/file.go.txt", escape = "none")]
@@ -112,21 +82,9 @@ pub fn render_file(
     // Our own package-level names (an import named like one would clash with it).
     for svc in &file.services {
         let go = go_camel_case(&svc.name);
-        let lower = unexport(&go);
-        for name in [
-            format!("{go}_ServiceName"),
-            format!("{go}Client"),
-            format!("{lower}Client"),
-            format!("New{go}Client"),
-            format!("{go}GroupClient"),
-            format!("{lower}GroupClient"),
-            format!("New{go}GroupClient"),
-            format!("{go}Server"),
-            format!("Unimplemented{go}Server"),
-            format!("Unsafe{go}Server"),
-            format!("Register{go}Server"),
-        ] {
-            reserved.push(name);
+        reserved.extend(service_identifiers(&go));
+        for m in &svc.methods {
+            reserved.extend(method_identifiers(&go, &go_camel_case(&m.name)));
         }
     }
     // Message names of our own package are package-level identifiers too.
@@ -458,6 +416,7 @@ mod tests {
                 "//",
                 "// indented code",
                 "// form feed",
+                "//",
                 "// trailing"
             ]
         );
