@@ -48,8 +48,15 @@ pub struct ServiceSpec {
 #[derive(Debug, Clone)]
 pub struct ServiceView {
     pub full_name: String,
-    pub full_name_lit: String,
+    /// `pub const SERVICE_NAME: &str = "..";` (4 columns, possibly broken).
+    pub service_name_const: String,
     pub trait_name: String,
+    /// Item headers up to their `{` (4 columns, possibly broken): the client structs, the
+    /// trait (and the whole trait when it has no method) and the server struct.
+    pub client_open: String,
+    pub group_client_open: String,
+    pub trait_open: String,
+    pub server_open: String,
     pub client: String,
     pub group_client: String,
     pub server: String,
@@ -351,7 +358,20 @@ pub fn service_view(spec: &ServiceSpec) -> Result<ServiceView, CodegenError> {
     let server = format!("{base}Server");
     Ok(ServiceView {
         full_name: full.clone(),
-        full_name_lit: rust_string(full),
+        service_name_const: layout::assignment(
+            4,
+            "pub const SERVICE_NAME: &str",
+            &rust_string(full),
+        ),
+        client_open: layout::item_open(4, &format!("pub struct {client}")),
+        group_client_open: layout::item_open(4, &format!("pub struct {group_client}")),
+        trait_open: layout::bounded_item_open(
+            4,
+            &format!("pub trait {trait_name}"),
+            "Send + Sync + 'static",
+            spec.methods.is_empty(),
+        ),
+        server_open: layout::generic_item_open(4, &format!("pub struct {server}"), "T"),
         client_doc: doc_block(
             &with_note(
                 &spec.doc,

@@ -69,8 +69,11 @@ const Shapes_Import_MethodName = "import"
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
 // Shapes exercises the four call shapes.
+//
 // A second paragraph, with an indented example:
+//
 // shapes.Unary(ctx, &Ping{})
+//
 // - a list item
 type ShapesClient interface {
 	// Unary is a single request and a single response.
@@ -277,8 +280,11 @@ func (c *shapesClient) Import(ctx context.Context, in *Ping) (*Pong, error) {
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
 // Shapes exercises the four call shapes.
+//
 // A second paragraph, with an indented example:
+//
 // shapes.Unary(ctx, &Ping{})
+//
 // - a list item
 type ShapesGroupClient interface {
 	// Unary is a single request and a single response.
@@ -461,8 +467,11 @@ func (c *shapesGroupClient) Import(ctx context.Context, in *Ping) (slimrpc.Multi
 // Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
 // code) answers the call with it.
 // Shapes exercises the four call shapes.
+//
 // A second paragraph, with an indented example:
+//
 // shapes.Unary(ctx, &Ping{})
+//
 // - a list item
 type ShapesServer interface {
 	// Unary is a single request and a single response.

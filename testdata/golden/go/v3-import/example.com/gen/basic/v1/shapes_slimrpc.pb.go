@@ -39,6 +39,7 @@ const Shapes_Bidi_MethodName = "Bidi"
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
 // Shapes covers the four interaction patterns.
+//
 // It has a second paragraph with `code`, a backslash \ and "quotes".
 type ShapesClient interface {
 	// Unary: one request, one response.
@@ -123,6 +124,7 @@ func (c *shapesClient) Bidi(ctx context.Context) (slim_rpc.ClientBidiStream[*Pin
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
 // Shapes covers the four interaction patterns.
+//
 // It has a second paragraph with `code`, a backslash \ and "quotes".
 type ShapesGroupClient interface {
 	// Unary: one request, one response.
@@ -203,6 +205,7 @@ func (c *shapesGroupClient) Bidi(ctx context.Context) (slim_rpc.MulticastClientB
 // Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
 // code) answers the call with it.
 // Shapes covers the four interaction patterns.
+//
 // It has a second paragraph with `code`, a backslash \ and "quotes".
 type ShapesServer interface {
 	// Unary: one request, one response.
