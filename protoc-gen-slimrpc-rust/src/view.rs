@@ -163,6 +163,8 @@ pub fn rustdoc_safe(lines: &[String]) -> Vec<String> {
     let mut fence: Option<String> = None; // the marker that closes the open fence
     let mut indented = false;
     let mut prev_blank = true;
+    // Column of the text of the list item the previous lines belong to.
+    let mut list_content: Option<usize> = None;
     for raw in lines {
         let line: String = raw
             .replace('\t', "    ")
@@ -199,6 +201,7 @@ pub fn rustdoc_safe(lines: &[String]) -> Vec<String> {
             let marker = &trimmed[..3];
             let info = trimmed[3..].trim();
             fence = Some(marker.to_string());
+            list_content = None;
             let indent = &line[..line.len() - trimmed.len()];
             if info.is_empty() || info == "rust" {
                 out.push(format!("{indent}{marker}text"));
@@ -216,6 +219,21 @@ pub fn rustdoc_safe(lines: &[String]) -> Vec<String> {
             continue;
         }
         prev_blank = line.is_empty();
+        let indent = line.len() - trimmed.len();
+        match (list_item_content(trimmed), list_content) {
+            _ if line.is_empty() => list_content = None,
+            (Some(marker), _) => list_content = Some(indent + marker),
+            // A lazy continuation of a list item: Markdown already reads it as part of the
+            // item; indenting it to the item's text says so (clippy's doc_lazy_continuation).
+            (None, Some(content)) if indent < content => {
+                out.push(sanitize_doc_line(&format!(
+                    "{}{trimmed}",
+                    " ".repeat(content)
+                )));
+                continue;
+            }
+            (None, _) => {}
+        }
         out.push(sanitize_doc_line(&line));
     }
     if indented {
@@ -228,6 +246,23 @@ pub fn rustdoc_safe(lines: &[String]) -> Vec<String> {
         out.push("```".to_string());
     }
     out
+}
+
+/// Width of the Markdown list marker starting `line` with its space (`- `, `* `, `+ `,
+/// `1. `, `12) `), if it starts with one.
+fn list_item_content(line: &str) -> Option<usize> {
+    let bytes = line.as_bytes();
+    if bytes.len() >= 2 && matches!(bytes[0], b'-' | b'*' | b'+') && bytes[1] == b' ' {
+        return Some(2);
+    }
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if (1..=9).contains(&digits)
+        && matches!(bytes.get(digits), Some(b'.' | b')'))
+        && bytes.get(digits + 1) == Some(&b' ')
+    {
+        return Some(digits + 2);
+    }
+    None
 }
 
 fn wrap_urls(s: &str) -> String {
@@ -574,6 +609,36 @@ fn method_view(m: &MethodSpec, fn_name: String, fn_with: String, const_name: Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lazy_list_continuations_are_indented_to_the_item_text() {
+        let lines: Vec<String> = [
+            "- first",
+            "wrapped without indent",
+            "  * nested",
+            "  lazy in nested",
+            "12. numbered",
+            "lazy",
+            "",
+            "A paragraph after the list.",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            rustdoc_safe(&lines),
+            vec![
+                "- first",
+                "  wrapped without indent",
+                "  * nested",
+                "    lazy in nested",
+                "12. numbered",
+                "    lazy",
+                "",
+                "A paragraph after the list.",
+            ]
+        );
+    }
 
     fn lines(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
