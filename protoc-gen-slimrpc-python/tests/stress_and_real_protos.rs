@@ -1,8 +1,9 @@
 //! Issue 17: the stubs generated for the stress corpus (`testdata/stress/protos`: identifiers
 //! of 10 to 120 characters, 33 imports, six levels of nesting, comments with lists, code,
 //! trailing whitespace, non-ASCII, `*/` and triple quotes) and for a real proto set from the
-//! package registry (every `.proto` of googleapis-common-protos) are `ruff format` fixed
-//! points, `ruff check` clean and pass `mypy --strict` against the official bindings' typing.
+//! package registries (every `.proto` of googleapis-common-protos from PyPI; gRPC's health and
+//! reflection APIs from npm) are `ruff format` fixed points, `ruff check` clean and pass
+//! `mypy --strict` against the official bindings' typing.
 
 mod common;
 
@@ -11,21 +12,20 @@ use std::process::{Command, Output};
 
 use common::*;
 use slimrpc_testkit::{
-    googleapis_proto_files, googleapis_protos, stress_proto_files, stress_protos,
+    googleapis_proto_files, googleapis_protos, grpc_proto_sets, stress_proto_files, stress_protos,
 };
 
-/// Generates every stub of both sets into `out` (protoc's `_pb2` modules and `.pyi` too for
-/// the stress corpus; googleapis' own are installed in the venv); returns the stubs, relative
-/// to `out`.
+/// Generates every stub of the sets into `out` (protoc's `_pb2` modules and `.pyi` too, but
+/// for googleapis, whose own are installed in the venv); returns the stubs, relative to `out`.
 fn generate(out: &Path, param: Option<&str>) -> Vec<String> {
-    let stress = protoc(
-        &[stress_protos(), googleapis_protos()],
-        &stress_proto_files(),
-        out,
-        param,
-        true,
-    );
-    assert_ok("protoc (stress corpus)", &stress);
+    let mut includes = vec![stress_protos(), googleapis_protos()];
+    let mut files = stress_proto_files();
+    for (include, set) in grpc_proto_sets() {
+        includes.push(include);
+        files.extend(set);
+    }
+    let stress = protoc(&includes, &files, out, param, true);
+    assert_ok("protoc (stress corpus and gRPC sets)", &stress);
     let real = protoc(
         &[googleapis_protos()],
         &googleapis_proto_files(),
@@ -38,8 +38,8 @@ fn generate(out: &Path, param: Option<&str>) -> Vec<String> {
     walk(out, out, &mut stubs, "py");
     stubs.retain(|f| f.ends_with("_pb2_slimrpc.py"));
     stubs.sort();
-    // 10 stress files with services, 2 googleapis files with services.
-    assert!(stubs.len() >= 12, "expected every stub, got {stubs:?}");
+    // 10 stress files with services, 2 of googleapis, 3 of the gRPC sets.
+    assert_eq!(stubs.len(), 15, "expected every stub, got {stubs:?}");
     assert!(
         stubs.iter().any(|s| s.starts_with("google/longrunning/")),
         "{stubs:?}"
@@ -56,7 +56,7 @@ fn run_in(dir: &Path, program: &Path, args: &[String]) -> Output {
 }
 
 #[test]
-fn stress_and_googleapis_stubs_of_both_runtimes_are_ruff_format_fixed_points_and_ruff_clean() {
+fn stress_and_real_api_stubs_of_both_runtimes_are_ruff_format_fixed_points_and_ruff_clean() {
     for (runtime, param) in RUNTIMES {
         let work = scratch(&format!("stress-ruff-{runtime}"));
         let out = work.join("gen");
@@ -86,7 +86,7 @@ fn stress_and_googleapis_stubs_of_both_runtimes_are_ruff_format_fixed_points_and
 }
 
 #[test]
-fn stress_and_googleapis_stubs_pass_mypy_strict_against_slim_bindings_3_3_8_typing() {
+fn stress_and_real_api_stubs_pass_mypy_strict_against_slim_bindings_3_3_8_typing() {
     let (runtime, param) = RUNTIMES[0];
     let out = scratch("stress-mypy");
     let stubs = generate(&out, param);
@@ -113,7 +113,7 @@ fn stress_and_googleapis_stubs_pass_mypy_strict_against_slim_bindings_3_3_8_typi
     ];
     args.extend(stubs.iter().cloned());
     let run = run_in(&out, &venv_bin("mypy"), &args);
-    assert_ok("mypy --strict (stress + googleapis)", &run);
+    assert_ok("mypy --strict (stress + real APIs)", &run);
     assert!(
         String::from_utf8_lossy(&run.stdout)
             .contains(&format!("no issues found in {} source files", stubs.len())),

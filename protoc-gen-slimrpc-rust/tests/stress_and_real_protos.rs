@@ -1,7 +1,8 @@
 //! Issue 17: the Rust stubs generated for the stress corpus (`testdata/stress/protos`:
 //! identifiers of 10 to 120 characters, 33 imports, six levels of nesting, comments with
 //! lists, code, trailing whitespace, non-ASCII, `*/` and triple quotes) and for a real proto
-//! set from the package registry (every `.proto` of googleapis-common-protos) pass
+//! sets from the package registries (every `.proto` of googleapis-common-protos from PyPI;
+//! gRPC's health and reflection APIs from npm) pass
 //! `rustfmt --check --edition 2024`, and compile against prost's messages and the real
 //! `slimrpc` runtime under `cargo clippy -D warnings`.
 //!
@@ -17,9 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use slimrpc_testkit::{
-    googleapis_proto_files, googleapis_protos, stress_proto_files, stress_protos,
-};
+use slimrpc_testkit::{real_proto_sets, stress_proto_files, stress_protos};
 
 /// Packages (`a.b.v1`, as prost names its files; `_` for none) with a `.rs` file in `dir`.
 fn packages(dir: &Path, suffix: &str) -> Vec<String> {
@@ -78,7 +77,7 @@ fn write_crate(dir: &Path, name: &str, deps: &str, lib: &str) {
 }
 
 #[test]
-fn stress_and_googleapis_stubs_are_rustfmt_clean_and_compile_clippy_clean_against_prost() {
+fn stress_and_real_api_stubs_are_rustfmt_clean_and_compile_clippy_clean_against_prost() {
     let work = root().join("target/slimrpc-rust-stress");
     let _ = std::fs::remove_dir_all(&work);
     let messages_dir = work.join("messages");
@@ -87,9 +86,11 @@ fn stress_and_googleapis_stubs_are_rustfmt_clean_and_compile_clippy_clean_agains
     let gen_stubs = stubs_dir.join("gen");
     std::fs::create_dir_all(&gen_messages).expect("mkdir");
     std::fs::create_dir_all(&gen_stubs).expect("mkdir");
-    let includes = [stress_protos(), googleapis_protos()];
+    let (real_includes, real_files) = real_proto_sets();
+    let mut includes = vec![stress_protos()];
+    includes.extend(real_includes);
     let mut files = stress_proto_files();
-    files.extend(googleapis_proto_files());
+    files.extend(real_files);
 
     // 1. Our stubs, through the protoc plugin.
     let mut cmd = Command::new(slimrpc_testkit::protoc());
@@ -103,12 +104,12 @@ fn stress_and_googleapis_stubs_are_rustfmt_clean_and_compile_clippy_clean_agains
     .arg(format!("--slimrpc-rust_out={}", gen_stubs.display()))
     .args(&files);
     assert_ok(
-        "protoc (stress + googleapis)",
+        "protoc (stress + real APIs)",
         &cmd.output().expect("run protoc"),
     );
     let stubs = read_outputs(&gen_stubs);
-    // 10 stress files with services (in 10 packages) and 2 googleapis packages.
-    assert_eq!(stubs.len(), 12, "{:?}", stubs.keys());
+    // 10 stress packages with services, 2 of googleapis and 3 of the gRPC sets.
+    assert_eq!(stubs.len(), 15, "{:?}", stubs.keys());
 
     // 2. rustfmt leaves every stub as it is.
     let run = Command::new("rustfmt")

@@ -131,6 +131,46 @@ pub fn googleapis_proto_files() -> Vec<String> {
         .collect()
 }
 
+/// The real gRPC proto sets `cargo xtask setup` unpacks from npm tarballs
+/// (`grpc-health-check`, `@grpc/reflection`): `grpc.health.v1` and
+/// `grpc.reflection.v1`/`v1alpha`, each as (include directory, files relative to it).
+pub fn grpc_proto_sets() -> Vec<(PathBuf, Vec<String>)> {
+    let dir = std::env::var_os("SLIMRPC_REAL_PROTOS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".tools/real-protos"));
+    let sets = [
+        ("grpc-health-check-2.1.0/package/proto", "health"),
+        ("grpc-reflection-1.0.4/package/build/proto", "grpc"),
+    ];
+    sets.iter()
+        .map(|(include, sub)| {
+            let include = dir.join(include);
+            let files: Vec<String> = proto_files_under(&include.join(sub))
+                .into_iter()
+                .map(|f| format!("{sub}/{f}"))
+                .collect();
+            assert!(
+                !files.is_empty(),
+                "no .proto under {}; run `cargo xtask setup`",
+                include.join(sub).display()
+            );
+            (include, files)
+        })
+        .collect()
+}
+
+/// Every real proto set: googleapis-common-protos and the gRPC sets, as include
+/// directories and the files to generate (relative to one of them).
+pub fn real_proto_sets() -> (Vec<PathBuf>, Vec<String>) {
+    let mut includes = vec![googleapis_protos()];
+    let mut files = googleapis_proto_files();
+    for (include, set) in grpc_proto_sets() {
+        includes.push(include);
+        files.extend(set);
+    }
+    (includes, files)
+}
+
 /// `.proto` files under `dir`, relative to it, `/`-separated and sorted.
 pub fn proto_files_under(dir: &Path) -> Vec<String> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
