@@ -32,6 +32,11 @@ struct FileTemplate {
     rt: String,
     /// Qualifier of the helper package (streams, context).
     h: String,
+    /// Go name of the first service with methods: the file's helper functions
+    /// (`_<it>_callOptions`, `_<it>_toRpcError`) are named after it, so they are declared
+    /// once per file and never twice in one Go package (service names are unique there).
+    /// Empty when no service has methods (no helpers then).
+    helper_prefix: String,
 }
 
 struct ServiceView {
@@ -155,6 +160,12 @@ pub fn render_file(
         package_name: own.name.clone(),
         std_imports,
         other_imports,
+        helper_prefix: file
+            .services
+            .iter()
+            .find(|s| !s.methods.is_empty())
+            .map(|s| go_camel_case(&s.name))
+            .unwrap_or_default(),
         services,
         rt,
         h,

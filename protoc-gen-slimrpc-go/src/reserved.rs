@@ -36,7 +36,8 @@ pub const TEMPLATE_LOCALS: &[&str] = &[
     "writer",
 ];
 
-/// Package-level identifiers declared for the service whose Go name is `go`.
+/// Package-level identifiers declared for the service whose Go name is `go` (the helper
+/// functions only for the first service with methods of its file; reserved for all).
 pub fn service_identifiers(go: &str) -> Vec<String> {
     let lower = unexport(go);
     vec![
@@ -74,7 +75,8 @@ mod tests {
         let template = include_str!("../../templates/go/file.go.txt")
             .replace("{{ s.go_name }}", "Svc")
             .replace("{{ s.lower }}", "svc")
-            .replace("{{ m.go_name }}", "Mth");
+            .replace("{{ m.go_name }}", "Mth")
+            .replace("{{ helper_prefix }}", "Svc");
         let declared: BTreeSet<String> = template
             .lines()
             .filter_map(|l| {
