@@ -125,7 +125,7 @@ def cpu_seconds(binary: str, payloads: list[bytes]) -> float:
 
 def main() -> None:
     reqs = requests()
-    release = ROOT / "target/release"
+    release = Path(os.environ.get("PLUGIN_DIR", ROOT / "target/release"))
     go_bin = os.environ.get("SLIMRPC_PROTOC_GEN_GO", str(ROOT / ".tools/bin/protoc-gen-go"))
     runs = len(reqs) * RUNS
     print(f"{len(reqs)} files with services, {RUNS} rounds: {runs} plugin runs each")
