@@ -281,6 +281,25 @@ mod tests {
     }
 
     #[test]
+    fn files_not_required_may_lack_an_import_path_and_are_left_out() {
+        let used = file("svc.proto", Some("example.com/svc"));
+        let unused = file("fields.proto", None);
+        let bad = file("bad.proto", Some("nodots"));
+        let m =
+            PackageMap::build_requiring([&used, &unused, &bad], &[], PathType::Import, None, |f| {
+                f == "svc.proto"
+            })
+            .unwrap();
+        assert!(m.get("svc.proto").is_some());
+        assert!(m.get("fields.proto").is_none());
+        assert!(m.get("bad.proto").is_none());
+        assert!(matches!(
+            PackageMap::build_requiring([&unused], &[], PathType::Import, None, |_| true),
+            Err(GoError::NoImportPath(_))
+        ));
+    }
+
+    #[test]
     fn module_strips_the_prefix_and_rejects_files_outside_it() {
         let f = file("a/x.proto", Some("example.com/gen/a"));
         let m = PackageMap::build(
