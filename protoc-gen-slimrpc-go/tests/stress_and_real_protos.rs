@@ -57,8 +57,8 @@ fn stress_and_real_api_go_is_gofmt_clean_vets_and_builds_without_go_package_on_u
     let generated = generate_with_protoc_in(&includes, &files, &params, scratch.path());
     // protoc-gen-go does need an import path for every file it writes.
     let packages = package_map(&set, &without_go_package, PathType::Import, None);
-    // 10 stress files, 2 googleapis files and 3 gRPC files declare services.
-    assert_eq!(generated.len(), 15, "{:?}", generated.keys());
+    // 11 stress files, 2 googleapis files and 3 gRPC files declare services.
+    assert_eq!(generated.len(), 16, "{:?}", generated.keys());
     assert_gofmt_clean(&scratch.path().join("protoc-out"));
     let bidi_only = generated
         .iter()
@@ -89,6 +89,6 @@ fn stress_go_of_the_v1_runtime_is_gofmt_clean() {
         &["runtime=v1".into()],
         scratch.path(),
     );
-    assert_eq!(generated.len(), 10, "{:?}", generated.keys());
+    assert_eq!(generated.len(), 11, "{:?}", generated.keys());
     assert_gofmt_clean(&scratch.path().join("protoc-out"));
 }

@@ -38,8 +38,8 @@ fn generate(out: &Path, param: Option<&str>) -> Vec<String> {
     walk(out, out, &mut stubs, "py");
     stubs.retain(|f| f.ends_with("_pb2_slimrpc.py"));
     stubs.sort();
-    // 10 stress files with services, 2 of googleapis, 3 of the gRPC sets.
-    assert_eq!(stubs.len(), 15, "expected every stub, got {stubs:?}");
+    // 11 stress files with services, 2 of googleapis, 3 of the gRPC sets.
+    assert_eq!(stubs.len(), 16, "expected every stub, got {stubs:?}");
     assert!(
         stubs.iter().any(|s| s.starts_with("google/longrunning/")),
         "{stubs:?}"

@@ -278,15 +278,44 @@ pub fn bounded_item_open(indent: usize, head: &str, bounds: &str, empty: bool) -
     }
 }
 
+/// `{indent}impl<T: {bound}> {ty}<T> {`: whole when it fits; else the type on its own line,
+/// and its parameter list broken too while that line is 1 to 3 columns too wide (measured,
+/// rustfmt 1.9 at 4 columns; past that rustfmt gives up and keeps the type line as is).
+pub fn generic_impl_open(indent: usize, bound: &str, ty: &str) -> String {
+    let pad = " ".repeat(indent);
+    let one = format!("{pad}impl<T: {bound}> {ty}<T> {{");
+    if one.len() <= MAX_WIDTH {
+        return one;
+    }
+    let inner = " ".repeat(indent + 4);
+    let ty_line = format!("{inner}{ty}<T>");
+    if ty_line.len() <= MAX_WIDTH || ty_line.len() > MAX_WIDTH + 3 {
+        format!("{pad}impl<T: {bound}>\n{ty_line}\n{pad}{{")
+    } else {
+        format!("{pad}impl<T: {bound}>\n{inner}{ty}<\n{inner}    T,\n{inner}>\n{pad}{{")
+    }
+}
+
 /// `{indent}{head} = value;` (a `let` or `const` item), with the value moved to the next
 /// line after `=` when too long, as rustfmt does for a path or literal that cannot break.
 ///
 /// A string literal moves only when that makes it fit; rustfmt keeps an overflowing literal
-/// on the `=` line.
+/// on the `=` line. When `{head} =` itself is 1 to 4 columns too wide, rustfmt breaks after
+/// the colon of `name: Type` instead; past that it leaves the item whole (measured, rustfmt
+/// 1.9, at 4 and 8 columns).
 pub fn assignment(indent: usize, head: &str, value: &str) -> String {
     let pad = " ".repeat(indent);
     let one = format!("{pad}{head} = {value};");
     let literal = value.starts_with('"');
+    let head_eq = indent + head.len() + 2;
+    if head_eq > MAX_WIDTH {
+        return match head.split_once(": ") {
+            Some((name, ty)) if head_eq <= MAX_WIDTH + 4 => {
+                format!("{pad}{name}:\n{pad}    {ty} = {value};")
+            }
+            _ => one,
+        };
+    }
     if one.len() <= MAX_WIDTH || (literal && indent + 4 + value.len() + 1 > MAX_WIDTH) {
         one
     } else {
@@ -390,6 +419,27 @@ mod tests {
         );
         let g = generic_item_open(4, &format!("pub struct {}", name(90)), "T");
         assert!(g.ends_with("<\n        T,\n    > {"), "{g}");
+    }
+
+    #[test]
+    fn constants_break_after_the_equals_then_after_the_colon_then_not_at_all() {
+        let lit = "\"v\"";
+        let head = |n: usize| format!("pub const {}: &str", "N".repeat(n));
+        // `{8}pub const N…: &str =` is 100 columns at n = 74.
+        assert!(assignment(8, &head(74), lit).ends_with(&format!("=\n            {lit};")));
+        assert!(assignment(8, &head(75), lit).ends_with(&format!(":\n            &str = {lit};")));
+        assert!(assignment(8, &head(78), lit).contains(":\n"));
+        assert!(!assignment(8, &head(79), lit).contains('\n'));
+    }
+
+    #[test]
+    fn generic_impl_headers_break_the_type_parameters_only_just_past_the_width() {
+        let ty = |n: usize| "S".repeat(n);
+        assert!(!generic_impl_open(4, "B", &ty(10)).contains('\n'));
+        // `{8}S…<T>` is 100 columns at n = 89.
+        assert!(generic_impl_open(4, "B", &ty(89)).contains("<T>\n"));
+        assert!(generic_impl_open(4, "B", &ty(90)).contains("<\n            T,\n        >\n"));
+        assert!(generic_impl_open(4, "B", &ty(93)).contains("<T>\n"));
     }
 
     #[test]

@@ -453,14 +453,7 @@ pub fn service_view(spec: &ServiceSpec) -> Result<ServiceView, CodegenError> {
             }
         },
         server_mod: format!("{snake}_server"),
-        server_impl: {
-            let one = format!("    impl<T: {trait_name}> {server}<T> {{");
-            if one.len() <= layout::MAX_WIDTH {
-                one
-            } else {
-                format!("    impl<T: {trait_name}>\n        {server}<T>\n    {{")
-            }
-        },
+        server_impl: layout::generic_impl_open(4, &trait_name, &server),
         trait_name,
         deprecated: spec.deprecated,
         server_allows_deprecated: spec.deprecated || spec.methods.iter().any(|m| m.deprecated),

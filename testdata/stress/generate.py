@@ -310,8 +310,26 @@ def streaming_only() -> None:
     write("bidi/v1/bidi.proto", out)
 
 
+def sweep() -> None:
+    """Every name length from 50 to 100, one service per length: where the formatters
+    switch layouts (88 columns for ruff, 100 for rustfmt and gofmt's one-line bodies) is
+    crossed one character at a time."""
+    out = HEADER + "package stress.sweep.v1;\n\n" + go_pkg("sweep/v1", "sweepv1") + "\n"
+    for length in range(50, 101):
+        out += f"message {ident('T', length)} {{\n  string value = 1;\n}}\n\n"
+    for length in range(50, 101):
+        msg = ident("T", length)
+        out += f"service {ident('S', length)} {{\n"
+        for i, (req, resp) in enumerate(SHAPES):
+            m = ident(f"R{i}", length - 10)
+            out += f"  rpc {m}({req.format(msg)}) returns ({resp.format(msg)});\n"
+        out += "}\n\n"
+    write("sweep/v1/sweep.proto", out.rstrip("\n") + "\n")
+
+
 def main() -> None:
     names()
+    sweep()
     imports()
     nesting()
     comments()
