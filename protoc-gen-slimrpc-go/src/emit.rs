@@ -15,38 +15,8 @@ use crate::error::GoError;
 use crate::imports::{ImportSpec, Imports};
 use crate::naming::{go_camel_case, unexport};
 use crate::packages::PackageMap;
+use crate::reserved::{TEMPLATE_LOCALS, method_identifiers, service_identifiers};
 use crate::runtime::Runtime;
-
-/// Local identifiers the templates declare inside functions; an import must never be named
-/// like one of them, or the local would shadow it.
-const TEMPLATE_LOCALS: &[&str] = &[
-    "c",
-    "cancel",
-    "channel",
-    "ctx",
-    "deadline",
-    "err",
-    "h",
-    "in",
-    "md",
-    "metadata",
-    "ok",
-    "out",
-    "payload",
-    "reader",
-    "remaining",
-    "reply",
-    "request",
-    "rpcContext",
-    "rpcErr",
-    "server",
-    "sink",
-    "srv",
-    "stream",
-    "t",
-    "timeout",
-    "writer",
-];
 
 #[derive(Template)]
 #[template(path = "go/file.go.txt", escape = "none")]
@@ -62,6 +32,11 @@ struct FileTemplate {
     rt: String,
     /// Qualifier of the helper package (streams, context).
     h: String,
+    /// Go name of the first service with methods: the file's helper functions
+    /// (`_<it>_callOptions`, `_<it>_toRpcError`) are named after it, so they are declared
+    /// once per file and never twice in one Go package (service names are unique there).
+    /// Empty when no service has methods (no helpers then).
+    helper_prefix: String,
 }
 
 struct ServiceView {
@@ -74,6 +49,10 @@ struct ServiceView {
     /// Only the deprecation paragraph (for constructors and registration).
     deprecated_doc: Vec<String>,
     methods: Vec<MethodView>,
+    /// `func (Unimplemented…Server) mustEmbedUnimplemented…Server() {}` as gofmt prints it.
+    must_embed_func: String,
+    /// `func (Unimplemented…Server) …EmbeddedByValue() {}` as gofmt prints it.
+    by_value_func: String,
 }
 
 struct MethodView {
@@ -108,21 +87,9 @@ pub fn render_file(
     // Our own package-level names (an import named like one would clash with it).
     for svc in &file.services {
         let go = go_camel_case(&svc.name);
-        let lower = unexport(&go);
-        for name in [
-            format!("{go}_ServiceName"),
-            format!("{go}Client"),
-            format!("{lower}Client"),
-            format!("New{go}Client"),
-            format!("{go}GroupClient"),
-            format!("{lower}GroupClient"),
-            format!("New{go}GroupClient"),
-            format!("{go}Server"),
-            format!("Unimplemented{go}Server"),
-            format!("Unsafe{go}Server"),
-            format!("Register{go}Server"),
-        ] {
-            reserved.push(name);
+        reserved.extend(service_identifiers(&go));
+        for m in &svc.methods {
+            reserved.extend(method_identifiers(&go, &go_camel_case(&m.name)));
         }
     }
     // Message names of our own package are package-level identifiers too.
@@ -141,6 +108,14 @@ pub fn render_file(
         imports.qualifier("context", "context");
         imports.qualifier("errors", "errors");
         imports.qualifier("time", "time");
+    }
+    // Only bidi-streaming methods never marshal in the generated file itself.
+    if file
+        .services
+        .iter()
+        .flat_map(|s| &s.methods)
+        .any(|m| m.kind != MethodKind::BidiStreaming)
+    {
         imports.qualifier("google.golang.org/protobuf/proto", "proto");
     }
     let rt_pkg = runtime.uniffi();
@@ -185,6 +160,12 @@ pub fn render_file(
         package_name: own.name.clone(),
         std_imports,
         other_imports,
+        helper_prefix: file
+            .services
+            .iter()
+            .find(|s| !s.methods.is_empty())
+            .map(|s| go_camel_case(&s.name))
+            .unwrap_or_default(),
         services,
         rt,
         h,
@@ -219,9 +200,16 @@ fn service_view(
     };
     let mut doc = proto_comment_lines(&svc.comments);
     doc.extend(deprecated_doc.iter().cloned());
+    let lower = unexport(&go_name);
     Ok(ServiceView {
         proto_name: svc.name.clone(),
-        lower: unexport(&go_name),
+        must_embed_func: empty_func(&format!(
+            "func (Unimplemented{go_name}Server) mustEmbedUnimplemented{go_name}Server()"
+        )),
+        by_value_func: empty_func(&format!(
+            "func (Unimplemented{go_name}Server) {lower}EmbeddedByValue()"
+        )),
+        lower,
         go_name,
         full_name_lit: go_string_literal(wire_name),
         doc,
@@ -321,27 +309,85 @@ fn go_type(t: &TypeRef, packages: &PackageMap, imports: &mut Imports) -> Result<
     Ok(imports.qualify(&pkg.import_path, &pkg.name, &ident))
 }
 
+/// A function with an empty body: gofmt keeps `{}` on the signature's line only while the
+/// signature and the space after it fit in 100 bytes (go/printer's one-line limit).
+fn empty_func(signature: &str) -> String {
+    if signature.len() < 100 {
+        format!("{signature} {{}}")
+    } else {
+        format!("{signature} {{\n}}")
+    }
+}
+
 /// The `Deprecated:` paragraph, preceded by a blank comment line.
 fn deprecation() -> Vec<String> {
     vec!["//".to_string(), "// Deprecated: Do not use.".to_string()]
 }
 
-/// Proto comments (leading, then trailing) as `// text` lines forming one paragraph: every
-/// line trimmed and blank lines dropped, so gofmt finds no heading, list or code block to
-/// reformat.
+/// Proto comments (leading, then trailing) as `// text` lines, paragraph breaks kept as `//`
+/// lines. Every line is trimmed, so gofmt's doc-comment reformatter finds no list or code
+/// block (both need indentation); a paragraph it would take for a heading or a block of link
+/// definitions is joined to its neighbour; quote pairs are written as gofmt writes them.
 fn proto_comment_lines(c: &Comments) -> Vec<String> {
-    c.doc_lines()
-        .iter()
-        .map(|l| {
-            // Control characters (a stray `\r`, form feeds) have no business in Go source.
-            l.chars()
-                .map(|ch| if ch.is_control() { ' ' } else { ch })
-                .collect::<String>()
-        })
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .map(|l| format!("// {l}"))
-        .collect()
+    let mut paragraphs: Vec<Vec<String>> = vec![Vec::new()];
+    for l in c.doc_lines() {
+        // Control characters (a stray `\r`, form feeds) have no business in Go source.
+        let l: String = l
+            .chars()
+            .map(|ch| if ch.is_control() { ' ' } else { ch })
+            .collect();
+        let l = l.trim().replace("``", "\u{201c}").replace("''", "\u{201d}");
+        if l.is_empty() {
+            if paragraphs.last().is_some_and(|p| !p.is_empty()) {
+                paragraphs.push(Vec::new());
+            }
+        } else if let Some(p) = paragraphs.last_mut() {
+            p.push(l);
+        }
+    }
+    paragraphs.retain(|p| !p.is_empty());
+    let mut merged: Vec<Vec<String>> = Vec::with_capacity(paragraphs.len());
+    let mut carry: Vec<String> = Vec::new();
+    for p in paragraphs {
+        let special = is_special_paragraph(&p);
+        carry.extend(p);
+        if special && merged.is_empty() {
+            continue; // joined to the next paragraph
+        }
+        if special && let Some(prev) = merged.last_mut() {
+            prev.append(&mut carry);
+            continue;
+        }
+        merged.push(std::mem::take(&mut carry));
+    }
+    if !carry.is_empty() {
+        merged.push(carry);
+    }
+    let mut out = Vec::new();
+    for (i, p) in merged.into_iter().enumerate() {
+        if i > 0 {
+            out.push("//".to_string());
+        }
+        out.extend(p.into_iter().map(|l| format!("// {l}")));
+    }
+    out
+}
+
+/// Whether gofmt could read the (trimmed) paragraph `p` as a heading (`# x`, or the old
+/// style: one capitalised line without punctuation) or as link definitions (`[x]: url`).
+fn is_special_paragraph(p: &[String]) -> bool {
+    if p.iter().all(|l| l.starts_with('[') && l.contains("]:")) {
+        return true;
+    }
+    let [line] = p else {
+        return false;
+    };
+    if line.starts_with('#') {
+        return true;
+    }
+    let first_upper = line.chars().next().is_some_and(char::is_uppercase);
+    let last_alnum = line.chars().last().is_some_and(char::is_alphanumeric);
+    first_upper && last_alnum && !line.contains(|c: char| ";:!?+*/=[]{}_^°&§~%#@<\">\\".contains(c))
 }
 
 /// A Go interpreted string literal for `s`.
@@ -368,7 +414,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn comments_become_one_unindented_paragraph() {
+    fn comments_become_unindented_paragraphs_and_heading_lookalikes_join_a_neighbour() {
         let c = Comments {
             leading: Some(" Says hello.\n\n   indented code\n\tform\x0cfeed\r\n".into()),
             trailing: Some(" trailing\n".into()),
@@ -378,9 +424,27 @@ mod tests {
             proto_comment_lines(&c),
             vec![
                 "// Says hello.",
+                "//",
                 "// indented code",
                 "// form feed",
+                "//",
                 "// trailing"
+            ]
+        );
+        let c = Comments {
+            leading: Some("Heading\n\nText.\n\n# Hash\n\n[a]: b\n\nQuotes '' and ``.".into()),
+            trailing: None,
+            leading_detached: vec![],
+        };
+        assert_eq!(
+            proto_comment_lines(&c),
+            vec![
+                "// Heading",
+                "// Text.",
+                "// # Hash",
+                "// [a]: b",
+                "//",
+                "// Quotes \u{201d} and \u{201c}."
             ]
         );
     }

@@ -41,6 +41,7 @@ pub mod error;
 pub mod imports;
 pub mod naming;
 pub mod packages;
+pub mod reserved;
 pub mod runtime;
 
 use slimrpc_codegen::{
@@ -129,11 +130,22 @@ impl Generator for GoGenerator {
         let opts = GoOptions::from_parameters(params)?;
         let mut names: Vec<&String> = model.descriptors.keys().collect();
         names.sort();
-        let packages = PackageMap::build(
+        // Go import paths are needed only for the files we emit and the files declaring
+        // the request and response types of their methods.
+        let mut required: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for file in model.files.iter().filter(|f| !f.services.is_empty()) {
+            required.insert(file.name.as_str());
+            for m in file.services.iter().flat_map(|s| &s.methods) {
+                required.insert(m.input.file.as_str());
+                required.insert(m.output.file.as_str());
+            }
+        }
+        let packages = PackageMap::build_requiring(
             names.iter().filter_map(|n| model.descriptors.get(*n)),
             &opts.mappings,
             opts.paths,
             opts.module.clone(),
+            |f| required.contains(f),
         )?;
         check_names(model, &packages)?;
         let mut out = Vec::new();
@@ -160,7 +172,7 @@ pub fn generate(request: &CodeGeneratorRequest) -> CodeGeneratorResponse {
 /// of every service, the methods of each service, and the message and enum types that
 /// protoc-gen-go declares in the same package.
 fn check_names(model: &Model, packages: &PackageMap) -> Result<(), GoError> {
-    use naming::{go_camel_case, unexport};
+    use naming::go_camel_case;
     use std::collections::BTreeMap;
 
     // import path -> identifier -> what declares it
@@ -208,34 +220,15 @@ fn check_names(model: &Model, packages: &PackageMap) -> Result<(), GoError> {
         };
         for svc in &file.services {
             let go = go_camel_case(&svc.name);
-            let lower = unexport(&go);
             let owner = format!("service {}", svc.full_name);
-            for name in [
-                format!("{go}_ServiceName"),
-                format!("{go}Client"),
-                format!("{lower}Client"),
-                format!("New{go}Client"),
-                format!("{go}GroupClient"),
-                format!("{lower}GroupClient"),
-                format!("New{go}GroupClient"),
-                format!("{go}Server"),
-                format!("Unimplemented{go}Server"),
-                format!("Unsafe{go}Server"),
-                format!("Register{go}Server"),
-                format!("_{go}_callOptions"),
-                format!("_{go}_toRpcError"),
-            ] {
+            for name in reserved::service_identifiers(&go) {
                 declare(&pkg.import_path, name, owner.clone())?;
             }
             for m in &svc.methods {
-                let mgo = go_camel_case(&m.name);
                 let owner = format!("rpc {}.{}", svc.full_name, m.name);
-                declare(
-                    &pkg.import_path,
-                    format!("{go}_{mgo}_MethodName"),
-                    owner.clone(),
-                )?;
-                declare(&pkg.import_path, format!("_{go}_{mgo}_Handler"), owner)?;
+                for name in reserved::method_identifiers(&go, &go_camel_case(&m.name)) {
+                    declare(&pkg.import_path, name, owner.clone())?;
+                }
             }
         }
     }

@@ -64,6 +64,19 @@ impl PackageMap {
         path_type: PathType,
         module: Option<String>,
     ) -> Result<Self, GoError> {
+        Self::build_requiring(files, mappings, path_type, module, |_| true)
+    }
+
+    /// [`PackageMap::build`] where only the files for which `required` holds must have a
+    /// valid Go import path (the files we emit and the files whose types we reference);
+    /// any other file without one is left out of the map instead of failing the request.
+    pub fn build_requiring<'a>(
+        files: impl IntoIterator<Item = &'a FileDescriptorProto>,
+        mappings: &[(String, String)],
+        path_type: PathType,
+        module: Option<String>,
+        required: impl Fn(&str) -> bool,
+    ) -> Result<Self, GoError> {
         if module.is_some() && path_type == PathType::SourceRelative {
             return Err(GoError::ModuleWithSourceRelative);
         }
@@ -90,9 +103,13 @@ impl PackageMap {
             let import_path = match import_paths.get(&filename) {
                 Some(p) => p.clone(),
                 None if !opt_imp.is_empty() => opt_imp.to_string(),
+                None if !required(&filename) => continue,
                 None => return Err(GoError::NoImportPath(filename)),
             };
             if !import_path.contains('.') && !import_path.contains('/') {
+                if !required(&filename) {
+                    continue;
+                }
                 return Err(GoError::InvalidImportPath {
                     import_path,
                     file: filename,
@@ -259,6 +276,25 @@ mod tests {
         assert_eq!(m.get("dir/b.proto").unwrap().name, "b");
         assert!(matches!(
             PackageMap::build([&b], &[], PathType::Import, None),
+            Err(GoError::NoImportPath(_))
+        ));
+    }
+
+    #[test]
+    fn files_not_required_may_lack_an_import_path_and_are_left_out() {
+        let used = file("svc.proto", Some("example.com/svc"));
+        let unused = file("fields.proto", None);
+        let bad = file("bad.proto", Some("nodots"));
+        let m =
+            PackageMap::build_requiring([&used, &unused, &bad], &[], PathType::Import, None, |f| {
+                f == "svc.proto"
+            })
+            .unwrap();
+        assert!(m.get("svc.proto").is_some());
+        assert!(m.get("fields.proto").is_none());
+        assert!(m.get("bad.proto").is_none());
+        assert!(matches!(
+            PackageMap::build_requiring([&unused], &[], PathType::Import, None, |_| true),
             Err(GoError::NoImportPath(_))
         ));
     }

@@ -137,8 +137,9 @@ struct MethodView {
     stub_doc: String,
     group_doc: String,
     servicer_doc: String,
-    handler: String,
     handler_class_line: String,
+    handler_init: String,
+    register_handler: String,
     stub_request_iterator: String,
     servicer_request_iterator: String,
     stub_returns: String,
@@ -300,6 +301,39 @@ fn fmt_annotated(indent: usize, head: &str, inner: &str, tail: &str) -> String {
     fmt_bracketed(indent, head, ('[', ']'), &[inner], tail)
 }
 
+/// `) -> {ty}:` closing a signature at `indent`: ruff parenthesizes a return annotation
+/// that does not fit when that makes it fit, and leaves it alone when nothing would.
+fn fmt_return(indent: usize, ty: &str) -> String {
+    let flat = format!(") -> {ty}:");
+    if indent + flat.len() <= LINE_LENGTH || indent + 4 + ty.len() > LINE_LENGTH {
+        return flat;
+    }
+    let outer = " ".repeat(indent);
+    format!(") -> (\n{outer}    {ty}\n{outer}):")
+}
+
+/// `head[inner_head[ty]]tail` at `indent` (a generic of a generic): the outer brackets break
+/// first; when the inner generic does not fit on its own line either, it breaks too, and the
+/// outer one keeps a magic trailing comma (the layout ruff keeps).
+fn fmt_nested_annotation(
+    indent: usize,
+    head: &str,
+    inner_head: &str,
+    ty: &str,
+    tail: &str,
+) -> String {
+    let inner = format!("{inner_head}[{ty}]");
+    if indent + head.len() + inner.len() + 2 + tail.len() <= LINE_LENGTH
+        || indent + 4 + inner.len() <= LINE_LENGTH
+    {
+        return fmt_annotated(indent, head, &inner, tail);
+    }
+    let outer = " ".repeat(indent);
+    let mid = " ".repeat(indent + 4);
+    let deep = " ".repeat(indent + 8);
+    format!("{head}[\n{mid}{inner_head}[\n{deep}{ty}\n{mid}],\n{outer}]{tail}")
+}
+
 /// A docstring as ruff format prints it, at `indent` (first line unindented).
 fn docstring(lines: &[String], indent: usize) -> String {
     let mut lines: Vec<String> = lines
@@ -414,7 +448,11 @@ pub fn render_file(file: &File, options: &Options) -> Result<String, CodegenErro
             }
             let value_lit = format!("\"{}\"", py_str(&value));
             let mut line = format!("{name}: Final = {value_lit}");
-            if line.len() > LINE_LENGTH && 4 + value_lit.len() <= LINE_LENGTH {
+            // ruff parenthesizes the value only when both the head and the value then fit.
+            if line.len() > LINE_LENGTH
+                && name.len() + ": Final = (".len() <= LINE_LENGTH
+                && 4 + value_lit.len() <= LINE_LENGTH
+            {
                 line = format!("{name}: Final = (\n    {value_lit}\n)");
             }
             constants.push(ConstView {
@@ -532,7 +570,6 @@ pub fn render_file(file: &File, options: &Options) -> Result<String, CodegenErro
                     &[&format!("slim_bindings.{handler_base}")],
                     ":",
                 ),
-                handler,
                 stub_request_iterator: fmt_annotated(
                     8,
                     "request_iterator: RequestIterable",
@@ -548,19 +585,27 @@ pub fn render_file(file: &File, options: &Options) -> Result<String, CodegenErro
                 stub_returns: if server_streaming {
                     fmt_annotated(4, ") -> AsyncIterator", &output, ":")
                 } else {
-                    format!(") -> {output}:")
+                    fmt_return(4, &output)
                 },
-                group_returns: fmt_annotated(
+                group_returns: fmt_nested_annotation(
                     4,
                     ") -> AsyncIterator",
-                    &format!("GroupResult[{output}]"),
+                    "GroupResult",
+                    &output,
                     ":",
                 ),
                 servicer_returns: if server_streaming {
                     fmt_annotated(4, ") -> AsyncIterable", &output, ":")
                 } else {
-                    format!(") -> {output}:")
+                    fmt_return(4, &output)
                 },
+                handler_init: fmt_call(
+                    4,
+                    "def __init__",
+                    &["self", &format!("servicer: {}Servicer", svc.name)],
+                    " -> None:",
+                ),
+                register_handler: fmt_call(8, &handler, &["servicer"], ","),
                 return_decoded: fmt_call(8, &format!("return {decode_out}"), &["response"], ""),
                 p2p_reader_loop: fmt_call(
                     8,

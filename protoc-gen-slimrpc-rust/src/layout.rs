@@ -208,17 +208,115 @@ pub fn signature(
         out.push(ret_line);
         out.push(format!("{pad}{{"));
     } else {
-        out.extend(ret.lines(indent, &format!("{pad}) -> "), " {"));
+        let mut lines = ret.lines(indent, &format!("{pad}) -> "), " {");
+        // When a line inside the broken return type still overflows, rustfmt gives up on
+        // the closing line's spacing and glues the brace to it (`>{`, `> + Send{`).
+        if lines.iter().any(|l| l.len() > MAX_WIDTH)
+            && let Some(last) = lines.last_mut()
+            && let Some(stripped) = last.strip_suffix(" {")
+        {
+            *last = format!("{stripped}{{");
+        }
+        out.extend(lines);
     }
     out.join("\n")
 }
 
+/// Widest header lines rustfmt keeps whole, measured (rustfmt 1.9, edition 2024, defaults)
+/// at 4 columns, where the generated items sit: rustfmt does not simply compare with
+/// [`MAX_WIDTH`] here.
+///
+/// `pub struct Name {`
+const STRUCT_OPEN_MAX: usize = 104;
+/// `pub struct Name<T> {`
+const GENERIC_STRUCT_OPEN_MAX: usize = 102;
+/// `pub trait Name: Bounds {`
+const TRAIT_OPEN_MAX: usize = 92;
+/// `pub trait Name: Bounds {}`
+const EMPTY_TRAIT_MAX: usize = 93;
+
+/// `{indent}{head} {` opening a struct: the brace goes on its own line when the header is
+/// too long, as rustfmt does for a name that cannot break.
+pub fn item_open(indent: usize, head: &str) -> String {
+    let pad = " ".repeat(indent);
+    let one = format!("{pad}{head} {{");
+    if one.len() <= STRUCT_OPEN_MAX {
+        one
+    } else {
+        format!("{pad}{head}\n{pad}{{")
+    }
+}
+
+/// `{indent}{head}<{param}> {` (a generic struct): the parameter list breaks, one per line
+/// with a trailing comma, when the header is too long.
+pub fn generic_item_open(indent: usize, head: &str, param: &str) -> String {
+    let pad = " ".repeat(indent);
+    let one = format!("{pad}{head}<{param}> {{");
+    if one.len() <= GENERIC_STRUCT_OPEN_MAX {
+        one
+    } else {
+        format!("{pad}{head}<\n{pad}    {param},\n{pad}> {{")
+    }
+}
+
+/// `{indent}{head}: {bounds} {` (a trait with supertraits), `{}` closing it at once when
+/// `empty`: the bounds go on their own line and the brace on the next when it is too long.
+pub fn bounded_item_open(indent: usize, head: &str, bounds: &str, empty: bool) -> String {
+    let pad = " ".repeat(indent);
+    let (close, max) = if empty {
+        ("}", EMPTY_TRAIT_MAX)
+    } else {
+        ("", TRAIT_OPEN_MAX)
+    };
+    let one = format!("{pad}{head}: {bounds} {{{close}");
+    if one.len() <= max {
+        one
+    } else if empty {
+        format!("{pad}{head}:\n{pad}    {bounds}\n{pad}{{\n{pad}}}")
+    } else {
+        format!("{pad}{head}:\n{pad}    {bounds}\n{pad}{{")
+    }
+}
+
+/// `{indent}impl<T: {bound}> {ty}<T> {`: whole when it fits; else the type on its own line,
+/// and its parameter list broken too while that line is 1 to 3 columns too wide (measured,
+/// rustfmt 1.9 at 4 columns; past that rustfmt gives up and keeps the type line as is).
+pub fn generic_impl_open(indent: usize, bound: &str, ty: &str) -> String {
+    let pad = " ".repeat(indent);
+    let one = format!("{pad}impl<T: {bound}> {ty}<T> {{");
+    if one.len() <= MAX_WIDTH {
+        return one;
+    }
+    let inner = " ".repeat(indent + 4);
+    let ty_line = format!("{inner}{ty}<T>");
+    if ty_line.len() <= MAX_WIDTH || ty_line.len() > MAX_WIDTH + 3 {
+        format!("{pad}impl<T: {bound}>\n{ty_line}\n{pad}{{")
+    } else {
+        format!("{pad}impl<T: {bound}>\n{inner}{ty}<\n{inner}    T,\n{inner}>\n{pad}{{")
+    }
+}
+
 /// `{indent}{head} = value;` (a `let` or `const` item), with the value moved to the next
 /// line after `=` when too long, as rustfmt does for a path or literal that cannot break.
+///
+/// A string literal moves only when that makes it fit; rustfmt keeps an overflowing literal
+/// on the `=` line. When `{head} =` itself is 1 to 4 columns too wide, rustfmt breaks after
+/// the colon of `name: Type` instead; past that it leaves the item whole (measured, rustfmt
+/// 1.9, at 4 and 8 columns).
 pub fn assignment(indent: usize, head: &str, value: &str) -> String {
     let pad = " ".repeat(indent);
     let one = format!("{pad}{head} = {value};");
-    if one.len() <= MAX_WIDTH {
+    let literal = value.starts_with('"');
+    let head_eq = indent + head.len() + 2;
+    if head_eq > MAX_WIDTH {
+        return match head.split_once(": ") {
+            Some((name, ty)) if head_eq <= MAX_WIDTH + 4 => {
+                format!("{pad}{name}:\n{pad}    {ty} = {value};")
+            }
+            _ => one,
+        };
+    }
+    if one.len() <= MAX_WIDTH || (literal && indent + 4 + value.len() + 1 > MAX_WIDTH) {
         one
     } else {
         format!("{pad}{head} =\n{}{value};", " ".repeat(indent + 4))
@@ -304,6 +402,44 @@ mod tests {
         >,
     > + Send {";
         assert_eq!(s, want);
+    }
+
+    #[test]
+    fn item_headers_break_where_rustfmt_breaks_them() {
+        let name = |n: usize| "A".repeat(n);
+        // `    pub struct ` is 15 columns, ` {` 2: 104 columns stay whole.
+        assert!(!item_open(4, &format!("pub struct {}", name(87))).contains('\n'));
+        assert!(item_open(4, &format!("pub struct {}", name(88))).ends_with("\n    {"));
+        let t = bounded_item_open(4, &format!("pub trait {}", name(54)), "Send", false);
+        assert_eq!(t.len(), 4 + 10 + 54 + 2 + 4 + 2);
+        let long = bounded_item_open(4, "pub trait Long", &"B".repeat(80), false);
+        assert_eq!(
+            long,
+            format!("    pub trait Long:\n        {}\n    {{", "B".repeat(80))
+        );
+        let g = generic_item_open(4, &format!("pub struct {}", name(90)), "T");
+        assert!(g.ends_with("<\n        T,\n    > {"), "{g}");
+    }
+
+    #[test]
+    fn constants_break_after_the_equals_then_after_the_colon_then_not_at_all() {
+        let lit = "\"v\"";
+        let head = |n: usize| format!("pub const {}: &str", "N".repeat(n));
+        // `{8}pub const N…: &str =` is 100 columns at n = 74.
+        assert!(assignment(8, &head(74), lit).ends_with(&format!("=\n            {lit};")));
+        assert!(assignment(8, &head(75), lit).ends_with(&format!(":\n            &str = {lit};")));
+        assert!(assignment(8, &head(78), lit).contains(":\n"));
+        assert!(!assignment(8, &head(79), lit).contains('\n'));
+    }
+
+    #[test]
+    fn generic_impl_headers_break_the_type_parameters_only_just_past_the_width() {
+        let ty = |n: usize| "S".repeat(n);
+        assert!(!generic_impl_open(4, "B", &ty(10)).contains('\n'));
+        // `{8}S…<T>` is 100 columns at n = 89.
+        assert!(generic_impl_open(4, "B", &ty(89)).contains("<T>\n"));
+        assert!(generic_impl_open(4, "B", &ty(90)).contains("<\n            T,\n        >\n"));
+        assert!(generic_impl_open(4, "B", &ty(93)).contains("<T>\n"));
     }
 
     #[test]

@@ -48,8 +48,15 @@ pub struct ServiceSpec {
 #[derive(Debug, Clone)]
 pub struct ServiceView {
     pub full_name: String,
-    pub full_name_lit: String,
+    /// `pub const SERVICE_NAME: &str = "..";` (4 columns, possibly broken).
+    pub service_name_const: String,
     pub trait_name: String,
+    /// Item headers up to their `{` (4 columns, possibly broken): the client structs, the
+    /// trait (and the whole trait when it has no method) and the server struct.
+    pub client_open: String,
+    pub group_client_open: String,
+    pub trait_open: String,
+    pub server_open: String,
     pub client: String,
     pub group_client: String,
     pub server: String,
@@ -156,6 +163,8 @@ pub fn rustdoc_safe(lines: &[String]) -> Vec<String> {
     let mut fence: Option<String> = None; // the marker that closes the open fence
     let mut indented = false;
     let mut prev_blank = true;
+    // Column of the text of the list item the previous lines belong to.
+    let mut list_content: Option<usize> = None;
     for raw in lines {
         let line: String = raw
             .replace('\t', "    ")
@@ -192,6 +201,7 @@ pub fn rustdoc_safe(lines: &[String]) -> Vec<String> {
             let marker = &trimmed[..3];
             let info = trimmed[3..].trim();
             fence = Some(marker.to_string());
+            list_content = None;
             let indent = &line[..line.len() - trimmed.len()];
             if info.is_empty() || info == "rust" {
                 out.push(format!("{indent}{marker}text"));
@@ -209,6 +219,21 @@ pub fn rustdoc_safe(lines: &[String]) -> Vec<String> {
             continue;
         }
         prev_blank = line.is_empty();
+        let indent = line.len() - trimmed.len();
+        match (list_item_content(trimmed), list_content) {
+            _ if line.is_empty() => list_content = None,
+            (Some(marker), _) => list_content = Some(indent + marker),
+            // A lazy continuation of a list item: Markdown already reads it as part of the
+            // item; indenting it to the item's text says so (clippy's doc_lazy_continuation).
+            (None, Some(content)) if indent < content => {
+                out.push(sanitize_doc_line(&format!(
+                    "{}{trimmed}",
+                    " ".repeat(content)
+                )));
+                continue;
+            }
+            (None, _) => {}
+        }
         out.push(sanitize_doc_line(&line));
     }
     if indented {
@@ -221,6 +246,23 @@ pub fn rustdoc_safe(lines: &[String]) -> Vec<String> {
         out.push("```".to_string());
     }
     out
+}
+
+/// Width of the Markdown list marker starting `line` with its space (`- `, `* `, `+ `,
+/// `1. `, `12) `), if it starts with one.
+fn list_item_content(line: &str) -> Option<usize> {
+    let bytes = line.as_bytes();
+    if bytes.len() >= 2 && matches!(bytes[0], b'-' | b'*' | b'+') && bytes[1] == b' ' {
+        return Some(2);
+    }
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if (1..=9).contains(&digits)
+        && matches!(bytes.get(digits), Some(b'.' | b')'))
+        && bytes.get(digits + 1) == Some(&b' ')
+    {
+        return Some(digits + 2);
+    }
+    None
 }
 
 fn wrap_urls(s: &str) -> String {
@@ -351,7 +393,20 @@ pub fn service_view(spec: &ServiceSpec) -> Result<ServiceView, CodegenError> {
     let server = format!("{base}Server");
     Ok(ServiceView {
         full_name: full.clone(),
-        full_name_lit: rust_string(full),
+        service_name_const: layout::assignment(
+            4,
+            "pub const SERVICE_NAME: &str",
+            &rust_string(full),
+        ),
+        client_open: layout::item_open(4, &format!("pub struct {client}")),
+        group_client_open: layout::item_open(4, &format!("pub struct {group_client}")),
+        trait_open: layout::bounded_item_open(
+            4,
+            &format!("pub trait {trait_name}"),
+            "Send + Sync + 'static",
+            spec.methods.is_empty(),
+        ),
+        server_open: layout::generic_item_open(4, &format!("pub struct {server}"), "T"),
         client_doc: doc_block(
             &with_note(
                 &spec.doc,
@@ -398,14 +453,7 @@ pub fn service_view(spec: &ServiceSpec) -> Result<ServiceView, CodegenError> {
             }
         },
         server_mod: format!("{snake}_server"),
-        server_impl: {
-            let one = format!("    impl<T: {trait_name}> {server}<T> {{");
-            if one.len() <= layout::MAX_WIDTH {
-                one
-            } else {
-                format!("    impl<T: {trait_name}>\n        {server}<T>\n    {{")
-            }
-        },
+        server_impl: layout::generic_impl_open(4, &trait_name, &server),
         trait_name,
         deprecated: spec.deprecated,
         server_allows_deprecated: spec.deprecated || spec.methods.iter().any(|m| m.deprecated),
@@ -554,6 +602,36 @@ fn method_view(m: &MethodSpec, fn_name: String, fn_with: String, const_name: Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lazy_list_continuations_are_indented_to_the_item_text() {
+        let lines: Vec<String> = [
+            "- first",
+            "wrapped without indent",
+            "  * nested",
+            "  lazy in nested",
+            "12. numbered",
+            "lazy",
+            "",
+            "A paragraph after the list.",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            rustdoc_safe(&lines),
+            vec![
+                "- first",
+                "  wrapped without indent",
+                "  * nested",
+                "    lazy in nested",
+                "12. numbered",
+                "    lazy",
+                "",
+                "A paragraph after the list.",
+            ]
+        );
+    }
 
     fn lines(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

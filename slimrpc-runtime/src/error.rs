@@ -134,6 +134,15 @@ impl RpcError {
     }
 }
 
+/// The answer of a method of a generated handler trait that the implementation does not
+/// override: a ready `Unimplemented` error naming `service/method`. Generated code calls
+/// this instead of carrying its own copy per service.
+pub fn unimplemented<T>(service: &str, method: &str) -> std::future::Ready<Result<T, RpcError>> {
+    std::future::ready(Err(RpcError::unimplemented(format!(
+        "{service}/{method} is not implemented"
+    ))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +176,14 @@ mod tests {
             e.to_string(),
             "session closed after 1/2 members; received: [org/ns/a], missing: [org/ns/b]"
         );
+    }
+
+    #[test]
+    fn unimplemented_answer_names_the_service_and_method() {
+        let answer: Result<(), RpcError> =
+            futures::executor::block_on(super::unimplemented("a.v1.Svc", "Call"));
+        let e = answer.unwrap_err();
+        assert_eq!(e.code(), Code::Unimplemented);
+        assert_eq!(e.message(), "a.v1.Svc/Call is not implemented");
     }
 }

@@ -83,7 +83,7 @@ mod testing;
 pub use channel::{Channel, ChannelOptions, MulticastStream, ResponseStream};
 pub use code::Code;
 pub use context::{CallOptions, Context, MulticastItem, RequestStream};
-pub use error::RpcError;
+pub use error::{RpcError, unimplemented};
 pub use metadata::Metadata;
 pub use server::{Server, ServerHandle};
 pub use slim_transport::Name;

@@ -83,6 +83,116 @@ pub fn protoc() -> PathBuf {
     p
 }
 
+/// The stress corpus of issue 17 (`testdata/stress/protos`, written by
+/// `testdata/stress/generate.py`): long identifiers, 30+ imports, deep nesting,
+/// comments of every shape. Its files import googleapis-common-protos, so they
+/// are compiled with [`googleapis_protos`] on the include path.
+pub fn stress_protos() -> PathBuf {
+    root().join("testdata/stress/protos")
+}
+
+/// The `.proto` files of the stress corpus, relative to [`stress_protos`], sorted.
+pub fn stress_proto_files() -> Vec<String> {
+    proto_files_under(&stress_protos())
+}
+
+/// A real proto set from the package registry: the site-packages directory of
+/// the project venv, where `googleapis-common-protos` (pinned in
+/// `xtask/requirements.txt`) installs its `google/**/*.proto` next to the
+/// Python modules protoc generated from them.
+pub fn googleapis_protos() -> PathBuf {
+    let python = python();
+    let lib = python
+        .parent()
+        .and_then(Path::parent)
+        .expect("venv python is in <venv>/bin")
+        .join("lib");
+    let site = std::fs::read_dir(&lib)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("site-packages"))
+        .find(|p| p.join("google/longrunning").is_dir());
+    site.unwrap_or_else(|| {
+        panic!(
+            "googleapis-common-protos is not installed under {}; run `cargo xtask setup`",
+            lib.display()
+        )
+    })
+}
+
+/// Every `.proto` file googleapis-common-protos ships, relative to
+/// [`googleapis_protos`], sorted.
+pub fn googleapis_proto_files() -> Vec<String> {
+    proto_files_under(&googleapis_protos().join("google"))
+        .into_iter()
+        .map(|f| format!("google/{f}"))
+        .collect()
+}
+
+/// The real gRPC proto sets `cargo xtask setup` unpacks from npm tarballs
+/// (`grpc-health-check`, `@grpc/reflection`): `grpc.health.v1` and
+/// `grpc.reflection.v1`/`v1alpha`, each as (include directory, files relative to it).
+pub fn grpc_proto_sets() -> Vec<(PathBuf, Vec<String>)> {
+    let dir = std::env::var_os("SLIMRPC_REAL_PROTOS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".tools/real-protos"));
+    let sets = [
+        ("grpc-health-check-2.1.0/package/proto", "health"),
+        ("grpc-reflection-1.0.4/package/build/proto", "grpc"),
+    ];
+    sets.iter()
+        .map(|(include, sub)| {
+            let include = dir.join(include);
+            let files: Vec<String> = proto_files_under(&include.join(sub))
+                .into_iter()
+                .map(|f| format!("{sub}/{f}"))
+                .collect();
+            assert!(
+                !files.is_empty(),
+                "no .proto under {}; run `cargo xtask setup`",
+                include.join(sub).display()
+            );
+            (include, files)
+        })
+        .collect()
+}
+
+/// Every real proto set: googleapis-common-protos and the gRPC sets, as include
+/// directories and the files to generate (relative to one of them).
+pub fn real_proto_sets() -> (Vec<PathBuf>, Vec<String>) {
+    let mut includes = vec![googleapis_protos()];
+    let mut files = googleapis_proto_files();
+    for (include, set) in grpc_proto_sets() {
+        includes.push(include);
+        files.extend(set);
+    }
+    (includes, files)
+}
+
+/// `.proto` files under `dir`, relative to it, `/`-separated and sorted.
+pub fn proto_files_under(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else if p.extension().is_some_and(|x| x == "proto") {
+                let rel = p.strip_prefix(base).expect("under base");
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
 /// buf from npm.
 pub fn buf() -> PathBuf {
     tool("SLIMRPC_BUF", ".tools/node_modules/.bin/buf")

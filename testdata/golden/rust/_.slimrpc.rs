@@ -120,14 +120,8 @@ pub mod go_bare_server {
         ) -> impl Future<Output = Result<super::GoBareReply, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::CALL;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`GoBare`] implementation's handlers on a [`slimrpc::Server`].
@@ -288,14 +282,8 @@ pub mod bare_server {
         ) -> impl Future<Output = Result<super::BareReply, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::ASK;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`Bare`] implementation's handlers on a [`slimrpc::Server`].

@@ -175,7 +175,7 @@ pub mod crossing_server {
         {
             let _ = (request, context);
             let method = method::B_TO_C;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -187,14 +187,8 @@ pub mod crossing_server {
         {
             let _ = (requests, context);
             let method = method::C_TO_B;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`Crossing`] implementation's handlers on a [`slimrpc::Server`].

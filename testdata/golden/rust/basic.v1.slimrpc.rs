@@ -272,7 +272,7 @@ pub mod mixed_server {
         ) -> impl Future<Output = Result<super::Local, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::FROM_OTHER_FILE;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -283,14 +283,8 @@ pub mod mixed_server {
         ) -> impl Future<Output = Result<super::Pong, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::FROM_THIS_FILE;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`Mixed`] implementation's handlers on a [`slimrpc::Server`].
@@ -617,7 +611,7 @@ pub mod shapes_server {
         ) -> impl Future<Output = Result<super::Pong, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::UNARY;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Trailing: server streaming.
@@ -631,7 +625,7 @@ pub mod shapes_server {
         {
             let _ = (request, context);
             let method = method::SERVER_STREAM;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Block comment: client streaming.
@@ -644,7 +638,7 @@ pub mod shapes_server {
         ) -> impl Future<Output = Result<super::Pong, slimrpc::RpcError>> + Send {
             let _ = (requests, context);
             let method = method::CLIENT_STREAM;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Bidirectional streaming.
@@ -659,14 +653,8 @@ pub mod shapes_server {
         {
             let _ = (requests, context);
             let method = method::BIDI;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`Shapes`] implementation's handlers on a [`slimrpc::Server`].
@@ -844,14 +832,8 @@ pub mod legacy_server {
         ) -> impl Future<Output = Result<super::Pong, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::OLD;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`Legacy`] implementation's handlers on a [`slimrpc::Server`].

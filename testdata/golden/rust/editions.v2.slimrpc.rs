@@ -125,14 +125,8 @@ pub mod editions2024_server {
         ) -> impl Future<Output = Result<super::Ed24Request, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::ECHO;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`Editions2024`] implementation's handlers on a [`slimrpc::Server`].

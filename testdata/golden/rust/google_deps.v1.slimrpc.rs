@@ -127,14 +127,8 @@ pub mod calendar_server {
         > + Send {
             let _ = (request, context);
             let method = method::CHECK;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`Calendar`] implementation's handlers on a [`slimrpc::Server`].

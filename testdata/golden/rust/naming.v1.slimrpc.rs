@@ -305,7 +305,7 @@ pub mod snake_service_server {
         ) -> impl Future<Output = Result<super::Thing, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::GET_THING;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -316,7 +316,7 @@ pub mod snake_service_server {
         ) -> impl Future<Output = Result<super::Thing, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::IMPORT;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -327,7 +327,7 @@ pub mod snake_service_server {
         ) -> impl Future<Output = Result<super::Thing, slimrpc::RpcError>> + Send {
             let _ = (requests, context);
             let method = method::CLASS;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -339,7 +339,7 @@ pub mod snake_service_server {
         {
             let _ = (request, context);
             let method = method::NONE;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -351,14 +351,8 @@ pub mod snake_service_server {
         {
             let _ = (requests, context);
             let method = method::MATCH;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`SnakeService`] implementation's handlers on a [`slimrpc::Server`].

@@ -173,7 +173,7 @@ pub mod nested_service_server {
         {
             let _ = (request, context);
             let method = method::DEEP;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -189,14 +189,8 @@ pub mod nested_service_server {
         > + Send {
             let _ = (request, context);
             let method = method::FOREIGN;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`NestedService`] implementation's handlers on a [`slimrpc::Server`].

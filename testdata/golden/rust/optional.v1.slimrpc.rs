@@ -125,14 +125,8 @@ pub mod maybe_server {
         ) -> impl Future<Output = Result<super::MaybeReply, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::CHECK;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`Maybe`] implementation's handlers on a [`slimrpc::Server`].

@@ -226,7 +226,7 @@ pub mod docs_server {
         ) -> impl Future<Output = Result<super::Note, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::LINK;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Old-style heading candidate
@@ -242,14 +242,8 @@ pub mod docs_server {
         ) -> impl Future<Output = Result<super::Note, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::HEADING;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`Docs`] implementation's handlers on a [`slimrpc::Server`].

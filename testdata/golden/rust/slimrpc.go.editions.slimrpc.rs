@@ -113,14 +113,8 @@ pub mod editions_server {
         ) -> impl Future<Output = Result<super::Resp, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::GREET;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`Editions`] implementation's handlers on a [`slimrpc::Server`].

@@ -167,7 +167,7 @@ pub mod snake_case_service_server {
         {
             let _ = (request, context);
             let method = method::DO_IT;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -183,14 +183,8 @@ pub mod snake_case_service_server {
         > + Send {
             let _ = (request, context);
             let method = method::PRIVATE;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`SnakeCaseService`] implementation's handlers on a [`slimrpc::Server`].

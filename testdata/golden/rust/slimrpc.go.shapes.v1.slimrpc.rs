@@ -592,7 +592,7 @@ pub mod shapes_server {
         ) -> impl Future<Output = Result<super::Pong, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::UNARY;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// One request, many responses.
@@ -607,7 +607,7 @@ pub mod shapes_server {
         > + Send {
             let _ = (request, context);
             let method = method::SERVER_STREAM;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// ClientStream sends many requests.
@@ -621,7 +621,7 @@ pub mod shapes_server {
         {
             let _ = (requests, context);
             let method = method::CLIENT_STREAM;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -633,7 +633,7 @@ pub mod shapes_server {
         {
             let _ = (requests, context);
             let method = method::BIDI;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Well-known types on both sides.
@@ -647,7 +647,7 @@ pub mod shapes_server {
         {
             let _ = (request, context);
             let method = method::STAMP;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -658,7 +658,7 @@ pub mod shapes_server {
         ) -> impl Future<Output = Result<i64, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::WRAP;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Two packages whose import paths end in the same element.
@@ -672,7 +672,7 @@ pub mod shapes_server {
         {
             let _ = (request, context);
             let method = method::CROSS;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -688,7 +688,7 @@ pub mod shapes_server {
         > + Send {
             let _ = (request, context);
             let method = method::CROSS_NESTED;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// snake_case and keyword rpc names keep their wire names.
@@ -701,7 +701,7 @@ pub mod shapes_server {
         ) -> impl Future<Output = Result<super::Pong, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::GET_THING;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -712,14 +712,8 @@ pub mod shapes_server {
         ) -> impl Future<Output = Result<super::Pong, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::IMPORT;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`Shapes`] implementation's handlers on a [`slimrpc::Server`].
@@ -993,7 +987,7 @@ pub mod legacy_server {
         ) -> impl Future<Output = Result<super::Pong, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::OLD;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Older still.
@@ -1008,14 +1002,8 @@ pub mod legacy_server {
         {
             let _ = (requests, context);
             let method = method::OLDER;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`Legacy`] implementation's handlers on a [`slimrpc::Server`].

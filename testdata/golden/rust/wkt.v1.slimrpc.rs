@@ -495,7 +495,7 @@ pub mod well_known_server {
         ) -> impl Future<Output = Result<(), slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::EMPTY_TO_EMPTY;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -506,7 +506,7 @@ pub mod well_known_server {
         ) -> impl Future<Output = Result<i64, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::STRING_TO_INT;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -518,7 +518,7 @@ pub mod well_known_server {
         {
             let _ = (request, context);
             let method = method::BOOL_TO_BYTES;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -529,7 +529,7 @@ pub mod well_known_server {
         ) -> impl Future<Output = Result<f32, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::DOUBLE_TO_FLOAT;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -540,7 +540,7 @@ pub mod well_known_server {
         ) -> impl Future<Output = Result<u64, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::U_INT32_TO_U_INT64;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -551,7 +551,7 @@ pub mod well_known_server {
         ) -> impl Future<Output = Result<::prost_types::Struct, slimrpc::RpcError>> + Send {
             let _ = (request, context);
             let method = method::INT32_TO_STRUCT;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -564,7 +564,7 @@ pub mod well_known_server {
         > + Send {
             let _ = (request, context);
             let method = method::VALUE_TO_LIST;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -576,7 +576,7 @@ pub mod well_known_server {
         {
             let _ = (requests, context);
             let method = method::TIMESTAMP_TO_DURATION;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
 
         /// Default: answers `Unimplemented`.
@@ -589,14 +589,8 @@ pub mod well_known_server {
         > + Send {
             let _ = (requests, context);
             let method = method::ANY_TO_FIELD_MASK;
-            unimplemented(method)
+            slimrpc::unimplemented(SERVICE_NAME, method)
         }
-    }
-
-    fn unimplemented<T>(method: &str) -> std::future::Ready<Result<T, slimrpc::RpcError>> {
-        std::future::ready(Err(slimrpc::RpcError::unimplemented(format!(
-            "{SERVICE_NAME}/{method} is not implemented"
-        ))))
     }
 
     /// Registers a [`WellKnown`] implementation's handlers on a [`slimrpc::Server`].

@@ -494,10 +494,11 @@ class _snake_serviceServicer_None_Handler(slim_bindings.UnaryStreamHandler):
         sink: slim_bindings.ResponseSink,
     ) -> None:
         try:
-            async for response in self._servicer.None_(
+            responses = self._servicer.None_(
                 naming_dot_snake__and__keywords__pb2.Thing.FromString(request),
                 context,
-            ):
+            )
+            async for response in responses:
                 await sink.send_async(response.SerializeToString())
         except Exception as e:  # noqa: BLE001 - callers must get an RpcError
             await sink.send_error_async(_as_rpc_error(e))
@@ -516,13 +517,14 @@ class _snake_serviceServicer_match_Handler(slim_bindings.StreamStreamHandler):
         sink: slim_bindings.ResponseSink,
     ) -> None:
         try:
-            async for response in self._servicer.match(
+            responses = self._servicer.match(
                 _messages(
                     stream.next_async,
                     naming_dot_snake__and__keywords__pb2.Thing.FromString,
                 ),
                 context,
-            ):
+            )
+            async for response in responses:
                 await sink.send_async(response.SerializeToString())
         except Exception as e:  # noqa: BLE001 - callers must get an RpcError
             await sink.send_error_async(_as_rpc_error(e))

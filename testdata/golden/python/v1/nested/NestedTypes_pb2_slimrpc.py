@@ -261,10 +261,11 @@ class _NestedServiceServicer_Foreign_Handler(slim_bindings.UnaryStreamHandler):
         sink: slim_bindings.ResponseSink,
     ) -> None:
         try:
-            async for response in self._servicer.Foreign(
+            responses = self._servicer.Foreign(
                 nested_dot_NestedTypes__pb2.Outer.FromString(request),
                 context,
-            ):
+            )
+            async for response in responses:
                 await sink.send_async(response.SerializeToString())
         except Exception as e:  # noqa: BLE001 - callers must get an RpcError
             await sink.send_error_async(_as_rpc_error(e))

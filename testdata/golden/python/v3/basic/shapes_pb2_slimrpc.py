@@ -470,10 +470,11 @@ class _ShapesServicer_ServerStream_Handler(slim_bindings.UnaryStreamHandler):
         sink: slim_bindings.ResponseSink,
     ) -> None:
         try:
-            async for response in self._servicer.ServerStream(
+            responses = self._servicer.ServerStream(
                 basic_dot_shapes__pb2.Ping.FromString(request),
                 context,
-            ):
+            )
+            async for response in responses:
                 await sink.send_async(response.SerializeToString())
         except Exception as e:  # noqa: BLE001 - callers must get an RpcError
             await sink.send_error_async(_as_rpc_error(e))
@@ -511,10 +512,11 @@ class _ShapesServicer_Bidi_Handler(slim_bindings.StreamStreamHandler):
         sink: slim_bindings.ResponseSink,
     ) -> None:
         try:
-            async for response in self._servicer.Bidi(
+            responses = self._servicer.Bidi(
                 _messages(stream.next_async, basic_dot_shapes__pb2.Ping.FromString),
                 context,
-            ):
+            )
+            async for response in responses:
                 await sink.send_async(response.SerializeToString())
         except Exception as e:  # noqa: BLE001 - callers must get an RpcError
             await sink.send_error_async(_as_rpc_error(e))

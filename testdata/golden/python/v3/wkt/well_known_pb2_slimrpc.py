@@ -759,10 +759,11 @@ class _WellKnownServicer_ValueToList_Handler(slim_bindings.UnaryStreamHandler):
         sink: slim_bindings.ResponseSink,
     ) -> None:
         try:
-            async for response in self._servicer.ValueToList(
+            responses = self._servicer.ValueToList(
                 google_dot_protobuf_dot_struct__pb2.Value.FromString(request),
                 context,
-            ):
+            )
+            async for response in responses:
                 await sink.send_async(response.SerializeToString())
         except Exception as e:  # noqa: BLE001 - callers must get an RpcError
             await sink.send_error_async(_as_rpc_error(e))
@@ -803,12 +804,13 @@ class _WellKnownServicer_AnyToFieldMask_Handler(slim_bindings.StreamStreamHandle
         sink: slim_bindings.ResponseSink,
     ) -> None:
         try:
-            async for response in self._servicer.AnyToFieldMask(
+            responses = self._servicer.AnyToFieldMask(
                 _messages(
                     stream.next_async, google_dot_protobuf_dot_any__pb2.Any.FromString
                 ),
                 context,
-            ):
+            )
+            async for response in responses:
                 await sink.send_async(response.SerializeToString())
         except Exception as e:  # noqa: BLE001 - callers must get an RpcError
             await sink.send_error_async(_as_rpc_error(e))

@@ -40,6 +40,7 @@ const Shapes_Bidi_MethodName = "Bidi"
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
 // Shapes covers the four interaction patterns.
+//
 // It has a second paragraph with `code`, a backslash \ and "quotes".
 type ShapesClient interface {
 	// Unary: one request, one response.
@@ -124,6 +125,7 @@ func (c *shapesClient) Bidi(ctx context.Context) (slimrpc.ClientBidiStream[*Ping
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
 // Shapes covers the four interaction patterns.
+//
 // It has a second paragraph with `code`, a backslash \ and "quotes".
 type ShapesGroupClient interface {
 	// Unary: one request, one response.
@@ -204,6 +206,7 @@ func (c *shapesGroupClient) Bidi(ctx context.Context) (slimrpc.MulticastClientBi
 // Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
 // code) answers the call with it.
 // Shapes covers the four interaction patterns.
+//
 // It has a second paragraph with `code`, a backslash \ and "quotes".
 type ShapesServer interface {
 	// Unary: one request, one response.
@@ -337,34 +340,6 @@ func (h _Shapes_Bidi_Handler) Handle(stream *slim_bindings.RequestStream, rpcCon
 	return sink.CloseAsync()
 }
 
-// _Shapes_callOptions turns ctx into the call's timeout (from its deadline) and
-// metadata (attached with slimrpc.WithMetadata); it fails if ctx is already done.
-func _Shapes_callOptions(ctx context.Context) (*time.Duration, *map[string]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, nil, err
-	}
-	var timeout *time.Duration
-	if deadline, ok := ctx.Deadline(); ok {
-		remaining := time.Until(deadline)
-		timeout = &remaining
-	}
-	var metadata *map[string]string
-	if md, ok := slimrpc.MetadataFromContext(ctx); ok {
-		metadata = &md
-	}
-	return timeout, metadata, nil
-}
-
-// _Shapes_toRpcError keeps an RpcError found anywhere in err's chain (errors.As) and
-// reports any other error as Internal.
-func _Shapes_toRpcError(err error) *slim_bindings.RpcError {
-	var rpcErr *slim_bindings.RpcError
-	if errors.As(err, &rpcErr) && rpcErr != nil {
-		return rpcErr
-	}
-	return slim_bindings.NewRpcErrorRpc(slim_bindings.RpcCodeInternal, err.Error(), nil)
-}
-
 // Legacy_ServiceName is the fully-qualified name of the Legacy service, as sent
 // on the wire.
 const Legacy_ServiceName = "basic.v1.Legacy"
@@ -400,7 +375,7 @@ func (c *legacyClient) Old(ctx context.Context, in *Ping) (*Pong, error) {
 	if err != nil {
 		return nil, err
 	}
-	timeout, metadata, err := _Legacy_callOptions(ctx)
+	timeout, metadata, err := _Shapes_callOptions(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -444,7 +419,7 @@ func (c *legacyGroupClient) Old(ctx context.Context, in *Ping) (slimrpc.Multicas
 	if err != nil {
 		return nil, err
 	}
-	timeout, metadata, err := _Legacy_callOptions(ctx)
+	timeout, metadata, err := _Shapes_callOptions(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -514,7 +489,7 @@ func (h _Legacy_Old_Handler) Handle(request []byte, rpcContext *slim_bindings.Co
 	}
 	out, err := h.srv.Old(ctx, in)
 	if err != nil {
-		return nil, _Legacy_toRpcError(err)
+		return nil, _Shapes_toRpcError(err)
 	}
 	payload, err := proto.Marshal(out)
 	if err != nil {
@@ -523,9 +498,9 @@ func (h _Legacy_Old_Handler) Handle(request []byte, rpcContext *slim_bindings.Co
 	return payload, nil
 }
 
-// _Legacy_callOptions turns ctx into the call's timeout (from its deadline) and
+// _Shapes_callOptions turns ctx into the call's timeout (from its deadline) and
 // metadata (attached with slimrpc.WithMetadata); it fails if ctx is already done.
-func _Legacy_callOptions(ctx context.Context) (*time.Duration, *map[string]string, error) {
+func _Shapes_callOptions(ctx context.Context) (*time.Duration, *map[string]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
@@ -541,9 +516,9 @@ func _Legacy_callOptions(ctx context.Context) (*time.Duration, *map[string]strin
 	return timeout, metadata, nil
 }
 
-// _Legacy_toRpcError keeps an RpcError found anywhere in err's chain (errors.As) and
+// _Shapes_toRpcError keeps an RpcError found anywhere in err's chain (errors.As) and
 // reports any other error as Internal.
-func _Legacy_toRpcError(err error) *slim_bindings.RpcError {
+func _Shapes_toRpcError(err error) *slim_bindings.RpcError {
 	var rpcErr *slim_bindings.RpcError
 	if errors.As(err, &rpcErr) && rpcErr != nil {
 		return rpcErr

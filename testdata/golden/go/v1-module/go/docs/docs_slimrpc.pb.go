@@ -39,6 +39,7 @@ const Docs_Heading_MethodName = "Heading"
 // 2. second, indented
 // - dash
 // * star, indented
+//
 // Two blank lines above.
 type DocsClient interface {
 	// [only]: https://example.com/a-link-definition
@@ -113,6 +114,7 @@ func (c *docsClient) Heading(ctx context.Context, in *Note) (*Note, error) {
 // 2. second, indented
 // - dash
 // * star, indented
+//
 // Two blank lines above.
 type DocsGroupClient interface {
 	// [only]: https://example.com/a-link-definition
@@ -179,6 +181,7 @@ func (c *docsGroupClient) Heading(ctx context.Context, in *Note) (slimrpc.Multic
 // 2. second, indented
 // - dash
 // * star, indented
+//
 // Two blank lines above.
 type DocsServer interface {
 	// [only]: https://example.com/a-link-definition

@@ -38,6 +38,7 @@ const Docs_Heading_MethodName = "Heading"
 // 2. second, indented
 // - dash
 // * star, indented
+//
 // Two blank lines above.
 type DocsClient interface {
 	// [only]: https://example.com/a-link-definition
@@ -112,6 +113,7 @@ func (c *docsClient) Heading(ctx context.Context, in *Note) (*Note, error) {
 // 2. second, indented
 // - dash
 // * star, indented
+//
 // Two blank lines above.
 type DocsGroupClient interface {
 	// [only]: https://example.com/a-link-definition
@@ -178,6 +180,7 @@ func (c *docsGroupClient) Heading(ctx context.Context, in *Note) (slim_rpc.Multi
 // 2. second, indented
 // - dash
 // * star, indented
+//
 // Two blank lines above.
 type DocsServer interface {
 	// [only]: https://example.com/a-link-definition

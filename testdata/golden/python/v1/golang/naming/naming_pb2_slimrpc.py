@@ -265,12 +265,13 @@ class _snake_case_serviceServicer__private_Handler(slim_bindings.UnaryStreamHand
         sink: slim_bindings.ResponseSink,
     ) -> None:
         try:
-            async for response in self._servicer._private(
+            responses = self._servicer._private(
                 golang_dot_collide_dot_metadata_dot_metadata__pb2.Thing.FromString(
                     request
                 ),
                 context,
-            ):
+            )
+            async for response in responses:
                 await sink.send_async(response.SerializeToString())
         except Exception as e:  # noqa: BLE001 - callers must get an RpcError
             await sink.send_error_async(_as_rpc_error(e))

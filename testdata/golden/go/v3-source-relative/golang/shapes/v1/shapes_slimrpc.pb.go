@@ -68,8 +68,11 @@ const Shapes_Import_MethodName = "import"
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
 // Shapes exercises the four call shapes.
+//
 // A second paragraph, with an indented example:
+//
 // shapes.Unary(ctx, &Ping{})
+//
 // - a list item
 type ShapesClient interface {
 	// Unary is a single request and a single response.
@@ -276,8 +279,11 @@ func (c *shapesClient) Import(ctx context.Context, in *Ping) (*Pong, error) {
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
 // Shapes exercises the four call shapes.
+//
 // A second paragraph, with an indented example:
+//
 // shapes.Unary(ctx, &Ping{})
+//
 // - a list item
 type ShapesGroupClient interface {
 	// Unary is a single request and a single response.
@@ -460,8 +466,11 @@ func (c *shapesGroupClient) Import(ctx context.Context, in *Ping) (slim_rpc.Mult
 // Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
 // code) answers the call with it.
 // Shapes exercises the four call shapes.
+//
 // A second paragraph, with an indented example:
+//
 // shapes.Unary(ctx, &Ping{})
+//
 // - a list item
 type ShapesServer interface {
 	// Unary is a single request and a single response.
@@ -759,34 +768,6 @@ func (h _Shapes_Import_Handler) Handle(request []byte, rpcContext *slim_rpc.Cont
 	return payload, nil
 }
 
-// _Shapes_callOptions turns ctx into the call's timeout (from its deadline) and
-// metadata (attached with slim_rpc.WithMetadata); it fails if ctx is already done.
-func _Shapes_callOptions(ctx context.Context) (*time.Duration, *map[string]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, nil, err
-	}
-	var timeout *time.Duration
-	if deadline, ok := ctx.Deadline(); ok {
-		remaining := time.Until(deadline)
-		timeout = &remaining
-	}
-	var metadata *map[string]string
-	if md, ok := slim_rpc.MetadataFromContext(ctx); ok {
-		metadata = &md
-	}
-	return timeout, metadata, nil
-}
-
-// _Shapes_toRpcError keeps an RpcError found anywhere in err's chain (errors.As) and
-// reports any other error as Internal.
-func _Shapes_toRpcError(err error) *slim_rpc.RpcError {
-	var rpcErr *slim_rpc.RpcError
-	if errors.As(err, &rpcErr) && rpcErr != nil {
-		return rpcErr
-	}
-	return slim_rpc.NewRpcErrorRpc(slim_rpc.RpcCodeInternal, err.Error(), nil)
-}
-
 // Legacy_ServiceName is the fully-qualified name of the Legacy service, as sent
 // on the wire.
 const Legacy_ServiceName = "slimrpc.go.shapes.v1.Legacy"
@@ -831,7 +812,7 @@ func (c *legacyClient) Old(ctx context.Context, in *Ping) (*Pong, error) {
 	if err != nil {
 		return nil, err
 	}
-	timeout, metadata, err := _Legacy_callOptions(ctx)
+	timeout, metadata, err := _Shapes_callOptions(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -847,7 +828,7 @@ func (c *legacyClient) Old(ctx context.Context, in *Ping) (*Pong, error) {
 }
 
 func (c *legacyClient) Older(ctx context.Context) (slim_rpc.ClientBidiStream[*Ping, *Pong], error) {
-	timeout, metadata, err := _Legacy_callOptions(ctx)
+	timeout, metadata, err := _Shapes_callOptions(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -889,7 +870,7 @@ func (c *legacyGroupClient) Old(ctx context.Context, in *Ping) (slim_rpc.Multica
 	if err != nil {
 		return nil, err
 	}
-	timeout, metadata, err := _Legacy_callOptions(ctx)
+	timeout, metadata, err := _Shapes_callOptions(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -901,7 +882,7 @@ func (c *legacyGroupClient) Old(ctx context.Context, in *Ping) (slim_rpc.Multica
 }
 
 func (c *legacyGroupClient) Older(ctx context.Context) (slim_rpc.MulticastClientBidiStream[*Ping, *Pong], error) {
-	timeout, metadata, err := _Legacy_callOptions(ctx)
+	timeout, metadata, err := _Shapes_callOptions(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -978,7 +959,7 @@ func (h _Legacy_Old_Handler) Handle(request []byte, rpcContext *slim_rpc.Context
 	}
 	out, err := h.srv.Old(ctx, in)
 	if err != nil {
-		return nil, _Legacy_toRpcError(err)
+		return nil, _Shapes_toRpcError(err)
 	}
 	payload, err := proto.Marshal(out)
 	if err != nil {
@@ -996,37 +977,9 @@ func (h _Legacy_Older_Handler) Handle(stream *slim_rpc.RequestStream, rpcContext
 	defer cancel()
 	if err := h.srv.Older(ctx, slim_rpc.NewServerBidiStream[*Ping, *Pong](stream, sink)); err != nil {
 		// SendErrorAsync sends the error and closes the stream.
-		return sink.SendErrorAsync(_Legacy_toRpcError(err))
+		return sink.SendErrorAsync(_Shapes_toRpcError(err))
 	}
 	return sink.CloseAsync()
-}
-
-// _Legacy_callOptions turns ctx into the call's timeout (from its deadline) and
-// metadata (attached with slim_rpc.WithMetadata); it fails if ctx is already done.
-func _Legacy_callOptions(ctx context.Context) (*time.Duration, *map[string]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, nil, err
-	}
-	var timeout *time.Duration
-	if deadline, ok := ctx.Deadline(); ok {
-		remaining := time.Until(deadline)
-		timeout = &remaining
-	}
-	var metadata *map[string]string
-	if md, ok := slim_rpc.MetadataFromContext(ctx); ok {
-		metadata = &md
-	}
-	return timeout, metadata, nil
-}
-
-// _Legacy_toRpcError keeps an RpcError found anywhere in err's chain (errors.As) and
-// reports any other error as Internal.
-func _Legacy_toRpcError(err error) *slim_rpc.RpcError {
-	var rpcErr *slim_rpc.RpcError
-	if errors.As(err, &rpcErr) && rpcErr != nil {
-		return rpcErr
-	}
-	return slim_rpc.NewRpcErrorRpc(slim_rpc.RpcCodeInternal, err.Error(), nil)
 }
 
 // Nothing_ServiceName is the fully-qualified name of the Nothing service, as sent
@@ -1103,4 +1056,32 @@ func RegisterNothingServer(server slim_rpc.ServerInterface, srv NothingServer) {
 	if t, ok := srv.(interface{ nothingEmbeddedByValue() }); ok {
 		t.nothingEmbeddedByValue()
 	}
+}
+
+// _Shapes_callOptions turns ctx into the call's timeout (from its deadline) and
+// metadata (attached with slim_rpc.WithMetadata); it fails if ctx is already done.
+func _Shapes_callOptions(ctx context.Context) (*time.Duration, *map[string]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	var timeout *time.Duration
+	if deadline, ok := ctx.Deadline(); ok {
+		remaining := time.Until(deadline)
+		timeout = &remaining
+	}
+	var metadata *map[string]string
+	if md, ok := slim_rpc.MetadataFromContext(ctx); ok {
+		metadata = &md
+	}
+	return timeout, metadata, nil
+}
+
+// _Shapes_toRpcError keeps an RpcError found anywhere in err's chain (errors.As) and
+// reports any other error as Internal.
+func _Shapes_toRpcError(err error) *slim_rpc.RpcError {
+	var rpcErr *slim_rpc.RpcError
+	if errors.As(err, &rpcErr) && rpcErr != nil {
+		return rpcErr
+	}
+	return slim_rpc.NewRpcErrorRpc(slim_rpc.RpcCodeInternal, err.Error(), nil)
 }

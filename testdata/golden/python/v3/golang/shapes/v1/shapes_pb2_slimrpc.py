@@ -813,10 +813,11 @@ class _ShapesServicer_ServerStream_Handler(slim_bindings.UnaryStreamHandler):
         sink: slim_bindings.ResponseSink,
     ) -> None:
         try:
-            async for response in self._servicer.ServerStream(
+            responses = self._servicer.ServerStream(
                 golang_dot_shapes_dot_v1_dot_types__pb2.Ping.FromString(request),
                 context,
-            ):
+            )
+            async for response in responses:
                 await sink.send_async(response.SerializeToString())
         except Exception as e:  # noqa: BLE001 - callers must get an RpcError
             await sink.send_error_async(_as_rpc_error(e))
@@ -857,13 +858,14 @@ class _ShapesServicer_Bidi_Handler(slim_bindings.StreamStreamHandler):
         sink: slim_bindings.ResponseSink,
     ) -> None:
         try:
-            async for response in self._servicer.Bidi(
+            responses = self._servicer.Bidi(
                 _messages(
                     stream.next_async,
                     golang_dot_shapes_dot_v1_dot_types__pb2.Ping.FromString,
                 ),
                 context,
-            ):
+            )
+            async for response in responses:
                 await sink.send_async(response.SerializeToString())
         except Exception as e:  # noqa: BLE001 - callers must get an RpcError
             await sink.send_error_async(_as_rpc_error(e))
@@ -927,10 +929,11 @@ class _ShapesServicer_CrossNested_Handler(slim_bindings.UnaryStreamHandler):
         sink: slim_bindings.ResponseSink,
     ) -> None:
         try:
-            async for response in self._servicer.CrossNested(
+            responses = self._servicer.CrossNested(
                 golang_dot_b_dot_v1_dot_common__pb2.Shared.Nested.FromString(request),
                 context,
-            ):
+            )
+            async for response in responses:
                 await sink.send_async(response.SerializeToString())
         except Exception as e:  # noqa: BLE001 - callers must get an RpcError
             await sink.send_error_async(_as_rpc_error(e))
@@ -1270,13 +1273,14 @@ class _LegacyServicer_Older_Handler(slim_bindings.StreamStreamHandler):
         sink: slim_bindings.ResponseSink,
     ) -> None:
         try:
-            async for response in self._servicer.Older(
+            responses = self._servicer.Older(
                 _messages(
                     stream.next_async,
                     golang_dot_shapes_dot_v1_dot_types__pb2.Ping.FromString,
                 ),
                 context,
-            ):
+            )
+            async for response in responses:
                 await sink.send_async(response.SerializeToString())
         except Exception as e:  # noqa: BLE001 - callers must get an RpcError
             await sink.send_error_async(_as_rpc_error(e))

@@ -39,6 +39,7 @@ const Shapes_Bidi_MethodName = "Bidi"
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
 // Shapes covers the four interaction patterns.
+//
 // It has a second paragraph with `code`, a backslash \ and "quotes".
 type ShapesClient interface {
 	// Unary: one request, one response.
@@ -123,6 +124,7 @@ func (c *shapesClient) Bidi(ctx context.Context) (slim_rpc.ClientBidiStream[*Pin
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
 // Shapes covers the four interaction patterns.
+//
 // It has a second paragraph with `code`, a backslash \ and "quotes".
 type ShapesGroupClient interface {
 	// Unary: one request, one response.
@@ -203,6 +205,7 @@ func (c *shapesGroupClient) Bidi(ctx context.Context) (slim_rpc.MulticastClientB
 // Recv returns a nil message and a nil error; returning an error (an RpcError keeps its
 // code) answers the call with it.
 // Shapes covers the four interaction patterns.
+//
 // It has a second paragraph with `code`, a backslash \ and "quotes".
 type ShapesServer interface {
 	// Unary: one request, one response.
@@ -336,34 +339,6 @@ func (h _Shapes_Bidi_Handler) Handle(stream *slim_rpc.RequestStream, rpcContext 
 	return sink.CloseAsync()
 }
 
-// _Shapes_callOptions turns ctx into the call's timeout (from its deadline) and
-// metadata (attached with slim_rpc.WithMetadata); it fails if ctx is already done.
-func _Shapes_callOptions(ctx context.Context) (*time.Duration, *map[string]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, nil, err
-	}
-	var timeout *time.Duration
-	if deadline, ok := ctx.Deadline(); ok {
-		remaining := time.Until(deadline)
-		timeout = &remaining
-	}
-	var metadata *map[string]string
-	if md, ok := slim_rpc.MetadataFromContext(ctx); ok {
-		metadata = &md
-	}
-	return timeout, metadata, nil
-}
-
-// _Shapes_toRpcError keeps an RpcError found anywhere in err's chain (errors.As) and
-// reports any other error as Internal.
-func _Shapes_toRpcError(err error) *slim_rpc.RpcError {
-	var rpcErr *slim_rpc.RpcError
-	if errors.As(err, &rpcErr) && rpcErr != nil {
-		return rpcErr
-	}
-	return slim_rpc.NewRpcErrorRpc(slim_rpc.RpcCodeInternal, err.Error(), nil)
-}
-
 // Legacy_ServiceName is the fully-qualified name of the Legacy service, as sent
 // on the wire.
 const Legacy_ServiceName = "basic.v1.Legacy"
@@ -399,7 +374,7 @@ func (c *legacyClient) Old(ctx context.Context, in *Ping) (*Pong, error) {
 	if err != nil {
 		return nil, err
 	}
-	timeout, metadata, err := _Legacy_callOptions(ctx)
+	timeout, metadata, err := _Shapes_callOptions(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -443,7 +418,7 @@ func (c *legacyGroupClient) Old(ctx context.Context, in *Ping) (slim_rpc.Multica
 	if err != nil {
 		return nil, err
 	}
-	timeout, metadata, err := _Legacy_callOptions(ctx)
+	timeout, metadata, err := _Shapes_callOptions(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -513,7 +488,7 @@ func (h _Legacy_Old_Handler) Handle(request []byte, rpcContext *slim_rpc.Context
 	}
 	out, err := h.srv.Old(ctx, in)
 	if err != nil {
-		return nil, _Legacy_toRpcError(err)
+		return nil, _Shapes_toRpcError(err)
 	}
 	payload, err := proto.Marshal(out)
 	if err != nil {
@@ -522,9 +497,9 @@ func (h _Legacy_Old_Handler) Handle(request []byte, rpcContext *slim_rpc.Context
 	return payload, nil
 }
 
-// _Legacy_callOptions turns ctx into the call's timeout (from its deadline) and
+// _Shapes_callOptions turns ctx into the call's timeout (from its deadline) and
 // metadata (attached with slim_rpc.WithMetadata); it fails if ctx is already done.
-func _Legacy_callOptions(ctx context.Context) (*time.Duration, *map[string]string, error) {
+func _Shapes_callOptions(ctx context.Context) (*time.Duration, *map[string]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
@@ -540,9 +515,9 @@ func _Legacy_callOptions(ctx context.Context) (*time.Duration, *map[string]strin
 	return timeout, metadata, nil
 }
 
-// _Legacy_toRpcError keeps an RpcError found anywhere in err's chain (errors.As) and
+// _Shapes_toRpcError keeps an RpcError found anywhere in err's chain (errors.As) and
 // reports any other error as Internal.
-func _Legacy_toRpcError(err error) *slim_rpc.RpcError {
+func _Shapes_toRpcError(err error) *slim_rpc.RpcError {
 	var rpcErr *slim_rpc.RpcError
 	if errors.As(err, &rpcErr) && rpcErr != nil {
 		return rpcErr
