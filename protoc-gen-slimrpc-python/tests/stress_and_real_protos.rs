@@ -88,7 +88,22 @@ fn stress_and_real_api_stubs_of_both_runtimes_are_ruff_format_fixed_points_and_r
 #[test]
 fn stress_and_real_api_stubs_pass_mypy_strict_against_slim_bindings_3_3_8_typing() {
     let (runtime, param) = RUNTIMES[0];
-    let out = scratch("stress-mypy");
+    assert_eq!(runtime, "v3");
+    mypy_strict(runtime, param);
+}
+
+#[test]
+fn stress_and_real_api_stubs_of_the_v1_runtime_pass_mypy_strict_against_slim_bindings_1_3_0_typing()
+{
+    let (runtime, param) = RUNTIMES[1];
+    assert_eq!(runtime, "v1");
+    mypy_strict(runtime, param);
+}
+
+/// `mypy --strict` on every stub of the sets generated for `runtime`, with the site-packages
+/// of the Python that has that runtime's official bindings installed.
+fn mypy_strict(runtime: &str, param: Option<&str>) {
+    let out = scratch(&format!("stress-mypy-{runtime}"));
     let stubs = generate(&out, param);
     // Strict for our stubs; protoc's .pyi files are not ours, and googleapis-common-protos
     // ships .pyi files without a py.typed marker.
@@ -113,7 +128,10 @@ fn stress_and_real_api_stubs_pass_mypy_strict_against_slim_bindings_3_3_8_typing
     ];
     args.extend(stubs.iter().cloned());
     let run = run_in(&out, &venv_bin("mypy"), &args);
-    assert_ok("mypy --strict (stress + real APIs)", &run);
+    assert_ok(
+        &format!("mypy --strict (stress + real APIs, {runtime})"),
+        &run,
+    );
     assert!(
         String::from_utf8_lossy(&run.stdout)
             .contains(&format!("no issues found in {} source files", stubs.len())),
