@@ -5,11 +5,13 @@
 //! reflection APIs from npm) are `gofmt -l` clean, and pass
 //! `go vet` and `go build` against the real `google.golang.org/protobuf` with the message types
 //! of the real `protoc-gen-go`. Files without `go_package` that we neither emit nor reference
-//! need no `M` parameter.
+//! need no `M` parameter. Both runtimes: the default against the slim-bindings-go `/v3` API,
+//! `runtime=v1` against the v1.3 API (shims in `testdata/go`, see its README).
 
 mod common;
 
 use common::*;
+use prost_types::FileDescriptorSet;
 use protoc_gen_slimrpc_go::{PathType, Runtime};
 use slimrpc_testkit::{real_proto_sets, stress_proto_files, stress_protos};
 
@@ -22,20 +24,7 @@ fn stress_and_real_api_go_is_gofmt_clean_vets_and_builds_without_go_package_on_u
     let mut files = stress_proto_files();
     files.extend(real_files);
     let set = descriptor_set_in(&includes, &files, scratch.path());
-    let without_go_package: Vec<(String, String)> = set
-        .file
-        .iter()
-        .filter(|f| {
-            f.options
-                .as_ref()
-                .and_then(|o| o.go_package.as_deref())
-                .is_none_or(str::is_empty)
-        })
-        .map(|f| {
-            let dir = f.name().trim_end_matches(".proto").replace(['.', '-'], "_");
-            (f.name().to_string(), format!("example.com/nogopkg/{dir}"))
-        })
-        .collect();
+    let without_go_package = without_go_package(&set);
     assert!(
         without_go_package
             .iter()
@@ -79,16 +68,54 @@ fn stress_and_real_api_go_is_gofmt_clean_vets_and_builds_without_go_package_on_u
     );
 }
 
+/// The files of `set` without `go_package`: (file, the import path the tests give it).
+fn without_go_package(set: &FileDescriptorSet) -> Vec<(String, String)> {
+    set.file
+        .iter()
+        .filter(|f| {
+            f.options
+                .as_ref()
+                .and_then(|o| o.go_package.as_deref())
+                .is_none_or(str::is_empty)
+        })
+        .map(|f| {
+            let dir = f.name().trim_end_matches(".proto").replace(['.', '-'], "_");
+            (f.name().to_string(), format!("example.com/nogopkg/{dir}"))
+        })
+        .collect()
+}
+
 #[test]
-fn stress_go_of_the_v1_runtime_is_gofmt_clean() {
+fn stress_and_real_api_go_of_the_v1_runtime_is_gofmt_clean_vets_and_builds_against_slim_bindings_go_v1()
+ {
     let scratch = Scratch::new("stress-v1");
-    let includes = [stress_protos(), slimrpc_testkit::googleapis_protos()];
-    let generated = generate_with_protoc_in(
-        &includes,
-        &stress_proto_files(),
-        &["runtime=v1".into()],
-        scratch.path(),
-    );
-    assert_eq!(generated.len(), 11, "{:?}", generated.keys());
+    let (real_includes, real_files) = real_proto_sets();
+    let mut includes = vec![stress_protos()];
+    includes.extend(real_includes);
+    let mut files = stress_proto_files();
+    files.extend(real_files);
+    let set = descriptor_set_in(&includes, &files, scratch.path());
+    let without_go_package = without_go_package(&set);
+    // As for the SLIM 3 runtime: an M parameter for the one emitted file without go_package.
+    let mut params = vec!["runtime=v1".to_string()];
+    for (file, path) in &without_go_package {
+        let fd = set.file.iter().find(|f| f.name() == file).expect("in set");
+        if !fd.service.is_empty() {
+            params.push(format!("M{file}={path}"));
+        }
+    }
+    assert_eq!(params.len(), 2, "{params:?}");
+    let generated = generate_with_protoc_in(&includes, &files, &params, scratch.path());
+    // 11 stress files, 2 googleapis files and 3 gRPC files declare services.
+    assert_eq!(generated.len(), 16, "{:?}", generated.keys());
     assert_gofmt_clean(&scratch.path().join("protoc-out"));
+    let packages = package_map(&set, &without_go_package, PathType::Import, None);
+    go_vet(
+        &set,
+        &packages,
+        &generated,
+        Runtime::V1,
+        scratch.path(),
+        None,
+    );
 }
