@@ -1075,6 +1075,11 @@ impl Session {
         if self.is_closed() {
             return self.handle_after_close(&inb);
         }
+        // Whatever the moderator sends shows it is alive: SLIM 3 moderators
+        // heartbeat only after an interval in which they sent nothing else.
+        if !self.moderator && inb.source == self.moderator_name && self.watchdog.is_some() {
+            self.watchdog = Some(self.now + PING_INTERVAL * MAX_PING_FAILURES);
+        }
         match inb.kind {
             Kind::Msg => self.on_data(inb, false),
             Kind::RtxReply => self.on_data(inb, true),

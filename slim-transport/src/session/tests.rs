@@ -1660,3 +1660,32 @@ fn a_member_is_routed_back_over_the_link_its_messages_arrive_on_and_answers_keep
             .all(|m| !m.metadata.contains_key(keys::PUBLISH_TO))
     );
 }
+
+#[test]
+fn a_participant_keeps_a_session_whose_moderator_sends_data_instead_of_pings() {
+    // SLIM 3 moderators heartbeat only when they sent nothing else for an
+    // interval; here the moderator never pings, but publishes every 5 s.
+    let mut net = Net::perfect(36);
+    let alice = net.add("org/ns/alice");
+    let bob = net.add("org/ns/bob");
+    let config = SessionConfig {
+        ping_interval: Duration::from_secs(3600),
+        ..plain()
+    };
+    let (sid, job) = net.create(alice, config, &"org/ns/bob".parse().unwrap());
+    let job = job.expect("P2P sessions invite at once");
+    assert!(net.run_until(LIMIT, |n| n.job_result(alice, job).is_some()));
+    for i in 0..20u8 {
+        net.publish(alice, sid, &[i]);
+        net.run_for(Duration::from_secs(5));
+    }
+    assert!(
+        !net.is_closed_event(bob, sid),
+        "the participant gave up on a moderator that kept sending"
+    );
+    assert_eq!(net.messages(bob, sid).len(), 20);
+    // Once it falls silent, it is noticed as before.
+    let start = net.now;
+    assert!(net.run_until(LIMIT, |n| n.is_closed_event(bob, sid)));
+    assert!(net.now - start <= Duration::from_secs(31));
+}
