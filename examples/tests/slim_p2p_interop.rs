@@ -68,6 +68,13 @@ fn listener_and_sender_exchange(listener_impl: Impl, sender_impl: Impl, mls: boo
 }
 
 fn exchange_through(node: (Child, String), listener_impl: Impl, sender_impl: Impl, mls: bool) {
+    exchange_n(node, listener_impl, sender_impl, mls, ITERATIONS);
+}
+
+/// `n` messages from the sender, each echoed by the listener: `n` each way
+/// in one session. Our sender runs without the official pause between
+/// rounds (`--pause-ms 0`); the official one keeps its 1 s.
+fn exchange_n(node: (Child, String), listener_impl: Impl, sender_impl: Impl, mls: bool, n: usize) {
     let (_node, url) = node;
     let mls_flag: &[&str] = if mls { &["--enable-mls"] } else { &[] };
     let listener_args = [&["--local", "org/ns/bob", "--slim", &url][..], mls_flag].concat();
@@ -75,7 +82,11 @@ fn exchange_through(node: (Child, String), listener_impl: Impl, sender_impl: Imp
     listener.wait_for("waiting for new session to be established", LIMIT);
     let bob = instance(&listener.output());
 
-    let iterations = ITERATIONS.to_string();
+    let iterations = n.to_string();
+    let pace: &[&str] = match sender_impl {
+        Impl::Ours(_) => &["--pause-ms", "0"],
+        _ => &[],
+    };
     let sender_args = [
         &[
             "--local",
@@ -90,17 +101,19 @@ fn exchange_through(node: (Child, String), listener_impl: Impl, sender_impl: Imp
             &iterations,
         ][..],
         mls_flag,
+        pace,
     ]
     .concat();
     let mut sender = p2p(sender_impl, "p2p-sender", &sender_args);
-    let (code, out) = sender.wait_exit(LIMIT);
+    // The official sender pauses 1 s per round.
+    let (code, out) = sender.wait_exit(LIMIT + Duration::from_secs(n as u64));
     assert_eq!(code, Some(0), "sender failed:\n{out}");
     let lines = plain(&out);
     let replies: Vec<&String> = lines
         .iter()
         .filter(|l| l.contains("received (from session "))
         .collect();
-    assert_eq!(replies.len(), ITERATIONS, "sender output:\n{out}");
+    assert_eq!(replies.len(), n, "sender output:\n{out}");
     for r in &replies {
         // The 3.3.8 example prints its id capitalised in "Created app"
         // and lower-case in its echo.
@@ -111,16 +124,16 @@ fn exchange_through(node: (Child, String), listener_impl: Impl, sender_impl: Imp
             "reply line {r:?} does not carry the listener's echo"
         );
     }
-    for i in 1..=ITERATIONS {
+    for i in 1..=n {
         assert_eq!(
-            count_lines(&out, &format!("Sent message hello - {i}/{ITERATIONS}")),
+            count_lines(&out, &format!("Sent message hello - {i}/{n}")),
             1,
             "sender output:\n{out}"
         );
     }
     assert_eq!(
         count_lines(&listener.output(), "received: hello"),
-        ITERATIONS,
+        n,
         "listener output:\n{}",
         listener.output()
     );
@@ -335,4 +348,14 @@ async fn with_mls_on_v3_no_message_text_crosses_our_node_in_clear() {
     // Each round: our message and the listener's echo, both through the node.
     assert!(msgs >= 2 * ITERATIONS, "only {msgs} MSGs seen at the node");
     node.shutdown().await;
+}
+
+#[test]
+fn our_v3_sender_and_the_official_3_3_8_listener_exchange_100_messages_each_way_with_mls() {
+    exchange_n(node(), Impl::Official3, Impl::Ours("3"), true, 100);
+}
+
+#[test]
+fn the_official_3_3_8_sender_and_our_v3_listener_exchange_100_messages_each_way_with_mls() {
+    exchange_n(node(), Impl::Ours("3"), Impl::Official3, true, 100);
 }

@@ -10,7 +10,8 @@
 //! * With `--message` (and `--remote`) it opens a point-to-point session,
 //!   and `--iterations` times sends the message, waits for the reply and
 //!   prints `received (from session <id>): <reply>`, pausing 1 s between
-//!   rounds; then it closes the session and exits.
+//!   rounds (`--pause-ms`, beyond the official flags); then it closes the session
+//!   and exits.
 //!
 //! What it must not do: anything the official example does not (no extra
 //! protocol behaviour), or panic on bad input (errors go to stderr, exit 1).
@@ -31,8 +32,6 @@ use tokio::task::JoinSet;
 
 /// How long either side waits for the next message (as the official one).
 const RECEIVE_WAIT: Duration = Duration::from_secs(30);
-/// Pause between send/receive rounds (the official example's pacing).
-const PACING: Duration = Duration::from_secs(1);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -64,6 +63,9 @@ struct Args {
     /// Number of request/reply cycles in sender mode
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     iterations: u32,
+    /// Pause between rounds in milliseconds (the official example's 1 s by default)
+    #[arg(long, default_value_t = 1000)]
+    pause_ms: u64,
     /// SLIM wire generation: 3 (official 2.x/3.x) or 1 (official 1.3/1.4)
     #[arg(long, default_value = "3", value_parser = ["1", "3"])]
     protocol: String,
@@ -200,7 +202,7 @@ async fn send(
                 }
             }
         }
-        tokio::time::sleep(PACING).await;
+        tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
     }
     if !closed {
         session.close().await?;
