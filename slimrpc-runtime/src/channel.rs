@@ -36,8 +36,8 @@ use crate::dispatcher::{
 };
 use crate::error::RpcError;
 use crate::metadata::{
-    MAX_TIMEOUT, Metadata, RequestsSent, client_eos1, client_eos2, client_first_frame,
-    client_next_frame, new_rpc_id,
+    CANCEL_MESSAGE, MAX_TIMEOUT, Metadata, RequestsSent, client_cancel, client_eos1, client_eos2,
+    client_first_frame, client_next_frame, new_rpc_id,
 };
 use crate::tracker::{CallTracker, Output, Step};
 use crate::transport::{
@@ -56,6 +56,54 @@ struct LiveSession {
     handle: Arc<dyn RpcSessionHandle>,
     dispatcher: Arc<Dispatcher>,
     reader: JoinHandle<()>,
+    /// Calls given up on before every server ended them: their ids go to
+    /// `canceller`, which tells the servers (one task per session, so a
+    /// dropped call needs no task of its own).
+    cancels: tokio::sync::mpsc::Sender<String>,
+    canceller: JoinHandle<()>,
+}
+
+/// Cancel frames queued and not yet sent before new ones are dropped (the
+/// servers' deadlines still end those calls).
+const CANCEL_QUEUE: usize = 1024;
+
+/// Sends a cancel frame for every call id queued, until the session goes.
+async fn send_cancels(
+    handle: Arc<dyn RpcSessionHandle>,
+    mut ids: tokio::sync::mpsc::Receiver<String>,
+) {
+    while let Some(rpc_id) = ids.recv().await {
+        if let Err(e) = handle
+            .publish(CANCEL_MESSAGE.to_vec(), client_cancel(&rpc_id))
+            .await
+        {
+            tracing::debug!(%rpc_id, error = %e, "cancel frame not sent");
+        }
+    }
+}
+
+/// Queues its call's cancel frame when dropped while armed: the caller gave
+/// up (dropped the call, or it failed on this side) before every server
+/// ended it.
+struct CancelOnDrop {
+    cancels: tokio::sync::mpsc::Sender<String>,
+    rpc_id: String,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed
+            && self
+                .cancels
+                .try_send(std::mem::take(&mut self.rpc_id))
+                .is_err()
+        {
+            tracing::debug!(
+                "cancel queue full or session gone; the servers' deadline ends the call"
+            );
+        }
+    }
 }
 
 impl LiveSession {
@@ -72,6 +120,7 @@ impl Drop for LiveSession {
     fn drop(&mut self) {
         // The reader owns the session's event receiver; nobody is left to read.
         self.reader.abort();
+        self.canceller.abort();
         // The last user is gone (the channel dropped or replaced it, and no
         // call runs on it): close it on the peers too. Best effort, bounded.
         if !self.handle.is_closed()
@@ -650,10 +699,14 @@ async fn open_session(
     tracing::debug!(session_id = session.handle.id(), %destination, "channel session ready");
     let dispatcher = Dispatcher::with_pins(response_buffer, CALL_BUFFER_WAIT, pins);
     let reader = tokio::spawn(dispatcher.clone().run_reader(session.events));
+    let (cancels, ids) = tokio::sync::mpsc::channel(CANCEL_QUEUE);
+    let canceller = tokio::spawn(send_cancels(session.handle.clone(), ids));
     Ok(Arc::new(LiveSession {
         handle: session.handle,
         dispatcher,
         reader,
+        cancels,
+        canceller,
     }))
 }
 
@@ -715,6 +768,7 @@ struct Running {
     rx: CallReceiver,
     send: Option<BoxFuture<'static, Result<(), RpcError>>>,
     tracker: CallTracker,
+    cancel: CancelOnDrop,
     // Field order matters only for clarity: the guard unregisters on drop.
     _guard: DispatchGuard,
     _session: Arc<LiveSession>,
@@ -889,8 +943,10 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
     /// Ends the call: unregisters it and stops sending. A member that left
     /// before ending leaves an error owed to the caller.
     fn finish(&mut self) {
-        if let Some(r) = &self.running {
+        if let Some(r) = &mut self.running {
             self.trailing = r.tracker.departure_error();
+            // Every server ended the call: nothing to cancel.
+            r.cancel.armed = !r.tracker.is_finished();
         }
         self.done = true;
         self.running = None;
@@ -957,6 +1013,11 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
             rx,
             send: Some(send),
             tracker: CallTracker::new(self.channel.group.is_some(), self.output, &members),
+            cancel: CancelOnDrop {
+                cancels: session.cancels.clone(),
+                rpc_id: rpc_id.clone(),
+                armed: true,
+            },
             _guard: guard,
             _session: session,
         })

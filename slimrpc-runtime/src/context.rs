@@ -61,6 +61,8 @@ pub struct Context {
     service: String,
     method: String,
     peer_subject: Option<String>,
+    /// Turns `true` when the caller cancels the call.
+    cancelled: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Context {
@@ -80,6 +82,35 @@ impl Context {
             service,
             method,
             peer_subject: None,
+            cancelled: None,
+        }
+    }
+
+    /// The context with the signal of the caller's cancel frame.
+    pub(crate) fn with_cancel(mut self, cancelled: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.cancelled = Some(cancelled);
+        self
+    }
+
+    /// True once the caller cancelled the call (dropped it, or gave up at
+    /// its deadline). The handler is then stopped after a short grace
+    /// period ([`crate::server::CANCEL_GRACE`]); its answer goes nowhere.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.as_ref().is_some_and(|c| *c.borrow())
+    }
+
+    /// Resolves when the caller cancels the call (never, if it does not):
+    /// select on it to stop work early and release what the call holds.
+    pub async fn cancelled(&self) {
+        match &self.cancelled {
+            Some(c) => {
+                let mut c = c.clone();
+                // An error means the server dropped the call: not cancelled.
+                if c.wait_for(|v| *v).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
         }
     }
 

@@ -181,6 +181,28 @@ pub fn client_eos2(rpc_id: &str, sent: RequestsSent, service: &str, method: &str
     m
 }
 
+/// The client's cancel frame (our extension): `rpc-id`, `slimrpc-dir=req`,
+/// `slimrpc-code=1` (CANCELLED), and no `service`/`method`; its payload is
+/// [`CANCEL_MESSAGE`]. Sent when a caller gives up on a call before every
+/// server ended it. Official servers read it as the client ending its
+/// request stream with an error (a call still reading requests) or drop it
+/// for naming no method (any other call).
+pub fn client_cancel(rpc_id: &str) -> Metadata {
+    let mut m = status_frame(Code::Cancelled, rpc_id);
+    m.insert(RPC_DIR_KEY.into(), RPC_DIR_REQ.into());
+    m
+}
+
+/// The payload of [`client_cancel`] frames.
+pub const CANCEL_MESSAGE: &[u8] = b"Cancelled by the caller";
+
+/// True for a [`client_cancel`] frame.
+pub fn is_cancel(metadata: &Metadata) -> bool {
+    is_client_frame(metadata)
+        && metadata.contains_key(STATUS_CODE_KEY)
+        && frame_code(metadata) == Code::Cancelled
+}
+
 // ---- server frames -------------------------------------------------------
 
 /// Metadata of a server response message: `rpc-id` only (no code: SlimRPC

@@ -29,7 +29,7 @@ use crate::context::{Context, Input, RawRequests, RequestStream};
 use crate::error::RpcError;
 use crate::metadata::{
     METHOD_KEY, Metadata, SERVICE_KEY, STATUS_CODE_KEY, deadline_from_metadata, frame_code,
-    is_client_frame, is_eos, response_frame, rpc_id, status_frame,
+    is_cancel, is_client_frame, is_eos, response_frame, rpc_id, status_frame,
 };
 use crate::transport::{
     ConnId, IncomingMessage, IntoTransport, RpcSessionEvents, RpcSessionHandle, RpcTransport,
@@ -44,6 +44,10 @@ pub const REQUEST_BUFFER: usize = 1024;
 /// How long the server waits for a handler with a full request buffer to
 /// take a request before ending its request stream.
 pub const REQUEST_BUFFER_WAIT: Duration = Duration::from_secs(1);
+/// How long a cancelled call's handler may go on (seeing
+/// [`Context::is_cancelled`]) before it is stopped.
+pub const CANCEL_GRACE: Duration = Duration::from_millis(500);
+
 /// How long shutdown waits for handlers to send their `Cancelled` answer.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -74,6 +78,10 @@ pub enum Decision {
         service: String,
         method: String,
     },
+    /// The caller cancelled call `rpc_id` ([`crate::metadata::client_cancel`]).
+    Cancel {
+        rpc_id: String,
+    },
 }
 
 /// Decides a frame's fate; `open_stream(id)` tells whether a stream-input
@@ -82,6 +90,11 @@ pub fn decide(metadata: &Metadata, open_stream: impl Fn(&str) -> bool) -> Decisi
     let Some(id) = rpc_id(metadata) else {
         return Decision::Drop(DropReason::NoRpcId);
     };
+    if is_cancel(metadata) {
+        return Decision::Cancel {
+            rpc_id: id.to_string(),
+        };
+    }
     if open_stream(id) {
         return if is_client_frame(metadata) {
             Decision::ToStream {
@@ -152,6 +165,10 @@ impl Unneeded {
         };
         if !is_client_frame(metadata) {
             return metadata.contains_key(STATUS_CODE_KEY);
+        }
+        if is_cancel(metadata) {
+            self.unary.remove(id);
+            return false;
         }
         let non_empty = |k: &str| metadata.get(k).filter(|v| !v.is_empty());
         if let (Some(service), Some(method)) = (non_empty(SERVICE_KEY), non_empty(METHOD_KEY)) {
@@ -545,6 +562,14 @@ async fn signalled(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|f| *f).await;
 }
 
+/// Resolves when a call's cancel signal fires; never when the signal is
+/// dropped instead (the session ending stops handlers its own way).
+async fn cancelled_by_caller(flag: &mut watch::Receiver<bool>) {
+    if flag.wait_for(|f| *f).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 async fn accept_loop(
     transport: Arc<dyn RpcTransport>,
     shared: Arc<Shared>,
@@ -596,6 +621,7 @@ async fn session_loop(
         pending: HashMap::new(),
         handlers: JoinSet::new(),
         cancel: watch::channel(false).0,
+        calls: HashMap::new(),
         counted_streams: 0,
     };
     let server_shutdown = loop {
@@ -632,6 +658,9 @@ struct Demux {
     handlers: JoinSet<()>,
     /// Fires when the server shuts down: running handlers answer `Cancelled`.
     cancel: watch::Sender<bool>,
+    /// Running calls by rpc-id: their caller and the signal their caller's
+    /// cancel frame fires. Entries go when the handler is done (`prune`).
+    calls: HashMap<String, (Name, watch::Sender<bool>)>,
     counted_streams: usize,
 }
 
@@ -652,6 +681,7 @@ impl Demux {
     /// reading all its input).
     fn prune(&mut self) {
         self.pending.retain(|_, (_, tx)| !tx.is_closed());
+        self.calls.retain(|_, (_, tx)| !tx.is_closed());
         self.sync_stream_count();
     }
 
@@ -678,7 +708,29 @@ impl Demux {
                 service,
                 method,
             } => self.start_call(msg, rpc_id, service, method).await,
+            Decision::Cancel { rpc_id } => self.cancel_call(&msg.source, &rpc_id),
         }
+    }
+
+    /// The caller `source` cancelled call `rpc_id`: its request stream ends
+    /// with `Cancelled`, its context reports it, and its handler is stopped
+    /// after [`CANCEL_GRACE`]. A cancel from anyone but the call's own
+    /// caller, or for a call that is not running, changes nothing.
+    fn cancel_call(&mut self, source: &Name, rpc_id: &str) {
+        let Some((caller, signal)) = self.calls.get(rpc_id) else {
+            tracing::trace!(%rpc_id, %source, "cancel of a call that is not running");
+            return;
+        };
+        if caller != source {
+            tracing::debug!(%rpc_id, %source, %caller, "cancel from another than the caller ignored");
+            return;
+        }
+        tracing::debug!(%rpc_id, %source, "call cancelled by its caller");
+        let _ = signal.send(true);
+        if let Some((_, tx)) = self.pending.remove(rpc_id) {
+            let _ = tx.try_send(Input::Fail(RpcError::cancelled("Cancelled by the caller")));
+        }
+        self.sync_stream_count();
     }
 
     /// Hands `msg` to its call. The session's one reader serves every call,
@@ -779,6 +831,10 @@ impl Demux {
             method,
         )
         .with_peer_subject(msg.peer_subject.clone());
+        let (cancelled_tx, mut cancelled) = watch::channel(false);
+        let ctx = ctx.with_cancel(cancelled.clone());
+        self.calls
+            .insert(rpc_id.clone(), (msg.source.clone(), cancelled_tx));
         let call = match handler {
             Handler::UnaryInput(f) => f(msg.payload, ctx, out.clone()),
             Handler::StreamInput(f) => {
@@ -800,11 +856,12 @@ impl Demux {
         let mut cancel = self.cancel.subscribe();
         self.handlers.spawn(async move {
             let _active = active;
+            let mut call = std::pin::pin!(AssertUnwindSafe(call).catch_unwind());
             let outcome = match deadline.duration_since(SystemTime::now()) {
                 Err(_) => Err(RpcError::deadline_exceeded("Deadline exceeded")),
                 Ok(remaining) => {
                     tokio::select! {
-                        r = AssertUnwindSafe(call).catch_unwind() => match r {
+                        r = &mut call => match r {
                             Ok(r) => r,
                             Err(_) => {
                                 tracing::error!(%path, "handler panicked");
@@ -815,6 +872,14 @@ impl Demux {
                             "Deadline exceeded during RPC execution",
                         )),
                         _ = signalled(&mut cancel) => Err(RpcError::cancelled("Server shutting down")),
+                        _ = cancelled_by_caller(&mut cancelled) => {
+                            // The caller left: the handler may wind down
+                            // (its context says so), then it is stopped.
+                            // Nobody waits for an answer.
+                            let _ = tokio::time::timeout(CANCEL_GRACE, &mut call).await;
+                            tracing::debug!(%path, "cancelled call stopped");
+                            return;
+                        }
                     }
                 }
             };
@@ -1123,5 +1188,28 @@ mod tests {
         m.remove(RPC_DIR_KEY);
         m.remove(DEADLINE_KEY);
         assert!(matches!(decide(&m, none), Decision::NewCall { .. }));
+    }
+
+    #[test]
+    fn a_cancel_frame_is_decided_as_a_cancel_whether_or_not_a_stream_is_open_and_never_skipped() {
+        let cancel = crate::metadata::client_cancel("C1");
+        for open in [true, false] {
+            assert_eq!(
+                decide(&cancel, |_| open),
+                Decision::Cancel {
+                    rpc_id: "C1".into()
+                }
+            );
+        }
+        // A unary call cancelled before its EOS #1: the cancel still gets
+        // through the filter.
+        let mut u = Unneeded::new(stream_methods());
+        assert!(!u.skip(&first_of("Echo", "C1")));
+        assert!(!u.skip(&cancel));
+        // A server error frame with the same code is not a cancel.
+        assert!(!matches!(
+            decide(&status_frame(Code::Cancelled, "C1"), none),
+            Decision::Cancel { .. }
+        ));
     }
 }
