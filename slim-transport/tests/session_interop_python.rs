@@ -197,11 +197,14 @@ async fn python_participant_joins_a_rust_group_talks_to_everyone_and_is_removed(
         if src != py_name {
             continue;
         }
-        assert!(
-            !meta.contains_key("PUBLISH_TO"),
-            "flag is stripped before delivery"
-        );
         let text = String::from_utf8(p).unwrap();
+        // As the official apps do, the app sees which messages were
+        // answers (PUBLISH_TO) and which were sent to the group.
+        assert_eq!(
+            meta.contains_key("PUBLISH_TO"),
+            text.starts_with("direct"),
+            "PUBLISH_TO marks exactly the direct answers: {text}"
+        );
         if text.starts_with("direct") {
             direct.push(text);
         } else {
