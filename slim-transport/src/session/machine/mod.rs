@@ -26,12 +26,20 @@ use crate::wire::{
 use super::packet::{
     self, GROUP_FANOUT, Inbound, MAX_PUBLISH_ID, Out, TRUE, app_content, command_content, keys,
 };
-use super::reliable::{Fire, Refused, Retry, SendAction, Sender, Slot, Stream};
+use super::reliable::{Refused, Retry, SendAction, Sender, Slot, Stream};
 use super::{
     Context, Counters, DEFAULT_INTERVAL, DEFAULT_MAX_RETRIES, DropReason, Event, InboundFilter,
-    JobId, MAX_PING_FAILURES, PING_INTERVAL, ReceivedMessage, SEND_WINDOW, SessionConfig,
-    SessionCrypto, SessionError, SessionEvent, SessionKind,
+    JobId, PING_INTERVAL, ReceivedMessage, SEND_WINDOW, SessionConfig, SessionCrypto, SessionError,
+    SessionEvent, SessionKind,
 };
+
+mod controls;
+mod liveness;
+mod timers;
+
+use controls::{Control, Controls, Due, Purpose, Waiting};
+use liveness::{Liveness, WATCHDOG_PERIOD};
+use timers::{Timer, Timers};
 
 /// How many PUBLISH_TO ids per source are remembered for duplicate removal.
 const PUBLISH_TO_MEMORY: usize = 1024;
@@ -43,54 +51,9 @@ enum Lifecycle {
     Draining,
     /// GROUP_CLOSE (moderator) or graceful LEAVE_REQUEST (participant) sent.
     Closing,
-    /// Closed; still answers repeated GROUP_CLOSE / LEAVE_REQUEST until then.
-    Closed {
-        until: Instant,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Purpose {
-    Discovery,
-    Join,
-    Welcome,
-    GroupAdd,
-    GroupRemove,
-    Leave,
-    Ping,
-    Close,
-    GracefulLeave,
-}
-
-impl Purpose {
-    fn belongs_to_job(self) -> bool {
-        matches!(
-            self,
-            Purpose::Discovery
-                | Purpose::Join
-                | Purpose::Welcome
-                | Purpose::GroupAdd
-                | Purpose::GroupRemove
-                | Purpose::Leave
-        )
-    }
-}
-
-#[derive(Debug)]
-enum Waiting {
-    Names(BTreeSet<Name>),
-    /// DISCOVERY_REPLY is matched on the name with its id reset.
-    Prefix([u64; 3]),
-}
-
-/// A control request retransmitted until every expected replier answered.
-#[derive(Debug)]
-struct Control {
-    msg: wire::Message,
-    expect: Kind,
-    waiting: Waiting,
-    retry: Retry,
-    purpose: Purpose,
+    /// Closed; still answers repeated GROUP_CLOSE / LEAVE_REQUEST until
+    /// [`Timer::Linger`].
+    Closed,
 }
 
 #[derive(Debug)]
@@ -195,24 +158,21 @@ pub struct Session {
     held_back: VecDeque<(Vec<u8>, HashMap<String, String>)>,
     /// Sequenced publishes waiting for room in the send window.
     windowed: VecDeque<Queued>,
-    controls: HashMap<u32, Control>,
+    controls: Controls,
     jobs: VecDeque<Job>,
     active: Option<Active>,
     next_job: JobId,
     channel_subscribed: bool,
     group_created: bool,
     commit_counter: u32,
-    ping_next: Option<Instant>,
-    /// Moderator: time between ping rounds.
-    ping_interval: Duration,
-    ping_round: Option<u32>,
-    ping_missed: HashMap<Name, u32>,
+    /// Moderator: ping rounds and missed counts.
+    liveness: Liveness,
+    timers: Timers,
     // Participant state.
     welcomed: bool,
     join_reply: Option<wire::Message>,
     last_commit: u32,
     early_commits: BTreeMap<u32, Inbound>,
-    watchdog: Option<Instant>,
     /// GROUP_CLOSE received; answered once our MSGs are acknowledged.
     close_ack: Option<Inbound>,
     outbox: VecDeque<wire::Message>,
@@ -282,22 +242,19 @@ impl Session {
             publish_to_seen: HashMap::new(),
             held_back: VecDeque::new(),
             windowed: VecDeque::new(),
-            controls: HashMap::new(),
+            controls: Controls::default(),
             jobs: VecDeque::new(),
             active: None,
             next_job: 1,
             channel_subscribed: false,
             group_created: false,
             commit_counter: 0,
-            ping_next: None,
-            ping_interval: PING_INTERVAL,
-            ping_round: None,
-            ping_missed: HashMap::new(),
+            liveness: Liveness::new(PING_INTERVAL),
+            timers: Timers::default(),
             welcomed: false,
             join_reply: None,
             last_commit: 0,
             early_commits: BTreeMap::new(),
-            watchdog: None,
             close_ack: None,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -339,8 +296,8 @@ impl Session {
             _ => None,
         };
         s.metadata = config.metadata.clone();
-        s.ping_interval = config.ping_interval.max(Duration::from_millis(10));
-        s.ping_next = Some(now + s.ping_interval);
+        s.liveness = Liveness::new(config.ping_interval);
+        s.timers.set(Timer::Ping, now + s.liveness.interval());
         let job = match config.kind {
             SessionKind::PointToPoint => {
                 let id = s.push_job_invite(dest.clone());
@@ -407,7 +364,7 @@ impl Session {
         }
         s.metadata = join.metadata.clone();
         s.metadata.remove(keys::IS_MODERATOR);
-        s.watchdog = Some(now + PING_INTERVAL * MAX_PING_FAILURES);
+        s.timers.set(Timer::Watchdog, now + WATCHDOG_PERIOD);
         let key_package = s.crypto.key_package().map_err(|e| {
             warn!(session_id = s.id, error = %e, "no key package for JOIN_REPLY");
             DropReason::Unexpected
@@ -458,11 +415,11 @@ impl Session {
         &self.metadata
     }
     pub fn is_closed(&self) -> bool {
-        matches!(self.lifecycle, Lifecycle::Closed { .. })
+        self.lifecycle == Lifecycle::Closed
     }
     /// Closed and past its grace period: the driver may drop it.
     pub fn is_finished(&self, now: Instant) -> bool {
-        matches!(self.lifecycle, Lifecycle::Closed { until } if now >= until)
+        self.is_closed() && self.timers.is_expired(Timer::Linger, now)
     }
     /// Participant: the welcome was processed.
     pub fn is_established(&self) -> bool {
@@ -524,15 +481,14 @@ impl Session {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if let Lifecycle::Closed { until } = self.lifecycle {
-            return Some(until);
+        if self.is_closed() {
+            return self.timers.get(Timer::Linger);
         }
         [
             self.sender.deadline(),
             self.streams.values().filter_map(|s| s.deadline()).min(),
-            self.controls.values().map(|c| c.retry.next).min(),
-            self.ping_next,
-            self.watchdog,
+            self.controls.deadline(),
+            self.timers.next(),
         ]
         .into_iter()
         .flatten()
@@ -559,11 +515,11 @@ impl Session {
         self.stream_timeouts();
         self.control_timeouts();
         if self.moderator {
-            if self.ping_next.is_some_and(|t| t <= now) {
+            if self.timers.is_expired(Timer::Ping, now) {
                 self.ping_round();
             }
-        } else if self.watchdog.is_some_and(|t| t <= now) {
-            self.watchdog = None;
+        } else if self.timers.is_expired(Timer::Watchdog, now) {
+            self.timers.stop(Timer::Watchdog);
             self.finish_close("moderator unreachable");
         }
         self.progress();
@@ -939,14 +895,10 @@ impl Session {
     }
 
     fn fresh_control_id(&mut self) -> u32 {
-        loop {
-            let id: u32 = self.rng.random();
-            if !self.controls.contains_key(&id) {
-                return id;
-            }
-        }
+        self.controls.fresh_id(&mut self.rng)
     }
 
+    /// Sends a control request and retransmits it until answered.
     fn start_control(
         &mut self,
         msg: wire::Message,
@@ -954,24 +906,9 @@ impl Session {
         waiting: Waiting,
         purpose: Purpose,
     ) {
-        let message_id = match &msg.message_type {
-            Some(wire::message::MessageType::Publish(p)) => {
-                p.session.as_ref().map(|s| s.message_id).unwrap_or(0)
-            }
-            _ => 0,
-        };
         self.send(msg.clone());
         let retry = self.control_retry();
-        self.controls.insert(
-            message_id,
-            Control {
-                msg,
-                expect,
-                waiting,
-                retry,
-                purpose,
-            },
-        );
+        self.controls.start(msg, expect, waiting, purpose, retry);
     }
 
     fn send_sequenced(
@@ -1129,7 +1066,7 @@ impl Session {
                 );
                 self.tag_epoch(&mut echo);
                 self.send(echo);
-                self.watchdog = Some(self.now + PING_INTERVAL * MAX_PING_FAILURES);
+                self.timers.set(Timer::Watchdog, self.now + WATCHDOG_PERIOD);
             }
             _ => self.drop_msg(DropReason::Unexpected),
         }
@@ -1446,27 +1383,10 @@ impl Session {
 
     fn control_timeouts(&mut self) {
         let now = self.now;
-        let mut due: Vec<u32> = self
-            .controls
-            .iter()
-            .filter(|(_, c)| c.retry.next <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        due.sort_unstable();
-        for id in due {
-            let Some(c) = self.controls.get_mut(&id) else {
-                continue;
-            };
-            match c.retry.fire(now) {
-                Some(Fire::Resend) => {
-                    let m = c.msg.clone();
-                    self.send(m);
-                }
-                Some(Fire::GiveUp) => {
-                    if let Some(c) = self.controls.remove(&id) {
-                        self.control_failed(id, c);
-                    }
-                }
+        for id in self.controls.due(now) {
+            match self.controls.fire(id, now) {
+                Some(Due::Resend(m)) => self.send(m),
+                Some(Due::GaveUp(c)) => self.control_failed(id, c),
                 None => {}
             }
         }
@@ -1475,32 +1395,19 @@ impl Session {
     // ----- control replies (moderator, and a participant's graceful leave) --------
 
     fn on_control_reply(&mut self, inb: &Inbound) {
-        let Some(c) = self.controls.get_mut(&inb.message_id) else {
-            return self.drop_msg(DropReason::Duplicate);
-        };
-        if c.expect != inb.kind {
-            return self.drop_msg(DropReason::Unexpected);
-        }
-        let (matched, done) = match &mut c.waiting {
-            Waiting::Names(set) => {
-                let m = set.remove(&inb.source);
-                (m, set.is_empty())
+        match self
+            .controls
+            .on_reply(inb.kind, inb.message_id, &inb.source)
+        {
+            Err(r) => self.drop_msg(r),
+            Ok(a) => {
+                if a.purpose == Purpose::Ping {
+                    self.liveness.heard_from(&inb.source);
+                }
+                if a.done {
+                    self.control_done(a.purpose, inb);
+                }
             }
-            Waiting::Prefix(p) => {
-                let m = *p == inb.source.prefix();
-                (m, m)
-            }
-        };
-        if !matched {
-            return self.drop_msg(DropReason::Duplicate);
-        }
-        let purpose = c.purpose;
-        if purpose == Purpose::Ping {
-            self.ping_missed.insert(inb.source.clone(), 0);
-        }
-        if done {
-            self.controls.remove(&inb.message_id);
-            self.control_done(purpose, inb);
         }
     }
 
@@ -1526,9 +1433,7 @@ impl Session {
             Purpose::GroupRemove => self.after_group_remove(),
             Purpose::Leave => self.finish_job(Ok(())),
             Purpose::Ping => {
-                if self.ping_round == Some(reply.message_id) {
-                    self.ping_round = None;
-                }
+                self.liveness.round_over(reply.message_id);
             }
             Purpose::Close => self.finish_close("closed"),
             Purpose::GracefulLeave => self.finish_close("left the session"),
@@ -1564,9 +1469,7 @@ impl Session {
             Purpose::GroupRemove => self.after_group_remove(),
             Purpose::Leave => self.finish_job(Ok(())),
             Purpose::Ping => {
-                if self.ping_round == Some(id) {
-                    self.ping_round = None;
-                }
+                self.liveness.round_over(id);
                 self.count_missed(c.waiting);
             }
             Purpose::Close => self.finish_close("closed"),
@@ -1903,7 +1806,7 @@ impl Session {
         }
         let added = std::mem::take(&mut b.added);
         for peer in added {
-            self.ping_missed.insert(peer.clone(), 0);
+            self.liveness.heard_from(&peer);
             self.emit(SessionEvent::MemberJoined(peer));
         }
         self.finish_job(Ok(()));
@@ -2048,7 +1951,7 @@ impl Session {
             return;
         }
         let peer = peer.clone();
-        self.ping_missed.insert(peer.clone(), 0);
+        self.liveness.heard_from(&peer);
         self.emit(SessionEvent::MemberJoined(peer));
         self.finish_job(Ok(()));
     }
@@ -2057,7 +1960,7 @@ impl Session {
         let Some(active) = self.active.take() else {
             return;
         };
-        self.controls.retain(|_, c| !c.purpose.belongs_to_job());
+        self.controls.cancel_job_requests();
         let failed = result.is_err();
         if let Some(job) = active.job {
             self.events.push_back(Event::JobDone {
@@ -2091,7 +1994,7 @@ impl Session {
             }
         }
         if let Some(active) = self.active.take() {
-            self.controls.retain(|_, c| !c.purpose.belongs_to_job());
+            self.controls.cancel_job_requests();
             if let Some(job) = active.job {
                 self.events.push_back(Event::JobDone {
                     job,
@@ -2105,14 +2008,8 @@ impl Session {
     fn forget_member(&mut self, name: &Name) {
         self.members.retain(|m| m != name);
         self.sender.forget_endpoint(name);
-        self.ping_missed.remove(name);
-        for c in self.controls.values_mut() {
-            if c.purpose == Purpose::Ping
-                && let Waiting::Names(set) = &mut c.waiting
-            {
-                set.remove(name);
-            }
-        }
+        self.liveness.forget(name);
+        self.controls.forget_pinged(name);
     }
 
     fn on_leave_request_at_moderator(&mut self, inb: &Inbound) {
@@ -2149,9 +2046,10 @@ impl Session {
     // ----- moderator: ping ------------------------------------------------------
 
     fn ping_round(&mut self) {
-        self.ping_next = Some(self.now + self.ping_interval);
-        if let Some(id) = self.ping_round.take()
-            && let Some(c) = self.controls.remove(&id)
+        self.timers
+            .set(Timer::Ping, self.now + self.liveness.interval());
+        if let Some(id) = self.liveness.take_round()
+            && let Some(c) = self.controls.remove(id)
         {
             self.count_missed(c.waiting);
         }
@@ -2169,7 +2067,7 @@ impl Session {
         let mid = self.fresh_control_id();
         let mut msg = self.command_msg(&dst, fanout, Kind::Ping, mid, Cmd::Ping(PingPayload {}));
         self.tag_epoch(&mut msg);
-        self.ping_round = Some(mid);
+        self.liveness.start_round(mid);
         self.start_control(
             msg,
             Kind::Ping,
@@ -2182,18 +2080,11 @@ impl Session {
         let Waiting::Names(silent) = waiting else {
             return;
         };
-        for name in silent {
-            if !self.members.contains(&name) {
-                continue;
-            }
-            let missed = self.ping_missed.entry(name.clone()).or_insert(0);
-            *missed += 1;
-            if *missed >= MAX_PING_FAILURES {
-                warn!(session_id = self.id, member = %name, "member declared gone after missed pings");
-                self.member_gone(&name, "peer unreachable");
-                if self.is_closed() {
-                    return;
-                }
+        for name in self.liveness.missed_round(&silent, &self.members) {
+            warn!(session_id = self.id, member = %name, "member declared gone after missed pings");
+            self.member_gone(&name, "peer unreachable");
+            if self.is_closed() {
+                return;
             }
         }
     }
@@ -2412,13 +2303,12 @@ impl Session {
         self.controls.clear();
         self.held_back.clear();
         self.windowed.clear();
-        self.ping_next = None;
-        self.ping_round = None;
-        self.watchdog = None;
+        self.timers.stop(Timer::Ping);
+        self.timers.stop(Timer::Watchdog);
+        self.liveness.stop();
         let grace = self.control_interval * (self.control_retries + 1);
-        self.lifecycle = Lifecycle::Closed {
-            until: self.now + grace,
-        };
+        self.lifecycle = Lifecycle::Closed;
+        self.timers.set(Timer::Linger, self.now + grace);
         self.emit(SessionEvent::Closed {
             reason: reason.to_string(),
         });
