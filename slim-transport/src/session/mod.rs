@@ -62,6 +62,7 @@ use crate::identity::{IdentityProvider, IdentityVerifier};
 pub use crypto::{AddOutput, CryptoError, NoCrypto, SessionCrypto, mls_factory, mls_factory_v3};
 pub use layer::{CryptoFactory, Dispatch, SessionLayer};
 pub use machine::Session;
+pub(crate) use machine::{CommitQueue, Offer};
 
 /// Control-message retransmission interval when none is configured.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);

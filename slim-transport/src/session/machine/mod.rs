@@ -7,7 +7,7 @@
 //! [`Session::poll_timeout`], [`Session::poll_event`]. It must not do I/O,
 //! read clocks or panic on anything a peer sends.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
@@ -35,11 +35,17 @@ use super::{
 
 mod controls;
 mod liveness;
+mod membership;
 mod timers;
 
 use controls::{Control, Controls, Due, Purpose, Waiting};
 use liveness::{Liveness, WATCHDOG_PERIOD};
+use membership::{Active, Batch, Job, Jobs, Stage};
+pub(crate) use membership::{CommitQueue, Offer};
 use timers::{Timer, Timers};
+
+/// How far past the last applied `commit_id` a participant buffers commits.
+const MAX_COMMITS_AHEAD: u32 = 1024;
 
 /// How many PUBLISH_TO ids per source are remembered for duplicate removal.
 const PUBLISH_TO_MEMORY: usize = 1024;
@@ -54,69 +60,6 @@ enum Lifecycle {
     /// Closed; still answers repeated GROUP_CLOSE / LEAVE_REQUEST until
     /// [`Timer::Linger`].
     Closed,
-}
-
-#[derive(Debug)]
-enum Job {
-    Invite {
-        id: JobId,
-        member: Name,
-    },
-    /// The first invites of a group, all in one MLS commit.
-    InviteMany {
-        id: JobId,
-        members: Vec<Name>,
-    },
-    Remove {
-        id: JobId,
-        member: Name,
-    },
-    /// Tell the rest about a member that left or was declared gone.
-    Announce {
-        removed: Name,
-        before: Vec<Name>,
-    },
-}
-
-#[derive(Debug)]
-enum Stage {
-    Discovering,
-    Joining {
-        peer: Name,
-    },
-    Welcoming {
-        peer: Name,
-        outstanding: u32,
-    },
-    /// [`Job::InviteMany`]: discoveries and joins run in parallel; one
-    /// commit adds everybody once every JOIN_REPLY is in.
-    Batch(Batch),
-    Removing {
-        member: Name,
-        leave: bool,
-    },
-    Leaving,
-}
-
-/// Progress of a [`Job::InviteMany`].
-#[derive(Debug, Default)]
-struct Batch {
-    /// Requested names still waiting for their DISCOVERY_REPLY.
-    discovering: Vec<Name>,
-    /// Full names whose JOIN_REPLY is outstanding.
-    joining: BTreeSet<Name>,
-    /// Full names with the key package of their JOIN_REPLY, in reply order.
-    joined: Vec<(Name, Option<Vec<u8>>)>,
-    /// Full names whose GROUP_WELCOME is not acknowledged yet.
-    welcoming: BTreeSet<Name>,
-    /// Everybody added by the commit.
-    added: Vec<Name>,
-}
-
-#[derive(Debug)]
-struct Active {
-    job: Option<JobId>,
-    stage: Stage,
 }
 
 /// A sequenced publish held back by the send window.
@@ -159,20 +102,18 @@ pub struct Session {
     /// Sequenced publishes waiting for room in the send window.
     windowed: VecDeque<Queued>,
     controls: Controls,
-    jobs: VecDeque<Job>,
-    active: Option<Active>,
-    next_job: JobId,
+    /// Moderator: invites and removes, one at a time.
+    jobs: Jobs,
     channel_subscribed: bool,
     group_created: bool,
-    commit_counter: u32,
     /// Moderator: ping rounds and missed counts.
     liveness: Liveness,
     timers: Timers,
     // Participant state.
     welcomed: bool,
     join_reply: Option<wire::Message>,
-    last_commit: u32,
-    early_commits: BTreeMap<u32, Inbound>,
+    /// Participant: GROUP_ADD/GROUP_REMOVE in `commit_id` order.
+    commits: CommitQueue<Inbound>,
     /// GROUP_CLOSE received; answered once our MSGs are acknowledged.
     close_ack: Option<Inbound>,
     outbox: VecDeque<wire::Message>,
@@ -243,18 +184,14 @@ impl Session {
             held_back: VecDeque::new(),
             windowed: VecDeque::new(),
             controls: Controls::default(),
-            jobs: VecDeque::new(),
-            active: None,
-            next_job: 1,
+            jobs: Jobs::default(),
             channel_subscribed: false,
             group_created: false,
-            commit_counter: 0,
             liveness: Liveness::new(PING_INTERVAL),
             timers: Timers::default(),
             welcomed: false,
             join_reply: None,
-            last_commit: 0,
-            early_commits: BTreeMap::new(),
+            commits: CommitQueue::new(0, MAX_COMMITS_AHEAD, MAX_COMMITS_AHEAD as usize),
             close_ack: None,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -642,9 +579,7 @@ impl Session {
 
     /// Queues the job `job(id)` under a fresh id and starts it if idle.
     fn queue_job(&mut self, job: impl FnOnce(JobId) -> Job) -> JobId {
-        let id = self.next_job;
-        self.next_job += 1;
-        self.jobs.push_back(job(id));
+        let id = self.jobs.push(job);
         self.progress();
         id
     }
@@ -661,7 +596,7 @@ impl Session {
             now,
             "a point-to-point session invites its peer when created",
         )?;
-        if self.members.len() > 1 || self.active.is_some() || !self.jobs.is_empty() {
+        if self.members.len() > 1 || !self.jobs.is_empty() {
             return Err(SessionError::Unsupported(
                 "invite_many is for the first invites of a group; use invite",
             ));
@@ -1455,11 +1390,7 @@ impl Session {
             }),
             Purpose::Join => self.fail_job(SessionError::Timeout { what: "join" }),
             Purpose::Welcome | Purpose::GroupAdd => {
-                if let Some(Active {
-                    stage: Stage::Welcoming { peer, .. },
-                    ..
-                }) = &self.active
-                {
+                if let Some(Stage::Welcoming { peer, .. }) = self.jobs.stage() {
                     let peer = peer.clone();
                     self.forget_member(&peer);
                 }
@@ -1480,33 +1411,27 @@ impl Session {
     // ----- moderator: jobs ----------------------------------------------------------
 
     fn push_job_invite(&mut self, member: Name) -> JobId {
-        let id = self.next_job;
-        self.next_job += 1;
-        self.jobs.push_back(Job::Invite { id, member });
-        id
+        self.jobs.push(|id| Job::Invite { id, member })
     }
 
     fn start_next_job(&mut self) {
-        while self.active.is_none() && self.lifecycle == Lifecycle::Open {
-            let Some(job) = self.jobs.pop_front() else {
+        while self.lifecycle == Lifecycle::Open {
+            let Some(job) = self.jobs.next() else {
                 return;
             };
             match job {
                 Job::Invite { id, member } => {
-                    self.active = Some(Active {
-                        job: Some(id),
-                        stage: Stage::Discovering,
-                    });
+                    self.jobs.start(Some(id), Stage::Discovering);
                     self.send_discovery(&member);
                 }
                 Job::InviteMany { id, members } => {
-                    self.active = Some(Active {
-                        job: Some(id),
-                        stage: Stage::Batch(Batch {
+                    self.jobs.start(
+                        Some(id),
+                        Stage::Batch(Batch {
                             discovering: members.clone(),
                             ..Batch::default()
                         }),
-                    });
+                    );
                     for member in &members {
                         self.send_discovery(member);
                     }
@@ -1522,17 +1447,11 @@ impl Session {
                     let before = self.members.clone();
                     self.forget_member(&member);
                     self.emit(SessionEvent::MemberLeft(member.clone()));
-                    self.active = Some(Active {
-                        job: Some(id),
-                        stage: Stage::Leaving,
-                    });
+                    self.jobs.start(Some(id), Stage::Leaving);
                     self.announce_removal(&member, &before, true);
                 }
                 Job::Announce { removed, before } => {
-                    self.active = Some(Active {
-                        job: None,
-                        stage: Stage::Leaving,
-                    });
+                    self.jobs.start(None, Stage::Leaving);
                     self.announce_removal(&removed, &before, false);
                 }
             }
@@ -1568,7 +1487,7 @@ impl Session {
                 None
             }
         };
-        let mls = commit.map(|c| self.next_commit(c));
+        let mls = commit.map(|c| self.jobs.next_commit(c));
         if before.len() > 2 {
             let waiting: BTreeSet<Name> = before
                 .iter()
@@ -1588,12 +1507,10 @@ impl Session {
                     mls,
                 }),
             );
-            if let Some(a) = self.active.as_mut() {
-                a.stage = Stage::Removing {
-                    member: removed.clone(),
-                    leave,
-                };
-            }
+            self.jobs.set_stage(Stage::Removing {
+                member: removed.clone(),
+                leave,
+            });
             self.start_control(
                 msg,
                 Kind::GroupAck,
@@ -1608,14 +1525,10 @@ impl Session {
     }
 
     fn after_group_remove(&mut self) {
-        let next = match &self.active {
-            Some(Active {
-                stage:
-                    Stage::Removing {
-                        member,
-                        leave: true,
-                    },
-                ..
+        let next = match self.jobs.stage() {
+            Some(Stage::Removing {
+                member,
+                leave: true,
             }) => Some(member.clone()),
             _ => None,
         };
@@ -1626,9 +1539,7 @@ impl Session {
     }
 
     fn send_leave_request(&mut self, member: &Name) {
-        if let Some(a) = self.active.as_mut() {
-            a.stage = Stage::Leaving;
-        }
+        self.jobs.set_stage(Stage::Leaving);
         let mid = self.fresh_control_id();
         let msg = self.command_msg(
             member,
@@ -1645,14 +1556,6 @@ impl Session {
         );
     }
 
-    fn next_commit(&mut self, content: Vec<u8>) -> MlsPayload {
-        self.commit_counter += 1;
-        MlsPayload {
-            commit_id: self.commit_counter,
-            mls_content: content,
-        }
-    }
-
     fn after_discovery(&mut self, peer: Name) {
         if self.members.contains(&peer) {
             return self.fail_job(SessionError::AlreadyMember(peer));
@@ -1663,9 +1566,7 @@ impl Session {
         if self.kind == SessionKind::PointToPoint {
             self.destination = peer.clone();
         }
-        if let Some(a) = self.active.as_mut() {
-            a.stage = Stage::Joining { peer: peer.clone() };
-        }
+        self.jobs.set_stage(Stage::Joining { peer: peer.clone() });
         self.send_join_request(peer);
     }
 
@@ -1717,23 +1618,11 @@ impl Session {
     // ----- moderator: the batch invite of a group's first members ---------------
 
     fn in_batch(&self) -> bool {
-        matches!(
-            self.active,
-            Some(Active {
-                stage: Stage::Batch(_),
-                ..
-            })
-        )
+        self.jobs.in_batch()
     }
 
     fn batch(&mut self) -> Option<&mut Batch> {
-        match self.active.as_mut() {
-            Some(Active {
-                stage: Stage::Batch(b),
-                ..
-            }) => Some(b),
-            _ => None,
-        }
+        self.jobs.batch()
     }
 
     fn batch_discovered(&mut self, peer: Name) {
@@ -1765,7 +1654,7 @@ impl Session {
             Err(e) => return self.fail_job(e.into()),
         };
         let welcome = added.map(|a| {
-            let commit = self.next_commit(a.commit);
+            let commit = self.jobs.next_commit(a.commit);
             MlsPayload {
                 commit_id: commit.commit_id,
                 mls_content: a.welcome,
@@ -1847,11 +1736,7 @@ impl Session {
     }
 
     fn after_join(&mut self, reply: &Inbound) {
-        let Some(Active {
-            stage: Stage::Joining { peer },
-            ..
-        }) = &self.active
-        else {
+        let Some(Stage::Joining { peer }) = self.jobs.stage() else {
             return;
         };
         let peer = peer.clone();
@@ -1866,7 +1751,7 @@ impl Session {
         self.members.push(peer.clone());
         let (commit, welcome) = match added {
             Some(a) => {
-                let commit = self.next_commit(a.commit);
+                let commit = self.jobs.next_commit(a.commit);
                 let welcome = MlsPayload {
                     commit_id: commit.commit_id,
                     mls_content: a.welcome,
@@ -1933,16 +1818,14 @@ impl Session {
             Purpose::Welcome,
         );
         outstanding += 1;
-        if let Some(a) = self.active.as_mut() {
-            a.stage = Stage::Welcoming { peer, outstanding };
-        }
+        self.jobs.set_stage(Stage::Welcoming { peer, outstanding });
     }
 
     fn welcome_part_done(&mut self) {
         let Some(Active {
             stage: Stage::Welcoming { peer, outstanding },
             ..
-        }) = self.active.as_mut()
+        }) = self.jobs.active.as_mut()
         else {
             return;
         };
@@ -1957,7 +1840,7 @@ impl Session {
     }
 
     fn finish_job(&mut self, result: Result<(), SessionError>) {
-        let Some(active) = self.active.take() else {
+        let Some(active) = self.jobs.take_active() else {
             return;
         };
         self.controls.cancel_job_requests();
@@ -1983,25 +1866,10 @@ impl Session {
     }
 
     fn cancel_jobs(&mut self, e: SessionError) {
-        for job in self.jobs.drain(..) {
-            if let Job::Invite { id, .. } | Job::InviteMany { id, .. } | Job::Remove { id, .. } =
-                job
-            {
-                self.events.push_back(Event::JobDone {
-                    job: id,
-                    result: Err(e.clone()),
-                });
-            }
-        }
-        if let Some(active) = self.active.take() {
-            self.controls.cancel_job_requests();
-            if let Some(job) = active.job {
-                self.events.push_back(Event::JobDone {
-                    job,
-                    result: Err(e),
-                });
-            }
-        }
+        // Job requests exist only while a job runs; without one this is a no-op.
+        self.controls.cancel_job_requests();
+        let done = self.jobs.cancel_all(&e);
+        self.events.extend(done);
     }
 
     /// Drops `name` from the member list and the data endpoints.
@@ -2036,10 +1904,7 @@ impl Session {
             self.cancel_jobs(SessionError::Closed);
             self.finish_close(p2p_reason);
         } else {
-            self.jobs.push_front(Job::Announce {
-                removed: member.clone(),
-                before,
-            });
+            self.jobs.push_announcement(member.clone(), before);
         }
     }
 
@@ -2114,7 +1979,7 @@ impl Session {
                 warn!(session_id = self.id, error = %e, "welcome rejected");
                 return self.drop_msg(DropReason::DecryptFailed);
             }
-            self.last_commit = mls.commit_id;
+            self.commits.applied(mls.commit_id);
         }
         self.welcomed = true;
         if !participants.contains(&self.local) {
@@ -2155,21 +2020,22 @@ impl Session {
         let Some(commit_id) = commit_id.filter(|_| self.crypto.enabled()) else {
             return self.apply_commit(&inb);
         };
-        if commit_id <= self.last_commit {
-            // Already applied: acknowledge again, apply nothing.
-            self.counters.record(DropReason::Duplicate);
-            return self.send_group_ack(&inb);
-        }
-        if commit_id > self.last_commit + 1 {
-            if commit_id - self.last_commit > 1024 {
-                return self.drop_msg(DropReason::OutOfRange);
+        match self.commits.offer(commit_id, inb) {
+            Offer::Duplicate(inb) => {
+                // Already applied: acknowledge again, apply nothing.
+                self.counters.record(DropReason::Duplicate);
+                self.send_group_ack(&inb);
             }
-            self.early_commits.insert(commit_id, inb);
-            return;
-        }
-        self.apply_commit(&inb);
-        while let Some(next) = self.early_commits.remove(&(self.last_commit + 1)) {
-            self.apply_commit(&next);
+            Offer::Refused => self.drop_msg(DropReason::OutOfRange),
+            Offer::Buffered => {}
+            Offer::Ready => {
+                while let Some((id, next)) = self.commits.pop_next() {
+                    self.apply_commit(&next);
+                    if self.commits.last() != id {
+                        break;
+                    }
+                }
+            }
         }
     }
 
@@ -2208,7 +2074,7 @@ impl Session {
                 warn!(session_id = self.id, error = %e, "commit rejected");
                 return self.drop_msg(DropReason::DecryptFailed);
             }
-            self.last_commit = mls.commit_id;
+            self.commits.applied(mls.commit_id);
         }
         if added {
             for p in participants {
