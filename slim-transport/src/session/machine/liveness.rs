@@ -9,9 +9,18 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::Name;
+use tracing::warn;
 
-use super::super::{MAX_PING_FAILURES, PING_INTERVAL};
+use crate::Name;
+use crate::wire::{
+    PingPayload, SessionMessageType as Kind, command_payload::CommandPayloadType as Cmd,
+};
+
+use super::super::packet::GROUP_FANOUT;
+use super::super::{MAX_PING_FAILURES, PING_INTERVAL, SessionKind};
+use super::controls::{Purpose, Waiting};
+use super::timers::Timer;
+use super::{Lifecycle, Session};
 
 /// How long a participant waits for a ping (or any other sign of the
 /// moderator) before it declares the moderator unreachable.
@@ -95,6 +104,53 @@ impl Liveness {
     /// The session closed: no round is running any more.
     pub(super) fn stop(&mut self) {
         self.round = None;
+    }
+}
+
+// The facade's side: ping rounds are control requests to every member.
+impl Session {
+    pub(super) fn ping_round(&mut self) {
+        self.timers
+            .set(Timer::Ping, self.now + self.liveness.interval());
+        if let Some(id) = self.liveness.take_round()
+            && let Some(c) = self.controls.remove(id)
+        {
+            self.count_missed(c.waiting);
+        }
+        if self.is_closed() {
+            return;
+        }
+        let others = self.others();
+        if others.is_empty() || self.lifecycle != Lifecycle::Open {
+            return;
+        }
+        let (dst, fanout) = match self.kind {
+            SessionKind::PointToPoint => (self.destination.clone(), 1),
+            SessionKind::Group => (self.destination.clone(), GROUP_FANOUT),
+        };
+        let mid = self.fresh_control_id();
+        let mut msg = self.command_msg(&dst, fanout, Kind::Ping, mid, Cmd::Ping(PingPayload {}));
+        self.tag_epoch(&mut msg);
+        self.liveness.start_round(mid);
+        self.start_control(
+            msg,
+            Kind::Ping,
+            Waiting::Names(others.into_iter().collect()),
+            Purpose::Ping,
+        );
+    }
+
+    pub(super) fn count_missed(&mut self, waiting: Waiting) {
+        let Waiting::Names(silent) = waiting else {
+            return;
+        };
+        for name in self.liveness.missed_round(&silent, &self.members) {
+            warn!(session_id = self.id, member = %name, "member declared gone after missed pings");
+            self.member_gone(&name, "peer unreachable");
+            if self.is_closed() {
+                return;
+            }
+        }
     }
 }
 

@@ -11,10 +11,19 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::Name;
-use crate::wire::MlsPayload;
+use tracing::warn;
 
-use super::super::{Event, JobId, SessionError};
+use crate::Name;
+use crate::wire::{
+    self, DiscoveryRequestPayload, GroupAddPayload, GroupRemovePayload, GroupWelcomePayload,
+    JoinRequestPayload, LeaveRequestPayload, MlsPayload, SessionMessageType as Kind, TimerSettings,
+    command_payload::CommandPayloadType as Cmd,
+};
+
+use super::super::packet::{GROUP_FANOUT, Inbound, command_content, keys};
+use super::super::{DropReason, Event, JobId, SessionError, SessionEvent, SessionKind};
+use super::controls::{Control, Purpose, Waiting};
+use super::{Lifecycle, Session};
 
 /// A membership change the moderator was asked for (or owes the group).
 #[derive(Debug)]
@@ -297,6 +306,642 @@ impl<T> CommitQueue<T> {
     /// Forgets every waiting commit (the group is gone).
     pub fn clear(&mut self) {
         self.waiting.clear();
+    }
+}
+
+// The facade's side of the jobs (moderator) and of the commits (participant).
+impl Session {
+    pub(super) fn push_job_invite(&mut self, member: Name) -> JobId {
+        self.jobs.push(|id| Job::Invite { id, member })
+    }
+
+    /// Queues the job `job(id)` under a fresh id and starts it if idle.
+    pub(super) fn queue_job(&mut self, job: impl FnOnce(JobId) -> Job) -> JobId {
+        let id = self.jobs.push(job);
+        self.progress();
+        id
+    }
+
+    pub(super) fn start_next_job(&mut self) {
+        while self.lifecycle == Lifecycle::Open {
+            let Some(job) = self.jobs.next() else {
+                return;
+            };
+            match job {
+                Job::Invite { id, member } => {
+                    self.jobs.start(Some(id), Stage::Discovering);
+                    self.send_discovery(&member);
+                }
+                Job::InviteMany { id, members } => {
+                    self.jobs.start(
+                        Some(id),
+                        Stage::Batch(Batch {
+                            discovering: members.clone(),
+                            ..Batch::default()
+                        }),
+                    );
+                    for member in &members {
+                        self.send_discovery(member);
+                    }
+                }
+                Job::Remove { id, member } => {
+                    let Some(member) = self.resolve_member(&member) else {
+                        self.events.push_back(Event::JobDone {
+                            job: id,
+                            result: Err(SessionError::NotAMember(member)),
+                        });
+                        continue;
+                    };
+                    let before = self.members.clone();
+                    self.forget_member(&member);
+                    self.emit(SessionEvent::MemberLeft(member.clone()));
+                    self.jobs.start(Some(id), Stage::Leaving);
+                    self.announce_removal(&member, &before, true);
+                }
+                Job::Announce { removed, before } => {
+                    self.jobs.start(None, Stage::Leaving);
+                    self.announce_removal(&removed, &before, false);
+                }
+            }
+        }
+    }
+
+    /// DISCOVERY_REQUEST for `member`, retransmitted until an instance of its
+    /// name answers.
+    pub(super) fn send_discovery(&mut self, member: &Name) {
+        let mid = self.fresh_control_id();
+        let req = self.command_msg(
+            member,
+            1,
+            Kind::DiscoveryRequest,
+            mid,
+            Cmd::DiscoveryRequest(DiscoveryRequestPayload { destination: None }),
+        );
+        self.start_control(
+            req,
+            Kind::DiscoveryReply,
+            Waiting::Prefix(member.prefix()),
+            Purpose::Discovery,
+        );
+    }
+
+    /// GROUP_REMOVE to the channel when more than two were members, then
+    /// (when `leave`) LEAVE_REQUEST to the removed member.
+    pub(super) fn announce_removal(&mut self, removed: &Name, before: &[Name], leave: bool) {
+        let commit = match self.crypto.remove_member(removed) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(session_id = self.id, error = %e, "MLS remove failed");
+                None
+            }
+        };
+        let mls = commit.map(|c| self.jobs.next_commit(c));
+        if before.len() > 2 {
+            let waiting: BTreeSet<Name> = before
+                .iter()
+                .filter(|m| **m != self.local && (leave || *m != removed))
+                .cloned()
+                .collect();
+            let mid = self.fresh_control_id();
+            let dst = self.destination.clone();
+            let msg = self.command_msg(
+                &dst,
+                GROUP_FANOUT,
+                Kind::GroupRemove,
+                mid,
+                Cmd::GroupRemove(GroupRemovePayload {
+                    removed_participant: Some(removed.to_wire()),
+                    participants: before.iter().map(Name::to_wire).collect(),
+                    mls,
+                }),
+            );
+            self.jobs.set_stage(Stage::Removing {
+                member: removed.clone(),
+                leave,
+            });
+            self.start_control(
+                msg,
+                Kind::GroupAck,
+                Waiting::Names(waiting),
+                Purpose::GroupRemove,
+            );
+        } else if leave {
+            self.send_leave_request(removed);
+        } else {
+            self.finish_job(Ok(()));
+        }
+    }
+
+    pub(super) fn after_group_remove(&mut self) {
+        let next = match self.jobs.stage() {
+            Some(Stage::Removing {
+                member,
+                leave: true,
+            }) => Some(member.clone()),
+            _ => None,
+        };
+        match next {
+            Some(member) => self.send_leave_request(&member),
+            None => self.finish_job(Ok(())),
+        }
+    }
+
+    pub(super) fn send_leave_request(&mut self, member: &Name) {
+        self.jobs.set_stage(Stage::Leaving);
+        let mid = self.fresh_control_id();
+        let msg = self.command_msg(
+            member,
+            1,
+            Kind::LeaveRequest,
+            mid,
+            Cmd::LeaveRequest(LeaveRequestPayload { destination: None }),
+        );
+        self.start_control(
+            msg,
+            Kind::LeaveReply,
+            Waiting::Names(BTreeSet::from([member.clone()])),
+            Purpose::Leave,
+        );
+    }
+
+    pub(super) fn after_discovery(&mut self, peer: Name) {
+        if self.members.contains(&peer) {
+            return self.fail_job(SessionError::AlreadyMember(peer));
+        }
+        if let Err(e) = self.prepare_group() {
+            return self.fail_job(e);
+        }
+        if self.kind == SessionKind::PointToPoint {
+            self.destination = peer.clone();
+        }
+        self.jobs.set_stage(Stage::Joining { peer: peer.clone() });
+        self.send_join_request(peer);
+    }
+
+    /// Subscribes the channel (group) and creates the MLS group, once.
+    pub(super) fn prepare_group(&mut self) -> Result<(), SessionError> {
+        if self.kind == SessionKind::Group && !self.channel_subscribed {
+            self.channel_subscribed = true;
+            self.events
+                .push_back(Event::Subscribe(self.destination.clone()));
+        }
+        if !self.group_created {
+            self.crypto.create_group()?;
+            self.group_created = true;
+        }
+        Ok(())
+    }
+
+    /// JOIN_REQUEST to a discovered `peer`, retransmitted until it replies.
+    pub(super) fn send_join_request(&mut self, peer: Name) {
+        let timer_settings = self.data_timer.map(|(i, r)| TimerSettings {
+            timeout: u32::try_from(i.as_millis()).unwrap_or(u32::MAX),
+            max_retries: r,
+        });
+        let channel = match self.kind {
+            SessionKind::Group => Some(self.destination.to_wire()),
+            SessionKind::PointToPoint => None,
+        };
+        let mid = self.fresh_control_id();
+        let msg = self.out(
+            &peer,
+            1,
+            Kind::JoinRequest,
+            mid,
+            command_content(Cmd::JoinRequest(JoinRequestPayload {
+                enable_mls: self.crypto.enabled(),
+                timer_settings,
+                channel,
+            })),
+            self.metadata.clone(),
+        );
+        self.start_control(
+            msg,
+            Kind::JoinReply,
+            Waiting::Names(BTreeSet::from([peer])),
+            Purpose::Join,
+        );
+    }
+
+    pub(super) fn in_batch(&self) -> bool {
+        self.jobs.in_batch()
+    }
+
+    pub(super) fn batch(&mut self) -> Option<&mut Batch> {
+        self.jobs.batch()
+    }
+
+    pub(super) fn batch_discovered(&mut self, peer: Name) {
+        if let Err(e) = self.prepare_group() {
+            return self.fail_job(e);
+        }
+        let Some(b) = self.batch() else { return };
+        b.discovering.retain(|m| m.prefix() != peer.prefix());
+        b.joining.insert(peer.clone());
+        self.send_join_request(peer);
+    }
+
+    pub(super) fn batch_joined(&mut self, reply: &Inbound) {
+        let key_package = match reply.command() {
+            Some(Cmd::JoinReply(r)) => r.key_package.clone(),
+            _ => None,
+        };
+        let Some(b) = self.batch() else { return };
+        if !b.joining.remove(&reply.source) {
+            return;
+        }
+        b.joined.push((reply.source.clone(), key_package));
+        if !b.discovering.is_empty() || !b.joining.is_empty() {
+            return;
+        }
+        let joined = std::mem::take(&mut b.joined);
+        let added = match self.crypto.add_members(&joined) {
+            Ok(a) => a,
+            Err(e) => return self.fail_job(e.into()),
+        };
+        let welcome = added.map(|a| {
+            let commit = self.jobs.next_commit(a.commit);
+            MlsPayload {
+                commit_id: commit.commit_id,
+                mls_content: a.welcome,
+            }
+        });
+        let peers: Vec<Name> = joined.into_iter().map(|(n, _)| n).collect();
+        self.members.extend(peers.iter().cloned());
+        let participants: Vec<wire::Name> = self.members.iter().map(Name::to_wire).collect();
+        for peer in &peers {
+            let mid = self.fresh_control_id();
+            let msg = self.command_msg(
+                peer,
+                1,
+                Kind::GroupWelcome,
+                mid,
+                Cmd::GroupWelcome(GroupWelcomePayload {
+                    participants: participants.clone(),
+                    mls: welcome.clone(),
+                }),
+            );
+            self.start_control(
+                msg,
+                Kind::GroupAck,
+                Waiting::Names(BTreeSet::from([peer.clone()])),
+                Purpose::Welcome,
+            );
+        }
+        if let Some(b) = self.batch() {
+            b.welcoming = peers.iter().cloned().collect();
+            b.added = peers;
+        }
+    }
+
+    pub(super) fn batch_welcomed(&mut self, peer: &Name) {
+        let Some(b) = self.batch() else { return };
+        if !b.welcoming.remove(peer) || !b.welcoming.is_empty() {
+            return;
+        }
+        let added = std::mem::take(&mut b.added);
+        for peer in added {
+            self.liveness.heard_from(&peer);
+            self.emit(SessionEvent::MemberJoined(peer));
+        }
+        self.finish_job(Ok(()));
+    }
+
+    /// A discovery, join or welcome of the batch went unanswered: the whole
+    /// invite fails, naming who did not answer. Members whose welcome was
+    /// not acknowledged are forgotten.
+    pub(super) fn batch_failed(&mut self, c: Control) {
+        let member = match &c.waiting {
+            Waiting::Names(set) => set.iter().next().cloned(),
+            Waiting::Prefix(p) => self
+                .batch()
+                .and_then(|b| b.discovering.iter().find(|m| m.prefix() == *p).cloned()),
+        };
+        let what = match c.purpose {
+            Purpose::Discovery => "discovery",
+            Purpose::Join => "join",
+            _ => "welcome",
+        };
+        if c.purpose == Purpose::Welcome {
+            let unwelcomed: Vec<Name> = self
+                .batch()
+                .map(|b| b.welcoming.iter().cloned().collect())
+                .unwrap_or_default();
+            for m in &unwelcomed {
+                self.forget_member(m);
+            }
+        }
+        let e = match member {
+            Some(member) if c.purpose == Purpose::Discovery => {
+                SessionError::DiscoveryTimeout { member }
+            }
+            Some(member) => SessionError::MemberTimeout { what, member },
+            None => SessionError::Timeout { what },
+        };
+        self.fail_job(e);
+    }
+
+    pub(super) fn after_join(&mut self, reply: &Inbound) {
+        let Some(Stage::Joining { peer }) = self.jobs.stage() else {
+            return;
+        };
+        let peer = peer.clone();
+        let key_package = match reply.command() {
+            Some(Cmd::JoinReply(r)) => r.key_package.clone(),
+            _ => None,
+        };
+        let added = match self.crypto.add_member(&peer, key_package.as_deref()) {
+            Ok(a) => a,
+            Err(e) => return self.fail_job(e.into()),
+        };
+        self.members.push(peer.clone());
+        let (commit, welcome) = match added {
+            Some(a) => {
+                let commit = self.jobs.next_commit(a.commit);
+                let welcome = MlsPayload {
+                    commit_id: commit.commit_id,
+                    mls_content: a.welcome,
+                };
+                (Some(commit), Some(welcome))
+            }
+            None => (None, None),
+        };
+        if self.kind == SessionKind::PointToPoint {
+            // The peer is a data endpoint from now on: flush early publishes.
+            let held: Vec<_> = self.held_back.drain(..).collect();
+            for (payload, metadata) in held {
+                if let Err(e) = self.send_sequenced(&peer, 1, payload, metadata, vec![peer.clone()])
+                {
+                    warn!(session_id = self.id, error = %e, "held-back publish failed");
+                }
+            }
+        }
+        let participants: Vec<wire::Name> = self.members.iter().map(Name::to_wire).collect();
+        let mut outstanding = 0;
+        if self.kind == SessionKind::Group && self.members.len() > 2 {
+            let waiting: BTreeSet<Name> = self
+                .members
+                .iter()
+                .filter(|m| **m != self.local && **m != peer)
+                .cloned()
+                .collect();
+            let mid = self.fresh_control_id();
+            let dst = self.destination.clone();
+            let msg = self.command_msg(
+                &dst,
+                GROUP_FANOUT,
+                Kind::GroupAdd,
+                mid,
+                Cmd::GroupAdd(GroupAddPayload {
+                    new_participant: Some(peer.to_wire()),
+                    participants: participants.clone(),
+                    mls: commit,
+                }),
+            );
+            self.start_control(
+                msg,
+                Kind::GroupAck,
+                Waiting::Names(waiting),
+                Purpose::GroupAdd,
+            );
+            outstanding += 1;
+        }
+        let mid = self.fresh_control_id();
+        let msg = self.command_msg(
+            &peer,
+            1,
+            Kind::GroupWelcome,
+            mid,
+            Cmd::GroupWelcome(GroupWelcomePayload {
+                participants,
+                mls: welcome,
+            }),
+        );
+        self.start_control(
+            msg,
+            Kind::GroupAck,
+            Waiting::Names(BTreeSet::from([peer.clone()])),
+            Purpose::Welcome,
+        );
+        outstanding += 1;
+        self.jobs.set_stage(Stage::Welcoming { peer, outstanding });
+    }
+
+    pub(super) fn welcome_part_done(&mut self) {
+        let Some(Active {
+            stage: Stage::Welcoming { peer, outstanding },
+            ..
+        }) = self.jobs.active.as_mut()
+        else {
+            return;
+        };
+        *outstanding = outstanding.saturating_sub(1);
+        if *outstanding > 0 {
+            return;
+        }
+        let peer = peer.clone();
+        self.liveness.heard_from(&peer);
+        self.emit(SessionEvent::MemberJoined(peer));
+        self.finish_job(Ok(()));
+    }
+
+    pub(super) fn finish_job(&mut self, result: Result<(), SessionError>) {
+        let Some(active) = self.jobs.take_active() else {
+            return;
+        };
+        self.controls.cancel_job_requests();
+        let failed = result.is_err();
+        if let Some(job) = active.job {
+            self.events.push_back(Event::JobDone {
+                job,
+                result: result.clone(),
+            });
+        }
+        if failed && self.kind == SessionKind::PointToPoint {
+            let reason = match result {
+                Err(e) => format!("peer not reachable: {e}"),
+                Ok(()) => String::new(),
+            };
+            self.finish_close(&reason);
+        }
+    }
+
+    pub(super) fn fail_job(&mut self, e: SessionError) {
+        warn!(session_id = self.id, error = %e, "invite/remove failed");
+        self.finish_job(Err(e));
+    }
+
+    pub(super) fn cancel_jobs(&mut self, e: SessionError) {
+        // Job requests exist only while a job runs; without one this is a no-op.
+        self.controls.cancel_job_requests();
+        let done = self.jobs.cancel_all(&e);
+        self.events.extend(done);
+    }
+
+    pub(super) fn on_leave_request_at_moderator(&mut self, inb: &Inbound) {
+        self.send_leave_reply(inb);
+        if inb.flag(keys::DELETE_GROUP) {
+            self.close(self.now);
+            return;
+        }
+        if !self.members.contains(&inb.source) {
+            return;
+        }
+        if !inb.flag(keys::LEAVING_SESSION) {
+            return self.drop_msg(DropReason::Unexpected);
+        }
+        self.member_gone(&inb.source.clone(), "peer left the session");
+    }
+
+    /// A member left or stopped answering pings.
+    pub(super) fn member_gone(&mut self, member: &Name, p2p_reason: &str) {
+        let before = self.members.clone();
+        self.forget_member(member);
+        self.emit(SessionEvent::MemberLeft(member.clone()));
+        if self.kind == SessionKind::PointToPoint || before.len() <= 2 {
+            self.cancel_jobs(SessionError::Closed);
+            self.finish_close(p2p_reason);
+        } else {
+            self.jobs.push_announcement(member.clone(), before);
+        }
+    }
+
+    pub(super) fn on_welcome(&mut self, inb: &Inbound) {
+        if self.welcomed {
+            return self.send_group_ack(inb);
+        }
+        let Some(Cmd::GroupWelcome(w)) = inb.command() else {
+            return self.drop_msg(DropReason::Malformed);
+        };
+        let Ok(participants) = w
+            .participants
+            .iter()
+            .map(Name::from_wire)
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            return self.drop_msg(DropReason::Malformed);
+        };
+        if self.crypto.enabled() {
+            let Some(mls) = &w.mls else {
+                return self.drop_msg(DropReason::Malformed);
+            };
+            if let Err(e) = self.crypto.process_welcome(&mls.mls_content) {
+                warn!(session_id = self.id, error = %e, "welcome rejected");
+                return self.drop_msg(DropReason::DecryptFailed);
+            }
+            self.commits.applied(mls.commit_id);
+        }
+        self.welcomed = true;
+        if !participants.contains(&self.local) {
+            warn!(
+                session_id = self.id,
+                "welcome does not list us; using it anyway"
+            );
+        }
+        self.members = participants;
+        if !self.members.contains(&self.moderator_name) {
+            self.members.insert(0, self.moderator_name.clone());
+        }
+        if !self.members.contains(&self.local) {
+            self.members.push(self.local.clone());
+        }
+        if self.kind == SessionKind::Group {
+            self.channel_subscribed = true;
+            self.events
+                .push_back(Event::Subscribe(self.destination.clone()));
+        }
+        self.events.push_back(Event::Established);
+        for m in self.others() {
+            self.emit(SessionEvent::MemberJoined(m));
+        }
+        self.send_group_ack(inb);
+    }
+
+    pub(super) fn on_commit(&mut self, inb: Inbound) {
+        if !self.welcomed {
+            // Not acked: the moderator retransmits once we are welcomed.
+            return self.drop_msg(DropReason::Unexpected);
+        }
+        let commit_id = match inb.command() {
+            Some(Cmd::GroupAdd(a)) => a.mls.as_ref().map(|m| m.commit_id),
+            Some(Cmd::GroupRemove(r)) => r.mls.as_ref().map(|m| m.commit_id),
+            _ => return self.drop_msg(DropReason::Malformed),
+        };
+        let Some(commit_id) = commit_id.filter(|_| self.crypto.enabled()) else {
+            return self.apply_commit(&inb);
+        };
+        match self.commits.offer(commit_id, inb) {
+            Offer::Duplicate(inb) => {
+                // Already applied: acknowledge again, apply nothing.
+                self.counters.record(DropReason::Duplicate);
+                self.send_group_ack(&inb);
+            }
+            Offer::Refused => self.drop_msg(DropReason::OutOfRange),
+            Offer::Buffered => {}
+            Offer::Ready => {
+                while let Some((id, next)) = self.commits.pop_next() {
+                    self.apply_commit(&next);
+                    if self.commits.last() != id {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn apply_commit(&mut self, inb: &Inbound) {
+        let (mls, participants, change) = match inb.command() {
+            Some(Cmd::GroupAdd(a)) => (
+                &a.mls,
+                &a.participants,
+                a.new_participant.as_ref().map(|n| (true, n)),
+            ),
+            Some(Cmd::GroupRemove(r)) => (
+                &r.mls,
+                &r.participants,
+                r.removed_participant.as_ref().map(|n| (false, n)),
+            ),
+            _ => return self.drop_msg(DropReason::Malformed),
+        };
+        let Some((added, who)) = change else {
+            return self.drop_msg(DropReason::Malformed);
+        };
+        let Ok(who) = Name::from_wire(who) else {
+            return self.drop_msg(DropReason::Malformed);
+        };
+        let Ok(participants) = participants
+            .iter()
+            .map(Name::from_wire)
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            return self.drop_msg(DropReason::Malformed);
+        };
+        if self.crypto.enabled() {
+            let Some(mls) = mls else {
+                return self.drop_msg(DropReason::Malformed);
+            };
+            if let Err(e) = self.crypto.process_commit(&mls.mls_content) {
+                warn!(session_id = self.id, error = %e, "commit rejected");
+                return self.drop_msg(DropReason::DecryptFailed);
+            }
+            self.commits.applied(mls.commit_id);
+        }
+        if added {
+            for p in participants {
+                if !self.members.contains(&p) {
+                    self.members.push(p.clone());
+                    self.emit(SessionEvent::MemberJoined(p));
+                }
+            }
+            if !self.members.contains(&who) {
+                self.members.push(who.clone());
+                self.emit(SessionEvent::MemberJoined(who));
+            }
+        } else if who != self.local && self.members.contains(&who) {
+            self.forget_member(&who);
+            self.emit(SessionEvent::MemberLeft(who));
+        }
+        self.send_group_ack(inb);
     }
 }
 

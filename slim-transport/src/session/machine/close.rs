@@ -1,0 +1,134 @@
+//! Closing a session: draining outstanding MSGs, the close protocol
+//! (GROUP_CLOSE from the moderator, a graceful LEAVE_REQUEST from a
+//! participant), and the closed state that still answers repeated close and
+//! leave requests until its linger timer fires.
+//!
+//! [`Lifecycle`] is the pure state with its transitions; the `impl Session`
+//! block is the facade's side (sending, releasing resources, the final
+//! event). Nothing here reads a clock.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::Name;
+use crate::wire::{
+    GroupClosePayload, LeaveRequestPayload, SessionMessageType as Kind,
+    command_payload::CommandPayloadType as Cmd,
+};
+
+use super::super::packet::{GROUP_FANOUT, Inbound, TRUE, command_content, keys};
+use super::super::{DropReason, Event, SessionError, SessionEvent, SessionKind};
+use super::Session;
+use super::controls::{Purpose, Waiting};
+use super::timers::Timer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lifecycle {
+    Open,
+    /// Close requested: waiting for outstanding MSG acks first.
+    Draining,
+    /// GROUP_CLOSE (moderator) or graceful LEAVE_REQUEST (participant) sent.
+    Closing,
+    /// Closed; still answers repeated GROUP_CLOSE / LEAVE_REQUEST until
+    /// [`Timer::Linger`].
+    Closed,
+}
+
+// The facade's side of closing.
+impl Session {
+    /// A closed session still answers repeated close/leave requests, so the
+    /// moderator does not wait for acks that were lost.
+    pub(super) fn handle_after_close(&mut self, inb: &Inbound) {
+        if self.moderator || inb.source != self.moderator_name {
+            return self.drop_msg(DropReason::Unexpected);
+        }
+        match inb.kind {
+            Kind::GroupClose => self.send_group_ack(inb),
+            Kind::LeaveRequest => self.send_leave_reply(inb),
+            _ => self.drop_msg(DropReason::Unexpected),
+        }
+    }
+
+    pub(super) fn start_close_protocol(&mut self) {
+        if self.moderator {
+            let others = self.others();
+            if others.is_empty() {
+                return self.finish_close("closed");
+            }
+            let participants = self.members.iter().map(Name::to_wire).collect();
+            let mid = self.fresh_control_id();
+            let dst = self.destination.clone();
+            let msg = self.command_msg(
+                &dst,
+                GROUP_FANOUT,
+                Kind::GroupClose,
+                mid,
+                Cmd::GroupClose(GroupClosePayload { participants }),
+            );
+            self.lifecycle = Lifecycle::Closing;
+            self.start_control(
+                msg,
+                Kind::GroupAck,
+                Waiting::Names(others.into_iter().collect()),
+                Purpose::Close,
+            );
+        } else {
+            if !self.welcomed {
+                return self.finish_close("left the session");
+            }
+            let mid = self.fresh_control_id();
+            let moderator = self.moderator_name.clone();
+            let msg = self.out(
+                &moderator,
+                1,
+                Kind::LeaveRequest,
+                mid,
+                command_content(Cmd::LeaveRequest(LeaveRequestPayload { destination: None })),
+                HashMap::from([(keys::LEAVING_SESSION.to_string(), TRUE.to_string())]),
+            );
+            self.unsubscribe_channel();
+            self.lifecycle = Lifecycle::Closing;
+            self.start_control(
+                msg,
+                Kind::LeaveReply,
+                Waiting::Names(BTreeSet::from([moderator])),
+                Purpose::GracefulLeave,
+            );
+        }
+    }
+
+    pub(super) fn unsubscribe_channel(&mut self) {
+        if self.kind == SessionKind::Group && self.channel_subscribed {
+            self.channel_subscribed = false;
+            self.events
+                .push_back(Event::Unsubscribe(self.destination.clone()));
+        }
+    }
+
+    pub(super) fn finish_close(&mut self, reason: &str) {
+        if self.is_closed() {
+            return;
+        }
+        self.cancel_jobs(SessionError::Closed);
+        self.unsubscribe_channel();
+        let mut sources: Vec<Name> = self.streams.keys().cloned().collect();
+        sources.sort();
+        for source in sources {
+            if let Some(stream) = self.streams.get_mut(&source) {
+                let ready = stream.flush();
+                self.deliver_ready(&source, ready);
+            }
+        }
+        self.controls.clear();
+        self.held_back.clear();
+        self.windowed.clear();
+        self.timers.stop(Timer::Ping);
+        self.timers.stop(Timer::Watchdog);
+        self.liveness.stop();
+        let grace = self.control_interval * (self.control_retries + 1);
+        self.lifecycle = Lifecycle::Closed;
+        self.timers.set(Timer::Linger, self.now + grace);
+        self.emit(SessionEvent::Closed {
+            reason: reason.to_string(),
+        });
+    }
+}
