@@ -110,17 +110,11 @@ impl Session {
         }
         self.cancel_jobs(SessionError::Closed);
         self.unsubscribe_channel();
-        let mut sources: Vec<Name> = self.streams.keys().cloned().collect();
-        sources.sort();
-        for source in sources {
-            if let Some(stream) = self.streams.get_mut(&source) {
-                let ready = stream.flush();
-                self.deliver_ready(&source, ready);
-            }
+        for (source, ready) in self.data.flush() {
+            self.deliver_ready(&source, ready);
         }
         self.controls.clear();
         self.held_back.clear();
-        self.windowed.clear();
         self.timers.stop(Timer::Ping);
         self.timers.stop(Timer::Watchdog);
         self.liveness.stop();

@@ -494,7 +494,7 @@ impl Session {
 
     /// JOIN_REQUEST to a discovered `peer`, retransmitted until it replies.
     pub(super) fn send_join_request(&mut self, peer: Name) {
-        let timer_settings = self.data_timer.map(|(i, r)| TimerSettings {
+        let timer_settings = self.data.reliability().map(|(i, r)| TimerSettings {
             timeout: u32::try_from(i.as_millis()).unwrap_or(u32::MAX),
             max_retries: r,
         });

@@ -23,11 +23,12 @@ use crate::wire::{
 use super::packet::{
     self, GROUP_FANOUT, Inbound, MAX_PUBLISH_ID, Out, TRUE, app_content, command_content, keys,
 };
-use super::reliable::{Retry, Sender, Stream};
+use super::reliable::Retry;
+#[cfg(test)]
+use super::reliable::{Sender, Stream};
 use super::{
     Context, Counters, DEFAULT_INTERVAL, DEFAULT_MAX_RETRIES, DropReason, Event, InboundFilter,
-    JobId, PING_INTERVAL, ReceivedMessage, SessionConfig, SessionCrypto, SessionError,
-    SessionEvent, SessionKind,
+    JobId, PING_INTERVAL, SessionConfig, SessionCrypto, SessionError, SessionEvent, SessionKind,
 };
 
 mod close;
@@ -39,7 +40,7 @@ mod timers;
 
 use close::Lifecycle;
 use controls::{Control, Controls, Due, Purpose, Waiting};
-use data::Queued;
+use data::Data;
 use liveness::{Liveness, WATCHDOG_PERIOD};
 pub(crate) use membership::{CommitQueue, Offer};
 use membership::{Job, Jobs, Stage};
@@ -66,17 +67,12 @@ pub struct Session {
     members: Vec<Name>,
     control_interval: Duration,
     control_retries: u32,
-    /// Data reliability (acks, RTX, ordering) when set.
-    data_timer: Option<(Duration, u32)>,
     metadata: std::collections::HashMap<String, String>,
     lifecycle: Lifecycle,
-    sender: Sender,
-    streams: HashMap<Name, Stream<ReceivedMessage>>,
-    publish_to_seen: HashMap<Name, VecDeque<u32>>,
+    /// Sequencing, acks, RTX, ordering and delivery of MSGs.
+    data: Data,
     /// P2P moderator: MSGs published before the peer is known.
     held_back: VecDeque<(Vec<u8>, HashMap<String, String>)>,
-    /// Sequenced publishes waiting for room in the send window.
-    windowed: VecDeque<Queued>,
     controls: Controls,
     /// Moderator: invites and removes, one at a time.
     jobs: Jobs,
@@ -151,14 +147,10 @@ impl Session {
             destination,
             control_interval: DEFAULT_INTERVAL,
             control_retries: DEFAULT_MAX_RETRIES,
-            data_timer: None,
             metadata: HashMap::new(),
             lifecycle: Lifecycle::Open,
-            sender: Sender::new(),
-            streams: HashMap::new(),
-            publish_to_seen: HashMap::new(),
+            data: Data::new(None),
             held_back: VecDeque::new(),
-            windowed: VecDeque::new(),
             controls: Controls::default(),
             jobs: Jobs::default(),
             channel_subscribed: false,
@@ -203,11 +195,12 @@ impl Session {
         let mut s = Self::blank(basics, crypto, rng);
         s.control_interval = config.interval.unwrap_or(DEFAULT_INTERVAL);
         s.control_retries = config.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
-        s.data_timer = match (config.kind, config.interval, config.max_retries) {
+        let reliability = match (config.kind, config.interval, config.max_retries) {
             (_, Some(i), Some(r)) => Some((i, r)),
             (SessionKind::Group, _, _) => Some((s.control_interval, s.control_retries)),
             _ => None,
         };
+        s.data = Data::new(reliability);
         s.metadata = config.metadata.clone();
         s.liveness = Liveness::new(config.ping_interval);
         s.timers.set(Timer::Ping, now + s.liveness.interval());
@@ -271,7 +264,7 @@ impl Session {
         s.members = vec![join.source.clone(), s.local.clone()];
         if let Some(t) = &req.timer_settings {
             let interval = Duration::from_millis(u64::from(t.timeout.max(1)));
-            s.data_timer = Some((interval, t.max_retries));
+            s.data = Data::new(Some((interval, t.max_retries)));
             s.control_interval = interval;
             s.control_retries = t.max_retries;
         }
@@ -361,7 +354,7 @@ impl Session {
     }
 
     fn all_acked(&self) -> bool {
-        self.sender.is_idle() && self.windowed.is_empty()
+        self.data.all_acked()
     }
 
     /// From now on, MSGs `filter` picks are acknowledged but neither
@@ -372,12 +365,12 @@ impl Session {
 
     #[cfg(test)]
     pub(crate) fn sender_mut(&mut self) -> &mut Sender {
-        &mut self.sender
+        &mut self.data.sender
     }
     /// Tests of the id wrap: pretend the stream from `source` starts at `id`.
     #[cfg(test)]
     pub(crate) fn start_stream_at(&mut self, source: Name, id: u32) {
-        self.streams.insert(source, Stream::starting_at(id));
+        self.data.streams.insert(source, Stream::starting_at(id));
     }
 
     // ----- sans-IO surface --------------------------------------------------
@@ -398,8 +391,7 @@ impl Session {
             return self.timers.get(Timer::Linger);
         }
         [
-            self.sender.deadline(),
-            self.streams.values().filter_map(|s| s.deadline()).min(),
+            self.data.deadline(),
             self.controls.deadline(),
             self.timers.next(),
         ]
@@ -490,7 +482,8 @@ impl Session {
         metadata.insert(keys::PUBLISH_TO.into(), TRUE.into());
         let msg = self.sealed_msg(&target, 1, id, &payload, metadata)?;
         if let Some(retry) = self.data_retry() {
-            self.sender
+            self.data
+                .sender
                 .expect_acks(id, msg.clone(), BTreeSet::from([target]), retry);
         }
         self.send(msg);
@@ -668,7 +661,7 @@ impl Session {
     }
 
     fn data_retry(&self) -> Option<Retry> {
-        self.data_timer.map(|(i, r)| Retry::new(self.now, i, r))
+        self.data.retry(self.now)
     }
 
     fn control_retry(&self) -> Retry {
@@ -859,7 +852,7 @@ impl Session {
             Kind::Msg => self.on_data(inb, false),
             Kind::RtxReply => self.on_data(inb, true),
             Kind::MsgAck => {
-                if !self.sender.on_ack(inb.message_id, &inb.source) {
+                if !self.data.sender.on_ack(inb.message_id, &inb.source) {
                     self.counters.record(DropReason::Duplicate);
                 }
             }
@@ -1034,7 +1027,7 @@ impl Session {
     /// Drops `name` from the member list and the data endpoints.
     fn forget_member(&mut self, name: &Name) {
         self.members.retain(|m| m != name);
-        self.sender.forget_endpoint(name);
+        self.data.sender.forget_endpoint(name);
         self.liveness.forget(name);
         self.controls.forget_pinged(name);
     }
