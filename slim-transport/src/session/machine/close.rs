@@ -8,6 +8,7 @@
 //! event). Nothing here reads a clock.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use crate::Name;
 use crate::wire::{
@@ -21,6 +22,7 @@ use super::Session;
 use super::controls::{Purpose, Waiting};
 use super::timers::Timer;
 
+/// Where a session is on its way from open to dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Lifecycle {
     Open,
@@ -31,6 +33,30 @@ pub(super) enum Lifecycle {
     /// Closed; still answers repeated GROUP_CLOSE / LEAVE_REQUEST until
     /// [`Timer::Linger`].
     Closed,
+}
+
+impl Lifecycle {
+    /// The app asked to close: an open session starts draining; anything
+    /// further along ignores it (closing is idempotent).
+    pub(super) fn request_close(&mut self) -> bool {
+        if *self != Lifecycle::Open {
+            return false;
+        }
+        *self = Lifecycle::Draining;
+        true
+    }
+
+    /// The close protocol may start: close was requested and every sent
+    /// MSG is acknowledged.
+    pub(super) fn ready_to_close(self, all_acked: bool) -> bool {
+        self == Lifecycle::Draining && all_acked
+    }
+
+    /// How long a closed session keeps answering repeated close and leave
+    /// requests: as long as a peer retries them.
+    pub(super) fn linger(interval: Duration, retries: u32) -> Duration {
+        interval * (retries + 1)
+    }
 }
 
 // The facade's side of closing.
@@ -118,11 +144,41 @@ impl Session {
         self.timers.stop(Timer::Ping);
         self.timers.stop(Timer::Watchdog);
         self.liveness.stop();
-        let grace = self.control_interval * (self.control_retries + 1);
+        let grace = Lifecycle::linger(self.control_interval, self.control_retries);
         self.lifecycle = Lifecycle::Closed;
         self.timers.set(Timer::Linger, self.now + grace);
         self.emit(SessionEvent::Closed {
             reason: reason.to_string(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_is_requested_once_and_only_while_open() {
+        let mut l = Lifecycle::Open;
+        assert!(l.request_close());
+        assert_eq!(l, Lifecycle::Draining);
+        assert!(!l.request_close());
+        for mut later in [Lifecycle::Closing, Lifecycle::Closed] {
+            assert!(!later.request_close());
+        }
+    }
+
+    #[test]
+    fn close_protocol_waits_while_sent_msgs_are_unacknowledged() {
+        assert!(!Lifecycle::Draining.ready_to_close(false));
+        assert!(Lifecycle::Draining.ready_to_close(true));
+        assert!(!Lifecycle::Open.ready_to_close(true));
+        assert!(!Lifecycle::Closing.ready_to_close(true));
+    }
+
+    #[test]
+    fn a_closed_session_lingers_as_long_as_a_peer_retries() {
+        let interval = Duration::from_millis(250);
+        assert_eq!(Lifecycle::linger(interval, 3), Duration::from_secs(1));
     }
 }

@@ -595,11 +595,10 @@ impl Session {
     /// gracefully. Ends with [`SessionEvent::Closed`]. Idempotent.
     pub fn close(&mut self, now: Instant) {
         self.tick(now);
-        if self.lifecycle != Lifecycle::Open {
+        if !self.lifecycle.request_close() {
             return;
         }
         self.cancel_jobs(SessionError::Closed);
-        self.lifecycle = Lifecycle::Draining;
         self.progress();
     }
 
@@ -817,7 +816,7 @@ impl Session {
         if self.moderator && self.lifecycle == Lifecycle::Open {
             self.start_next_job();
         }
-        if self.lifecycle == Lifecycle::Draining && self.all_acked() {
+        if self.lifecycle.ready_to_close(self.all_acked()) {
             self.start_close_protocol();
         }
         if self.all_acked()
