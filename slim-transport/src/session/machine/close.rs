@@ -64,7 +64,7 @@ impl Session {
     /// A closed session still answers repeated close/leave requests, so the
     /// moderator does not wait for acks that were lost.
     pub(super) fn handle_after_close(&mut self, inb: &Inbound) {
-        if self.moderator || inb.source != self.moderator_name {
+        if self.is_moderator() || inb.source != self.moderator_name {
             return self.drop_msg(DropReason::Unexpected);
         }
         match inb.kind {
@@ -75,7 +75,7 @@ impl Session {
     }
 
     pub(super) fn start_close_protocol(&mut self) {
-        if self.moderator {
+        if self.is_moderator() {
             let others = self.others();
             if others.is_empty() {
                 return self.finish_close("closed");
@@ -98,7 +98,7 @@ impl Session {
                 Purpose::Close,
             );
         } else {
-            if !self.welcomed {
+            if !self.is_established() {
                 return self.finish_close("left the session");
             }
             let mid = self.fresh_control_id();
@@ -140,10 +140,12 @@ impl Session {
             self.deliver_ready(&source, ready);
         }
         self.controls.clear();
-        self.held_back.clear();
+        if let Some(m) = self.moderator_mut() {
+            m.held_back.clear();
+            m.liveness.stop();
+        }
         self.timers.stop(Timer::Ping);
         self.timers.stop(Timer::Watchdog);
-        self.liveness.stop();
         let grace = Lifecycle::linger(self.control_interval, self.control_retries);
         self.lifecycle = Lifecycle::Closed;
         self.timers.set(Timer::Linger, self.now + grace);

@@ -349,7 +349,7 @@ impl Session {
             }
             return self.emit(SessionEvent::Message(msg));
         };
-        let fresh_start = self.moderator || self.kind == SessionKind::PointToPoint;
+        let fresh_start = self.is_moderator() || self.kind == SessionKind::PointToPoint;
         let stream = self.data.stream(&source, fresh_start);
         if inb.incoming_conn.is_some() {
             stream.last_conn = inb.incoming_conn;

@@ -19,6 +19,7 @@ use crate::wire::{
 use super::super::packet::GROUP_FANOUT;
 use super::super::{MAX_PING_FAILURES, PING_INTERVAL, SessionKind};
 use super::controls::{Purpose, Waiting};
+use super::role::Role;
 use super::timers::Timer;
 use super::{Lifecycle, Session};
 
@@ -110,9 +111,12 @@ impl Liveness {
 // The facade's side: ping rounds are control requests to every member.
 impl Session {
     pub(super) fn ping_round(&mut self) {
-        self.timers
-            .set(Timer::Ping, self.now + self.liveness.interval());
-        if let Some(id) = self.liveness.take_round()
+        let Some(l) = self.liveness_mut() else {
+            return;
+        };
+        let (interval, previous) = (l.interval(), l.take_round());
+        self.timers.set(Timer::Ping, self.now + interval);
+        if let Some(id) = previous
             && let Some(c) = self.controls.remove(id)
         {
             self.count_missed(c.waiting);
@@ -131,7 +135,9 @@ impl Session {
         let mid = self.fresh_control_id();
         let mut msg = self.command_msg(&dst, fanout, Kind::Ping, mid, Cmd::Ping(PingPayload {}));
         self.tag_epoch(&mut msg);
-        self.liveness.start_round(mid);
+        if let Some(l) = self.liveness_mut() {
+            l.start_round(mid);
+        }
         self.start_control(
             msg,
             Kind::Ping,
@@ -144,7 +150,11 @@ impl Session {
         let Waiting::Names(silent) = waiting else {
             return;
         };
-        for name in self.liveness.missed_round(&silent, &self.members) {
+        let gone = match &mut self.role {
+            Role::Moderator(m) => m.liveness.missed_round(&silent, &self.members),
+            Role::Participant(_) => Vec::new(),
+        };
+        for name in gone {
             warn!(session_id = self.id, member = %name, "member declared gone after missed pings");
             self.member_gone(&name, "peer unreachable");
             if self.is_closed() {

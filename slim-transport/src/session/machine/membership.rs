@@ -311,29 +311,59 @@ impl<T> CommitQueue<T> {
 
 // The facade's side of the jobs (moderator) and of the commits (participant).
 impl Session {
-    pub(super) fn push_job_invite(&mut self, member: Name) -> JobId {
-        self.jobs.push(|id| Job::Invite { id, member })
+    /// Queues an invite of `member` (moderators only).
+    pub(super) fn push_job_invite(&mut self, member: Name) -> Result<JobId, SessionError> {
+        let jobs = self.jobs_mut().ok_or(SessionError::NotModerator)?;
+        Ok(jobs.push(|id| Job::Invite { id, member }))
     }
 
     /// Queues the job `job(id)` under a fresh id and starts it if idle.
-    pub(super) fn queue_job(&mut self, job: impl FnOnce(JobId) -> Job) -> JobId {
-        let id = self.jobs.push(job);
+    pub(super) fn queue_job(
+        &mut self,
+        job: impl FnOnce(JobId) -> Job,
+    ) -> Result<JobId, SessionError> {
+        let id = self.jobs_mut().ok_or(SessionError::NotModerator)?.push(job);
         self.progress();
-        id
+        Ok(id)
+    }
+
+    fn start_job(&mut self, job: Option<JobId>, stage: Stage) {
+        if let Some(j) = self.jobs_mut() {
+            j.start(job, stage);
+        }
+    }
+
+    fn set_job_stage(&mut self, stage: Stage) {
+        if let Some(j) = self.jobs_mut() {
+            j.set_stage(stage);
+        }
+    }
+
+    /// Numbers the commit the moderator just produced. A participant never
+    /// produces one; it would get id 0, which every member treats as
+    /// already applied.
+    fn next_commit(&mut self, content: Vec<u8>) -> MlsPayload {
+        match self.jobs_mut() {
+            Some(j) => j.next_commit(content),
+            None => MlsPayload {
+                commit_id: 0,
+                mls_content: content,
+            },
+        }
     }
 
     pub(super) fn start_next_job(&mut self) {
         while self.lifecycle == Lifecycle::Open {
-            let Some(job) = self.jobs.next() else {
+            let Some(job) = self.jobs_mut().and_then(Jobs::next) else {
                 return;
             };
             match job {
                 Job::Invite { id, member } => {
-                    self.jobs.start(Some(id), Stage::Discovering);
+                    self.start_job(Some(id), Stage::Discovering);
                     self.send_discovery(&member);
                 }
                 Job::InviteMany { id, members } => {
-                    self.jobs.start(
+                    self.start_job(
                         Some(id),
                         Stage::Batch(Batch {
                             discovering: members.clone(),
@@ -355,11 +385,11 @@ impl Session {
                     let before = self.members.clone();
                     self.forget_member(&member);
                     self.emit(SessionEvent::MemberLeft(member.clone()));
-                    self.jobs.start(Some(id), Stage::Leaving);
+                    self.start_job(Some(id), Stage::Leaving);
                     self.announce_removal(&member, &before, true);
                 }
                 Job::Announce { removed, before } => {
-                    self.jobs.start(None, Stage::Leaving);
+                    self.start_job(None, Stage::Leaving);
                     self.announce_removal(&removed, &before, false);
                 }
             }
@@ -395,7 +425,7 @@ impl Session {
                 None
             }
         };
-        let mls = commit.map(|c| self.jobs.next_commit(c));
+        let mls = commit.and_then(|c| self.jobs_mut().map(|j| j.next_commit(c)));
         if before.len() > 2 {
             let waiting: BTreeSet<Name> = before
                 .iter()
@@ -415,7 +445,7 @@ impl Session {
                     mls,
                 }),
             );
-            self.jobs.set_stage(Stage::Removing {
+            self.set_job_stage(Stage::Removing {
                 member: removed.clone(),
                 leave,
             });
@@ -433,7 +463,7 @@ impl Session {
     }
 
     pub(super) fn after_group_remove(&mut self) {
-        let next = match self.jobs.stage() {
+        let next = match self.jobs().and_then(Jobs::stage) {
             Some(Stage::Removing {
                 member,
                 leave: true,
@@ -447,7 +477,7 @@ impl Session {
     }
 
     pub(super) fn send_leave_request(&mut self, member: &Name) {
-        self.jobs.set_stage(Stage::Leaving);
+        self.set_job_stage(Stage::Leaving);
         let mid = self.fresh_control_id();
         let msg = self.command_msg(
             member,
@@ -474,7 +504,7 @@ impl Session {
         if self.kind == SessionKind::PointToPoint {
             self.destination = peer.clone();
         }
-        self.jobs.set_stage(Stage::Joining { peer: peer.clone() });
+        self.set_job_stage(Stage::Joining { peer: peer.clone() });
         self.send_join_request(peer);
     }
 
@@ -485,9 +515,11 @@ impl Session {
             self.events
                 .push_back(Event::Subscribe(self.destination.clone()));
         }
-        if !self.group_created {
+        if self.moderator_state().is_some_and(|m| !m.group_created) {
             self.crypto.create_group()?;
-            self.group_created = true;
+            if let Some(m) = self.moderator_mut() {
+                m.group_created = true;
+            }
         }
         Ok(())
     }
@@ -524,11 +556,11 @@ impl Session {
     }
 
     pub(super) fn in_batch(&self) -> bool {
-        self.jobs.in_batch()
+        self.jobs().is_some_and(Jobs::in_batch)
     }
 
     pub(super) fn batch(&mut self) -> Option<&mut Batch> {
-        self.jobs.batch()
+        self.jobs_mut().and_then(Jobs::batch)
     }
 
     pub(super) fn batch_discovered(&mut self, peer: Name) {
@@ -560,7 +592,7 @@ impl Session {
             Err(e) => return self.fail_job(e.into()),
         };
         let welcome = added.map(|a| {
-            let commit = self.jobs.next_commit(a.commit);
+            let commit = self.next_commit(a.commit);
             MlsPayload {
                 commit_id: commit.commit_id,
                 mls_content: a.welcome,
@@ -601,7 +633,9 @@ impl Session {
         }
         let added = std::mem::take(&mut b.added);
         for peer in added {
-            self.liveness.heard_from(&peer);
+            if let Some(l) = self.liveness_mut() {
+                l.heard_from(&peer);
+            }
             self.emit(SessionEvent::MemberJoined(peer));
         }
         self.finish_job(Ok(()));
@@ -642,7 +676,7 @@ impl Session {
     }
 
     pub(super) fn after_join(&mut self, reply: &Inbound) {
-        let Some(Stage::Joining { peer }) = self.jobs.stage() else {
+        let Some(Stage::Joining { peer }) = self.jobs().and_then(Jobs::stage) else {
             return;
         };
         let peer = peer.clone();
@@ -657,7 +691,7 @@ impl Session {
         self.members.push(peer.clone());
         let (commit, welcome) = match added {
             Some(a) => {
-                let commit = self.jobs.next_commit(a.commit);
+                let commit = self.next_commit(a.commit);
                 let welcome = MlsPayload {
                     commit_id: commit.commit_id,
                     mls_content: a.welcome,
@@ -668,7 +702,10 @@ impl Session {
         };
         if self.kind == SessionKind::PointToPoint {
             // The peer is a data endpoint from now on: flush early publishes.
-            let held: Vec<_> = self.held_back.drain(..).collect();
+            let held: Vec<_> = self
+                .moderator_mut()
+                .map(|m| m.held_back.drain(..).collect())
+                .unwrap_or_default();
             for (payload, metadata) in held {
                 if let Err(e) = self.send_sequenced(&peer, 1, payload, metadata, vec![peer.clone()])
                 {
@@ -724,14 +761,14 @@ impl Session {
             Purpose::Welcome,
         );
         outstanding += 1;
-        self.jobs.set_stage(Stage::Welcoming { peer, outstanding });
+        self.set_job_stage(Stage::Welcoming { peer, outstanding });
     }
 
     pub(super) fn welcome_part_done(&mut self) {
         let Some(Active {
             stage: Stage::Welcoming { peer, outstanding },
             ..
-        }) = self.jobs.active.as_mut()
+        }) = self.jobs_mut().and_then(|j| j.active.as_mut())
         else {
             return;
         };
@@ -740,13 +777,15 @@ impl Session {
             return;
         }
         let peer = peer.clone();
-        self.liveness.heard_from(&peer);
+        if let Some(l) = self.liveness_mut() {
+            l.heard_from(&peer);
+        }
         self.emit(SessionEvent::MemberJoined(peer));
         self.finish_job(Ok(()));
     }
 
     pub(super) fn finish_job(&mut self, result: Result<(), SessionError>) {
-        let Some(active) = self.jobs.take_active() else {
+        let Some(active) = self.jobs_mut().and_then(Jobs::take_active) else {
             return;
         };
         self.controls.cancel_job_requests();
@@ -774,7 +813,10 @@ impl Session {
     pub(super) fn cancel_jobs(&mut self, e: SessionError) {
         // Job requests exist only while a job runs; without one this is a no-op.
         self.controls.cancel_job_requests();
-        let done = self.jobs.cancel_all(&e);
+        let done = self
+            .jobs_mut()
+            .map(|j| j.cancel_all(&e))
+            .unwrap_or_default();
         self.events.extend(done);
     }
 
@@ -802,12 +844,14 @@ impl Session {
             self.cancel_jobs(SessionError::Closed);
             self.finish_close(p2p_reason);
         } else {
-            self.jobs.push_announcement(member.clone(), before);
+            if let Some(j) = self.jobs_mut() {
+                j.push_announcement(member.clone(), before);
+            }
         }
     }
 
     pub(super) fn on_welcome(&mut self, inb: &Inbound) {
-        if self.welcomed {
+        if self.is_established() {
             return self.send_group_ack(inb);
         }
         let Some(Cmd::GroupWelcome(w)) = inb.command() else {
@@ -829,9 +873,13 @@ impl Session {
                 warn!(session_id = self.id, error = %e, "welcome rejected");
                 return self.drop_msg(DropReason::DecryptFailed);
             }
-            self.commits.applied(mls.commit_id);
+            if let Some(p) = self.participant_mut() {
+                p.commits.applied(mls.commit_id);
+            }
         }
-        self.welcomed = true;
+        if let Some(p) = self.participant_mut() {
+            p.welcomed = true;
+        }
         if !participants.contains(&self.local) {
             warn!(
                 session_id = self.id,
@@ -858,7 +906,7 @@ impl Session {
     }
 
     pub(super) fn on_commit(&mut self, inb: Inbound) {
-        if !self.welcomed {
+        if !self.is_established() {
             // Not acked: the moderator retransmits once we are welcomed.
             return self.drop_msg(DropReason::Unexpected);
         }
@@ -870,7 +918,10 @@ impl Session {
         let Some(commit_id) = commit_id.filter(|_| self.crypto.enabled()) else {
             return self.apply_commit(&inb);
         };
-        match self.commits.offer(commit_id, inb) {
+        let Some(p) = self.participant_mut() else {
+            return self.drop_msg(DropReason::Unexpected);
+        };
+        match p.commits.offer(commit_id, inb) {
             Offer::Duplicate(inb) => {
                 // Already applied: acknowledge again, apply nothing.
                 self.counters.record(DropReason::Duplicate);
@@ -879,9 +930,11 @@ impl Session {
             Offer::Refused => self.drop_msg(DropReason::OutOfRange),
             Offer::Buffered => {}
             Offer::Ready => {
-                while let Some((id, next)) = self.commits.pop_next() {
+                while let Some((id, next)) =
+                    self.participant_mut().and_then(|p| p.commits.pop_next())
+                {
                     self.apply_commit(&next);
-                    if self.commits.last() != id {
+                    if self.participant_state().map(|p| p.commits.last()) != Some(id) {
                         break;
                     }
                 }
@@ -924,7 +977,9 @@ impl Session {
                 warn!(session_id = self.id, error = %e, "commit rejected");
                 return self.drop_msg(DropReason::DecryptFailed);
             }
-            self.commits.applied(mls.commit_id);
+            if let Some(p) = self.participant_mut() {
+                p.commits.applied(mls.commit_id);
+            }
         }
         if added {
             for p in participants {

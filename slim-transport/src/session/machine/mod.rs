@@ -6,6 +6,22 @@
 //! [`Session::handle_timeout`]; outputs: [`Session::poll_transmit`],
 //! [`Session::poll_timeout`], [`Session::poll_event`]. It must not do I/O,
 //! read clocks or panic on anything a peer sends.
+//!
+//! Laid out as quinn-proto's `connection/`: this file is the facade
+//! (construction, the sans-IO surface, app commands, stamping and sending,
+//! inbound dispatch, what a completed or failed control request means); each
+//! sub-state is a type of its own, tested alone with hand-driven time:
+//! * `controls`: pending control requests, their retries and replies;
+//! * `membership`: the moderator's invite/remove jobs and the commit queue;
+//! * `liveness`: ping rounds, missed counts, the participant's watchdog;
+//! * `data`: sequencing, send window, acks, RTX, ordering, delivery;
+//! * `close`: the lifecycle from open to dropped and the close protocol;
+//! * `role`: moderator or participant, each with the state only it keeps;
+//! * `timers`: the session-wide timer table `poll_timeout` starts from.
+//!
+//! The session core is generation-neutral (v1-shaped messages); SLIM v3 is
+//! a codec at the edge (`crate::codec3`) that only hands in an AAD hook
+//! through [`super::Context`].
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -28,7 +44,7 @@ use super::reliable::Retry;
 use super::reliable::{Sender, Stream};
 use super::{
     Context, Counters, DEFAULT_INTERVAL, DEFAULT_MAX_RETRIES, DropReason, Event, InboundFilter,
-    JobId, PING_INTERVAL, SessionConfig, SessionCrypto, SessionError, SessionEvent, SessionKind,
+    JobId, SessionConfig, SessionCrypto, SessionError, SessionEvent, SessionKind,
 };
 
 mod close;
@@ -36,6 +52,7 @@ mod controls;
 mod data;
 mod liveness;
 mod membership;
+mod role;
 mod timers;
 
 use close::Lifecycle;
@@ -44,16 +61,15 @@ use data::Data;
 use liveness::{Liveness, WATCHDOG_PERIOD};
 pub(crate) use membership::{CommitQueue, Offer};
 use membership::{Job, Jobs, Stage};
+use role::{ModeratorState, ParticipantState, Role};
 use timers::{Timer, Timers};
-
-/// How far past the last applied `commit_id` a participant buffers commits.
-const MAX_COMMITS_AHEAD: u32 = 1024;
 
 /// One SLIM session, moderator or participant. See the module docs.
 pub struct Session {
     id: u32,
     kind: SessionKind,
-    moderator: bool,
+    /// Moderator or participant, with what only that role keeps.
+    role: Role,
     ctx: Context,
     rng: StdRng,
     crypto: Box<dyn SessionCrypto>,
@@ -71,23 +87,9 @@ pub struct Session {
     lifecycle: Lifecycle,
     /// Sequencing, acks, RTX, ordering and delivery of MSGs.
     data: Data,
-    /// P2P moderator: MSGs published before the peer is known.
-    held_back: VecDeque<(Vec<u8>, HashMap<String, String>)>,
     controls: Controls,
-    /// Moderator: invites and removes, one at a time.
-    jobs: Jobs,
     channel_subscribed: bool,
-    group_created: bool,
-    /// Moderator: ping rounds and missed counts.
-    liveness: Liveness,
     timers: Timers,
-    // Participant state.
-    welcomed: bool,
-    join_reply: Option<wire::Message>,
-    /// Participant: GROUP_ADD/GROUP_REMOVE in `commit_id` order.
-    commits: CommitQueue<Inbound>,
-    /// GROUP_CLOSE received; answered once our MSGs are acknowledged.
-    close_ack: Option<Inbound>,
     outbox: VecDeque<wire::Message>,
     events: VecDeque<Event>,
     counters: Counters,
@@ -103,7 +105,7 @@ impl std::fmt::Debug for Session {
         f.debug_struct("Session")
             .field("id", &self.id)
             .field("kind", &self.kind)
-            .field("moderator", &self.moderator)
+            .field("moderator", &self.is_moderator())
             .field("local", &self.local)
             .field("destination", &self.destination)
             .field("members", &self.members)
@@ -117,7 +119,7 @@ struct Basics {
     ctx: Context,
     id: u32,
     kind: SessionKind,
-    moderator: bool,
+    role: Role,
     local: Name,
     destination: Name,
     now: Instant,
@@ -129,7 +131,7 @@ impl Session {
             ctx,
             id,
             kind,
-            moderator,
+            role,
             local,
             destination,
             now,
@@ -137,7 +139,7 @@ impl Session {
         Self {
             id,
             kind,
-            moderator,
+            role,
             rng,
             crypto,
             now,
@@ -150,17 +152,9 @@ impl Session {
             metadata: HashMap::new(),
             lifecycle: Lifecycle::Open,
             data: Data::new(None),
-            held_back: VecDeque::new(),
             controls: Controls::default(),
-            jobs: Jobs::default(),
             channel_subscribed: false,
-            group_created: false,
-            liveness: Liveness::new(PING_INTERVAL),
             timers: Timers::default(),
-            welcomed: false,
-            join_reply: None,
-            commits: CommitQueue::new(0, MAX_COMMITS_AHEAD, MAX_COMMITS_AHEAD as usize),
-            close_ack: None,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
@@ -187,7 +181,7 @@ impl Session {
             ctx,
             id,
             kind: config.kind,
-            moderator: true,
+            role: Role::Moderator(ModeratorState::new(Liveness::new(config.ping_interval))),
             local,
             destination: dest.clone(),
             now,
@@ -202,13 +196,14 @@ impl Session {
         };
         s.data = Data::new(reliability);
         s.metadata = config.metadata.clone();
-        s.liveness = Liveness::new(config.ping_interval);
-        s.timers.set(Timer::Ping, now + s.liveness.interval());
+        if let Some(interval) = s.moderator_state().map(|m| m.liveness.interval()) {
+            s.timers.set(Timer::Ping, now + interval);
+        }
         let job = match config.kind {
             SessionKind::PointToPoint => {
-                let id = s.push_job_invite(dest.clone());
+                let id = s.push_job_invite(dest.clone()).ok();
                 s.progress();
-                Some(id)
+                id
             }
             SessionKind::Group => None,
         };
@@ -254,7 +249,7 @@ impl Session {
             ctx,
             id: join.session_id,
             kind,
-            moderator: false,
+            role: Role::Participant(ParticipantState::default()),
             local,
             destination,
             now,
@@ -282,7 +277,9 @@ impl Session {
             join.message_id,
             Cmd::JoinReply(JoinReplyPayload { key_package }),
         );
-        s.join_reply = Some(reply.clone());
+        if let Some(p) = s.participant_mut() {
+            p.join_reply = Some(reply.clone());
+        }
         if let Some(conn) = join.incoming_conn {
             s.events.push_back(Event::Route {
                 name: join.source.clone(),
@@ -302,7 +299,7 @@ impl Session {
         self.kind
     }
     pub fn is_moderator(&self) -> bool {
-        self.moderator
+        self.role.is_moderator()
     }
     /// Our full name in this session.
     pub fn local_name(&self) -> &Name {
@@ -329,7 +326,7 @@ impl Session {
     }
     /// Participant: the welcome was processed.
     pub fn is_established(&self) -> bool {
-        self.moderator || self.welcomed
+        self.role.is_established()
     }
     pub fn counters(&self) -> Counters {
         self.counters
@@ -419,7 +416,7 @@ impl Session {
         self.sender_timeouts();
         self.stream_timeouts();
         self.control_timeouts();
-        if self.moderator {
+        if self.is_moderator() {
             if self.timers.is_expired(Timer::Ping, now) {
                 self.ping_round();
             }
@@ -443,8 +440,10 @@ impl Session {
         self.check_open()?;
         match self.kind {
             SessionKind::PointToPoint => {
-                if self.moderator && self.members.len() < 2 {
-                    self.held_back.push_back((payload, metadata));
+                if self.members.len() < 2
+                    && let Some(m) = self.moderator_mut()
+                {
+                    m.held_back.push_back((payload, metadata));
                     return Ok(());
                 }
                 let peer = self.destination.clone();
@@ -523,7 +522,7 @@ impl Session {
         if !member.has_null_id() && self.members.contains(member) {
             return Err(SessionError::AlreadyMember(member.clone()));
         }
-        let id = self.push_job_invite(member.clone());
+        let id = self.push_job_invite(member.clone())?;
         self.progress();
         Ok(id)
     }
@@ -537,7 +536,7 @@ impl Session {
     ) -> Result<(), SessionError> {
         self.tick(now);
         self.check_open()?;
-        if !self.moderator {
+        if !self.is_moderator() {
             return Err(SessionError::NotModerator);
         }
         if self.kind == SessionKind::PointToPoint {
@@ -558,7 +557,7 @@ impl Session {
             now,
             "a point-to-point session invites its peer when created",
         )?;
-        if self.members.len() > 1 || !self.jobs.is_empty() {
+        if self.members.len() > 1 || !self.jobs().is_none_or(Jobs::is_empty) {
             return Err(SessionError::Unsupported(
                 "invite_many is for the first invites of a group; use invite",
             ));
@@ -573,7 +572,7 @@ impl Session {
             }
         }
         let members = members.to_vec();
-        Ok(self.queue_job(|id| Job::InviteMany { id, members }))
+        self.queue_job(|id| Job::InviteMany { id, members })
     }
 
     /// Moderator of a group: removes `member` (GROUP_REMOVE to the others if
@@ -587,7 +586,7 @@ impl Session {
             return Err(SessionError::NotAMember(member.clone()));
         }
         let member = member.clone();
-        Ok(self.queue_job(|id| Job::Remove { id, member }))
+        self.queue_job(|id| Job::Remove { id, member })
     }
 
     /// Closes the session: after outstanding MSGs are acknowledged, a
@@ -813,14 +812,14 @@ impl Session {
         if !self.is_closed() {
             self.release_window();
         }
-        if self.moderator && self.lifecycle == Lifecycle::Open {
+        if self.is_moderator() && self.lifecycle == Lifecycle::Open {
             self.start_next_job();
         }
         if self.lifecycle.ready_to_close(self.all_acked()) {
             self.start_close_protocol();
         }
         if self.all_acked()
-            && let Some(close) = self.close_ack.take()
+            && let Some(close) = self.participant_mut().and_then(|p| p.close_ack.take())
         {
             self.send_group_ack(&close);
             self.finish_close("closed by the moderator");
@@ -847,6 +846,7 @@ impl Session {
         if self.is_closed() {
             return self.handle_after_close(&inb);
         }
+        let moderator = self.is_moderator();
         match inb.kind {
             Kind::Msg => self.on_data(inb, false),
             Kind::RtxReply => self.on_data(inb, true),
@@ -861,17 +861,17 @@ impl Session {
                     self.outbox.push_back(reply);
                 }
             }
-            Kind::DiscoveryReply | Kind::JoinReply | Kind::GroupAck if self.moderator => {
+            Kind::DiscoveryReply | Kind::JoinReply | Kind::GroupAck if moderator => {
                 self.on_control_reply(&inb)
             }
-            Kind::Ping if self.moderator => self.on_control_reply(&inb),
+            Kind::Ping if moderator => self.on_control_reply(&inb),
             Kind::LeaveReply => self.on_control_reply(&inb),
-            Kind::LeaveRequest if self.moderator => self.on_leave_request_at_moderator(&inb),
-            _ if self.moderator => self.drop_msg(DropReason::Unexpected),
+            Kind::LeaveRequest if moderator => self.on_leave_request_at_moderator(&inb),
+            _ if moderator => self.drop_msg(DropReason::Unexpected),
             // Participant: control comes from the moderator only.
             _ if inb.source != self.moderator_name => self.drop_msg(DropReason::Unexpected),
             Kind::JoinRequest => {
-                if let Some(r) = self.join_reply.clone() {
+                if let Some(r) = self.participant_state().and_then(|p| p.join_reply.clone()) {
                     self.send(r);
                 }
             }
@@ -882,7 +882,9 @@ impl Session {
                 // (and our close) waits until every member acknowledged them.
                 self.cancel_jobs(SessionError::Closed);
                 self.lifecycle = Lifecycle::Closing;
-                self.close_ack = Some(inb);
+                if let Some(p) = self.participant_mut() {
+                    p.close_ack = Some(inb);
+                }
             }
             Kind::LeaveRequest => {
                 self.send_leave_reply(&inb);
@@ -951,8 +953,10 @@ impl Session {
         {
             Err(r) => self.drop_msg(r),
             Ok(a) => {
-                if a.purpose == Purpose::Ping {
-                    self.liveness.heard_from(&inb.source);
+                if a.purpose == Purpose::Ping
+                    && let Some(l) = self.liveness_mut()
+                {
+                    l.heard_from(&inb.source);
                 }
                 if a.done {
                     self.control_done(a.purpose, inb);
@@ -983,7 +987,9 @@ impl Session {
             Purpose::GroupRemove => self.after_group_remove(),
             Purpose::Leave => self.finish_job(Ok(())),
             Purpose::Ping => {
-                self.liveness.round_over(reply.message_id);
+                if let Some(l) = self.liveness_mut() {
+                    l.round_over(reply.message_id);
+                }
             }
             Purpose::Close => self.finish_close("closed"),
             Purpose::GracefulLeave => self.finish_close("left the session"),
@@ -1005,7 +1011,7 @@ impl Session {
             }),
             Purpose::Join => self.fail_job(SessionError::Timeout { what: "join" }),
             Purpose::Welcome | Purpose::GroupAdd => {
-                if let Some(Stage::Welcoming { peer, .. }) = self.jobs.stage() {
+                if let Some(Stage::Welcoming { peer, .. }) = self.jobs().and_then(Jobs::stage) {
                     let peer = peer.clone();
                     self.forget_member(&peer);
                 }
@@ -1015,7 +1021,9 @@ impl Session {
             Purpose::GroupRemove => self.after_group_remove(),
             Purpose::Leave => self.finish_job(Ok(())),
             Purpose::Ping => {
-                self.liveness.round_over(id);
+                if let Some(l) = self.liveness_mut() {
+                    l.round_over(id);
+                }
                 self.count_missed(c.waiting);
             }
             Purpose::Close => self.finish_close("closed"),
@@ -1027,7 +1035,9 @@ impl Session {
     fn forget_member(&mut self, name: &Name) {
         self.members.retain(|m| m != name);
         self.data.sender.forget_endpoint(name);
-        self.liveness.forget(name);
+        if let Some(l) = self.liveness_mut() {
+            l.forget(name);
+        }
         self.controls.forget_pinged(name);
     }
 }
