@@ -100,6 +100,12 @@ impl SessionLayer {
         self.ctx.aad = Some(aad);
     }
 
+    /// Sessions created from now on note their MLS epoch on outbound pings
+    /// (see [`Context::ping_epoch`]).
+    pub fn set_ping_epoch(&mut self, on: bool) {
+        self.ctx.ping_epoch = on;
+    }
+
     pub fn context(&self) -> &Context {
         &self.ctx
     }

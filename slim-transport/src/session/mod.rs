@@ -326,6 +326,11 @@ pub struct Context {
     /// Set by a SLIM v3 edge: MSG payloads are encrypted with this AAD and
     /// keep the identity they were stamped with on every retransmission.
     pub aad: Option<AadFn>,
+    /// Set by an edge whose wire carries the member's MLS epoch on pings
+    /// (SLIM v3 heartbeats): outbound PINGs note it under
+    /// [`packet::keys::MLS_EPOCH`] for the codec to move into place. The
+    /// session core itself knows no wire generation.
+    pub ping_epoch: bool,
 }
 
 impl std::fmt::Debug for Context {

@@ -771,12 +771,12 @@ impl Session {
         }
     }
 
-    /// Notes this member's MLS epoch on an outbound PING for the v3 edge
-    /// (see [`keys::MLS_EPOCH`]). Only behind that edge (its AAD hook is
-    /// the sign of it), and only with MLS.
+    /// Notes this member's MLS epoch on an outbound PING (see
+    /// [`keys::MLS_EPOCH`]) when the edge asked for it
+    /// ([`Context::ping_epoch`]), and only with MLS.
     fn tag_epoch(&self, msg: &mut wire::Message) {
         msg.metadata.remove(keys::MLS_EPOCH);
-        if self.ctx.aad.is_none() {
+        if !self.ctx.ping_epoch {
             return;
         }
         if let Some(epoch) = self.crypto.epoch() {
