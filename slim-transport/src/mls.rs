@@ -553,9 +553,22 @@ impl MlsState {
         verifier: Arc<dyn IdentityVerifier>,
         suite: Ciphersuite,
     ) -> Result<Self, MlsError> {
-        let mut s = Self::with_clock(identity, verifier, Arc::new(unix_now))?;
-        s.suite = suite;
-        s.signer = new_signer(suite)?;
+        Self::with_suite_and_clock(identity, verifier, suite, Arc::new(unix_now))
+    }
+
+    /// A fresh state of ciphersuite `suite` whose token minting and checking
+    /// use `clock`.
+    pub fn with_suite_and_clock(
+        identity: SharedSecret,
+        verifier: Arc<dyn IdentityVerifier>,
+        suite: Ciphersuite,
+        clock: Clock,
+    ) -> Result<Self, MlsError> {
+        let mut s = Self::with_clock(identity, verifier, clock)?;
+        if suite != s.suite {
+            s.suite = suite;
+            s.signer = new_signer(suite)?;
+        }
         Ok(s)
     }
 

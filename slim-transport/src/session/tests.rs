@@ -1312,16 +1312,17 @@ impl super::SessionCrypto for TestCrypto {
     fn enabled(&self) -> bool {
         true
     }
-    fn key_package(&mut self) -> Result<Option<Vec<u8>>, super::CryptoError> {
+    fn key_package(&mut self, _now: u64) -> Result<Option<Vec<u8>>, super::CryptoError> {
         Ok(Some(b"kp".to_vec()))
     }
-    fn create_group(&mut self) -> Result<(), super::CryptoError> {
+    fn create_group(&mut self, _now: u64) -> Result<(), super::CryptoError> {
         Ok(())
     }
     fn add_member(
         &mut self,
         _member: &Name,
         key_package: Option<&[u8]>,
+        _now: u64,
     ) -> Result<Option<super::AddOutput>, super::CryptoError> {
         if key_package != Some(b"kp".as_slice()) {
             return Err(super::CryptoError::BadInput("no key package".into()));
@@ -1335,6 +1336,7 @@ impl super::SessionCrypto for TestCrypto {
     fn add_members(
         &mut self,
         members: &[(Name, Option<Vec<u8>>)],
+        _now: u64,
     ) -> Result<Option<super::AddOutput>, super::CryptoError> {
         if members
             .iter()
@@ -1348,22 +1350,26 @@ impl super::SessionCrypto for TestCrypto {
             welcome: format!("welcome-{}", self.made).into_bytes(),
         }))
     }
-    fn remove_member(&mut self, _member: &Name) -> Result<Option<Vec<u8>>, super::CryptoError> {
+    fn remove_member(
+        &mut self,
+        _member: &Name,
+        _now: u64,
+    ) -> Result<Option<Vec<u8>>, super::CryptoError> {
         self.made += 1;
         Ok(Some(format!("commit-{}", self.made).into_bytes()))
     }
-    fn process_welcome(&mut self, welcome: &[u8]) -> Result<(), super::CryptoError> {
+    fn process_welcome(&mut self, welcome: &[u8], _now: u64) -> Result<(), super::CryptoError> {
         self.log.lock().unwrap().welcomes.push(welcome.to_vec());
         Ok(())
     }
-    fn process_commit(&mut self, commit: &[u8]) -> Result<(), super::CryptoError> {
+    fn process_commit(&mut self, commit: &[u8], _now: u64) -> Result<(), super::CryptoError> {
         self.log.lock().unwrap().commits.push(commit.to_vec());
         Ok(())
     }
     fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, super::CryptoError> {
         Ok([b"enc:".as_slice(), plaintext].concat())
     }
-    fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, super::CryptoError> {
+    fn decrypt(&mut self, ciphertext: &[u8], _now: u64) -> Result<Vec<u8>, super::CryptoError> {
         if !self.decrypted.insert(ciphertext.to_vec()) {
             return Err(super::CryptoError::Failed(
                 "generation already consumed".into(),

@@ -315,7 +315,7 @@ impl Session {
         let blob = if skip || unneeded {
             Vec::new()
         } else {
-            match self.crypto.decrypt(&payload.blob) {
+            match self.crypto.decrypt(&payload.blob, self.unix_now()) {
                 Ok(b) => b,
                 Err(_) => return self.drop_msg(DropReason::DecryptFailed),
             }

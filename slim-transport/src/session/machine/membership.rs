@@ -418,7 +418,7 @@ impl Session {
     /// GROUP_REMOVE to the channel when more than two were members, then
     /// (when `leave`) LEAVE_REQUEST to the removed member.
     pub(super) fn announce_removal(&mut self, removed: &Name, before: &[Name], leave: bool) {
-        let commit = match self.crypto.remove_member(removed) {
+        let commit = match self.crypto.remove_member(removed, self.unix_now()) {
             Ok(c) => c,
             Err(e) => {
                 warn!(session_id = self.id, error = %e, "MLS remove failed");
@@ -516,7 +516,7 @@ impl Session {
                 .push_back(Event::Subscribe(self.destination.clone()));
         }
         if self.moderator_state().is_some_and(|m| !m.group_created) {
-            self.crypto.create_group()?;
+            self.crypto.create_group(self.unix_now())?;
             if let Some(m) = self.moderator_mut() {
                 m.group_created = true;
             }
@@ -587,7 +587,7 @@ impl Session {
             return;
         }
         let joined = std::mem::take(&mut b.joined);
-        let added = match self.crypto.add_members(&joined) {
+        let added = match self.crypto.add_members(&joined, self.unix_now()) {
             Ok(a) => a,
             Err(e) => return self.fail_job(e.into()),
         };
@@ -684,7 +684,10 @@ impl Session {
             Some(Cmd::JoinReply(r)) => r.key_package.clone(),
             _ => None,
         };
-        let added = match self.crypto.add_member(&peer, key_package.as_deref()) {
+        let added = match self
+            .crypto
+            .add_member(&peer, key_package.as_deref(), self.unix_now())
+        {
             Ok(a) => a,
             Err(e) => return self.fail_job(e.into()),
         };
@@ -869,7 +872,10 @@ impl Session {
             let Some(mls) = &w.mls else {
                 return self.drop_msg(DropReason::Malformed);
             };
-            if let Err(e) = self.crypto.process_welcome(&mls.mls_content) {
+            if let Err(e) = self
+                .crypto
+                .process_welcome(&mls.mls_content, self.unix_now())
+            {
                 warn!(session_id = self.id, error = %e, "welcome rejected");
                 return self.drop_msg(DropReason::DecryptFailed);
             }
@@ -973,7 +979,10 @@ impl Session {
             let Some(mls) = mls else {
                 return self.drop_msg(DropReason::Malformed);
             };
-            if let Err(e) = self.crypto.process_commit(&mls.mls_content) {
+            if let Err(e) = self
+                .crypto
+                .process_commit(&mls.mls_content, self.unix_now())
+            {
                 warn!(session_id = self.id, error = %e, "commit rejected");
                 return self.drop_msg(DropReason::DecryptFailed);
             }

@@ -27,6 +27,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
+use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use tracing::{debug, warn};
 
@@ -72,6 +73,9 @@ pub struct Session {
     role: Role,
     ctx: Context,
     rng: StdRng,
+    /// Token nonces: a fork of `rng`, so minting does not move the
+    /// stream session, control and PUBLISH_TO ids are drawn from.
+    nonce_rng: StdRng,
     crypto: Box<dyn SessionCrypto>,
     now: Instant,
     local: Name,
@@ -140,6 +144,7 @@ impl Session {
             id,
             kind,
             role,
+            nonce_rng: fork(&rng),
             rng,
             crypto,
             now,
@@ -266,7 +271,7 @@ impl Session {
         s.metadata = join.metadata.clone();
         s.metadata.remove(keys::IS_MODERATOR);
         s.timers.set(Timer::Watchdog, now + WATCHDOG_PERIOD);
-        let key_package = s.crypto.key_package().map_err(|e| {
+        let key_package = s.crypto.key_package(s.unix_now()).map_err(|e| {
             warn!(session_id = s.id, error = %e, "no key package for JOIN_REPLY");
             DropReason::Unexpected
         })?;
@@ -739,14 +744,23 @@ impl Session {
             metadata,
         );
         let token = self
-            .ctx
-            .provider
-            .token_at(self.ctx.clock.unix(self.now))
+            .mint_token()
             .map_err(|e| SessionError::Identity(e.to_string()))?;
         packet::set_identity(&mut msg, token);
         let blob = self.crypto.encrypt_with_aad(payload, &aad(&msg))?;
         packet::set_content(&mut msg, app_content("msg", blob));
         Ok(msg)
+    }
+
+    /// `now` in Unix seconds, for identity tokens and MLS credentials.
+    fn unix_now(&self) -> u64 {
+        self.ctx.clock.unix(self.now)
+    }
+
+    /// An identity token for now, its nonce drawn from the session's RNG.
+    fn mint_token(&mut self) -> Result<String, crate::identity::IdentityError> {
+        let nonce = self.nonce_rng.random();
+        self.ctx.provider.token_with_nonce(self.unix_now(), nonce)
     }
 
     /// Stamps a fresh identity token and queues the message (a MSG sealed
@@ -759,7 +773,7 @@ impl Session {
             self.outbox.push_back(msg);
             return;
         }
-        match self.ctx.provider.token_at(self.ctx.clock.unix(self.now)) {
+        match self.mint_token() {
             Ok(token) => {
                 packet::set_identity(&mut msg, token);
                 self.outbox.push_back(msg);
@@ -857,7 +871,8 @@ impl Session {
             }
             Kind::RtxRequest => self.on_rtx_request(&inb),
             Kind::DiscoveryRequest => {
-                if let Some(reply) = discovery_reply(&self.ctx, &inb, self.now) {
+                let nonce = self.nonce_rng.random();
+                if let Some(reply) = discovery_reply(&self.ctx, &inb, self.now, nonce) {
                     self.outbox.push_back(reply);
                 }
             }
@@ -1042,9 +1057,20 @@ impl Session {
     }
 }
 
+/// An independent RNG derived from `rng` without drawing from it.
+pub(crate) fn fork(rng: &StdRng) -> StdRng {
+    StdRng::from_rng(&mut rng.clone())
+}
+
 /// The stateless DISCOVERY_REPLY to a DISCOVERY_REQUEST: source = the
 /// request's destination with our id, back along `incoming_conn`.
-pub(crate) fn discovery_reply(ctx: &Context, req: &Inbound, now: Instant) -> Option<wire::Message> {
+/// `nonce` is the randomness of its identity token, drawn by the caller.
+pub(crate) fn discovery_reply(
+    ctx: &Context,
+    req: &Inbound,
+    now: Instant,
+    nonce: [u8; 12],
+) -> Option<wire::Message> {
     let source = req.destination.with_id(ctx.app_name.id());
     let mut msg = Out {
         source: &source,
@@ -1059,7 +1085,10 @@ pub(crate) fn discovery_reply(ctx: &Context, req: &Inbound, now: Instant) -> Opt
     }
     .build();
     packet::set_forward_to(&mut msg, req.incoming_conn);
-    let token = ctx.provider.token_at(ctx.clock.unix(now)).ok()?;
+    let token = ctx
+        .provider
+        .token_with_nonce(ctx.clock.unix(now), nonce)
+        .ok()?;
     packet::set_identity(&mut msg, token);
     Some(msg)
 }
