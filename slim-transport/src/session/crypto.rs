@@ -9,7 +9,9 @@
 //! before acking and encrypting before buffering). An implementation of
 //! [`SessionCrypto`] owns only the MLS group state and the bytes. It must not
 //! send anything, keep timers or reorder anything; every call is synchronous
-//! and is made from the session's own task.
+//! and is made from the session's own task. Calls that mint or check
+//! credentials take `now` (Unix seconds) from the session: an implementation
+//! reads no clock of its own.
 //!
 //! All byte strings are serialized `MLSMessage` structures exactly as they
 //! travel in SLIM v1.3 (§e.4): key packages are `MLSMessage(KeyPackage)`,

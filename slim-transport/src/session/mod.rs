@@ -11,9 +11,13 @@
 //!
 //! What this module must not do: open sockets, spawn tasks, read the system
 //! clock or draw from a global RNG. Time comes in as `now: Instant`, wall
-//! time for tokens from the [`WallClock`] anchor, and randomness (session,
-//! control-message and PUBLISH_TO ids) from a seeded RNG. The async driver
-//! lives in `crate::app`.
+//! time for tokens and MLS credentials from the [`WallClock`] anchor (handed
+//! to [`SessionCrypto`] as `now`), and randomness (session, control-message
+//! and PUBLISH_TO ids, identity-token nonces) from a seeded RNG. The one
+//! exception is key material: MLS signing keys come from the OS-seeded
+//! CSPRNG inside `crate::mls`, and openmls's provider keeps its own
+//! randomness (a 64-bit seed must not decide a signing key). The async
+//! driver lives in `crate::app`.
 //!
 //! Differences from the official v1.3 stack, on purpose:
 //! * [`Session::publish_unicast`] sends a sequenced MSG to one member and
