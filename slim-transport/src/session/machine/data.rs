@@ -315,7 +315,7 @@ impl Session {
         let blob = if skip || unneeded {
             Vec::new()
         } else {
-            match self.crypto.decrypt(&payload.blob, self.unix_now()) {
+            match self.crypto.decrypt(&payload.blob, self.unix_secs()) {
                 Ok(b) => b,
                 Err(_) => return self.drop_msg(DropReason::DecryptFailed),
             }

@@ -418,7 +418,7 @@ impl Session {
     /// GROUP_REMOVE to the channel when more than two were members, then
     /// (when `leave`) LEAVE_REQUEST to the removed member.
     pub(super) fn announce_removal(&mut self, removed: &Name, before: &[Name], leave: bool) {
-        let commit = match self.crypto.remove_member(removed, self.unix_now()) {
+        let commit = match self.crypto.remove_member(removed, self.unix_secs()) {
             Ok(c) => c,
             Err(e) => {
                 warn!(session_id = self.id, error = %e, "MLS remove failed");
@@ -516,7 +516,7 @@ impl Session {
                 .push_back(Event::Subscribe(self.destination.clone()));
         }
         if self.moderator_state().is_some_and(|m| !m.group_created) {
-            self.crypto.create_group(self.unix_now())?;
+            self.crypto.create_group(self.unix_secs())?;
             if let Some(m) = self.moderator_mut() {
                 m.group_created = true;
             }
@@ -587,7 +587,7 @@ impl Session {
             return;
         }
         let joined = std::mem::take(&mut b.joined);
-        let added = match self.crypto.add_members(&joined, self.unix_now()) {
+        let added = match self.crypto.add_members(&joined, self.unix_secs()) {
             Ok(a) => a,
             Err(e) => return self.fail_job(e.into()),
         };
@@ -686,7 +686,7 @@ impl Session {
         };
         let added = match self
             .crypto
-            .add_member(&peer, key_package.as_deref(), self.unix_now())
+            .add_member(&peer, key_package.as_deref(), self.unix_secs())
         {
             Ok(a) => a,
             Err(e) => return self.fail_job(e.into()),
@@ -874,7 +874,7 @@ impl Session {
             };
             if let Err(e) = self
                 .crypto
-                .process_welcome(&mls.mls_content, self.unix_now())
+                .process_welcome(&mls.mls_content, self.unix_secs())
             {
                 warn!(session_id = self.id, error = %e, "welcome rejected");
                 return self.drop_msg(DropReason::DecryptFailed);
@@ -981,7 +981,7 @@ impl Session {
             };
             if let Err(e) = self
                 .crypto
-                .process_commit(&mls.mls_content, self.unix_now())
+                .process_commit(&mls.mls_content, self.unix_secs())
             {
                 warn!(session_id = self.id, error = %e, "commit rejected");
                 return self.drop_msg(DropReason::DecryptFailed);

@@ -271,7 +271,7 @@ impl Session {
         s.metadata = join.metadata.clone();
         s.metadata.remove(keys::IS_MODERATOR);
         s.timers.set(Timer::Watchdog, now + WATCHDOG_PERIOD);
-        let key_package = s.crypto.key_package(s.unix_now()).map_err(|e| {
+        let key_package = s.crypto.key_package(s.unix_secs()).map_err(|e| {
             warn!(session_id = s.id, error = %e, "no key package for JOIN_REPLY");
             DropReason::Unexpected
         })?;
@@ -753,14 +753,14 @@ impl Session {
     }
 
     /// `now` in Unix seconds, for identity tokens and MLS credentials.
-    fn unix_now(&self) -> u64 {
+    fn unix_secs(&self) -> u64 {
         self.ctx.clock.unix(self.now)
     }
 
     /// An identity token for now, its nonce drawn from the session's RNG.
     fn mint_token(&mut self) -> Result<String, crate::identity::IdentityError> {
         let nonce = self.nonce_rng.random();
-        self.ctx.provider.token_with_nonce(self.unix_now(), nonce)
+        self.ctx.provider.token_with_nonce(self.unix_secs(), nonce)
     }
 
     /// Stamps a fresh identity token and queues the message (a MSG sealed
