@@ -392,14 +392,19 @@ impl Session {
         if self.is_closed() {
             return self.timers.get(Timer::Linger);
         }
-        [
-            self.data.deadline(),
-            self.controls.deadline(),
-            self.timers.next(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // Every input ends with `sync_timers`; a debug build checks that
+        // none forgot (an internal invariant, not peer input).
+        debug_assert_eq!(self.timers.get(Timer::Data), self.data.deadline());
+        debug_assert_eq!(self.timers.get(Timer::Control), self.controls.deadline());
+        self.timers.next()
+    }
+
+    /// Copies the earliest deadline of the data and control sub-states
+    /// (which keep one per message) into the timer table.
+    fn sync_timers(&mut self) {
+        self.timers.set_or_stop(Timer::Data, self.data.deadline());
+        self.timers
+            .set_or_stop(Timer::Control, self.controls.deadline());
     }
 
     /// A message received from the data plane for this session.
@@ -491,6 +496,7 @@ impl Session {
                 .expect_acks(id, msg.clone(), BTreeSet::from([target]), retry);
         }
         self.send(msg);
+        self.sync_timers();
         Ok(())
     }
 
@@ -514,7 +520,9 @@ impl Session {
             .resolve_member(member)
             .ok_or_else(|| SessionError::NotAMember(member.clone()))?;
         let dst = target.clone();
-        self.send_sequenced(&dst, GROUP_FANOUT, payload, metadata, vec![target])
+        let sent = self.send_sequenced(&dst, GROUP_FANOUT, payload, metadata, vec![target]);
+        self.sync_timers();
+        sent
     }
 
     /// Moderator of a group: queues an invite of `member` (usually a NULL-id
@@ -838,6 +846,7 @@ impl Session {
             self.send_group_ack(&close);
             self.finish_close("closed by the moderator");
         }
+        self.sync_timers();
     }
 
     // ----- inbound dispatch ---------------------------------------------------

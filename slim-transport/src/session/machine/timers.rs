@@ -3,7 +3,9 @@
 //!
 //! Per-message deadlines (a sent MSG's retransmission, a reorder gap, a
 //! pending control request) stay with the sub-state that owns the message;
-//! `Session::poll_timeout` folds their earliest deadline in with this table.
+//! after every input the session copies each sub-state's earliest one into
+//! [`Timer::Data`] / [`Timer::Control`], so `Session::poll_timeout` is this
+//! table's [`Timers::next`].
 //! This module never reads a clock: every deadline is computed by the caller
 //! from the `now` it was given.
 
@@ -19,16 +21,23 @@ pub(super) enum Timer {
     /// Closed: the session may be dropped (until then it still answers
     /// repeated GROUP_CLOSE / LEAVE_REQUEST).
     Linger,
+    /// The earliest MSG retransmission or gap repair (the data sub-state
+    /// keeps one deadline per message; this is their minimum).
+    Data,
+    /// The earliest control-request retransmission or give-up.
+    Control,
 }
 
 impl Timer {
-    const COUNT: usize = 3;
+    const COUNT: usize = 5;
 
     fn index(self) -> usize {
         match self {
             Timer::Ping => 0,
             Timer::Watchdog => 1,
             Timer::Linger => 2,
+            Timer::Data => 3,
+            Timer::Control => 4,
         }
     }
 }
@@ -50,6 +59,11 @@ impl Timers {
 
     pub(super) fn stop(&mut self, timer: Timer) {
         self.at[timer.index()] = None;
+    }
+
+    /// Sets `timer` to `at`, or stops it when there is no deadline.
+    pub(super) fn set_or_stop(&mut self, timer: Timer, at: Option<Instant>) {
+        self.at[timer.index()] = at;
     }
 
     /// True when `timer` is set and due at `now`.
@@ -82,5 +96,20 @@ mod tests {
         assert!(!t.is_expired(Timer::Ping, t0 + Duration::from_secs(9)));
         assert!(t.is_expired(Timer::Ping, t0 + Duration::from_secs(10)));
         assert!(!t.is_expired(Timer::Linger, t0 + Duration::from_secs(100)));
+    }
+
+    #[test]
+    fn a_sub_state_deadline_copied_in_moves_the_next_wakeup_and_none_stops_it() {
+        let t0 = Instant::now();
+        let mut t = Timers::default();
+        t.set(Timer::Ping, t0 + Duration::from_secs(10));
+        t.set_or_stop(Timer::Data, Some(t0 + Duration::from_millis(200)));
+        t.set_or_stop(Timer::Control, Some(t0 + Duration::from_secs(1)));
+        assert_eq!(t.next(), Some(t0 + Duration::from_millis(200)));
+        // Every MSG acknowledged: the data sub-state has no deadline left.
+        t.set_or_stop(Timer::Data, None);
+        assert_eq!(t.next(), Some(t0 + Duration::from_secs(1)));
+        t.set_or_stop(Timer::Control, None);
+        assert_eq!(t.next(), Some(t0 + Duration::from_secs(10)));
     }
 }
