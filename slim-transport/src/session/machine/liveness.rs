@@ -25,8 +25,7 @@ use super::{Lifecycle, Session};
 
 /// How long a participant waits for a ping (or any other sign of the
 /// moderator) before it declares the moderator unreachable.
-pub(super) const WATCHDOG_PERIOD: Duration =
-    Duration::from_secs(PING_INTERVAL.as_secs() * MAX_PING_FAILURES as u64);
+pub(super) const WATCHDOG_PERIOD: Duration = PING_INTERVAL.saturating_mul(MAX_PING_FAILURES);
 
 /// The moderator's view of its members' liveness.
 #[derive(Debug)]
@@ -209,10 +208,5 @@ mod tests {
         l.start_round(8);
         l.round_over(8);
         assert_eq!(l.take_round(), None);
-    }
-
-    #[test]
-    fn watchdog_period_is_max_failures_ping_intervals() {
-        assert_eq!(WATCHDOG_PERIOD, PING_INTERVAL * MAX_PING_FAILURES);
     }
 }
