@@ -364,6 +364,7 @@ impl App {
                 unix_at_base: unix_now(),
             },
             aad: None,
+            ping_epoch: false,
         };
         // MLS is on by default: sessions build their group state from the
         // app's own shared secret (`set_crypto` can replace the factory).
@@ -518,6 +519,12 @@ impl App {
         lock(&self.shared.state).layer.set_aad(aad);
     }
 
+    /// Sessions created from now on note their MLS epoch on outbound pings
+    /// (the SLIM v3 edge asks for it: its heartbeats carry the epoch).
+    pub(crate) fn set_ping_epoch(&self, on: bool) {
+        lock(&self.shared.state).layer.set_ping_epoch(on);
+    }
+
     /// Inbound messages that reached no session (or found its inbox full)
     /// and were dropped, by reason.
     pub fn dropped_counters(&self) -> session::Counters {
@@ -579,6 +586,8 @@ impl crate::service::Service {
             MlsSuite::Curve25519Aes128 => session::mls_factory(identity),
         });
         app.set_aad(aad);
+        // v3 heartbeats carry the member's MLS epoch.
+        app.set_ping_epoch(true);
         Ok(app)
     }
 }

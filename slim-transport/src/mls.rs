@@ -142,7 +142,6 @@
 //!   context extensions, external senders) and external commits are refused:
 //!   SLIM never sends them.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -564,9 +563,22 @@ impl MlsState {
         verifier: Arc<dyn IdentityVerifier>,
         suite: Ciphersuite,
     ) -> Result<Self, MlsError> {
-        let mut s = Self::with_clock(identity, verifier, Arc::new(unix_now))?;
-        s.suite = suite;
-        s.signer = new_signer(suite)?;
+        Self::with_suite_and_clock(identity, verifier, suite, Arc::new(unix_now))
+    }
+
+    /// A fresh state of ciphersuite `suite` whose token minting and checking
+    /// use `clock`.
+    pub fn with_suite_and_clock(
+        identity: SharedSecret,
+        verifier: Arc<dyn IdentityVerifier>,
+        suite: Ciphersuite,
+        clock: Clock,
+    ) -> Result<Self, MlsError> {
+        let mut s = Self::with_clock(identity, verifier, clock)?;
+        if suite != s.suite {
+            s.suite = suite;
+            s.signer = new_signer(suite)?;
+        }
         Ok(s)
     }
 
@@ -1343,17 +1355,28 @@ impl MlsState {
 }
 
 /// Applies commits in `commit_id` order: early ones wait, duplicates (ids
-/// already applied) are dropped, the rest are applied as soon as the gap
-/// before them is filled. Start it from the Welcome's id.
-#[derive(Debug, Default)]
+/// already applied) are reported so the caller acknowledges them again, the
+/// rest are applied as soon as the gap before them is filled. Start it from
+/// the Welcome's id. The ordering is the session's own commit queue
+/// (`session::CommitQueue`), so both generations share one rule.
+#[derive(Debug)]
 pub struct CommitQueue {
-    pending: BTreeMap<u32, Vec<u8>>,
+    order: crate::session::CommitQueue<Vec<u8>>,
+}
+
+impl Default for CommitQueue {
+    fn default() -> Self {
+        Self {
+            order: crate::session::CommitQueue::new(0, u32::MAX, MAX_BUFFERED_COMMITS),
+        }
+    }
 }
 
 /// What [`CommitQueue::push`] did with a commit.
 #[derive(Debug)]
 pub enum Queued {
-    /// The id was already applied: drop it (SLIM sends no GROUP_ACK then).
+    /// The id was already applied: acknowledge it again, apply nothing (a
+    /// lost GROUP_ACK must not fail the moderator's invite).
     Duplicate,
     /// Waiting for earlier ids.
     Buffered,
@@ -1372,29 +1395,22 @@ impl CommitQueue {
 
     /// How many commits wait for an earlier id.
     pub fn buffered(&self) -> usize {
-        self.pending.len()
+        self.order.waiting()
     }
 
     /// Offers `commit` with `commit_id` to `state`.
     pub fn push(&mut self, state: &mut MlsState, commit_id: u32, commit: Vec<u8>) -> Queued {
-        let last = state.commit_id();
-        if commit_id <= last {
-            return Queued::Duplicate;
+        use crate::session::Offer;
+        // The state may have moved on by itself (a Welcome, our own commits).
+        self.order.applied(state.commit_id());
+        match self.order.offer(commit_id, commit) {
+            Offer::Duplicate(_) => return Queued::Duplicate,
+            Offer::Refused => return Queued::Full,
+            Offer::Buffered => return Queued::Buffered,
+            Offer::Ready => {}
         }
-        // The next id is always taken: it is applied at once.
-        let next = last.checked_add(1) == Some(commit_id);
-        if !next
-            && self.pending.len() >= MAX_BUFFERED_COMMITS
-            && !self.pending.contains_key(&commit_id)
-        {
-            return Queued::Full;
-        }
-        self.pending.entry(commit_id).or_insert(commit);
         let mut applied = Vec::new();
-        while let Some(id) = state.commit_id().checked_add(1) {
-            let Some(bytes) = self.pending.remove(&id) else {
-                break;
-            };
+        while let Some((id, bytes)) = self.order.pop_next() {
             let result = state.process_commit(&bytes);
             // On failure the id stays open: the commit is not acked, so the
             // moderator re-sends it and the next push retries (e.g. after a
@@ -1403,16 +1419,13 @@ impl CommitQueue {
             applied.push((id, result));
             if stop {
                 if !state.is_active() {
-                    self.pending.clear();
+                    self.order.clear();
                 }
                 break;
             }
+            self.order.applied(state.commit_id());
         }
-        if applied.is_empty() {
-            Queued::Buffered
-        } else {
-            Queued::Applied(applied)
-        }
+        Queued::Applied(applied)
     }
 }
 

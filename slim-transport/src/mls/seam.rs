@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{AddManyOutcome, AddOutcome, MemberRef, MlsError, MlsState};
 use crate::Name;
@@ -32,6 +33,9 @@ pub struct MlsSessionCrypto {
     members: HashMap<Name, String>,
     /// The JOIN_REPLY key package, minted once and re-sent on repeats.
     key_package: Option<Vec<u8>>,
+    /// The time the state's clock reads, when the caller drives it (see
+    /// [`Self::driven`]).
+    driven: Option<Arc<AtomicU64>>,
 }
 
 impl MlsSessionCrypto {
@@ -60,6 +64,32 @@ impl MlsSessionCrypto {
             state,
             members: HashMap::new(),
             key_package: None,
+            driven: None,
+        }
+    }
+
+    /// A member of a group of ciphersuite `suite` whose clock is driven by
+    /// the caller: it reads the Unix seconds last given to [`Self::at`]
+    /// and never the system clock (the session core passes its `now`).
+    pub fn driven(
+        identity: SharedSecret,
+        verifier: Arc<dyn IdentityVerifier>,
+        suite: openmls::prelude::Ciphersuite,
+    ) -> Result<Self, MlsError> {
+        let now = Arc::new(AtomicU64::new(0));
+        let reads = now.clone();
+        let clock = Arc::new(move || reads.load(Ordering::Relaxed));
+        let state = MlsState::with_suite_and_clock(identity, verifier, suite, clock)?;
+        let mut s = Self::from_state(state);
+        s.driven = Some(now);
+        Ok(s)
+    }
+
+    /// Sets the time (Unix seconds) a driven state's clock reads; no effect
+    /// on a state that keeps its own clock.
+    pub fn at(&mut self, now: u64) {
+        if let Some(clock) = &self.driven {
+            clock.store(now, Ordering::Relaxed);
         }
     }
 

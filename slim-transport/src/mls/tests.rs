@@ -769,3 +769,27 @@ fn v1_and_v3_suites_do_not_mix() {
         Err(MlsError::WrongCiphersuite(_))
     ));
 }
+
+#[test]
+fn a_driven_member_mints_and_checks_credentials_at_the_time_it_is_given() {
+    let identity = |name: &str| SharedSecret::new(name, SECRET).unwrap();
+    let verifier: Arc<dyn IdentityVerifier> = Arc::new(identity("verifier"));
+    let name: crate::Name = "org/ns/joiner".parse().unwrap();
+    let mut joiner =
+        MlsSessionCrypto::driven(identity("joiner"), verifier.clone(), CIPHERSUITE).unwrap();
+    joiner.at(T0);
+    let kp = joiner.key_package().unwrap().unwrap();
+
+    let mut in_time =
+        MlsSessionCrypto::driven(identity("mod"), verifier.clone(), CIPHERSUITE).unwrap();
+    in_time.at(T0 + 60);
+    in_time.create_group().unwrap();
+    assert!(in_time.add_member(&name, Some(&kp)).unwrap().is_some());
+
+    // The same key package, checked by a moderator told it is a year later:
+    // its token has expired, whatever the system clock says.
+    let mut late = MlsSessionCrypto::driven(identity("mod2"), verifier, CIPHERSUITE).unwrap();
+    late.at(T0 + 365 * 24 * 3600);
+    late.create_group().unwrap();
+    assert!(late.add_member(&name, Some(&kp)).is_err());
+}

@@ -9,7 +9,9 @@
 //! before acking and encrypting before buffering). An implementation of
 //! [`SessionCrypto`] owns only the MLS group state and the bytes. It must not
 //! send anything, keep timers or reorder anything; every call is synchronous
-//! and is made from the session's own task.
+//! and is made from the session's own task. Calls that mint or check
+//! credentials take `now` (Unix seconds) from the session: an implementation
+//! reads no clock of its own.
 //!
 //! All byte strings are serialized `MLSMessage` structures exactly as they
 //! travel in SLIM v1.3 (§e.4): key packages are `MLSMessage(KeyPackage)`,
@@ -64,15 +66,16 @@ pub trait SessionCrypto: Send {
     /// True when MSG payloads are encrypted and MLS payloads are exchanged.
     fn enabled(&self) -> bool;
     /// Participant: the serialized key package for JOIN_REPLY (`None` = no MLS).
-    fn key_package(&mut self) -> Result<Option<Vec<u8>>, CryptoError>;
+    fn key_package(&mut self, now: u64) -> Result<Option<Vec<u8>>, CryptoError>;
     /// Moderator: creates the group, with this member alone in it.
-    fn create_group(&mut self) -> Result<(), CryptoError>;
+    fn create_group(&mut self, now: u64) -> Result<(), CryptoError>;
     /// Moderator: adds `member` from its key package (`None` when the
     /// JOIN_REPLY carried none). Returns `None` when MLS is off.
     fn add_member(
         &mut self,
         member: &Name,
         key_package: Option<&[u8]>,
+        now: u64,
     ) -> Result<Option<AddOutput>, CryptoError>;
     /// Moderator: adds every `(member, key package)` in **one** commit whose
     /// single welcome every new member can open (a group's first invites,
@@ -80,13 +83,14 @@ pub trait SessionCrypto: Send {
     fn add_members(
         &mut self,
         members: &[(Name, Option<Vec<u8>>)],
+        now: u64,
     ) -> Result<Option<AddOutput>, CryptoError>;
     /// Moderator: removes `member`; returns the commit (`None` = MLS off).
-    fn remove_member(&mut self, member: &Name) -> Result<Option<Vec<u8>>, CryptoError>;
+    fn remove_member(&mut self, member: &Name, now: u64) -> Result<Option<Vec<u8>>, CryptoError>;
     /// Participant: joins the group from a welcome.
-    fn process_welcome(&mut self, welcome: &[u8]) -> Result<(), CryptoError>;
+    fn process_welcome(&mut self, welcome: &[u8], now: u64) -> Result<(), CryptoError>;
     /// Participant: applies one commit (called in `commit_id` order).
-    fn process_commit(&mut self, commit: &[u8]) -> Result<(), CryptoError>;
+    fn process_commit(&mut self, commit: &[u8], now: u64) -> Result<(), CryptoError>;
     /// Encrypts one MSG payload.
     fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError>;
     /// The member's current MLS epoch (`None` without MLS or before the
@@ -101,7 +105,7 @@ pub trait SessionCrypto: Send {
         self.encrypt(plaintext)
     }
     /// Decrypts one MSG payload.
-    fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError>;
+    fn decrypt(&mut self, ciphertext: &[u8], now: u64) -> Result<Vec<u8>, CryptoError>;
 }
 
 /// MLS off: no key packages or commits, payloads pass through unchanged.
@@ -112,38 +116,40 @@ impl SessionCrypto for NoCrypto {
     fn enabled(&self) -> bool {
         false
     }
-    fn key_package(&mut self) -> Result<Option<Vec<u8>>, CryptoError> {
+    fn key_package(&mut self, _now: u64) -> Result<Option<Vec<u8>>, CryptoError> {
         Ok(None)
     }
-    fn create_group(&mut self) -> Result<(), CryptoError> {
+    fn create_group(&mut self, _now: u64) -> Result<(), CryptoError> {
         Ok(())
     }
     fn add_member(
         &mut self,
         _member: &Name,
         _key_package: Option<&[u8]>,
+        _now: u64,
     ) -> Result<Option<AddOutput>, CryptoError> {
         Ok(None)
     }
     fn add_members(
         &mut self,
         _members: &[(Name, Option<Vec<u8>>)],
+        _now: u64,
     ) -> Result<Option<AddOutput>, CryptoError> {
         Ok(None)
     }
-    fn remove_member(&mut self, _member: &Name) -> Result<Option<Vec<u8>>, CryptoError> {
+    fn remove_member(&mut self, _member: &Name, _now: u64) -> Result<Option<Vec<u8>>, CryptoError> {
         Ok(None)
     }
-    fn process_welcome(&mut self, _welcome: &[u8]) -> Result<(), CryptoError> {
+    fn process_welcome(&mut self, _welcome: &[u8], _now: u64) -> Result<(), CryptoError> {
         Ok(())
     }
-    fn process_commit(&mut self, _commit: &[u8]) -> Result<(), CryptoError> {
+    fn process_commit(&mut self, _commit: &[u8], _now: u64) -> Result<(), CryptoError> {
         Ok(())
     }
     fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         Ok(plaintext.to_vec())
     }
-    fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    fn decrypt(&mut self, ciphertext: &[u8], _now: u64) -> Result<Vec<u8>, CryptoError> {
         Ok(ciphertext.to_vec())
     }
 }
@@ -158,22 +164,28 @@ fn from_mls(e: crate::mls::MlsError) -> CryptoError {
 }
 
 /// MLS on: every call forwards to the method of the same name of
-/// [`crate::mls::MlsSessionCrypto`].
+/// [`crate::mls::MlsSessionCrypto`], after handing it the session's `now`
+/// (a state built by [`crate::mls::MlsSessionCrypto::driven`] mints and
+/// checks tokens at that time and reads no clock).
 impl SessionCrypto for crate::mls::MlsSessionCrypto {
     fn enabled(&self) -> bool {
         true
     }
-    fn key_package(&mut self) -> Result<Option<Vec<u8>>, CryptoError> {
+    fn key_package(&mut self, now: u64) -> Result<Option<Vec<u8>>, CryptoError> {
+        self.at(now);
         crate::mls::MlsSessionCrypto::key_package(self).map_err(from_mls)
     }
-    fn create_group(&mut self) -> Result<(), CryptoError> {
+    fn create_group(&mut self, now: u64) -> Result<(), CryptoError> {
+        self.at(now);
         crate::mls::MlsSessionCrypto::create_group(self).map_err(from_mls)
     }
     fn add_member(
         &mut self,
         member: &Name,
         key_package: Option<&[u8]>,
+        now: u64,
     ) -> Result<Option<AddOutput>, CryptoError> {
+        self.at(now);
         crate::mls::MlsSessionCrypto::add_member(self, member, key_package)
             .map(|o| {
                 o.map(|a| AddOutput {
@@ -186,7 +198,9 @@ impl SessionCrypto for crate::mls::MlsSessionCrypto {
     fn add_members(
         &mut self,
         members: &[(Name, Option<Vec<u8>>)],
+        now: u64,
     ) -> Result<Option<AddOutput>, CryptoError> {
+        self.at(now);
         crate::mls::MlsSessionCrypto::add_members(self, members)
             .map(|o| {
                 o.map(|a| AddOutput {
@@ -196,13 +210,16 @@ impl SessionCrypto for crate::mls::MlsSessionCrypto {
             })
             .map_err(from_mls)
     }
-    fn remove_member(&mut self, member: &Name) -> Result<Option<Vec<u8>>, CryptoError> {
+    fn remove_member(&mut self, member: &Name, now: u64) -> Result<Option<Vec<u8>>, CryptoError> {
+        self.at(now);
         crate::mls::MlsSessionCrypto::remove_member(self, member).map_err(from_mls)
     }
-    fn process_welcome(&mut self, welcome: &[u8]) -> Result<(), CryptoError> {
+    fn process_welcome(&mut self, welcome: &[u8], now: u64) -> Result<(), CryptoError> {
+        self.at(now);
         crate::mls::MlsSessionCrypto::process_welcome(self, welcome).map_err(from_mls)
     }
-    fn process_commit(&mut self, commit: &[u8]) -> Result<(), CryptoError> {
+    fn process_commit(&mut self, commit: &[u8], now: u64) -> Result<(), CryptoError> {
+        self.at(now);
         crate::mls::MlsSessionCrypto::process_commit(self, commit).map_err(from_mls)
     }
     fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
@@ -214,7 +231,8 @@ impl SessionCrypto for crate::mls::MlsSessionCrypto {
     fn epoch(&self) -> Option<u64> {
         crate::mls::MlsSessionCrypto::epoch(self)
     }
-    fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    fn decrypt(&mut self, ciphertext: &[u8], now: u64) -> Result<Vec<u8>, CryptoError> {
+        self.at(now);
         crate::mls::MlsSessionCrypto::decrypt(self, ciphertext).map_err(from_mls)
     }
 }
@@ -225,7 +243,7 @@ pub fn mls_factory_v3(identity: crate::identity::SharedSecret) -> super::CryptoF
     let verifier: std::sync::Arc<dyn crate::identity::IdentityVerifier> =
         std::sync::Arc::new(identity.clone());
     std::sync::Arc::new(move |_ctx, _moderator| {
-        crate::mls::MlsSessionCrypto::with_suite(
+        crate::mls::MlsSessionCrypto::driven(
             identity.clone(),
             verifier.clone(),
             crate::mls::CIPHERSUITE_V3,
@@ -242,8 +260,12 @@ pub fn mls_factory(identity: crate::identity::SharedSecret) -> super::CryptoFact
     let verifier: std::sync::Arc<dyn crate::identity::IdentityVerifier> =
         std::sync::Arc::new(identity.clone());
     std::sync::Arc::new(move |_ctx, _moderator| {
-        crate::mls::MlsSessionCrypto::new(identity.clone(), verifier.clone())
-            .map(|c| Box::new(c) as Box<dyn SessionCrypto>)
-            .map_err(from_mls)
+        crate::mls::MlsSessionCrypto::driven(
+            identity.clone(),
+            verifier.clone(),
+            crate::mls::CIPHERSUITE,
+        )
+        .map(|c| Box::new(c) as Box<dyn SessionCrypto>)
+        .map_err(from_mls)
     })
 }

@@ -49,6 +49,8 @@ pub enum Dispatch {
 pub struct SessionLayer {
     ctx: Context,
     rng: StdRng,
+    /// Token nonces of stateless replies (a fork of `rng`).
+    nonce_rng: StdRng,
     live: HashSet<u32>,
     crypto: Option<CryptoFactory>,
     accept_filter: Option<InboundFilterFactory>,
@@ -70,6 +72,7 @@ impl SessionLayer {
         Self {
             ctx,
             rng: StdRng::seed_from_u64(seed),
+            nonce_rng: super::machine::fork(&StdRng::seed_from_u64(seed)),
             live: HashSet::new(),
             crypto: None,
             accept_filter: None,
@@ -98,6 +101,12 @@ impl SessionLayer {
     /// Sets the MSG authenticated-data hook of sessions created from now on.
     pub fn set_aad(&mut self, aad: super::AadFn) {
         self.ctx.aad = Some(aad);
+    }
+
+    /// Sessions created from now on note their MLS epoch on outbound pings
+    /// (see [`Context::ping_epoch`]).
+    pub fn set_ping_epoch(&mut self, on: bool) {
+        self.ctx.ping_epoch = on;
     }
 
     pub fn context(&self) -> &Context {
@@ -187,13 +196,15 @@ impl SessionLayer {
             return self.dropped(DropReason::BadIdentity);
         }
         match inb.kind {
-            Kind::DiscoveryRequest => match discovery_reply(&self.ctx, &inb, now) {
-                Some(reply) => Dispatch::Reply(reply),
-                None => {
-                    self.counters.mint_failed += 1;
-                    Dispatch::Dropped(DropReason::Unexpected)
+            Kind::DiscoveryRequest => {
+                match discovery_reply(&self.ctx, &inb, now, self.nonce_rng.random()) {
+                    Some(reply) => Dispatch::Reply(reply),
+                    None => {
+                        self.counters.mint_failed += 1;
+                        Dispatch::Dropped(DropReason::Unexpected)
+                    }
                 }
-            },
+            }
             _ => {
                 let mls = matches!(
                     inb.command(),

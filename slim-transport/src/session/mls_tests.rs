@@ -48,24 +48,25 @@ impl SessionCrypto for Spoiled {
     fn enabled(&self) -> bool {
         true
     }
-    fn key_package(&mut self) -> Result<Option<Vec<u8>>, CryptoError> {
-        let kp = self.inner.key_package()?;
+    fn key_package(&mut self, now: u64) -> Result<Option<Vec<u8>>, CryptoError> {
+        let kp = self.inner.key_package(now)?;
         Ok(if self.spoil == Spoil::KeyPackage {
             Some(GARBAGE.to_vec())
         } else {
             kp
         })
     }
-    fn create_group(&mut self) -> Result<(), CryptoError> {
-        self.inner.create_group()
+    fn create_group(&mut self, now: u64) -> Result<(), CryptoError> {
+        self.inner.create_group(now)
     }
     fn add_member(
         &mut self,
         member: &Name,
         key_package: Option<&[u8]>,
+        now: u64,
     ) -> Result<Option<AddOutput>, CryptoError> {
         self.adds += 1;
-        let out = self.inner.add_member(member, key_package)?;
+        let out = self.inner.add_member(member, key_package, now)?;
         Ok(out.map(|mut o| {
             if self.spoil == Spoil::Welcome(self.adds) {
                 o.welcome = GARBAGE.to_vec();
@@ -76,9 +77,10 @@ impl SessionCrypto for Spoiled {
     fn add_members(
         &mut self,
         members: &[(Name, Option<Vec<u8>>)],
+        now: u64,
     ) -> Result<Option<AddOutput>, CryptoError> {
         self.adds += 1;
-        let out = self.inner.add_members(members)?;
+        let out = self.inner.add_members(members, now)?;
         Ok(out.map(|mut o| {
             if self.spoil == Spoil::Welcome(self.adds) {
                 o.welcome = GARBAGE.to_vec();
@@ -86,20 +88,20 @@ impl SessionCrypto for Spoiled {
             o
         }))
     }
-    fn remove_member(&mut self, member: &Name) -> Result<Option<Vec<u8>>, CryptoError> {
-        self.inner.remove_member(member)
+    fn remove_member(&mut self, member: &Name, now: u64) -> Result<Option<Vec<u8>>, CryptoError> {
+        self.inner.remove_member(member, now)
     }
-    fn process_welcome(&mut self, welcome: &[u8]) -> Result<(), CryptoError> {
-        self.inner.process_welcome(welcome)
+    fn process_welcome(&mut self, welcome: &[u8], now: u64) -> Result<(), CryptoError> {
+        self.inner.process_welcome(welcome, now)
     }
-    fn process_commit(&mut self, commit: &[u8]) -> Result<(), CryptoError> {
-        self.inner.process_commit(commit)
+    fn process_commit(&mut self, commit: &[u8], now: u64) -> Result<(), CryptoError> {
+        self.inner.process_commit(commit, now)
     }
     fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         self.inner.encrypt(plaintext)
     }
-    fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        self.inner.decrypt(ciphertext)
+    fn decrypt(&mut self, ciphertext: &[u8], now: u64) -> Result<Vec<u8>, CryptoError> {
+        self.inner.decrypt(ciphertext, now)
     }
 }
 

@@ -11,9 +11,13 @@
 //!
 //! What this module must not do: open sockets, spawn tasks, read the system
 //! clock or draw from a global RNG. Time comes in as `now: Instant`, wall
-//! time for tokens from the [`WallClock`] anchor, and randomness (session,
-//! control-message and PUBLISH_TO ids) from a seeded RNG. The async driver
-//! lives in `crate::app`.
+//! time for tokens and MLS credentials from the [`WallClock`] anchor (handed
+//! to [`SessionCrypto`] as `now`), and randomness (session, control-message
+//! and PUBLISH_TO ids, identity-token nonces) from a seeded RNG. The one
+//! exception is key material: MLS signing keys come from the OS-seeded
+//! CSPRNG inside `crate::mls`, and openmls's provider keeps its own
+//! randomness (a 64-bit seed must not decide a signing key). The async
+//! driver lives in `crate::app`.
 //!
 //! Differences from the official v1.3 stack, on purpose:
 //! * [`Session::publish_unicast`] sends a sequenced MSG to one member and
@@ -62,6 +66,7 @@ use crate::identity::{IdentityProvider, IdentityVerifier};
 pub use crypto::{AddOutput, CryptoError, NoCrypto, SessionCrypto, mls_factory, mls_factory_v3};
 pub use layer::{CryptoFactory, Dispatch, SessionLayer};
 pub use machine::Session;
+pub(crate) use machine::{CommitQueue, Offer};
 
 /// Control-message retransmission interval when none is configured.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -325,6 +330,11 @@ pub struct Context {
     /// Set by a SLIM v3 edge: MSG payloads are encrypted with this AAD and
     /// keep the identity they were stamped with on every retransmission.
     pub aad: Option<AadFn>,
+    /// Set by an edge whose wire carries the member's MLS epoch on pings
+    /// (SLIM v3 heartbeats): outbound PINGs note it under
+    /// [`packet::keys::MLS_EPOCH`] for the codec to move into place. The
+    /// session core itself knows no wire generation.
+    pub ping_epoch: bool,
 }
 
 impl std::fmt::Debug for Context {

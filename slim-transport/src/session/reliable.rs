@@ -680,6 +680,28 @@ mod tests {
         );
     }
 
+    /// Known gap, kept visible: an RTX_REPLY marked "not addressed" cannot
+    /// tell "sent before you joined" (the real start) from "a unicast to
+    /// another member" (the stream goes on below it), so a participant
+    /// whose first MSG from a sender follows such a unicast, with an
+    /// earlier broadcast lost, starts too high and gets that broadcast late,
+    /// out of order. Telling the two apart needs a new RTX_REPLY marker
+    /// between our nodes (a wire change), hence not fixed here.
+    #[test]
+    #[ignore = "known gap: a unicast to another member just below the first id seen is taken for the start"]
+    fn a_unicast_to_another_member_below_the_first_id_seen_is_not_taken_for_the_start() {
+        let mut s: Stream<u32> = Stream::probing();
+        let mut delivered = Vec::new();
+        // 2 (ours) is lost, 3 went to another member, 4 arrives first.
+        let a = s.accept(4, Slot::Deliver(4), retry).unwrap();
+        assert_eq!(a.request, vec![3]);
+        delivered.extend(ids(a.ready));
+        delivered.extend(ids(s.accept(3, Slot::Skip, retry).unwrap().ready));
+        // The sender retransmits 2 until we acknowledge it.
+        delivered.extend(ids(s.accept(2, Slot::Deliver(2), retry).unwrap().ready));
+        assert_eq!(delivered, vec![2, 4]);
+    }
+
     #[test]
     fn probing_stops_at_id_one_and_on_a_lost_answer() {
         let mut s: Stream<u32> = Stream::probing();

@@ -133,6 +133,7 @@ impl Net {
             verifier: Arc::new(identity),
             clock: self.clock,
             aad: None,
+            ping_epoch: false,
         };
         let layer = SessionLayer::new(ctx, self.rng.random());
         self.nodes.push(Node {

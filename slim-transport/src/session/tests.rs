@@ -1295,6 +1295,8 @@ fn duplicate_and_reordered_control_requests_are_answered_idempotently() {
 struct CryptoLog {
     commits: Vec<Vec<u8>>,
     welcomes: Vec<Vec<u8>>,
+    /// The `now` of every call that takes one.
+    times: Vec<u64>,
 }
 
 /// A stand-in for the MLS group behind [`super::SessionCrypto`]: "encrypts"
@@ -1312,17 +1314,21 @@ impl super::SessionCrypto for TestCrypto {
     fn enabled(&self) -> bool {
         true
     }
-    fn key_package(&mut self) -> Result<Option<Vec<u8>>, super::CryptoError> {
+    fn key_package(&mut self, now: u64) -> Result<Option<Vec<u8>>, super::CryptoError> {
+        self.log.lock().unwrap().times.push(now);
         Ok(Some(b"kp".to_vec()))
     }
-    fn create_group(&mut self) -> Result<(), super::CryptoError> {
+    fn create_group(&mut self, now: u64) -> Result<(), super::CryptoError> {
+        self.log.lock().unwrap().times.push(now);
         Ok(())
     }
     fn add_member(
         &mut self,
         _member: &Name,
         key_package: Option<&[u8]>,
+        now: u64,
     ) -> Result<Option<super::AddOutput>, super::CryptoError> {
+        self.log.lock().unwrap().times.push(now);
         if key_package != Some(b"kp".as_slice()) {
             return Err(super::CryptoError::BadInput("no key package".into()));
         }
@@ -1335,7 +1341,9 @@ impl super::SessionCrypto for TestCrypto {
     fn add_members(
         &mut self,
         members: &[(Name, Option<Vec<u8>>)],
+        now: u64,
     ) -> Result<Option<super::AddOutput>, super::CryptoError> {
+        self.log.lock().unwrap().times.push(now);
         if members
             .iter()
             .any(|(_, kp)| kp.as_deref() != Some(b"kp".as_slice()))
@@ -1348,22 +1356,30 @@ impl super::SessionCrypto for TestCrypto {
             welcome: format!("welcome-{}", self.made).into_bytes(),
         }))
     }
-    fn remove_member(&mut self, _member: &Name) -> Result<Option<Vec<u8>>, super::CryptoError> {
+    fn remove_member(
+        &mut self,
+        _member: &Name,
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, super::CryptoError> {
+        self.log.lock().unwrap().times.push(now);
         self.made += 1;
         Ok(Some(format!("commit-{}", self.made).into_bytes()))
     }
-    fn process_welcome(&mut self, welcome: &[u8]) -> Result<(), super::CryptoError> {
+    fn process_welcome(&mut self, welcome: &[u8], now: u64) -> Result<(), super::CryptoError> {
+        self.log.lock().unwrap().times.push(now);
         self.log.lock().unwrap().welcomes.push(welcome.to_vec());
         Ok(())
     }
-    fn process_commit(&mut self, commit: &[u8]) -> Result<(), super::CryptoError> {
+    fn process_commit(&mut self, commit: &[u8], now: u64) -> Result<(), super::CryptoError> {
+        self.log.lock().unwrap().times.push(now);
         self.log.lock().unwrap().commits.push(commit.to_vec());
         Ok(())
     }
     fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, super::CryptoError> {
         Ok([b"enc:".as_slice(), plaintext].concat())
     }
-    fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, super::CryptoError> {
+    fn decrypt(&mut self, ciphertext: &[u8], now: u64) -> Result<Vec<u8>, super::CryptoError> {
+        self.log.lock().unwrap().times.push(now);
         if !self.decrypted.insert(ciphertext.to_vec()) {
             return Err(super::CryptoError::Failed(
                 "generation already consumed".into(),
@@ -1416,6 +1432,34 @@ fn mls_group(mut net: Net, n: usize) -> (Net, usize, Vec<usize>, u32, Logs) {
         assert_eq!(net.job_result(m, *j), Some(Ok(())));
     }
     (net, m, members, sid, logs)
+}
+
+#[test]
+fn crypto_is_handed_the_sessions_virtual_time_and_never_reads_a_clock() {
+    let (mut net, m, members, sid, logs) = mls_group(lossy(41), 2);
+    net.publish(members[0], sid, b"timed");
+    assert!(net.run_until(LIMIT, |n| {
+        members
+            .iter()
+            .chain([&m])
+            .filter(|&&r| r != members[0])
+            .all(|&r| !n.messages(r, sid).is_empty())
+    }));
+    let end = net.clock.unix(net.now);
+    // The virtual wall time starts far from the system clock's.
+    let start = super::testnet::UNIX_BASE;
+    for (node, log) in logs.iter().enumerate() {
+        let times = std::mem::take(&mut log.lock().unwrap().times);
+        assert!(!times.is_empty(), "node {node} made no timed call");
+        assert!(
+            times.iter().all(|t| (start..=end).contains(t)),
+            "node {node}: {times:?} outside {start}..={end}"
+        );
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "node {node}: time went back"
+        );
+    }
 }
 
 #[test]
