@@ -40,6 +40,11 @@ pub mod keys {
     /// unknown keys and deliver it, which is what a v1.3 sender's
     /// re-send-to-everyone would have made them do anyway.
     pub const NOT_ADDRESSED: &str = "NOT_ADDRESSED";
+    /// Ours, with [`NOT_ADDRESSED`]: the message was a unicast to another
+    /// member, so the requester's stream goes on below it (without it,
+    /// "not addressed" is read as "sent before you joined": your stream
+    /// starts after it). Older peers of ours ignore it and read the old way.
+    pub const UNICAST_TO_OTHER: &str = "UNICAST_TO_OTHER";
     /// Ours, never on the wire: on an outbound PING, this member's MLS
     /// epoch, for the SLIM v3 edge's HEARTBEAT (which carries it; v3
     /// members that see a higher epoch than theirs ask to rejoin).
@@ -223,6 +228,20 @@ pub fn set_forward_to(msg: &mut wire::Message, conn: Option<u64>) {
 pub fn set_lost(msg: &mut wire::Message) {
     if let Some(h) = header_mut(msg) {
         h.error = Some(true);
+    }
+}
+
+/// True when the frame is addressed to one instance (a specific id), as a
+/// unicast to a member is; a group broadcast goes to its channel (no id).
+pub fn is_addressed_to_one(msg: &wire::Message) -> bool {
+    match &msg.message_type {
+        Some(MessageType::Publish(p)) => p
+            .header
+            .as_ref()
+            .and_then(|h| h.destination.as_ref())
+            .and_then(|n| Name::from_wire(n).ok())
+            .is_some_and(|n| !n.has_null_id()),
+        _ => false,
     }
 }
 

@@ -281,13 +281,23 @@ impl Session {
             // PUBLISH_TO ids live above the sequenced space, MSG ids in it.
             return self.drop_msg(DropReason::OutOfRange);
         }
-        let skip = if rtx {
-            inb.metadata.contains_key(keys::NOT_ADDRESSED)
+        // Not ours: a unicast to another member, or (an RTX_REPLY marked
+        // not addressed, without the unicast mark) sent before we joined.
+        let not_ours = if rtx {
+            inb.metadata.contains_key(keys::NOT_ADDRESSED).then(|| {
+                if inb.metadata.contains_key(keys::UNICAST_TO_OTHER) {
+                    Slot::Skip
+                } else {
+                    Slot::BeforeJoin
+                }
+            })
         } else {
-            self.kind == SessionKind::Group
+            (self.kind == SessionKind::Group
                 && !inb.destination.has_null_id()
-                && inb.destination != self.local
+                && inb.destination != self.local)
+                .then_some(Slot::Skip)
         };
+        let skip = not_ours.is_some();
         // Duplicates are recognised before decryption and acknowledged again:
         // an MLS group cannot decrypt the same ciphertext twice, and a lost
         // ack must not turn into a failed send (§h.15).
@@ -329,6 +339,7 @@ impl Session {
         // official apps read it to avoid answering answers).
         let mut metadata = inb.metadata;
         metadata.remove(keys::NOT_ADDRESSED);
+        metadata.remove(keys::UNICAST_TO_OTHER);
         let msg = ReceivedMessage {
             source: source.clone(),
             payload: blob,
@@ -364,10 +375,10 @@ impl Session {
                 conn,
             });
         }
-        let slot = if skip || unneeded {
-            Slot::Skip
-        } else {
-            Slot::Deliver(msg)
+        let slot = match not_ours {
+            Some(slot) => slot,
+            None if unneeded => Slot::Skip,
+            None => Slot::Deliver(msg),
         };
         match stream.accept(inb.message_id, slot, || retry) {
             Ok(acc) => {
@@ -406,7 +417,7 @@ impl Session {
         for (id, slot) in ready {
             match slot {
                 Slot::Deliver(m) => self.emit(SessionEvent::Message(m)),
-                Slot::Skip => {}
+                Slot::Skip | Slot::BeforeJoin => {}
                 Slot::Lost => {
                     warn!(session_id = self.id, source = %source, message_id = id, "message lost");
                     self.emit(SessionEvent::MessageLost {
@@ -444,6 +455,10 @@ impl Session {
                 if !audience.contains(&inb.source) {
                     m.metadata
                         .insert(keys::NOT_ADDRESSED.to_string(), TRUE.to_string());
+                    if packet::is_addressed_to_one(&m) {
+                        m.metadata
+                            .insert(keys::UNICAST_TO_OTHER.to_string(), TRUE.to_string());
+                    }
                 }
                 packet::set_kind(&mut m, Kind::RtxReply);
                 packet::set_destination(&mut m, &inb.source);
@@ -556,7 +571,7 @@ mod tests {
             .into_iter()
             .map(|(id, slot)| match slot {
                 Slot::Deliver(m) => (id, m.payload.first().copied()),
-                Slot::Skip | Slot::Lost => (id, None),
+                Slot::Skip | Slot::BeforeJoin | Slot::Lost => (id, None),
             })
             .collect()
     }
