@@ -25,9 +25,8 @@ use slim_transport::Name;
 use slim_transport::app::{
     App, ConnId, Session, SessionConfig, SessionError, SessionEvent, SessionKind,
 };
-use slim_transport::identity::{IdentityProvider, SharedSecret};
-use slim_transport::service::{Generation, LinkOptions, Service};
-use slimrpc_examples::{print_line, uuid_text};
+use slimrpc_examples::messaging::{Joined, join};
+use slimrpc_examples::print_line;
 use tokio::task::JoinSet;
 
 /// How long either side waits for the next message (as the official one).
@@ -77,10 +76,8 @@ enum Error {
     NoRemote,
     #[error("invalid name {0:?}: {1}")]
     Name(String, slim_transport::name::NameError),
-    #[error("identity: {0}")]
-    Identity(#[from] slim_transport::identity::IdentityError),
-    #[error("cannot connect to {0}: {1}")]
-    Connect(String, slim_transport::service::TransportError),
+    #[error("{0}")]
+    Join(#[from] slimrpc_examples::messaging::JoinError),
     #[error("{0}")]
     Session(#[from] SessionError),
 }
@@ -90,68 +87,24 @@ fn parse_name(s: &str) -> Result<Name, Error> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("Error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(async {
-        tokio::select! {
-            r = run(args) => match r {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("Error: {e}");
-                    ExitCode::FAILURE
-                }
-            },
-            _ = tokio::signal::ctrl_c() => {
-                println!("\nClient interrupted by user.");
-                ExitCode::SUCCESS
-            }
-        }
-    })
+    slimrpc_examples::messaging::main(run(Args::parse()))
 }
 
 async fn run(args: Args) -> Result<(), Error> {
     let local = parse_name(&args.local)?;
-    let service = Service::new();
-    let v3 = args.protocol == "3";
-    let link = LinkOptions {
-        generation: Some(if v3 { Generation::V3 } else { Generation::V1 }),
-        ..LinkOptions::default()
-    };
-    let conn = service
-        .connect_with(&args.slim, link)
-        .await
-        .map_err(|e| Error::Connect(args.slim.clone(), e))?;
-    println!("Using shared-secret authentication.");
-    let identity = SharedSecret::new(&args.local, &args.shared_secret)?;
-    // The id peers see: on v3 the 128-bit id derived from the identity,
-    // printed as a UUID as the official 3.x example does.
-    let wire_id = v3.then(|| slim_transport::name::app_id_v3(identity.id()));
-    let app = if v3 {
-        service.app_v3(local.clone(), identity).await?
-    } else {
-        service.app(local.clone(), identity).await?
-    };
-    let instance = match wire_id {
-        Some(id) => uuid_text(id),
-        None => app.name().id().to_string(),
-    };
-    print_line(&instance, "Created app");
-    app.subscribe(&local, Some(conn)).await?;
+    let Joined {
+        service,
+        conn,
+        app,
+        instance,
+    } = join(
+        &local,
+        &args.local,
+        &args.shared_secret,
+        &args.slim,
+        args.protocol == "3",
+    )
+    .await?;
     // Checked after the app exists, as the official example does.
     if args.message.is_some() && args.remote.is_none() {
         return Err(Error::NoRemote);
