@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Plugin CPU time per protoc run, ours against protoc-gen-go (issue 17).
+"""Plugin CPU time per protoc run, ours against the official SlimRPC plugins
+(`agntcy-protoc-slimrpc-plugin`, when `OFFICIAL_SLIMRPC_PLUGIN_DIR` names its
+installed `bin/`; `cargo xtask bench plugins` installs it) and protoc-gen-go
+(issue 17).
 
 One CodeGeneratorRequest per .proto file with services of the stress corpus and
 the real proto sets (what protoc sends a plugin when run once per file), fed to
@@ -8,6 +11,11 @@ spent is read from getrusage, so protoc's own parsing is not counted.
 
 Usage (after `cargo xtask setup` and a release build of the plugins):
     .venv/bin/python testdata/stress/bench_plugins.py [RUNS [FILE_SUBSTRING]]
+or `cargo xtask bench plugins`, which does all of it.
+
+A plugin that answers a request with an error (the official one refuses some
+of the stress files) is timed all the same; the files it refused are counted
+and named.
 """
 
 import glob
@@ -111,16 +119,22 @@ def requests() -> list[tuple[str, bytes, bytes, bytes]]:
     return result
 
 
-def cpu_seconds(binary: str, payloads: list[bytes]) -> float:
+def cpu_seconds(binary: str, named: list[tuple[str, bytes]]) -> tuple[float, list[str]]:
+    """CPU seconds over RUNS rounds, and the files the plugin failed on."""
+    failed: list[str] = []
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    for _ in range(RUNS):
-        for data in payloads:
-            run = subprocess.run([binary], input=data, capture_output=True, check=True)
-            response = plugin_pb2.CodeGeneratorResponse.FromString(run.stdout)
-            if response.error:
-                sys.exit(f"{binary}: {response.error}")
+    for round_ in range(RUNS):
+        for name, data in named:
+            run = subprocess.run([binary], input=data, capture_output=True)
+            ok = run.returncode == 0
+            if ok:
+                response = plugin_pb2.CodeGeneratorResponse.FromString(run.stdout)
+                ok = not response.error
+            if not ok and round_ == 0:
+                failed.append(name)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    secs = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return secs, failed
 
 
 def main() -> None:
@@ -129,16 +143,24 @@ def main() -> None:
     go_bin = os.environ.get("SLIMRPC_PROTOC_GEN_GO", str(ROOT / ".tools/bin/protoc-gen-go"))
     runs = len(reqs) * RUNS
     print(f"{len(reqs)} files with services, {RUNS} rounds: {runs} plugin runs each")
-    print("| plugin | CPU total | per run |")
-    print("|---|---:|---:|")
-    for name, binary, which in [
-        ("protoc-gen-slimrpc-python", release / "protoc-gen-slimrpc-python", 1),
-        ("protoc-gen-slimrpc-go", release / "protoc-gen-slimrpc-go", 2),
-        ("protoc-gen-slimrpc-rust", release / "protoc-gen-slimrpc-rust", 1),
-        ("protoc-gen-go (official, messages)", Path(go_bin), 3),
-    ]:
-        secs = cpu_seconds(str(binary), [r[which] for r in reqs])
-        print(f"| {name} | {secs:.3f} s | {secs / runs * 1000:.2f} ms |")
+    print("| plugin | CPU total | per run | files refused |")
+    print("|---|---:|---:|---|")
+    plugins = [
+        ("protoc-gen-slimrpc-python (ours)", release / "protoc-gen-slimrpc-python", 1),
+        ("protoc-gen-slimrpc-go (ours)", release / "protoc-gen-slimrpc-go", 2),
+        ("protoc-gen-slimrpc-rust (ours)", release / "protoc-gen-slimrpc-rust", 1),
+    ]
+    official = os.environ.get("OFFICIAL_SLIMRPC_PLUGIN_DIR")
+    if official:
+        plugins += [
+            ("protoc-gen-slimrpc-python (official 3.0.1)", Path(official) / "protoc-gen-slimrpc-python", 1),
+            ("protoc-gen-slimrpc-go (official 3.0.1)", Path(official) / "protoc-gen-slimrpc-go", 3),
+        ]
+    plugins.append(("protoc-gen-go (official, messages)", Path(go_bin), 3))
+    for name, binary, which in plugins:
+        secs, failed = cpu_seconds(str(binary), [(r[0], r[which]) for r in reqs])
+        refused = f"{len(failed)}: {', '.join(failed)}" if failed else "0"
+        print(f"| {name} | {secs:.3f} s | {secs / runs * 1000:.2f} ms | {refused} |")
 
 
 if __name__ == "__main__":

@@ -141,6 +141,7 @@ fn bench(extra: &[String]) -> Result {
     match which {
         "all" => cmd.args(["bench", "--workspace"]),
         "e2e" => cmd.args(["bench", "-p", "slimrpc-runtime", "--bench", "e2e"]),
+        "plugins" => return bench_plugins(&env),
         // A crate of its own (not a workspace member), so the test build
         // never compiles the candidate crypto libraries.
         "crypto" => cmd.args([
@@ -159,6 +160,41 @@ fn bench(extra: &[String]) -> Result {
         cmd.arg("--").args(rest);
     }
     run(&mut cmd)
+}
+
+/// The official SlimRPC plugins, as shipped on crates.io, for the plugin
+/// benchmark (installed once into `target/official-slimrpc-plugin`; never
+/// by the tests).
+const OFFICIAL_PLUGIN: &str = "agntcy-protoc-slimrpc-plugin@3.0.1";
+
+/// Plugin CPU time per protoc run on the stress corpus and the real proto
+/// sets: ours (release) beside the official SlimRPC plugins and protoc-gen-go.
+fn bench_plugins(env: &tools::Env) -> Result {
+    let root = tools::root();
+    let official = root.join("target/official-slimrpc-plugin");
+    if !official.join("bin/protoc-gen-slimrpc-python").exists() {
+        run(cargo(env)
+            .args(["install", "--locked", OFFICIAL_PLUGIN, "--root"])
+            .arg(&official)
+            .arg("--target-dir")
+            .arg(root.join("target/official-slimrpc-plugin-build")))?;
+    }
+    run(cargo(env).args([
+        "build",
+        "--release",
+        "-p",
+        "protoc-gen-slimrpc-python",
+        "-p",
+        "protoc-gen-slimrpc-go",
+        "-p",
+        "protoc-gen-slimrpc-rust",
+    ]))?;
+    let mut script = Command::new(root.join(".venv/bin/python"));
+    script
+        .arg(root.join("testdata/stress/bench_plugins.py"))
+        .env("OFFICIAL_SLIMRPC_PLUGIN_DIR", official.join("bin"));
+    env.apply(&mut script);
+    run(&mut script)
 }
 
 #[cfg(test)]
