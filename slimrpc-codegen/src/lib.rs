@@ -50,6 +50,7 @@
 //!   `CodeGeneratorResponse.error` (exit 0). Undecodable stdin → stderr, non-zero exit.
 //! * Output files are sorted by name; duplicate output names are an error.
 
+pub mod arena;
 pub mod driver;
 pub mod error;
 pub mod index;
