@@ -365,6 +365,7 @@ impl App {
             },
             aad: None,
             ping_epoch: false,
+            presence: false,
         };
         // MLS is on by default: sessions build their group state from the
         // app's own shared secret (`set_crypto` can replace the factory).
@@ -522,7 +523,9 @@ impl App {
     /// Sessions created from now on note their MLS epoch on outbound pings
     /// (the SLIM v3 edge asks for it: its heartbeats carry the epoch).
     pub(crate) fn set_ping_epoch(&self, on: bool) {
-        lock(&self.shared.state).layer.set_ping_epoch(on);
+        let mut state = lock(&self.shared.state);
+        state.layer.set_ping_epoch(on);
+        state.layer.set_presence(on);
     }
 
     /// Inbound messages that reached no session (or found its inbox full)
@@ -729,6 +732,12 @@ enum Command {
     },
     Close {
         reply: oneshot::Sender<()>,
+    },
+    SoftClose {
+        reply: oneshot::Sender<Result<Completion, SessionError>>,
+    },
+    Rejoin {
+        reply: oneshot::Sender<Result<Completion, SessionError>>,
     },
 }
 
@@ -978,6 +987,14 @@ impl Driver {
                     .machine
                     .remove(&member, now)
                     .map(|job| self.completion(job));
+                let _ = reply.send(r);
+            }
+            Command::SoftClose { reply } => {
+                let r = self.machine.soft_close(now).map(|job| self.completion(job));
+                let _ = reply.send(r);
+            }
+            Command::Rejoin { reply } => {
+                let r = self.machine.rejoin(now).map(|job| self.completion(job));
                 let _ = reply.send(r);
             }
             Command::Close { reply } => {
@@ -1293,6 +1310,22 @@ impl SessionHandle {
         self.ask(|reply| Command::Remove { member, reply })
             .await??
             .await
+    }
+
+    /// Participant of a SLIM v3 group: soft close. Tells the group this
+    /// member goes offline and waits until every member acknowledged; the
+    /// session stays open but quiet (publishing fails with
+    /// [`SessionError::Offline`]) until [`rejoin`](Self::rejoin).
+    pub async fn soft_close(&self) -> Result<(), SessionError> {
+        self.ask(|reply| Command::SoftClose { reply }).await??.await
+    }
+
+    /// Participant of a SLIM v3 group after [`soft_close`](Self::soft_close):
+    /// comes back online; when the group moved on meanwhile (a new MLS
+    /// epoch), the moderator re-admits it with a fresh key package. Resolves
+    /// once it is back.
+    pub async fn rejoin(&self) -> Result<(), SessionError> {
+        self.ask(|reply| Command::Rejoin { reply }).await??.await
     }
 
     /// Closes the session (moderator: for everyone; participant: leaves)

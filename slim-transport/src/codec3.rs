@@ -18,9 +18,13 @@
 //! * liveness: v1 PING rounds and echoes become one-way v3 HEARTBEATs, and
 //!   a peer's HEARTBEAT (or any frame) answers our PING rounds.
 //!
-//! What it does not translate yet: MLS (v3 uses P-256 and a header AAD),
-//! participant state updates and rejoin. Frames it cannot translate are
-//! refused with a [`CodecError`]. Synchronous and I/O-free; time comes in.
+//! * presence and rejoin: UPDATE_PARTICIPANT_STATE, REJOIN_REQUEST,
+//!   REJOIN_REPLY and GROUP_UPDATE{REJOIN} to and from the internal types
+//!   the v1 schema gained for them (never sent on the v1 wire); a
+//!   HEARTBEAT's epoch is noted for the session under `slim-mls-epoch`.
+//!
+//! Frames it cannot translate are refused with a [`CodecError`].
+//! Synchronous and I/O-free; time comes in.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -482,6 +486,31 @@ impl Codec3 {
             C1::GroupNack(_) => C3::GroupNack(wire3::GroupNackPayload {}),
             // The epoch is filled in from the session's note (outbound()).
             C1::Ping(_) => C3::Heartbeat(wire3::HeartbeatPayload { epoch: u64::MAX }),
+            C1::ParticipantState(p) => {
+                C3::UpdateParticipantState(wire3::UpdateParticipantStatePayload {
+                    participant: p.participant.as_ref().map(|n| self.name_out(n)),
+                    new_state: if p.online {
+                        wire3::ParticipantState::Online
+                    } else {
+                        wire3::ParticipantState::Offline
+                    } as i32,
+                    epoch: p.epoch,
+                })
+            }
+            C1::RejoinRequest(r) => C3::RejoinRequest(wire3::RejoinRequestPayload {
+                participant: r.participant.as_ref().map(|n| self.name_out(n)),
+                key_package: r.key_package.clone(),
+            }),
+            C1::RejoinReply(r) => C3::RejoinReply(wire3::RejoinReplyPayload {
+                commit_id: r.commit_id,
+                mls_content: r.welcome.clone(),
+            }),
+            C1::GroupRejoin(a) => C3::GroupUpdate(wire3::GroupUpdatePayload {
+                op: wire3::GroupUpdateOp::Rejoin as i32,
+                participant: a.new_participant.as_ref().map(|n| self.participant(n)),
+                participants: a.participants.iter().map(|n| self.participant(n)).collect(),
+                mls: Self::mls_out(&a.mls),
+            }),
         }
     }
 
@@ -531,7 +560,12 @@ impl Codec3 {
                         participants,
                         mls: Self::mls_in(&u.mls),
                     }),
-                    _ => return Err(CodecError::Unsupported(u.op)),
+                    Ok(wire3::GroupUpdateOp::Rejoin) => C1::GroupRejoin(wire::GroupAddPayload {
+                        new_participant: subject,
+                        participants,
+                        mls: Self::mls_in(&u.mls),
+                    }),
+                    Err(_) => return Err(CodecError::Unsupported(u.op)),
                 }
             }
             C3::GroupWelcome(w) => C1::GroupWelcome(wire::GroupWelcomePayload {
@@ -553,16 +587,19 @@ impl Codec3 {
             C3::GroupAck(_) => C1::GroupAck(wire::GroupAckPayload {}),
             C3::GroupNack(_) => C1::GroupNack(wire::GroupNackPayload {}),
             C3::Heartbeat(_) => C1::Ping(wire::PingPayload {}),
-            C3::UpdateParticipantState(_) => {
-                return Err(CodecError::Unsupported(
-                    wire3::SessionMessageType::UpdateParticipantState as i32,
-                ));
-            }
-            C3::RejoinRequest(_) | C3::RejoinReply(_) => {
-                return Err(CodecError::Unsupported(
-                    wire3::SessionMessageType::RejoinRequest as i32,
-                ));
-            }
+            C3::UpdateParticipantState(u) => C1::ParticipantState(wire::ParticipantStatePayload {
+                participant: u.participant.as_ref().map(|n| self.name_in(n)),
+                online: u.new_state == wire3::ParticipantState::Online as i32,
+                epoch: u.epoch,
+            }),
+            C3::RejoinRequest(r) => C1::RejoinRequest(wire::RejoinRequestPayload {
+                participant: r.participant.as_ref().map(|n| self.name_in(n)),
+                key_package: r.key_package.clone(),
+            }),
+            C3::RejoinReply(r) => C1::RejoinReply(wire::RejoinReplyPayload {
+                commit_id: r.commit_id,
+                welcome: r.mls_content.clone(),
+            }),
         })
     }
 
@@ -683,6 +720,7 @@ impl Codec3 {
                     wire3::SessionMessageType::GroupUpdate
                         | wire3::SessionMessageType::GroupClose
                         | wire3::SessionMessageType::Heartbeat
+                        | wire3::SessionMessageType::UpdateParticipantState
                 ) && h.destination.as_ref().is_some_and(|d| self.is_channel(d));
                 let mut header =
                     self.header_out(h, now, is_command(session_message_type as i32))?;
@@ -894,6 +932,15 @@ impl Codec3 {
         };
         let mut metadata = m.metadata;
         metadata.remove(PAYLOAD_SIG_KEY);
+        // The MLS epoch of a HEARTBEAT is noted for the session (a member
+        // behind it asks to rejoin); never trusted from a sender's metadata.
+        metadata.remove(crate::session::packet::keys::MLS_EPOCH);
+        if let Some(epoch) = heartbeat_epoch(&m.message_type) {
+            metadata.insert(
+                crate::session::packet::keys::MLS_EPOCH.into(),
+                epoch.to_string(),
+            );
+        }
         Ok(Some(wire::Message {
             metadata,
             message_type,
@@ -960,6 +1007,19 @@ fn swap_ends(m: &mut wire::Message) {
     }
 }
 
+/// The MLS epoch a HEARTBEAT announces (`None` without MLS: all bits set).
+fn heartbeat_epoch(m: &Option<wire3::message::MessageType>) -> Option<u64> {
+    let Some(wire3::message::MessageType::Publish(p)) = m else {
+        return None;
+    };
+    match &p.msg.as_ref()?.content_type {
+        Some(wire3::content::ContentType::CommandPayload(wire3::CommandPayload {
+            command_payload_type: Some(C3::Heartbeat(hb)),
+        })) if hb.epoch != u64::MAX => Some(hb.epoch),
+        _ => None,
+    }
+}
+
 fn is_command(t: i32) -> bool {
     (5..=20).contains(&t)
 }
@@ -986,6 +1046,10 @@ fn type_out(k: wire::SessionMessageType) -> wire3::SessionMessageType {
         A::GroupAck => B::GroupAck,
         A::GroupNack => B::GroupNack,
         A::Ping => B::Heartbeat,
+        A::ParticipantState => B::UpdateParticipantState,
+        A::RejoinRequest => B::RejoinRequest,
+        A::RejoinReply => B::RejoinReply,
+        A::GroupRejoin => B::GroupUpdate,
     }
 }
 
@@ -1021,7 +1085,8 @@ fn type_in(
             match wire3::GroupUpdateOp::try_from(op) {
                 Ok(wire3::GroupUpdateOp::Add) => A::GroupAdd,
                 Ok(wire3::GroupUpdateOp::Remove) => A::GroupRemove,
-                _ => return Err(CodecError::Unsupported(B::GroupUpdate as i32)),
+                Ok(wire3::GroupUpdateOp::Rejoin) => A::GroupRejoin,
+                Err(_) => return Err(CodecError::Unsupported(B::GroupUpdate as i32)),
             }
         }
         B::GroupWelcome => A::GroupWelcome,
@@ -1030,9 +1095,9 @@ fn type_in(
         B::GroupAck => A::GroupAck,
         B::GroupNack => A::GroupNack,
         B::Heartbeat => A::Ping,
-        B::UpdateParticipantState | B::RejoinRequest | B::RejoinReply => {
-            return Err(CodecError::Unsupported(k as i32));
-        }
+        B::UpdateParticipantState => A::ParticipantState,
+        B::RejoinRequest => A::RejoinRequest,
+        B::RejoinReply => A::RejoinReply,
     })
 }
 

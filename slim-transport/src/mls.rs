@@ -736,40 +736,14 @@ impl MlsState {
         let mut kps = Vec::with_capacity(key_packages.len());
         let mut subjects = Vec::with_capacity(key_packages.len());
         for key_package in key_packages {
-            let kp_in = match parse(key_package)? {
-                MlsMessageBodyIn::KeyPackage(kp) => kp,
-                other => {
-                    return Err(MlsError::UnexpectedMessage {
-                        expected: "KeyPackage",
-                        got: body_kind(&other),
-                    });
-                }
-            };
-            let kp = kp_in
-                .validate(self.provider.crypto(), ProtocolVersion::Mls10)
-                .map_err(om("key package validation"))?;
-            if kp.ciphersuite() != self.suite {
-                return Err(MlsError::WrongCiphersuite(format!(
-                    "the joiner offers {:?}, this group uses {:?}",
-                    kp.ciphersuite(),
-                    self.suite
-                )));
-            }
-            let leaf = kp.leaf_node();
-            let claims = self
-                .check(
-                    leaf.credential(),
-                    leaf.signature_key().as_slice(),
-                    Age::MustBeFresh,
-                )
-                .map_err(cred_err("new member"))?;
-            if !present.insert(claims.sub.clone()) {
+            let (kp, sub) = self.admit_key_package(key_package)?;
+            if !present.insert(sub.clone()) {
                 return Err(MlsError::Credential {
                     who: "new member".into(),
-                    reason: CredentialError::Duplicate(claims.sub),
+                    reason: CredentialError::Duplicate(sub),
                 });
             }
-            subjects.push(claims.sub);
+            subjects.push(sub);
             kps.push(kp);
         }
         let (provider, signer) = (&self.provider, &self.signer);
@@ -798,6 +772,91 @@ impl MlsState {
             commit: to_bytes(&commit)?,
             welcome: to_bytes(&welcome)?,
             members,
+        })
+    }
+
+    /// Parses and validates one MLSMessage(KeyPackage) of a joiner: this
+    /// group's ciphersuite, a fresh credential; returns it with its subject.
+    fn admit_key_package(&self, key_package: &[u8]) -> Result<(KeyPackage, String), MlsError> {
+        let kp_in = match parse(key_package)? {
+            MlsMessageBodyIn::KeyPackage(kp) => kp,
+            other => {
+                return Err(MlsError::UnexpectedMessage {
+                    expected: "KeyPackage",
+                    got: body_kind(&other),
+                });
+            }
+        };
+        let kp = kp_in
+            .validate(self.provider.crypto(), ProtocolVersion::Mls10)
+            .map_err(om("key package validation"))?;
+        if kp.ciphersuite() != self.suite {
+            return Err(MlsError::WrongCiphersuite(format!(
+                "the joiner offers {:?}, this group uses {:?}",
+                kp.ciphersuite(),
+                self.suite
+            )));
+        }
+        let leaf = kp.leaf_node();
+        let claims = self
+            .check(
+                leaf.credential(),
+                leaf.signature_key().as_slice(),
+                Age::MustBeFresh,
+            )
+            .map_err(cred_err("new member"))?;
+        Ok((kp, claims.sub))
+    }
+
+    /// Re-admits a member that fell behind (SLIM v3 rejoin): **one** commit
+    /// that removes its old leaf and adds `key_package`, a fresh leaf of the
+    /// same subject, with a welcome for it. The commit is merged locally.
+    pub fn rejoin_member(
+        &mut self,
+        who: &MemberRef,
+        key_package: &[u8],
+    ) -> Result<AddOutcome, MlsError> {
+        let index = self.find(who)?;
+        let old_sub = self
+            .group()?
+            .member_at(index)
+            .map(|m| subject_of(&m.credential))
+            .ok_or_else(|| MlsError::UnknownMember(format!("{who:?}")))?;
+        let (kp, sub) = self.admit_key_package(key_package)?;
+        if sub != old_sub {
+            return Err(MlsError::Credential {
+                who: "rejoining member".into(),
+                reason: CredentialError::NotSuccessor {
+                    old: old_sub,
+                    new: sub,
+                },
+            });
+        }
+        let (provider, signer) = (&self.provider, &self.signer);
+        let group = self.group.as_mut().ok_or(MlsError::NoGroup)?;
+        if index == group.own_leaf_index() {
+            return Err(MlsError::RemoveSelf);
+        }
+        let out = group
+            .swap_members(provider, signer, &[index], &[kp])
+            .map_err(om("rejoin member"))?;
+        group
+            .merge_pending_commit(provider)
+            .map_err(om("merge own commit"))?;
+        let index = group
+            .members()
+            .find(|m| subject_of(&m.credential) == sub)
+            .map(|m| m.index.u32())
+            .ok_or_else(|| MlsError::UnknownMember(sub.clone()))?;
+        self.commit_id = self.commit_id.wrapping_add(1);
+        Ok(AddOutcome {
+            commit_id: self.commit_id,
+            commit: to_bytes(&out.commit)?,
+            welcome: to_bytes(&out.welcome)?,
+            member: MemberInfo {
+                index,
+                identity: sub,
+            },
         })
     }
 
@@ -840,6 +899,26 @@ impl MlsState {
         if self.group.is_some() {
             return Err(MlsError::AlreadyInGroup);
         }
+        self.enter_from_welcome(welcome, commit_id)
+    }
+
+    /// Re-enters the group from the welcome of a rejoin (SLIM v3): the
+    /// group state this member fell behind with is replaced once the
+    /// welcome checks out, and kept if it does not.
+    pub fn process_rejoin_welcome(
+        &mut self,
+        welcome: &[u8],
+        commit_id: u32,
+    ) -> Result<(), MlsError> {
+        let old = self.group.take();
+        let entered = self.enter_from_welcome(welcome, commit_id);
+        if entered.is_err() {
+            self.group = old;
+        }
+        entered
+    }
+
+    fn enter_from_welcome(&mut self, welcome: &[u8], commit_id: u32) -> Result<(), MlsError> {
         let welcome = match parse(welcome)? {
             MlsMessageBodyIn::Welcome(w) => w,
             other => {
@@ -926,6 +1005,11 @@ impl MlsState {
                 }
             }
         }
+        let removed: Vec<String> = staged
+            .remove_proposals()
+            .filter_map(|r| group.member_at(r.remove_proposal().removed()))
+            .map(|m| subject_of(&m.credential))
+            .collect();
         for add in staged.add_proposals() {
             let leaf = add.add_proposal().key_package().leaf_node();
             let claims = self
@@ -935,9 +1019,12 @@ impl MlsState {
                     Age::MustBeFresh,
                 )
                 .map_err(cred_err("added member"))?;
-            if group
-                .members()
-                .any(|m| subject_of(&m.credential) == claims.sub)
+            // A rejoin replaces a member's leaf in one commit: its subject
+            // leaves and comes back.
+            if !removed.contains(&claims.sub)
+                && group
+                    .members()
+                    .any(|m| subject_of(&m.credential) == claims.sub)
             {
                 return Err(MlsError::Credential {
                     who: "added member".into(),

@@ -174,6 +174,39 @@ impl MlsSessionCrypto {
         Ok(Some(out.commit))
     }
 
+    /// Moderator: re-admits `member` (SLIM v3 rejoin) from a fresh key
+    /// package: one commit replacing its leaf, one welcome.
+    pub fn rejoin_member(
+        &mut self,
+        member: &Name,
+        key_package: &[u8],
+    ) -> Result<Option<AddBytes>, MlsError> {
+        let identity = self
+            .members
+            .get(member)
+            .cloned()
+            .ok_or_else(|| MlsError::UnknownMember(member.to_string()))?;
+        let out = self
+            .state
+            .rejoin_member(&MemberRef::Identity(identity), key_package)?;
+        self.members.insert(member.clone(), out.member.identity);
+        Ok(Some(AddBytes {
+            commit: out.commit,
+            welcome: out.welcome,
+        }))
+    }
+
+    /// Participant: a new key package for a rejoin request (never the one
+    /// of the JOIN_REPLY, which the group already consumed).
+    pub fn fresh_key_package(&mut self) -> Result<Vec<u8>, MlsError> {
+        self.state.key_package()
+    }
+
+    /// Participant: re-enters the group from the welcome of a rejoin.
+    pub fn process_rejoin_welcome(&mut self, welcome: &[u8]) -> Result<(), MlsError> {
+        self.state.process_rejoin_welcome(welcome, 0)
+    }
+
     /// Participant: joins from the welcome. The session numbers commits, so
     /// [`MlsState::commit_id`] is not meaningful behind this adapter.
     pub fn process_welcome(&mut self, welcome: &[u8]) -> Result<(), MlsError> {

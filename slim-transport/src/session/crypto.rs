@@ -87,6 +87,30 @@ pub trait SessionCrypto: Send {
     ) -> Result<Option<AddOutput>, CryptoError>;
     /// Moderator: removes `member`; returns the commit (`None` = MLS off).
     fn remove_member(&mut self, member: &Name, now: u64) -> Result<Option<Vec<u8>>, CryptoError>;
+    /// Moderator (SLIM v3 rejoin): replaces `member`'s leaf with the one of
+    /// its fresh `key_package` in one commit, with a welcome for it.
+    /// Returns `None` when MLS is off.
+    fn rejoin_member(
+        &mut self,
+        member: &Name,
+        key_package: &[u8],
+        now: u64,
+    ) -> Result<Option<AddOutput>, CryptoError> {
+        let _ = (member, key_package, now);
+        Ok(None)
+    }
+    /// Participant (SLIM v3 rejoin): a new key package for REJOIN_REQUEST
+    /// (`None` = no MLS).
+    fn fresh_key_package(&mut self, now: u64) -> Result<Option<Vec<u8>>, CryptoError> {
+        let _ = now;
+        Ok(None)
+    }
+    /// Participant (SLIM v3 rejoin): re-enters the group from the welcome
+    /// of a REJOIN_REPLY, replacing the state it fell behind with.
+    fn process_rejoin_welcome(&mut self, welcome: &[u8], now: u64) -> Result<(), CryptoError> {
+        let _ = (welcome, now);
+        Ok(())
+    }
     /// Participant: joins the group from a welcome.
     fn process_welcome(&mut self, welcome: &[u8], now: u64) -> Result<(), CryptoError>;
     /// Participant: applies one commit (called in `commit_id` order).
@@ -213,6 +237,32 @@ impl SessionCrypto for crate::mls::MlsSessionCrypto {
     fn remove_member(&mut self, member: &Name, now: u64) -> Result<Option<Vec<u8>>, CryptoError> {
         self.at(now);
         crate::mls::MlsSessionCrypto::remove_member(self, member).map_err(from_mls)
+    }
+    fn rejoin_member(
+        &mut self,
+        member: &Name,
+        key_package: &[u8],
+        now: u64,
+    ) -> Result<Option<AddOutput>, CryptoError> {
+        self.at(now);
+        crate::mls::MlsSessionCrypto::rejoin_member(self, member, key_package)
+            .map(|o| {
+                o.map(|a| AddOutput {
+                    commit: a.commit,
+                    welcome: a.welcome,
+                })
+            })
+            .map_err(from_mls)
+    }
+    fn fresh_key_package(&mut self, now: u64) -> Result<Option<Vec<u8>>, CryptoError> {
+        self.at(now);
+        crate::mls::MlsSessionCrypto::fresh_key_package(self)
+            .map(Some)
+            .map_err(from_mls)
+    }
+    fn process_rejoin_welcome(&mut self, welcome: &[u8], now: u64) -> Result<(), CryptoError> {
+        self.at(now);
+        crate::mls::MlsSessionCrypto::process_rejoin_welcome(self, welcome).map_err(from_mls)
     }
     fn process_welcome(&mut self, welcome: &[u8], now: u64) -> Result<(), CryptoError> {
         self.at(now);

@@ -109,6 +109,12 @@ impl SessionLayer {
         self.ctx.ping_epoch = on;
     }
 
+    /// Sessions created from now on handle participant states and rejoin
+    /// (see [`Context::presence`]).
+    pub fn set_presence(&mut self, on: bool) {
+        self.ctx.presence = on;
+    }
+
     pub fn context(&self) -> &Context {
         &self.ctx
     }

@@ -215,6 +215,8 @@ pub enum SessionError {
     Identity(String),
     #[error("no free session id")]
     NoSessionId,
+    #[error("this member is soft-closed: rejoin before sending")]
+    Offline,
 }
 
 /// Tells, from a received MSG's sender and clear-text metadata alone,
@@ -335,6 +337,10 @@ pub struct Context {
     /// [`packet::keys::MLS_EPOCH`] for the codec to move into place. The
     /// session core itself knows no wire generation.
     pub ping_epoch: bool,
+    /// Set by an edge whose wire has participant states and rejoin (SLIM
+    /// v3): group members may soft-close and rejoin, and the session
+    /// answers other members' state updates and rejoin requests.
+    pub presence: bool,
 }
 
 impl std::fmt::Debug for Context {

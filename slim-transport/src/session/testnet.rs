@@ -134,6 +134,7 @@ impl Net {
             clock: self.clock,
             aad: None,
             ping_epoch: false,
+            presence: false,
         };
         let layer = SessionLayer::new(ctx, self.rng.random());
         self.nodes.push(Node {

@@ -30,6 +30,10 @@ pub(super) enum Purpose {
     Ping,
     Close,
     GracefulLeave,
+    /// Our own participant-state update (soft close, rejoin).
+    OwnState,
+    /// Our rejoin request to the moderator.
+    Rejoin,
 }
 
 impl Purpose {

@@ -46,6 +46,12 @@ pub(super) enum Job {
         removed: Name,
         before: Vec<Name>,
     },
+    /// Re-admit a member that fell behind (SLIM v3 rejoin request).
+    Rejoin {
+        member: Name,
+        key_package: Vec<u8>,
+        request: u32,
+    },
 }
 
 impl Job {
@@ -55,7 +61,7 @@ impl Job {
             Job::Invite { id, .. } | Job::InviteMany { id, .. } | Job::Remove { id, .. } => {
                 Some(*id)
             }
-            Job::Announce { .. } => None,
+            Job::Announce { .. } | Job::Rejoin { .. } => None,
         }
     }
 }
@@ -79,6 +85,12 @@ pub(super) enum Stage {
         leave: bool,
     },
     Leaving,
+    /// [`Job::Rejoin`]: its REJOIN_REPLY and GROUP_UPDATE{REJOIN} await
+    /// their acknowledgements.
+    Rejoining {
+        peer: Name,
+        outstanding: u32,
+    },
 }
 
 /// Progress of a [`Job::InviteMany`].
@@ -132,6 +144,26 @@ impl Jobs {
         self.next_id += 1;
         self.queue.push_back(job(id));
         id
+    }
+
+    /// Queues a job the app did not ask for (no id), in turn.
+    pub(super) fn push_unnamed(&mut self, job: Job) {
+        self.queue.push_back(job);
+    }
+
+    /// A rejoin of `member` waits in the queue.
+    pub(super) fn is_rejoin_queued(&self, member: &Name) -> bool {
+        self.queue
+            .iter()
+            .any(|j| matches!(j, Job::Rejoin { member: m, .. } if m == member))
+    }
+
+    /// The member the running job re-admits.
+    pub(super) fn active_rejoin(&self) -> Option<&Name> {
+        match self.stage() {
+            Some(Stage::Rejoining { peer, .. }) => Some(peer),
+            _ => None,
+        }
     }
 
     /// Queues an announcement ahead of everything else: the group must
@@ -333,7 +365,7 @@ impl Session {
         }
     }
 
-    fn set_job_stage(&mut self, stage: Stage) {
+    pub(super) fn set_job_stage(&mut self, stage: Stage) {
         if let Some(j) = self.jobs_mut() {
             j.set_stage(stage);
         }
@@ -342,7 +374,7 @@ impl Session {
     /// Numbers the commit the moderator just produced. A participant never
     /// produces one; it would get id 0, which every member treats as
     /// already applied.
-    fn next_commit(&mut self, content: Vec<u8>) -> MlsPayload {
+    pub(super) fn next_commit(&mut self, content: Vec<u8>) -> MlsPayload {
         match self.jobs_mut() {
             Some(j) => j.next_commit(content),
             None => MlsPayload {
@@ -392,6 +424,23 @@ impl Session {
                     self.start_job(None, Stage::Leaving);
                     self.announce_removal(&removed, &before, false);
                 }
+                Job::Rejoin {
+                    member,
+                    key_package,
+                    request,
+                } => {
+                    if !self.members.contains(&member) {
+                        continue;
+                    }
+                    self.start_job(
+                        None,
+                        Stage::Rejoining {
+                            peer: member.clone(),
+                            outstanding: 2,
+                        },
+                    );
+                    self.start_rejoin(member, key_package, request);
+                }
             }
         }
     }
@@ -429,7 +478,9 @@ impl Session {
         if before.len() > 2 {
             let waiting: BTreeSet<Name> = before
                 .iter()
-                .filter(|m| **m != self.local && (leave || *m != removed))
+                .filter(|m| {
+                    **m != self.local && (leave || *m != removed) && !self.presence.is_offline(m)
+                })
                 .cloned()
                 .collect();
             let mid = self.fresh_control_id();
@@ -722,7 +773,7 @@ impl Session {
             let waiting: BTreeSet<Name> = self
                 .members
                 .iter()
-                .filter(|m| **m != self.local && **m != peer)
+                .filter(|m| **m != self.local && **m != peer && !self.presence.is_offline(m))
                 .cloned()
                 .collect();
             let mid = self.fresh_control_id();
@@ -768,6 +819,17 @@ impl Session {
     }
 
     pub(super) fn welcome_part_done(&mut self) {
+        if let Some(Active {
+            stage: Stage::Rejoining { outstanding, .. },
+            ..
+        }) = self.jobs_mut().and_then(|j| j.active.as_mut())
+        {
+            *outstanding = outstanding.saturating_sub(1);
+            if *outstanding == 0 {
+                self.finish_job(Ok(()));
+            }
+            return;
+        }
         let Some(Active {
             stage: Stage::Welcoming { peer, outstanding },
             ..
@@ -919,6 +981,12 @@ impl Session {
         let commit_id = match inb.command() {
             Some(Cmd::GroupAdd(a)) => a.mls.as_ref().map(|m| m.commit_id),
             Some(Cmd::GroupRemove(r)) => r.mls.as_ref().map(|m| m.commit_id),
+            Some(Cmd::GroupRejoin(a)) => {
+                if a.new_participant.as_ref() == Some(&self.local.to_wire()) {
+                    return self.on_own_rejoin_update(&inb);
+                }
+                a.mls.as_ref().map(|m| m.commit_id)
+            }
             _ => return self.drop_msg(DropReason::Malformed),
         };
         let Some(commit_id) = commit_id.filter(|_| self.crypto.enabled()) else {
@@ -960,6 +1028,12 @@ impl Session {
                 &r.participants,
                 r.removed_participant.as_ref().map(|n| (false, n)),
             ),
+            // A member re-admitted: the same members, a new leaf for it.
+            Some(Cmd::GroupRejoin(a)) => (
+                &a.mls,
+                &a.participants,
+                a.new_participant.as_ref().map(|n| (true, n)),
+            ),
             _ => return self.drop_msg(DropReason::Malformed),
         };
         let Some((added, who)) = change else {
@@ -991,6 +1065,7 @@ impl Session {
             }
         }
         if added {
+            self.presence.set_online(&who);
             for p in participants {
                 if !self.members.contains(&p) {
                     self.members.push(p.clone());

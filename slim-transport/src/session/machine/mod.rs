@@ -53,6 +53,7 @@ mod controls;
 mod data;
 mod liveness;
 mod membership;
+mod presence;
 mod role;
 mod timers;
 
@@ -62,6 +63,7 @@ use data::Data;
 use liveness::{Liveness, WATCHDOG_PERIOD};
 pub(crate) use membership::{CommitQueue, Offer};
 use membership::{Job, Jobs, Stage};
+use presence::Presence;
 use role::{ModeratorState, ParticipantState, Role};
 use timers::{Timer, Timers};
 
@@ -71,6 +73,8 @@ pub struct Session {
     kind: SessionKind,
     /// Moderator or participant, with what only that role keeps.
     role: Role,
+    /// Who is offline, and our own soft close or rejoin (SLIM v3).
+    presence: Presence,
     ctx: Context,
     rng: StdRng,
     /// Token nonces: a fork of `rng`, so minting does not move the
@@ -144,6 +148,7 @@ impl Session {
             id,
             kind,
             role,
+            presence: Presence::default(),
             nonce_rng: fork(&rng),
             rng,
             crypto,
@@ -447,7 +452,7 @@ impl Session {
         now: Instant,
     ) -> Result<(), SessionError> {
         self.tick(now);
-        self.check_open()?;
+        self.check_can_send()?;
         match self.kind {
             SessionKind::PointToPoint => {
                 if self.members.len() < 2
@@ -479,7 +484,7 @@ impl Session {
         now: Instant,
     ) -> Result<(), SessionError> {
         self.tick(now);
-        self.check_open()?;
+        self.check_can_send()?;
         if self.kind == SessionKind::PointToPoint {
             self.check_peer(member)?;
             return self.publish(payload, metadata, now);
@@ -511,7 +516,7 @@ impl Session {
         now: Instant,
     ) -> Result<(), SessionError> {
         self.tick(now);
-        self.check_open()?;
+        self.check_can_send()?;
         if self.kind == SessionKind::PointToPoint {
             self.check_peer(member)?;
             return self.publish(payload, metadata, now);
@@ -630,6 +635,15 @@ impl Session {
         }
     }
 
+    /// Open, and not soft-closed.
+    fn check_can_send(&self) -> Result<(), SessionError> {
+        self.check_open()?;
+        if self.presence.quiet() {
+            return Err(SessionError::Offline);
+        }
+        Ok(())
+    }
+
     fn check_peer(&self, member: &Name) -> Result<(), SessionError> {
         if member.prefix() == self.destination.prefix() {
             Ok(())
@@ -650,10 +664,12 @@ impl Session {
         }
     }
 
+    /// The other members that are online: those data, pings and group
+    /// updates expect an answer from.
     fn others(&self) -> Vec<Name> {
         self.members
             .iter()
-            .filter(|m| **m != self.local)
+            .filter(|m| **m != self.local && !self.presence.is_offline(m))
             .cloned()
             .collect()
     }
@@ -878,6 +894,10 @@ impl Session {
         {
             self.timers.set(Timer::Watchdog, self.now + WATCHDOG_PERIOD);
         }
+        if self.presence.away() && !Presence::takes_while_away(inb.kind) {
+            return self.drop_msg(DropReason::Unexpected);
+        }
+        let own_request = self.presence.request() == Some(inb.message_id);
         match inb.kind {
             Kind::Msg => self.on_data(inb, false),
             Kind::RtxReply => self.on_data(inb, true),
@@ -893,6 +913,9 @@ impl Session {
                     self.outbox.push_back(reply);
                 }
             }
+            Kind::GroupAck | Kind::GroupNack if own_request => self.on_own_state_reply(&inb),
+            Kind::ParticipantState if self.ctx.presence => self.on_participant_state(&inb),
+            Kind::RejoinRequest if moderator && self.ctx.presence => self.on_rejoin_request(&inb),
             Kind::DiscoveryReply | Kind::JoinReply | Kind::GroupAck if moderator => {
                 self.on_control_reply(&inb)
             }
@@ -909,6 +932,8 @@ impl Session {
             }
             Kind::GroupWelcome => self.on_welcome(&inb),
             Kind::GroupAdd | Kind::GroupRemove => self.on_commit(inb),
+            Kind::GroupRejoin if self.ctx.presence => self.on_commit(inb),
+            Kind::RejoinReply if self.ctx.presence => self.on_rejoin_reply(&inb),
             Kind::GroupClose => {
                 // Our own MSGs still in flight are delivered first: the ack
                 // (and our close) waits until every member acknowledged them.
@@ -922,7 +947,10 @@ impl Session {
                 self.send_leave_reply(&inb);
                 self.finish_close("removed by the moderator");
             }
+            // Soft-closed: quiet, no heartbeat either.
+            Kind::Ping if self.presence.quiet() => {}
             Kind::Ping => {
+                self.check_heartbeat_epoch(&inb);
                 let mut echo = self.out(
                     &inb.source,
                     inb.fanout,
@@ -1025,6 +1053,9 @@ impl Session {
             }
             Purpose::Close => self.finish_close("closed"),
             Purpose::GracefulLeave => self.finish_close("left the session"),
+            Purpose::OwnState => self.own_state_done(),
+            // Answered by REJOIN_REPLY, which takes it off itself.
+            Purpose::Rejoin => {}
         }
     }
 
@@ -1060,12 +1091,14 @@ impl Session {
             }
             Purpose::Close => self.finish_close("closed"),
             Purpose::GracefulLeave => self.finish_close("left the session"),
+            Purpose::OwnState | Purpose::Rejoin => self.presence_control_failed(&c),
         }
     }
 
     /// Drops `name` from the member list and the data endpoints.
     fn forget_member(&mut self, name: &Name) {
         self.members.retain(|m| m != name);
+        self.presence.forget(name);
         self.data.sender.forget_endpoint(name);
         if let Some(l) = self.liveness_mut() {
             l.forget(name);
