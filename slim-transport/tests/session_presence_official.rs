@@ -1,14 +1,20 @@
-//! Soft close and rejoin with the real peer: an official slim-bindings
-//! 3.3.8 participant (`tests/python/presence_peer.py`, the bindings' own
-//! `close_with_mode(SOFT)` and `rejoin()`) in a group our v3 moderator
-//! runs with MLS, through our node, beside one of our participants.
+//! Soft close and rejoin with the real peer (slim-bindings 3.3.8 through
+//! `tests/python/presence_peer.py`: the bindings' own `close_with_mode(SOFT)`,
+//! `rejoin()`, group creation and invites), MLS on, through our node.
 //!
-//! Its soft close completes only once our moderator and our participant
-//! acknowledged its OFFLINE update; the group then goes on without it; a
-//! member joins while it is away (new MLS epoch), so its ONLINE update is
-//! NACKed by ours, it sends a rejoin request, and our moderator re-admits it
-//! with one commit replacing its leaf. Afterwards everybody reads it and it
-//! reads everybody in the new epoch.
+//! * An official participant in our moderator's group soft-closes: that
+//!   completes only once our moderator and our participant acknowledged its
+//!   OFFLINE update; the group goes on without it; a member joins while it
+//!   is away (new MLS epoch), so its ONLINE update is NACKed by ours, it
+//!   sends a rejoin request, and our moderator re-admits it with one commit
+//!   replacing its leaf.
+//! * Our participant in an official moderator's group does the same the
+//!   other way: the official moderator acknowledges its soft close, NACKs
+//!   its return after inviting another official member, and re-admits it
+//!   with its own rejoin commit and welcome.
+//!
+//! Afterwards everybody reads the returned member and it reads everybody in
+//! the new epoch.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -23,14 +29,21 @@ use slimrpc_testkit::{Child, python3};
 const SECRET: &str = "a-shared-secret-for-the-presence-test-0123";
 const LIMIT: Duration = Duration::from_secs(60);
 
-async fn official(url: &str, local: &str) -> Child {
-    let (url, local) = (url.to_string(), local.to_string());
+/// The official peer in `mode` ("participant", or "moderator" of
+/// `channel`), started and subscribed.
+async fn official(mode: &str, url: &str, local: &str, channel: &str) -> Child {
+    let (mode, url, local, channel) = (
+        mode.to_string(),
+        url.to_string(),
+        local.to_string(),
+        channel.to_string(),
+    );
     tokio::task::spawn_blocking(move || {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/presence_peer.py");
         let mut c = Child::spawn_interactive(
             &format!("official-{}", local.replace('/', "-")),
             Command::new(python3())
-                .args([script, &url, &local, SECRET])
+                .args([script, &mode, &url, &local, SECRET, &channel])
                 .env("PYTHONUNBUFFERED", "1")
                 .env(
                     "RUST_LOG",
@@ -50,7 +63,7 @@ async fn prints(child: &Child, text: &str) {
     while !child.output().contains(text) {
         assert!(
             start.elapsed() < LIMIT,
-            "the official participant did not print {text:?}:\n{}",
+            "the official peer did not print {text:?}:\n{}",
             child.output()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -116,7 +129,7 @@ async fn an_official_participant_soft_closes_and_is_readmitted_by_our_moderator_
         .await
         .expect("node listens");
     let url = format!("http://{addr}");
-    let mut py = official(&url, "org/ns/pyp").await;
+    let mut py = official("participant", &url, "org/ns/pyp", "").await;
 
     let client = Service::new();
     let link = client
@@ -190,6 +203,80 @@ async fn an_official_participant_soft_closes_and_is_readmitted_by_our_moderator_
 
     let _ = group.close().await;
     prints(&py, "PY_CLOSED").await;
+    client.shutdown().await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_participant_soft_closes_and_is_readmitted_by_an_official_moderator_after_the_group_moved_on()
+ {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let node = Service::new();
+    let addr = node
+        .run_server("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("node listens");
+    let url = format!("http://{addr}");
+    let mut moderator = official("moderator", &url, "org/ns/pymod", "org/ns/pres-chat2").await;
+    let late = official("participant", &url, "org/ns/pyq", "").await;
+    prints(&moderator, "PY_CREATED").await;
+
+    let client = Service::new();
+    let link = client
+        .connect_with(
+            &url,
+            LinkOptions {
+                generation: Some(Generation::V3),
+                ..LinkOptions::default()
+            },
+        )
+        .await
+        .expect("linked");
+    let ours = our_app(&client, link, "org/ns/pres-ours").await;
+    moderator.send_line("invite org/ns/pres-ours");
+    let mut s = listen(&ours).await;
+    prints(&moderator, "PY_INVITED org/ns/pres-ours").await;
+
+    moderator.send_line("say one");
+    receives(&mut s, "one").await;
+
+    tokio::time::timeout(LIMIT, s.soft_close())
+        .await
+        .expect("soft close in time")
+        .expect("the official moderator acknowledged our soft close");
+    let refused = s.publish(b"x".to_vec(), HashMap::new()).await;
+    assert!(refused.is_err(), "a soft-closed member published");
+
+    // The official moderator adds a member while we are away.
+    moderator.send_line("invite org/ns/pyq");
+    prints(&moderator, "PY_INVITED org/ns/pyq").await;
+    prints(&late, "PY_JOINED").await;
+
+    tokio::time::timeout(LIMIT, s.rejoin())
+        .await
+        .expect("rejoin in time")
+        .expect("re-admitted by the official moderator");
+    assert!(
+        s.members()
+            .iter()
+            .any(|m| m.to_string().starts_with("org/ns/pyq/")),
+        "our rejoined participant does not list the member added while it was away: {:?}",
+        s.members()
+    );
+    moderator.send_line("say after");
+    receives(&mut s, "after").await;
+    prints(&late, "PY_GOT after").await;
+    s.publish(b"ours-back".to_vec(), HashMap::new())
+        .await
+        .expect("publishes again");
+    prints(&moderator, "PY_GOT ours-back").await;
+    prints(&late, "PY_GOT ours-back").await;
+
+    moderator.send_line("close");
+    prints(&moderator, "PY_CLOSED").await;
     client.shutdown().await;
     node.shutdown().await;
 }
