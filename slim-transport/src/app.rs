@@ -86,6 +86,32 @@ struct AppState {
     /// Connections the app subscribed itself on: group channels are
     /// subscribed on them too.
     remote_conns: Vec<ConnId>,
+    /// What its SLIM v3 edge refused, per session (v3 apps only).
+    refusals: Option<Arc<Refusals>>,
+}
+
+/// Why a SLIM v3 edge refused a session's frames (a signature that does not
+/// verify, an identity token that does not check out): the last cause per
+/// session id. A control request that then times out names it, since from
+/// the session a refused answer looks like no answer at all.
+#[derive(Debug, Default)]
+pub(crate) struct Refusals(Mutex<HashMap<u32, String>>);
+
+/// Sessions whose refusals are remembered at once; older ones are dropped.
+const MAX_REFUSALS: usize = 1024;
+
+impl Refusals {
+    fn note(&self, session_id: u32, cause: String) {
+        let mut map = lock(&self.0);
+        if map.len() >= MAX_REFUSALS && !map.contains_key(&session_id) {
+            map.clear();
+        }
+        map.insert(session_id, cause);
+    }
+
+    fn take(&self, session_id: u32) -> Option<String> {
+        lock(&self.0).remove(&session_id)
+    }
 }
 
 struct Shared {
@@ -384,6 +410,7 @@ impl App {
                 subscriptions: HashMap::new(),
                 routes: HashMap::new(),
                 remote_conns: Vec::new(),
+                refusals: None,
             }),
             channels: tokio::sync::Mutex::new(ChannelHolds::default()),
         });
@@ -579,8 +606,17 @@ impl crate::service::Service {
         let aad = codec.aad_fn();
         let (app_tx, from_app) = mpsc::channel::<wire::Message>(1024);
         let (to_app, app_rx) = mpsc::channel::<Result<wire::Message, ForwardError>>(1024);
-        tokio::spawn(run_codec3(codec, from_app, to_app, conn.tx, conn.rx));
+        let refusals = Arc::new(Refusals::default());
+        tokio::spawn(run_codec3(
+            codec,
+            refusals.clone(),
+            from_app,
+            to_app,
+            conn.tx,
+            conn.rx,
+        ));
         let app = App::start(name, identity.clone(), conn.id, app_tx, app_rx).await?;
+        lock(&app.shared.state).refusals = Some(refusals);
         // v3 groups use the P-256 suite (0x0002) of the official 3.x line
         // unless told otherwise, and authenticate each MSG's v3 header as
         // its MLS AAD.
@@ -599,6 +635,7 @@ impl crate::service::Service {
 /// through the codec; ends when either side goes away.
 async fn run_codec3(
     mut codec: crate::codec3::Codec3,
+    refusals: Arc<Refusals>,
     mut from_app: mpsc::Receiver<wire::Message>,
     to_app: mpsc::Sender<Result<wire::Message, ForwardError>>,
     to_wire: mpsc::Sender<crate::wire3::Message>,
@@ -628,7 +665,9 @@ async fn run_codec3(
             r = from_wire.recv() => {
                 let Some(r) = r else { return };
                 let item = match r {
-                    Ok(m) => match codec.inbound(m, Instant::now()) {
+                    Ok(m) => {
+                        let session = crate::codec3::session_id(&m);
+                        match codec.inbound(m, Instant::now()) {
                         Ok(Some(m)) => {
                             tracing::trace!(frame = ?crate::session::packet::peek(&m), "v3 frame in");
                             Ok(m)
@@ -636,9 +675,12 @@ async fn run_codec3(
                         Ok(None) => continue,
                         Err(e) => {
                             warn!(error = %e, "SLIM v3 frame dropped");
+                            if e.is_refusal() && let Some(id) = session {
+                                refusals.note(id, e.to_string());
+                            }
                             continue;
                         }
-                    },
+                    }},
                     Err(e) => Err(e),
                 };
                 if to_app.send(item).await.is_err() {
@@ -1098,7 +1140,18 @@ impl Driver {
                     let _ = l.send(s).await;
                 }
             }
-            Event::JobDone { job, result } => {
+            Event::JobDone { job, mut result } => {
+                if let Err(e) = &result
+                    && e.is_timeout()
+                {
+                    let refusals = lock(&self.shared.state).refusals.clone();
+                    if let Some(cause) = refusals.and_then(|r| r.take(self.machine.id())) {
+                        result = Err(SessionError::Refused {
+                            what: e.to_string(),
+                            cause,
+                        });
+                    }
+                }
                 if let Some(tx) = self.jobs.remove(&job) {
                     let _ = tx.send(result);
                 }

@@ -68,6 +68,25 @@ pub enum CodecError {
     BadKey,
 }
 
+impl CodecError {
+    /// The frame was refused for what it claims (signature, key, identity),
+    /// not for a shape this edge cannot translate.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            CodecError::Identity(_) | CodecError::BadSignature | CodecError::BadKey
+        )
+    }
+}
+
+/// The session id of a v3 frame, if it is a session message.
+pub fn session_id(m: &wire3::Message) -> Option<u32> {
+    match &m.message_type {
+        Some(wire3::message::MessageType::Publish(p)) => p.session.as_ref().map(|s| s.session_id),
+        _ => None,
+    }
+}
+
 /// What an outbound frame became.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outbound {

@@ -217,6 +217,23 @@ pub enum SessionError {
     NoSessionId,
     #[error("this member is soft-closed: rejoin before sending")]
     Offline,
+    /// A control request timed out after the SLIM v3 edge had refused an
+    /// answer to it; `cause` says why (e.g. a signature that does not
+    /// verify: the frame was tampered with, or signed with another key).
+    #[error("{what}; an answer was refused: {cause}")]
+    Refused { what: String, cause: String },
+}
+
+impl SessionError {
+    /// A control request got no (acceptable) answer in time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            SessionError::Timeout { .. }
+                | SessionError::MemberTimeout { .. }
+                | SessionError::DiscoveryTimeout { .. }
+        )
+    }
 }
 
 /// Tells, from a received MSG's sender and clear-text metadata alone,
