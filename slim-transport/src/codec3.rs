@@ -1317,6 +1317,84 @@ mod tests {
         ));
     }
 
+    /// The command a frame carries, after a trip out of one edge and into
+    /// another, and the v3 type it had on the wire.
+    fn round_trip(kind: wire::SessionMessageType, c: C1) -> (i32, C1) {
+        let mut alice = codec("org/ns/alice", 42, 1);
+        let mut bob = codec("org/ns/bob", 99, 2);
+        let a = Name::new("org", "ns", "alice").with_id(42);
+        let b = Name::new("org", "ns", "bob").with_id(7);
+        let on_wire = alice
+            .outbound(
+                frame(&a, &b, kind, c),
+                crate::identity::unix_now(),
+                Instant::now(),
+            )
+            .unwrap()
+            .wire
+            .remove(0);
+        let Some(wire3::message::MessageType::Publish(p)) = &on_wire.message_type else {
+            panic!("not a publish");
+        };
+        let v3_type = p.session.as_ref().unwrap().session_message_type;
+        let back = bob.inbound(on_wire, Instant::now()).unwrap().unwrap();
+        let Some(wire::message::MessageType::Publish(p)) = back.message_type else {
+            panic!("not a publish");
+        };
+        let Some(wire::content::ContentType::CommandPayload(cp)) = p.msg.unwrap().content_type
+        else {
+            panic!("not a command");
+        };
+        (v3_type, cp.command_payload_type.unwrap())
+    }
+
+    #[test]
+    fn presence_and_rejoin_frames_cross_the_edge_as_their_v3_types_and_back() {
+        let (t, c) = round_trip(
+            wire::SessionMessageType::ParticipantState,
+            C1::ParticipantState(wire::ParticipantStatePayload {
+                participant: None,
+                online: false,
+                epoch: 4,
+            }),
+        );
+        assert_eq!(t, wire3::SessionMessageType::UpdateParticipantState as i32);
+        assert!(matches!(c, C1::ParticipantState(p) if !p.online && p.epoch == 4));
+        let (t, c) = round_trip(
+            wire::SessionMessageType::RejoinRequest,
+            C1::RejoinRequest(wire::RejoinRequestPayload {
+                participant: None,
+                key_package: b"kp".to_vec(),
+            }),
+        );
+        assert_eq!(t, wire3::SessionMessageType::RejoinRequest as i32);
+        assert!(matches!(c, C1::RejoinRequest(r) if r.key_package == b"kp"));
+        let (t, c) = round_trip(
+            wire::SessionMessageType::RejoinReply,
+            C1::RejoinReply(wire::RejoinReplyPayload {
+                commit_id: 9,
+                welcome: b"w".to_vec(),
+            }),
+        );
+        assert_eq!(t, wire3::SessionMessageType::RejoinReply as i32);
+        assert!(matches!(c, C1::RejoinReply(r) if r.commit_id == 9 && r.welcome == b"w"));
+        let (t, c) = round_trip(
+            wire::SessionMessageType::GroupRejoin,
+            C1::GroupRejoin(wire::GroupAddPayload {
+                new_participant: None,
+                participants: Vec::new(),
+                mls: Some(wire::MlsPayload {
+                    commit_id: 3,
+                    mls_content: b"c".to_vec(),
+                }),
+            }),
+        );
+        assert_eq!(t, wire3::SessionMessageType::GroupUpdate as i32);
+        assert!(
+            matches!(c, C1::GroupRejoin(a) if a.mls.as_ref().is_some_and(|m| m.commit_id == 3))
+        );
+    }
+
     #[test]
     fn join_reply_carries_its_sender_as_an_online_participant_and_types_are_renumbered() {
         let mut alice = codec("org/ns/alice", 42, 1);

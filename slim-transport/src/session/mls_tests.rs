@@ -641,3 +641,155 @@ fn filtered_msgs_are_acked_but_not_decrypted_or_delivered_and_later_ones_still_d
     assert!(net.run_until(LIMIT, |n| n.payloads_from(m, sid, p).len() == 1));
     assert_eq!(net.session(m, sid).counters().not_needed, 0);
 }
+
+// ----- presence (SLIM v3): soft close and rejoin ------------------------------
+
+/// Turns on the SLIM v3 presence messages for every node's future sessions.
+fn with_presence(net: &mut Net) {
+    for n in &mut net.nodes {
+        n.layer.set_presence(true);
+    }
+}
+
+fn kinds_sent(net: &Net) -> Vec<Kind> {
+    net.trace.iter().map(|t| t.kind).collect()
+}
+
+#[test]
+fn under_loss_a_soft_closed_member_is_readmitted_after_the_group_moved_on_and_reads_again() {
+    let net = Net::new(81, 0.2, 0.2, Duration::from_millis(300));
+    let (mut net, m, members) = nodes_on(net, 3);
+    with_presence(&mut net);
+    let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
+    for &p in &members[..2] {
+        assert_eq!(invite(&mut net, m, sid, p), Some(Ok(())));
+    }
+    let away = members[0];
+    assert!(net.run_until(LIMIT, |n| n.has_session(away, sid)
+        && n.nodes[away].sessions[&sid].is_established()));
+    let job = net.with(away, sid, |s, now| s.soft_close(now)).unwrap();
+    assert!(net.run_until(LIMIT, |n| n.job_result(away, job).is_some()));
+    assert_eq!(net.job_result(away, job), Some(Ok(())));
+    assert!(matches!(
+        net.with(away, sid, |s, now| s.publish(
+            b"x".to_vec(),
+            HashMap::new(),
+            now
+        )),
+        Err(SessionError::Offline)
+    ));
+    // The group moves on while it is away: a commit it never applies.
+    assert_eq!(invite(&mut net, m, sid, members[2]), Some(Ok(())));
+    assert!(broadcast_arrives(
+        &mut net,
+        m,
+        sid,
+        &members[1..],
+        b"while away"
+    ));
+    assert!(
+        !net.payloads_from(away, sid, m)
+            .iter()
+            .any(|x| x == b"while away")
+    );
+
+    let job = net.with(away, sid, |s, now| s.rejoin(now)).unwrap();
+    assert!(net.run_until(LIMIT, |n| n.job_result(away, job).is_some()));
+    assert_eq!(net.job_result(away, job), Some(Ok(())));
+    let kinds = kinds_sent(&net);
+    for k in [
+        Kind::GroupNack,
+        Kind::RejoinRequest,
+        Kind::RejoinReply,
+        Kind::GroupRejoin,
+    ] {
+        assert!(
+            kinds.contains(&k),
+            "no {k:?} on the wire: the rejoin took another path"
+        );
+    }
+    assert_eq!(
+        net.session(away, sid).members().len(),
+        4,
+        "the rejoined member lists the group it came back to"
+    );
+    assert!(broadcast_arrives(&mut net, m, sid, &members, b"all back"));
+    net.publish(away, sid, b"from the rejoined");
+    assert!(net.run_until(LIMIT, |n| {
+        [m, members[1], members[2]].iter().all(|&p| {
+            n.payloads_from(p, sid, away)
+                .iter()
+                .any(|x| x == b"from the rejoined")
+        })
+    }));
+}
+
+#[test]
+fn a_member_back_at_the_same_epoch_needs_no_new_welcome() {
+    let (mut net, m, members) = nodes(82, 2);
+    with_presence(&mut net);
+    let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
+    for &p in &members {
+        assert_eq!(invite(&mut net, m, sid, p), Some(Ok(())));
+    }
+    let away = members[1];
+    let job = net.with(away, sid, |s, now| s.soft_close(now)).unwrap();
+    assert!(net.run_until(LIMIT, |n| n.job_result(away, job).is_some()));
+    let job = net.with(away, sid, |s, now| s.rejoin(now)).unwrap();
+    assert!(net.run_until(LIMIT, |n| n.job_result(away, job).is_some()));
+    assert_eq!(net.job_result(away, job), Some(Ok(())));
+    let kinds = kinds_sent(&net);
+    assert!(kinds.contains(&Kind::ParticipantState));
+    assert!(
+        !kinds.contains(&Kind::GroupNack) && !kinds.contains(&Kind::RejoinRequest),
+        "nobody NACKs a member back at the group's epoch"
+    );
+    assert!(broadcast_arrives(
+        &mut net,
+        m,
+        sid,
+        &members,
+        b"still one epoch"
+    ));
+}
+
+#[test]
+fn a_participant_hearing_a_later_epoch_asks_the_moderator_to_rejoin() {
+    let (mut net, m, members) = nodes(83, 2);
+    with_presence(&mut net);
+    let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
+    for &p in &members {
+        assert_eq!(invite(&mut net, m, sid, p), Some(Ok(())));
+    }
+    // The moderator's PING (a v3 HEARTBEAT) announcing an epoch ahead of
+    // member0's, as the edge notes it after reading a real heartbeat.
+    let ping = net
+        .trace
+        .iter()
+        .rev()
+        .find(|t| t.from == m && t.kind == Kind::Ping)
+        .map(|t| t.msg.clone());
+    let mut ping = match ping {
+        Some(p) => p,
+        None => {
+            net.run_for(Duration::from_secs(15));
+            net.trace
+                .iter()
+                .rev()
+                .find(|t| t.from == m && t.kind == Kind::Ping)
+                .map(|t| t.msg.clone())
+                .expect("the moderator pings")
+        }
+    };
+    ping.metadata
+        .insert(packet::keys::MLS_EPOCH.into(), u64::MAX.to_string());
+    let before = net.trace.len();
+    net.inject(members[0], ping);
+    net.run_for(Duration::from_millis(50));
+    assert!(
+        net.trace[before..]
+            .iter()
+            .any(|t| t.from == members[0] && t.kind == Kind::RejoinRequest),
+        "no rejoin request after a heartbeat from a later epoch"
+    );
+}
