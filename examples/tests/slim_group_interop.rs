@@ -11,7 +11,10 @@
 //!   live group, removes one, and ends the group;
 //! * one of our participants killed by PID is noticed by the official
 //!   moderator (its heartbeat bookkeeping marks it offline), and the group
-//!   goes on without it.
+//!   goes on without it;
+//! * one of our participants soft-closes (`soft-close`), misses a member
+//!   joining, and rejoins (`rejoin`): the official moderator re-admits it
+//!   and it reads and is read by everyone again.
 //!
 //! The official example reads its input with a terminal library, so it runs
 //! under `script(1)`, which gives it a pseudo-terminal fed from a pipe.
@@ -269,4 +272,47 @@ fn our_participant_killed_is_marked_offline_by_the_official_3_3_8_moderator() {
     moderator.send_line("after");
     wait_count(&a, "> after", 1);
     wait_count(&moderator, "message received by", 3);
+}
+
+#[test]
+fn our_participant_soft_closes_and_rejoins_an_official_3_3_8_moderators_group_that_moved_on() {
+    let (_node, url) = slim_node();
+    let mut a = ours(Line::V3, "org/ns/spa", &url, &[]);
+    let b = ours(Line::V3, "org/ns/spb", &url, &[]);
+    let c = ours(Line::V3, "org/ns/spc", &url, &[]);
+    for p in [&a, &b, &c] {
+        wait_count(p, "Waiting for session...", 1);
+    }
+    let mut moderator = official(
+        Line::V3,
+        "org/ns/smod",
+        &url,
+        &[
+            "--remote org/ns/schat",
+            "--invites org/ns/spa",
+            "--invites org/ns/spb",
+        ],
+        "info",
+    );
+    wait_count(&moderator, "Welcome to the group", 1);
+    wait_count(&a, "Welcome to the group", 1);
+
+    a.send_line("soft-close");
+    wait_count(&a, "offline: the group acknowledged", 1);
+    moderator.send_line("while-away");
+    wait_count(&b, "> while-away", 1);
+    // The group moves on while a is away: a third member joins.
+    moderator.send_line("invite org/ns/spc");
+    wait_count(&c, "Welcome to the group", 1);
+    assert_eq!(count(&a, "> while-away"), 0, "{}", a.output());
+
+    a.send_line("rejoin");
+    wait_count(&a, "back online in the group", 1);
+    moderator.send_line("after-rejoin");
+    wait_count(&a, "> after-rejoin", 1);
+    wait_count(&c, "> after-rejoin", 1);
+    a.send_line("from-a-again");
+    wait_count(&moderator, "> from-a-again", 1);
+    wait_count(&b, "> from-a-again", 1);
+    wait_count(&c, "> from-a-again", 1);
 }

@@ -14,7 +14,9 @@
 //! cannot loop). Each line typed on standard input is sent to the group;
 //! `exit` or `quit` leaves (a moderator's leaving ends the group); the
 //! moderator also takes `invite NAME` and `remove NAME`. Beyond the official
-//! example it prints members joining and leaving, and when its standard
+//! example a participant on SLIM 3 takes `soft-close` (go offline without
+//! leaving) and `rejoin` (come back, re-admitted by the moderator if the
+//! group changed meanwhile), it prints members joining and leaving, and when its standard
 //! input ends it keeps receiving instead of leaving, so it can run without
 //! a terminal.
 //!
@@ -180,6 +182,8 @@ async fn chat(app: &App, mut session: Session, conn: ConnId, moderator: bool) ->
     if moderator {
         println!("  - 'remove NAME' to remove a participant");
         println!("  - 'invite NAME' to invite a participant");
+    } else {
+        println!("  - 'soft-close' to go offline without leaving, 'rejoin' to come back (SLIM 3)");
     }
     println!("  - 'exit' or 'quit' to leave the group");
     let mut input = Some(BufReader::new(tokio::io::stdin()).lines());
@@ -271,9 +275,27 @@ async fn command(
         }
         return Ok(true);
     }
-    session
+    if !moderator && line.eq_ignore_ascii_case("soft-close") {
+        match session.soft_close().await {
+            Ok(()) => println!("offline: the group acknowledged; 'rejoin' to come back"),
+            Err(e) => eprintln!("Error: cannot soft-close: {e}"),
+        }
+        return Ok(true);
+    }
+    if !moderator && line.eq_ignore_ascii_case("rejoin") {
+        match session.rejoin().await {
+            Ok(()) => println!("back online in the group"),
+            Err(e) => eprintln!("Error: cannot rejoin: {e}"),
+        }
+        return Ok(true);
+    }
+    match session
         .publish(line.as_bytes().to_vec(), HashMap::new())
-        .await?;
+        .await
+    {
+        Err(SessionError::Offline) => eprintln!("Error: offline; type 'rejoin' first"),
+        other => other?,
+    }
     Ok(true)
 }
 
