@@ -39,6 +39,7 @@ use crate::metadata::{
     CANCEL_MESSAGE, MAX_TIMEOUT, Metadata, RequestsSent, client_cancel, client_eos1, client_eos2,
     client_first_frame, client_next_frame, new_rpc_id,
 };
+use crate::response_meta::{Response, ResponseMetadataSink};
 use crate::tracker::{CallTracker, Output, Step};
 use crate::transport::{
     ConnId, IntoTransport, RpcSessionHandle, RpcTransport, SessionKind, SessionOptions,
@@ -388,6 +389,33 @@ impl Channel {
         first_message(stream).await
     }
 
+    /// Unary call returning the server's headers and trailers with the
+    /// response (tonic's `Response`). On a group channel: the first
+    /// member's answer, with the metadata of every member that answered
+    /// by then, merged (use [`CallOptions::capture`] for per-member
+    /// metadata).
+    pub async fn unary_with_metadata<Req, Res>(
+        &self,
+        service: &str,
+        method: &str,
+        request: Req,
+        options: CallOptions,
+    ) -> Result<Response<Res>, RpcError>
+    where
+        Req: prost::Message,
+        Res: prost::Message + Default + Send + 'static,
+    {
+        let sink = ResponseMetadataSink::new();
+        let message = self
+            .unary(service, method, request, options.capture(&sink))
+            .await?;
+        let meta = crate::ResponseMetadata {
+            headers: sink.headers(),
+            trailers: sink.trailers(),
+        };
+        Ok(Response::new(message, meta))
+    }
+
     /// Unary-stream call: one request, a stream of responses.
     pub fn unary_stream<Req, Res>(
         &self,
@@ -569,6 +597,7 @@ impl Channel {
             running: None,
             done: false,
             trailing: None,
+            sink: options.response_metadata,
             _res: PhantomData,
         };
         // Fused: a caller may poll again after the end (e.g. `select!` or a
@@ -787,6 +816,8 @@ struct CallState<Res> {
     done: bool,
     /// Owed to the caller after the last response: members left mid-call.
     trailing: Option<RpcError>,
+    /// Where the servers' headers and trailers go, if the caller asked.
+    sink: Option<ResponseMetadataSink>,
     _res: PhantomData<fn() -> Res>,
 }
 
@@ -843,7 +874,12 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
                         "Client deadline exceeded while receiving response",
                     ));
                 }
-                Event::Frame(Some(CallEvent::Frame(msg))) => running.tracker.on_frame(msg),
+                Event::Frame(Some(CallEvent::Frame(msg))) => {
+                    if let Some(sink) = &self.sink {
+                        sink.record(&msg.source, &msg.metadata);
+                    }
+                    running.tracker.on_frame(msg)
+                }
                 Event::Frame(Some(CallEvent::MessageLost { source, message_id })) => {
                     match running.tracker.on_message_lost(&source, message_id) {
                         Some(e) => Step::Error(e),

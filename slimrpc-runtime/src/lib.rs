@@ -72,6 +72,7 @@ pub mod context;
 pub mod dispatcher;
 pub mod error;
 pub mod metadata;
+pub mod response_meta;
 pub mod server;
 pub mod slim_app;
 pub mod tracker;
@@ -85,6 +86,9 @@ pub use code::Code;
 pub use context::{CallOptions, Context, MulticastItem, RequestStream};
 pub use error::{RpcError, unimplemented};
 pub use metadata::Metadata;
+pub use response_meta::{
+    MetadataError, MetadataExt, Response, ResponseMetadata, ResponseMetadataSink,
+};
 pub use server::{Server, ServerHandle};
 pub use slim_transport::Name;
 pub use transport::{

@@ -31,6 +31,7 @@ use crate::metadata::{
     METHOD_KEY, Metadata, SERVICE_KEY, STATUS_CODE_KEY, deadline_from_metadata, frame_code,
     is_cancel, is_client_frame, is_eos, response_frame, rpc_id, status_frame,
 };
+use crate::response_meta::Outgoing;
 use crate::transport::{
     ConnId, IncomingMessage, IntoTransport, RpcSessionEvents, RpcSessionHandle, RpcTransport,
     TransportEvent, TransportSession,
@@ -197,6 +198,8 @@ struct Responder {
     handle: Arc<dyn RpcSessionHandle>,
     caller: Name,
     rpc_id: String,
+    /// Headers and trailers the handler set ([`crate::response_meta`]).
+    meta: Outgoing,
 }
 
 impl Responder {
@@ -205,8 +208,21 @@ impl Responder {
     /// `google.protobuf.Empty` is never read as the end of the stream; 1.x
     /// clients read an absent code as OK).
     async fn response(&self, payload: Vec<u8>) -> Result<(), RpcError> {
+        self.send_response(payload, false).await
+    }
+
+    /// The one response of a unary-output method: it carries the
+    /// trailers too (the handler returned; the caller stops there), then
+    /// the EOS follows.
+    async fn answer(&self, payload: Vec<u8>) -> Result<(), RpcError> {
+        self.send_response(payload, true).await?;
+        self.eos().await
+    }
+
+    async fn send_response(&self, payload: Vec<u8>, last: bool) -> Result<(), RpcError> {
+        let meta = self.meta.stamp(response_frame(&self.rpc_id), last);
         self.handle
-            .publish_unicast(&self.caller, payload, response_frame(&self.rpc_id))
+            .publish_unicast(&self.caller, payload, meta)
             .await
             .map_err(|e| RpcError::internal(format!("Failed to send response: {e}")))
     }
@@ -217,7 +233,7 @@ impl Responder {
             .publish_unicast(
                 &self.caller,
                 Vec::new(),
-                status_frame(Code::Ok, &self.rpc_id),
+                self.meta.stamp(status_frame(Code::Ok, &self.rpc_id), true),
             )
             .await
             .map_err(|e| RpcError::internal(format!("Failed to send response: {e}")))
@@ -237,7 +253,7 @@ impl Responder {
             .publish_unicast(
                 &self.caller,
                 e.message().into_bytes(),
-                status_frame(code, &self.rpc_id),
+                self.meta.stamp(status_frame(code, &self.rpc_id), true),
             )
             .await;
         if let Err(err) = sent {
@@ -335,8 +351,7 @@ impl Server {
             let handler = handler.clone();
             async move {
                 let res = handler(decode::<Req>(&bytes)?, ctx).await?;
-                out.response(res.encode_to_vec()).await?;
-                out.eos().await
+                out.answer(res.encode_to_vec()).await
             }
             .boxed()
         });
@@ -385,8 +400,7 @@ impl Server {
             let handler = handler.clone();
             async move {
                 let res = handler(RequestStream::new(raw), ctx).await?;
-                out.response(res.encode_to_vec()).await?;
-                out.eos().await
+                out.answer(res.encode_to_vec()).await
             }
             .boxed()
         });
@@ -807,10 +821,11 @@ impl Demux {
         method: String,
     ) {
         let path = format!("{service}/{method}");
-        let out = Responder {
+        let mut out = Responder {
             handle: self.handle.clone(),
             caller: msg.source.clone(),
             rpc_id: rpc_id.clone(),
+            meta: Outgoing::default(),
         };
         let Some(handler) = self.shared.handlers.get(&path).cloned() else {
             tracing::debug!(%path, %rpc_id, "unknown method");
@@ -831,6 +846,7 @@ impl Demux {
             method,
         )
         .with_peer_subject(msg.peer_subject.clone());
+        out.meta = ctx.outgoing();
         let (cancelled_tx, mut cancelled) = watch::channel(false);
         let ctx = ctx.with_cancel(cancelled.clone());
         self.calls
