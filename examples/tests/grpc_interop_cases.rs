@@ -939,3 +939,54 @@ async fn a_cancelled_call_leaves_no_handler_on_any_member_within_a_second_and_no
         e.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_clients_and_servers_take_interceptors_for_auth() {
+    let service = Service::new();
+    let server_app = app_with(&service, "intercepted", Protocol::V3)
+        .await
+        .unwrap();
+    let mut server = Server::new(server_app, name("intercepted"));
+    let stats = Arc::new(Stats::default());
+    TestServiceServer::with_interceptor(
+        Interop {
+            stats: stats.clone(),
+        },
+        |r: slimrpc::Request<()>| match r.metadata().get("authorization") {
+            Some(t) if t == "Bearer interop" => Ok(r),
+            _ => Err(RpcError::new(Code::Unauthenticated, "missing token")),
+        },
+    )
+    .register(&mut server);
+    let running = bounded("start", server.start()).await.unwrap();
+    let client_app = app_with(&service, "intercepting", Protocol::V3)
+        .await
+        .unwrap();
+    let channel = Channel::new(client_app, vec![name("intercepted")]).unwrap();
+    let e = bounded(
+        "no token",
+        TestServiceClient::new(channel.clone()).empty_call(Empty {}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let authed =
+        TestServiceClient::with_interceptor(channel.clone(), |mut r: slimrpc::Request<()>| {
+            r.metadata_mut()
+                .insert("authorization".into(), "Bearer interop".into());
+            Ok(r)
+        });
+    bounded("token", authed.empty_call(Empty {})).await.unwrap();
+    // A logging interceptor on a group client (one member here).
+    let group =
+        TestServiceGroupClient::with_interceptor(channel.clone(), |r: slimrpc::Request<()>| {
+            tracing::info!(service = r.service(), method = r.method(), "group call");
+            Ok(r)
+        });
+    let items: Vec<_> = bounded("group", group.empty_call(Empty {}).collect::<Vec<_>>()).await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].as_ref().unwrap_err().code(), Code::Unauthenticated);
+    let _ = channel.close().await;
+    running.shutdown().await;
+    service.shutdown().await;
+}

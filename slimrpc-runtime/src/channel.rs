@@ -35,6 +35,7 @@ use crate::dispatcher::{
     RegisterError,
 };
 use crate::error::RpcError;
+use crate::interceptor::{Chain, Interceptor, Request};
 use crate::metadata::{
     CANCEL_MESSAGE, MAX_TIMEOUT, Metadata, RequestsSent, client_cancel, client_eos1, client_eos2,
     client_first_frame, client_next_frame, new_rpc_id,
@@ -223,6 +224,8 @@ pub struct ChannelOptions {
 #[derive(Clone)]
 pub struct Channel {
     inner: Arc<ChannelInner>,
+    /// Run before every call made through this handle ([`Self::with_interceptor`]).
+    interceptors: Chain,
 }
 
 impl std::fmt::Debug for Channel {
@@ -298,6 +301,7 @@ impl Channel {
                 slot: Mutex::new(Slot::Empty),
                 closed: AtomicBool::new(false),
             }),
+            interceptors: Chain::default(),
         })
     }
 
@@ -318,6 +322,18 @@ impl Channel {
             .collect();
         let names = members.into_iter().map(|(n, _)| n).collect();
         Self::build(app, names, options, pins)
+    }
+
+    /// This channel (sharing its session) with `interceptor` run before
+    /// each of its calls, after the interceptors it already has. It sees
+    /// the call's metadata, service and method, may change the metadata,
+    /// or refuse the call: the call then fails with its error and sends
+    /// nothing. See [`crate::interceptor`].
+    pub fn with_interceptor(&self, interceptor: impl Interceptor) -> Channel {
+        Channel {
+            inner: self.inner.clone(),
+            interceptors: self.interceptors.with(interceptor),
+        }
     }
 
     /// True for a group channel (more than one member).
@@ -583,6 +599,14 @@ impl Channel {
     where
         Res: prost::Message + Default + Send + 'static,
     {
+        let mut options = options;
+        if !self.interceptors.is_empty() {
+            let request = Request::for_call((), options.metadata, service, method);
+            match self.interceptors.run(request) {
+                Ok(mut r) => options.metadata = std::mem::take(r.metadata_mut()),
+                Err(e) => return Box::pin(futures::stream::once(async move { Err(e) })),
+            }
+        }
         let timeout = options.timeout.unwrap_or(MAX_TIMEOUT);
         let now = SystemTime::now();
         let state = CallState::<Res> {

@@ -107,6 +107,12 @@ impl Context {
         }
     }
 
+    /// The context with the metadata the server's interceptors left.
+    pub(crate) fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
     /// The handle the call's responder sends the response metadata from.
     pub(crate) fn outgoing(&self) -> Outgoing {
         self.response.clone()

@@ -71,6 +71,7 @@ pub mod code;
 pub mod context;
 pub mod dispatcher;
 pub mod error;
+pub mod interceptor;
 pub mod metadata;
 pub mod response_meta;
 pub mod server;
@@ -85,6 +86,7 @@ pub use channel::{Channel, ChannelOptions, MulticastStream, ResponseStream};
 pub use code::Code;
 pub use context::{CallOptions, Context, MulticastItem, RequestStream};
 pub use error::{RpcError, unimplemented};
+pub use interceptor::{Interceptor, Request};
 pub use metadata::Metadata;
 pub use response_meta::{
     MetadataError, MetadataExt, Response, ResponseMetadata, ResponseMetadataSink,

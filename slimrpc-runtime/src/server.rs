@@ -27,6 +27,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::code::Code;
 use crate::context::{Context, Input, RawRequests, RequestStream};
 use crate::error::RpcError;
+use crate::interceptor::{Chain, Interceptor, Request};
 use crate::metadata::{
     METHOD_KEY, Metadata, SERVICE_KEY, STATUS_CODE_KEY, deadline_from_metadata, frame_code,
     is_cancel, is_client_frame, is_eos, response_frame, rpc_id, status_frame,
@@ -297,6 +298,7 @@ pub struct Server {
     connection: Option<ConnId>,
     handlers: HashMap<String, Handler>,
     request_buffer: usize,
+    interceptors: ServerInterceptors,
 }
 
 impl Server {
@@ -308,7 +310,28 @@ impl Server {
             connection: None,
             handlers: HashMap::new(),
             request_buffer: REQUEST_BUFFER,
+            interceptors: ServerInterceptors::default(),
         }
+    }
+
+    /// Runs `interceptor` when any call starts, before its handler (after
+    /// the interceptors added before it). An error answers the call with
+    /// that error, and its handler never runs. See [`crate::interceptor`].
+    pub fn add_interceptor(&mut self, interceptor: impl Interceptor) -> &mut Self {
+        self.interceptors.all = self.interceptors.all.with(interceptor);
+        self
+    }
+
+    /// Like [`Self::add_interceptor`], for the calls of `service`
+    /// (`package.Service`) only; they run after the server-wide ones.
+    pub fn intercept_service(&mut self, service: &str, interceptor: impl Interceptor) -> &mut Self {
+        let chain = self
+            .interceptors
+            .per_service
+            .entry(service.to_string())
+            .or_default();
+        *chain = chain.with(interceptor);
+        self
     }
 
     /// How many request frames a stream-input call may hold for a handler
@@ -470,6 +493,7 @@ impl Server {
                 })
             }));
         let shared = Arc::new(Shared {
+            interceptors: self.interceptors,
             handlers: self.handlers,
             stats: stats.clone(),
             request_buffer: self.request_buffer,
@@ -492,7 +516,34 @@ struct Stats {
     skipped: AtomicUsize,
 }
 
+/// The server's interceptors: for every call, then per service.
+#[derive(Default)]
+struct ServerInterceptors {
+    all: Chain,
+    per_service: HashMap<String, Chain>,
+}
+
+impl ServerInterceptors {
+    /// Runs the interceptors of a starting call; the metadata its handler
+    /// sees, or the error to answer.
+    fn run(&self, ctx: &Context) -> Result<Option<Metadata>, RpcError> {
+        let per_service = self.per_service.get(ctx.service());
+        if self.all.is_empty() && per_service.is_none() {
+            return Ok(None);
+        }
+        let mut request =
+            Request::for_call((), ctx.metadata().clone(), ctx.service(), ctx.method())
+                .with_caller(ctx.caller().clone(), ctx.peer_subject().map(str::to_string));
+        request = self.all.run(request)?;
+        if let Some(chain) = per_service {
+            request = chain.run(request)?;
+        }
+        Ok(Some(std::mem::take(request.metadata_mut())))
+    }
+}
+
 struct Shared {
+    interceptors: ServerInterceptors,
     handlers: HashMap<String, Handler>,
     stats: Arc<Stats>,
     request_buffer: usize,
@@ -847,6 +898,15 @@ impl Demux {
         )
         .with_peer_subject(msg.peer_subject.clone());
         out.meta = ctx.outgoing();
+        let ctx = match self.shared.interceptors.run(&ctx) {
+            Ok(None) => ctx,
+            Ok(Some(metadata)) => ctx.with_metadata(metadata),
+            Err(e) => {
+                tracing::debug!(%path, %rpc_id, error = %e, "call refused by an interceptor");
+                out.error(&e).await;
+                return;
+            }
+        };
         let (cancelled_tx, mut cancelled) = watch::channel(false);
         let ctx = ctx.with_cancel(cancelled.clone());
         self.calls

@@ -21,6 +21,17 @@ pub mod nothing_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -42,6 +53,17 @@ pub mod nothing_client {
         /// A group client calling through `channel`.
         pub fn new(channel: slimrpc::Channel) -> Self {
             Self { channel }
+        }
+
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
         }
 
         /// The channel this client calls through.
@@ -72,6 +94,7 @@ pub mod nothing_server {
     #[derive(Debug)]
     pub struct NothingServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Nothing> NothingServer<T> {
@@ -82,7 +105,20 @@ pub mod nothing_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -92,6 +128,7 @@ pub mod nothing_server {
 
         /// Registers every method of `basic.v1.Nothing` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let _ = server;
         }
     }
@@ -116,6 +153,17 @@ pub mod mixed_client {
         /// A client calling through `channel`.
         pub fn new(channel: slimrpc::Channel) -> Self {
             Self { channel }
+        }
+
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
         }
 
         /// The channel this client calls through.
@@ -187,6 +235,17 @@ pub mod mixed_client {
         /// A group client calling through `channel`.
         pub fn new(channel: slimrpc::Channel) -> Self {
             Self { channel }
+        }
+
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
         }
 
         /// The channel this client calls through.
@@ -291,6 +350,7 @@ pub mod mixed_server {
     #[derive(Debug)]
     pub struct MixedServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Mixed> MixedServer<T> {
@@ -301,7 +361,20 @@ pub mod mixed_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -311,6 +384,7 @@ pub mod mixed_server {
 
         /// Registers every method of `basic.v1.Mixed` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::FROM_OTHER_FILE;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {
@@ -347,6 +421,17 @@ pub mod shapes_client {
         /// A client calling through `channel`.
         pub fn new(channel: slimrpc::Channel) -> Self {
             Self { channel }
+        }
+
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
         }
 
         /// The channel this client calls through.
@@ -468,6 +553,17 @@ pub mod shapes_client {
         /// A group client calling through `channel`.
         pub fn new(channel: slimrpc::Channel) -> Self {
             Self { channel }
+        }
+
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
         }
 
         /// The channel this client calls through.
@@ -661,6 +757,7 @@ pub mod shapes_server {
     #[derive(Debug)]
     pub struct ShapesServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Shapes> ShapesServer<T> {
@@ -671,7 +768,20 @@ pub mod shapes_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -681,6 +791,7 @@ pub mod shapes_server {
 
         /// Registers every method of `basic.v1.Shapes` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::UNARY;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {
@@ -731,6 +842,17 @@ pub mod legacy_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -774,6 +896,17 @@ pub mod legacy_client {
         /// A group client calling through `channel`.
         pub fn new(channel: slimrpc::Channel) -> Self {
             Self { channel }
+        }
+
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
         }
 
         /// The channel this client calls through.
@@ -841,6 +974,7 @@ pub mod legacy_server {
     #[derive(Debug)]
     pub struct LegacyServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Legacy> LegacyServer<T> {
@@ -851,7 +985,20 @@ pub mod legacy_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -861,6 +1008,7 @@ pub mod legacy_server {
 
         /// Registers every method of `basic.v1.Legacy` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::OLD;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {

@@ -21,6 +21,17 @@ pub mod nested_service_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -88,6 +99,17 @@ pub mod nested_service_client {
         /// A group client calling through `channel`.
         pub fn new(channel: slimrpc::Channel) -> Self {
             Self { channel }
+        }
+
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
         }
 
         /// The channel this client calls through.
@@ -197,6 +219,7 @@ pub mod nested_service_server {
     #[derive(Debug)]
     pub struct NestedServiceServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: NestedService> NestedServiceServer<T> {
@@ -207,7 +230,20 @@ pub mod nested_service_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -217,6 +253,7 @@ pub mod nested_service_server {
 
         /// Registers every method of `nested.v1.NestedService` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::DEEP;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {

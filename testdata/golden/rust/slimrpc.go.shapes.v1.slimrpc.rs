@@ -29,6 +29,17 @@ pub mod shapes_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -298,6 +309,17 @@ pub mod shapes_client {
         /// A group client calling through `channel`.
         pub fn new(channel: slimrpc::Channel) -> Self {
             Self { channel }
+        }
+
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
         }
 
         /// The channel this client calls through.
@@ -720,6 +742,7 @@ pub mod shapes_server {
     #[derive(Debug)]
     pub struct ShapesServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Shapes> ShapesServer<T> {
@@ -730,7 +753,20 @@ pub mod shapes_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -740,6 +776,7 @@ pub mod shapes_server {
 
         /// Registers every method of `slimrpc.go.shapes.v1.Shapes` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::UNARY;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {
@@ -826,6 +863,17 @@ pub mod legacy_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -897,6 +945,17 @@ pub mod legacy_client {
         /// A group client calling through `channel`.
         pub fn new(channel: slimrpc::Channel) -> Self {
             Self { channel }
+        }
+
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
         }
 
         /// The channel this client calls through.
@@ -1011,6 +1070,7 @@ pub mod legacy_server {
     #[derive(Debug)]
     pub struct LegacyServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Legacy> LegacyServer<T> {
@@ -1021,7 +1081,20 @@ pub mod legacy_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -1031,6 +1104,7 @@ pub mod legacy_server {
 
         /// Registers every method of `slimrpc.go.shapes.v1.Legacy` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::OLD;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {
@@ -1066,6 +1140,17 @@ pub mod nothing_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -1087,6 +1172,17 @@ pub mod nothing_client {
         /// A group client calling through `channel`.
         pub fn new(channel: slimrpc::Channel) -> Self {
             Self { channel }
+        }
+
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
         }
 
         /// The channel this client calls through.
@@ -1117,6 +1213,7 @@ pub mod nothing_server {
     #[derive(Debug)]
     pub struct NothingServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Nothing> NothingServer<T> {
@@ -1127,7 +1224,20 @@ pub mod nothing_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -1137,6 +1247,7 @@ pub mod nothing_server {
 
         /// Registers every method of `slimrpc.go.shapes.v1.Nothing` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let _ = server;
         }
     }
