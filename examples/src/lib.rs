@@ -308,6 +308,16 @@ pub async fn serve(
     instance: &str,
     conn: Option<slimrpc::transport::ConnId>,
 ) -> Result<slimrpc::ServerHandle, ExampleError> {
+    Ok(serve_with_health(app, instance, conn).await?.0)
+}
+
+/// [`serve`], also serving `grpc.health.v1.Health`; returns the reporter that sets what it
+/// answers (the whole server starts SERVING).
+pub async fn serve_with_health(
+    app: Arc<App>,
+    instance: &str,
+    conn: Option<slimrpc::transport::ConnId>,
+) -> Result<(slimrpc::ServerHandle, slimrpc::health::HealthReporter), ExampleError> {
     let mut server = match conn {
         Some(c) => slimrpc::Server::new_with_connection(app, name(instance), c),
         None => slimrpc::Server::new(app, name(instance)),
@@ -316,7 +326,8 @@ pub async fn serve(
         instance: instance.to_string(),
     })
     .register(&mut server);
-    Ok(server.start().await?)
+    let health = server.enable_health();
+    Ok((server.start().await?, health))
 }
 
 /// Logs to stderr, `RUST_LOG` filtered (default `warn`).

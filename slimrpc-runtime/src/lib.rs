@@ -71,6 +71,7 @@ pub mod code;
 pub mod context;
 pub mod dispatcher;
 pub mod error;
+pub mod health;
 pub mod interceptor;
 pub mod metadata;
 pub mod response_meta;
@@ -78,6 +79,9 @@ pub mod server;
 pub mod slim_app;
 pub mod tracker;
 pub mod transport;
+
+// Generated code (the health service) names the runtime `slimrpc`.
+extern crate self as slimrpc;
 
 #[cfg(test)]
 mod testing;
