@@ -118,7 +118,7 @@ pub mod health_client {
             let method = method::CHECK;
             self.channel.unary(SERVICE_NAME, method, request, Default::default()).await
         }
-        /// [`Self::check`] with per-call options (timeout, metadata).
+        /// [`Self::check`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn check_with(
             &self,
             request: super::HealthCheckRequest,
@@ -152,7 +152,7 @@ pub mod health_client {
             let method = method::WATCH;
             self.channel.unary_stream(SERVICE_NAME, method, request, Default::default())
         }
-        /// [`Self::watch`] with per-call options (timeout, metadata).
+        /// [`Self::watch`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn watch_with(
             &self,
             request: super::HealthCheckRequest,
@@ -182,7 +182,7 @@ pub mod health_client {
             let method = method::LIST;
             self.channel.unary(SERVICE_NAME, method, request, Default::default()).await
         }
-        /// [`Self::list`] with per-call options (timeout, metadata).
+        /// [`Self::list`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn list_with(
             &self,
             request: super::HealthListRequest,
@@ -242,7 +242,7 @@ pub mod health_client {
             let method = method::CHECK;
             self.channel.group_unary(SERVICE_NAME, method, request, Default::default())
         }
-        /// [`Self::check`] with per-call options (timeout, metadata).
+        /// [`Self::check`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn check_with(
             &self,
             request: super::HealthCheckRequest,
@@ -277,7 +277,7 @@ pub mod health_client {
             self.channel
                 .group_unary_stream(SERVICE_NAME, method, request, Default::default())
         }
-        /// [`Self::watch`] with per-call options (timeout, metadata).
+        /// [`Self::watch`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn watch_with(
             &self,
             request: super::HealthCheckRequest,
@@ -307,7 +307,7 @@ pub mod health_client {
             let method = method::LIST;
             self.channel.group_unary(SERVICE_NAME, method, request, Default::default())
         }
-        /// [`Self::list`] with per-call options (timeout, metadata).
+        /// [`Self::list`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn list_with(
             &self,
             request: super::HealthListRequest,

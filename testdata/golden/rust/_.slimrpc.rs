@@ -48,7 +48,7 @@ pub mod go_bare_client {
                 .await
         }
 
-        /// [`Self::call`] with per-call options (timeout, metadata).
+        /// [`Self::call`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn call_with(
             &self,
             request: super::GoBareRequest,
@@ -103,7 +103,7 @@ pub mod go_bare_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::call`] with per-call options (timeout, metadata).
+        /// [`Self::call`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn call_with(
             &self,
             request: super::GoBareRequest,
@@ -243,7 +243,7 @@ pub mod bare_client {
                 .await
         }
 
-        /// [`Self::ask`] with per-call options (timeout, metadata).
+        /// [`Self::ask`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn ask_with(
             &self,
             request: super::BareRequest,
@@ -300,7 +300,7 @@ pub mod bare_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::ask`] with per-call options (timeout, metadata).
+        /// [`Self::ask`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn ask_with(
             &self,
             request: super::BareRequest,

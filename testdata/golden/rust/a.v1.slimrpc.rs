@@ -49,7 +49,7 @@ pub mod crossing_client {
                 .await
         }
 
-        /// [`Self::b_to_c`] with per-call options (timeout, metadata).
+        /// [`Self::b_to_c`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn b_to_c_with(
             &self,
             request: super::super::super::b::v1::Shared,
@@ -73,7 +73,7 @@ pub mod crossing_client {
                 .await
         }
 
-        /// [`Self::c_to_b`] with per-call options (timeout, metadata).
+        /// [`Self::c_to_b`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn c_to_b_with(
             &self,
             requests: impl futures::Stream<Item = super::super::super::c::v1::Shared> + Send + 'static,
@@ -130,7 +130,7 @@ pub mod crossing_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::b_to_c`] with per-call options (timeout, metadata).
+        /// [`Self::b_to_c`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn b_to_c_with(
             &self,
             request: super::super::super::b::v1::Shared,
@@ -152,7 +152,7 @@ pub mod crossing_client {
                 .group_stream_unary(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::c_to_b`] with per-call options (timeout, metadata).
+        /// [`Self::c_to_b`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn c_to_b_with(
             &self,
             requests: impl futures::Stream<Item = super::super::super::c::v1::Shared> + Send + 'static,

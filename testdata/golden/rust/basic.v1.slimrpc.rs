@@ -183,7 +183,7 @@ pub mod mixed_client {
                 .await
         }
 
-        /// [`Self::from_other_file`] with per-call options (timeout, metadata).
+        /// [`Self::from_other_file`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn from_other_file_with(
             &self,
             request: super::Ping,
@@ -207,7 +207,7 @@ pub mod mixed_client {
                 .await
         }
 
-        /// [`Self::from_this_file`] with per-call options (timeout, metadata).
+        /// [`Self::from_this_file`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn from_this_file_with(
             &self,
             request: super::Local,
@@ -264,7 +264,7 @@ pub mod mixed_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::from_other_file`] with per-call options (timeout, metadata).
+        /// [`Self::from_other_file`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn from_other_file_with(
             &self,
             request: super::Ping,
@@ -286,7 +286,7 @@ pub mod mixed_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::from_this_file`] with per-call options (timeout, metadata).
+        /// [`Self::from_this_file`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn from_this_file_with(
             &self,
             request: super::Local,
@@ -450,7 +450,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::unary`] with per-call options (timeout, metadata).
+        /// [`Self::unary`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn unary_with(
             &self,
             request: super::Ping,
@@ -472,7 +472,7 @@ pub mod shapes_client {
                 .unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::server_stream`] with per-call options (timeout, metadata).
+        /// [`Self::server_stream`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn server_stream_with(
             &self,
             request: super::Ping,
@@ -497,7 +497,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::client_stream`] with per-call options (timeout, metadata).
+        /// [`Self::client_stream`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn client_stream_with(
             &self,
             requests: impl futures::Stream<Item = super::Ping> + Send + 'static,
@@ -523,7 +523,7 @@ pub mod shapes_client {
                 .stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::bidi`] with per-call options (timeout, metadata).
+        /// [`Self::bidi`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         #[deprecated]
         pub fn bidi_with(
             &self,
@@ -581,7 +581,7 @@ pub mod shapes_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::unary`] with per-call options (timeout, metadata).
+        /// [`Self::unary`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn unary_with(
             &self,
             request: super::Ping,
@@ -602,7 +602,7 @@ pub mod shapes_client {
                 .group_unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::server_stream`] with per-call options (timeout, metadata).
+        /// [`Self::server_stream`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn server_stream_with(
             &self,
             request: super::Ping,
@@ -626,7 +626,7 @@ pub mod shapes_client {
                 .group_stream_unary(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::client_stream`] with per-call options (timeout, metadata).
+        /// [`Self::client_stream`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn client_stream_with(
             &self,
             requests: impl futures::Stream<Item = super::Ping> + Send + 'static,
@@ -651,7 +651,7 @@ pub mod shapes_client {
                 .group_stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::bidi`] with per-call options (timeout, metadata).
+        /// [`Self::bidi`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         #[deprecated]
         pub fn bidi_with(
             &self,
@@ -867,7 +867,7 @@ pub mod legacy_client {
                 .await
         }
 
-        /// [`Self::old`] with per-call options (timeout, metadata).
+        /// [`Self::old`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn old_with(
             &self,
             request: super::Ping,
@@ -922,7 +922,7 @@ pub mod legacy_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::old`] with per-call options (timeout, metadata).
+        /// [`Self::old`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn old_with(
             &self,
             request: super::Ping,

@@ -49,7 +49,7 @@ pub mod editions2023_client {
                 .await
         }
 
-        /// [`Self::echo`] with per-call options (timeout, metadata).
+        /// [`Self::echo`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn echo_with(
             &self,
             request: super::EdRequest,
@@ -103,7 +103,7 @@ pub mod editions2023_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::echo`] with per-call options (timeout, metadata).
+        /// [`Self::echo`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn echo_with(
             &self,
             request: super::EdRequest,

@@ -49,7 +49,7 @@ pub mod snake_service_client {
                 .await
         }
 
-        /// [`Self::get_thing`] with per-call options (timeout, metadata).
+        /// [`Self::get_thing`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn get_thing_with(
             &self,
             request: super::Thing,
@@ -73,7 +73,7 @@ pub mod snake_service_client {
                 .await
         }
 
-        /// [`Self::import`] with per-call options (timeout, metadata).
+        /// [`Self::import`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn import_with(
             &self,
             request: super::Thing,
@@ -97,7 +97,7 @@ pub mod snake_service_client {
                 .await
         }
 
-        /// [`Self::class`] with per-call options (timeout, metadata).
+        /// [`Self::class`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn class_with(
             &self,
             requests: impl futures::Stream<Item = super::Thing> + Send + 'static,
@@ -117,7 +117,7 @@ pub mod snake_service_client {
                 .unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::none`] with per-call options (timeout, metadata).
+        /// [`Self::none`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn none_with(
             &self,
             request: super::Thing,
@@ -139,7 +139,7 @@ pub mod snake_service_client {
                 .stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::r#match`] with per-call options (timeout, metadata).
+        /// [`Self::r#match`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn match_with(
             &self,
             requests: impl futures::Stream<Item = super::Thing> + Send + 'static,
@@ -192,7 +192,7 @@ pub mod snake_service_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::get_thing`] with per-call options (timeout, metadata).
+        /// [`Self::get_thing`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn get_thing_with(
             &self,
             request: super::Thing,
@@ -211,7 +211,7 @@ pub mod snake_service_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::import`] with per-call options (timeout, metadata).
+        /// [`Self::import`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn import_with(
             &self,
             request: super::Thing,
@@ -233,7 +233,7 @@ pub mod snake_service_client {
                 .group_stream_unary(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::class`] with per-call options (timeout, metadata).
+        /// [`Self::class`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn class_with(
             &self,
             requests: impl futures::Stream<Item = super::Thing> + Send + 'static,
@@ -252,7 +252,7 @@ pub mod snake_service_client {
                 .group_unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::none`] with per-call options (timeout, metadata).
+        /// [`Self::none`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn none_with(
             &self,
             request: super::Thing,
@@ -274,7 +274,7 @@ pub mod snake_service_client {
                 .group_stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::r#match`] with per-call options (timeout, metadata).
+        /// [`Self::r#match`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn match_with(
             &self,
             requests: impl futures::Stream<Item = super::Thing> + Send + 'static,

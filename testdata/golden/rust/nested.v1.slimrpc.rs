@@ -49,7 +49,7 @@ pub mod nested_service_client {
                 .await
         }
 
-        /// [`Self::deep`] with per-call options (timeout, metadata).
+        /// [`Self::deep`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn deep_with(
             &self,
             request: super::outer::Inner,
@@ -72,7 +72,7 @@ pub mod nested_service_client {
                 .unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::foreign`] with per-call options (timeout, metadata).
+        /// [`Self::foreign`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn foreign_with(
             &self,
             request: super::Outer,
@@ -128,7 +128,7 @@ pub mod nested_service_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::deep`] with per-call options (timeout, metadata).
+        /// [`Self::deep`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn deep_with(
             &self,
             request: super::outer::Inner,
@@ -150,7 +150,7 @@ pub mod nested_service_client {
                 .group_unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::foreign`] with per-call options (timeout, metadata).
+        /// [`Self::foreign`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn foreign_with(
             &self,
             request: super::Outer,

@@ -49,7 +49,7 @@ pub mod maybe_client {
                 .await
         }
 
-        /// [`Self::check`] with per-call options (timeout, metadata).
+        /// [`Self::check`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn check_with(
             &self,
             request: super::MaybeRequest,
@@ -106,7 +106,7 @@ pub mod maybe_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::check`] with per-call options (timeout, metadata).
+        /// [`Self::check`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn check_with(
             &self,
             request: super::MaybeRequest,

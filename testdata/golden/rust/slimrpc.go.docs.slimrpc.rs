@@ -62,7 +62,7 @@ pub mod docs_client {
                 .await
         }
 
-        /// [`Self::link`] with per-call options (timeout, metadata).
+        /// [`Self::link`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn link_with(
             &self,
             request: super::Note,
@@ -91,7 +91,7 @@ pub mod docs_client {
                 .await
         }
 
-        /// [`Self::heading`] with per-call options (timeout, metadata).
+        /// [`Self::heading`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         #[deprecated]
         pub async fn heading_with(
             &self,
@@ -162,7 +162,7 @@ pub mod docs_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::link`] with per-call options (timeout, metadata).
+        /// [`Self::link`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn link_with(
             &self,
             request: super::Note,
@@ -186,7 +186,7 @@ pub mod docs_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::heading`] with per-call options (timeout, metadata).
+        /// [`Self::heading`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         #[deprecated]
         pub fn heading_with(
             &self,

@@ -44,7 +44,7 @@ pub mod editions_client {
                 .await
         }
 
-        /// [`Self::greet`] with per-call options (timeout, metadata).
+        /// [`Self::greet`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn greet_with(
             &self,
             request: super::Req,
@@ -96,7 +96,7 @@ pub mod editions_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::greet`] with per-call options (timeout, metadata).
+        /// [`Self::greet`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn greet_with(
             &self,
             request: super::Req,

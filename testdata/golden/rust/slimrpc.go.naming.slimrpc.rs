@@ -47,7 +47,7 @@ pub mod snake_case_service_client {
                 .await
         }
 
-        /// [`Self::do_it`] with per-call options (timeout, metadata).
+        /// [`Self::do_it`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn do_it_with(
             &self,
             request: super::super::collide::proto::Thing,
@@ -70,7 +70,7 @@ pub mod snake_case_service_client {
                 .unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::private`] with per-call options (timeout, metadata).
+        /// [`Self::private`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn private_with(
             &self,
             request: super::super::collide::metadata::Thing,
@@ -124,7 +124,7 @@ pub mod snake_case_service_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::do_it`] with per-call options (timeout, metadata).
+        /// [`Self::do_it`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn do_it_with(
             &self,
             request: super::super::collide::proto::Thing,
@@ -146,7 +146,7 @@ pub mod snake_case_service_client {
                 .group_unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::private`] with per-call options (timeout, metadata).
+        /// [`Self::private`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn private_with(
             &self,
             request: super::super::collide::metadata::Thing,

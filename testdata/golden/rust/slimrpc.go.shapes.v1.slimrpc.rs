@@ -56,7 +56,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::unary`] with per-call options (timeout, metadata).
+        /// [`Self::unary`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn unary_with(
             &self,
             request: super::Ping,
@@ -81,7 +81,7 @@ pub mod shapes_client {
                 .unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::server_stream`] with per-call options (timeout, metadata).
+        /// [`Self::server_stream`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn server_stream_with(
             &self,
             request: super::Ping,
@@ -106,7 +106,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::client_stream`] with per-call options (timeout, metadata).
+        /// [`Self::client_stream`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn client_stream_with(
             &self,
             requests: impl futures::Stream<Item = super::Ping> + Send + 'static,
@@ -129,7 +129,7 @@ pub mod shapes_client {
                 .stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::bidi`] with per-call options (timeout, metadata).
+        /// [`Self::bidi`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn bidi_with(
             &self,
             requests: impl futures::Stream<Item = super::Ping> + Send + 'static,
@@ -154,7 +154,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::stamp`] with per-call options (timeout, metadata).
+        /// [`Self::stamp`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn stamp_with(
             &self,
             request: (),
@@ -178,7 +178,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::wrap`] with per-call options (timeout, metadata).
+        /// [`Self::wrap`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn wrap_with(
             &self,
             request: ::prost::alloc::string::String,
@@ -204,7 +204,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::cross`] with per-call options (timeout, metadata).
+        /// [`Self::cross`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn cross_with(
             &self,
             request: super::super::super::b::v1::Shared,
@@ -227,7 +227,7 @@ pub mod shapes_client {
                 .unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::cross_nested`] with per-call options (timeout, metadata).
+        /// [`Self::cross_nested`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn cross_nested_with(
             &self,
             request: super::super::super::b::v1::shared::Nested,
@@ -252,7 +252,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::get_thing`] with per-call options (timeout, metadata).
+        /// [`Self::get_thing`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn get_thing_with(
             &self,
             request: super::Ping,
@@ -273,7 +273,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::import`] with per-call options (timeout, metadata).
+        /// [`Self::import`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn import_with(
             &self,
             request: super::Ping,
@@ -337,7 +337,7 @@ pub mod shapes_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::unary`] with per-call options (timeout, metadata).
+        /// [`Self::unary`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn unary_with(
             &self,
             request: super::Ping,
@@ -361,7 +361,7 @@ pub mod shapes_client {
                 .group_unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::server_stream`] with per-call options (timeout, metadata).
+        /// [`Self::server_stream`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn server_stream_with(
             &self,
             request: super::Ping,
@@ -385,7 +385,7 @@ pub mod shapes_client {
                 .group_stream_unary(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::client_stream`] with per-call options (timeout, metadata).
+        /// [`Self::client_stream`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn client_stream_with(
             &self,
             requests: impl futures::Stream<Item = super::Ping> + Send + 'static,
@@ -407,7 +407,7 @@ pub mod shapes_client {
                 .group_stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::bidi`] with per-call options (timeout, metadata).
+        /// [`Self::bidi`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn bidi_with(
             &self,
             requests: impl futures::Stream<Item = super::Ping> + Send + 'static,
@@ -428,7 +428,7 @@ pub mod shapes_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::stamp`] with per-call options (timeout, metadata).
+        /// [`Self::stamp`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn stamp_with(
             &self,
             request: (),
@@ -450,7 +450,7 @@ pub mod shapes_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::wrap`] with per-call options (timeout, metadata).
+        /// [`Self::wrap`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn wrap_with(
             &self,
             request: ::prost::alloc::string::String,
@@ -474,7 +474,7 @@ pub mod shapes_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::cross`] with per-call options (timeout, metadata).
+        /// [`Self::cross`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn cross_with(
             &self,
             request: super::super::super::b::v1::Shared,
@@ -496,7 +496,7 @@ pub mod shapes_client {
                 .group_unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::cross_nested`] with per-call options (timeout, metadata).
+        /// [`Self::cross_nested`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn cross_nested_with(
             &self,
             request: super::super::super::b::v1::shared::Nested,
@@ -517,7 +517,7 @@ pub mod shapes_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::get_thing`] with per-call options (timeout, metadata).
+        /// [`Self::get_thing`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn get_thing_with(
             &self,
             request: super::Ping,
@@ -536,7 +536,7 @@ pub mod shapes_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::import`] with per-call options (timeout, metadata).
+        /// [`Self::import`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn import_with(
             &self,
             request: super::Ping,
@@ -889,7 +889,7 @@ pub mod legacy_client {
                 .await
         }
 
-        /// [`Self::old`] with per-call options (timeout, metadata).
+        /// [`Self::old`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         #[deprecated]
         pub async fn old_with(
             &self,
@@ -916,7 +916,7 @@ pub mod legacy_client {
                 .stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::older`] with per-call options (timeout, metadata).
+        /// [`Self::older`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         #[deprecated]
         pub fn older_with(
             &self,
@@ -972,7 +972,7 @@ pub mod legacy_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::old`] with per-call options (timeout, metadata).
+        /// [`Self::old`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         #[deprecated]
         pub fn old_with(
             &self,
@@ -998,7 +998,7 @@ pub mod legacy_client {
                 .group_stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::older`] with per-call options (timeout, metadata).
+        /// [`Self::older`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         #[deprecated]
         pub fn older_with(
             &self,

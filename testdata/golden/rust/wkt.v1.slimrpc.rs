@@ -46,7 +46,7 @@ pub mod well_known_client {
                 .await
         }
 
-        /// [`Self::empty_to_empty`] with per-call options (timeout, metadata).
+        /// [`Self::empty_to_empty`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn empty_to_empty_with(
             &self,
             request: (),
@@ -70,7 +70,7 @@ pub mod well_known_client {
                 .await
         }
 
-        /// [`Self::string_to_int`] with per-call options (timeout, metadata).
+        /// [`Self::string_to_int`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn string_to_int_with(
             &self,
             request: ::prost::alloc::string::String,
@@ -94,7 +94,7 @@ pub mod well_known_client {
                 .await
         }
 
-        /// [`Self::bool_to_bytes`] with per-call options (timeout, metadata).
+        /// [`Self::bool_to_bytes`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn bool_to_bytes_with(
             &self,
             request: bool,
@@ -115,7 +115,7 @@ pub mod well_known_client {
                 .await
         }
 
-        /// [`Self::double_to_float`] with per-call options (timeout, metadata).
+        /// [`Self::double_to_float`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn double_to_float_with(
             &self,
             request: f64,
@@ -136,7 +136,7 @@ pub mod well_known_client {
                 .await
         }
 
-        /// [`Self::u_int32_to_u_int64`] with per-call options (timeout, metadata).
+        /// [`Self::u_int32_to_u_int64`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn u_int32_to_u_int64_with(
             &self,
             request: u32,
@@ -160,7 +160,7 @@ pub mod well_known_client {
                 .await
         }
 
-        /// [`Self::int32_to_struct`] with per-call options (timeout, metadata).
+        /// [`Self::int32_to_struct`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn int32_to_struct_with(
             &self,
             request: i32,
@@ -183,7 +183,7 @@ pub mod well_known_client {
                 .unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::value_to_list`] with per-call options (timeout, metadata).
+        /// [`Self::value_to_list`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn value_to_list_with(
             &self,
             request: ::prost_types::Value,
@@ -206,7 +206,7 @@ pub mod well_known_client {
                 .await
         }
 
-        /// [`Self::timestamp_to_duration`] with per-call options (timeout, metadata).
+        /// [`Self::timestamp_to_duration`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn timestamp_to_duration_with(
             &self,
             requests: impl futures::Stream<Item = ::prost_types::Timestamp> + Send + 'static,
@@ -229,7 +229,7 @@ pub mod well_known_client {
                 .stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::any_to_field_mask`] with per-call options (timeout, metadata).
+        /// [`Self::any_to_field_mask`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn any_to_field_mask_with(
             &self,
             requests: impl futures::Stream<Item = ::prost_types::Any> + Send + 'static,
@@ -282,7 +282,7 @@ pub mod well_known_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::empty_to_empty`] with per-call options (timeout, metadata).
+        /// [`Self::empty_to_empty`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn empty_to_empty_with(
             &self,
             request: (),
@@ -304,7 +304,7 @@ pub mod well_known_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::string_to_int`] with per-call options (timeout, metadata).
+        /// [`Self::string_to_int`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn string_to_int_with(
             &self,
             request: ::prost::alloc::string::String,
@@ -326,7 +326,7 @@ pub mod well_known_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::bool_to_bytes`] with per-call options (timeout, metadata).
+        /// [`Self::bool_to_bytes`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn bool_to_bytes_with(
             &self,
             request: bool,
@@ -345,7 +345,7 @@ pub mod well_known_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::double_to_float`] with per-call options (timeout, metadata).
+        /// [`Self::double_to_float`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn double_to_float_with(
             &self,
             request: f64,
@@ -364,7 +364,7 @@ pub mod well_known_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::u_int32_to_u_int64`] with per-call options (timeout, metadata).
+        /// [`Self::u_int32_to_u_int64`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn u_int32_to_u_int64_with(
             &self,
             request: u32,
@@ -386,7 +386,7 @@ pub mod well_known_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::int32_to_struct`] with per-call options (timeout, metadata).
+        /// [`Self::int32_to_struct`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn int32_to_struct_with(
             &self,
             request: i32,
@@ -408,7 +408,7 @@ pub mod well_known_client {
                 .group_unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::value_to_list`] with per-call options (timeout, metadata).
+        /// [`Self::value_to_list`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn value_to_list_with(
             &self,
             request: ::prost_types::Value,
@@ -430,7 +430,7 @@ pub mod well_known_client {
                 .group_stream_unary(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::timestamp_to_duration`] with per-call options (timeout, metadata).
+        /// [`Self::timestamp_to_duration`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn timestamp_to_duration_with(
             &self,
             requests: impl futures::Stream<Item = ::prost_types::Timestamp> + Send + 'static,
@@ -452,7 +452,7 @@ pub mod well_known_client {
                 .group_stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::any_to_field_mask`] with per-call options (timeout, metadata).
+        /// [`Self::any_to_field_mask`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn any_to_field_mask_with(
             &self,
             requests: impl futures::Stream<Item = ::prost_types::Any> + Send + 'static,
