@@ -1,7 +1,7 @@
 //! The gRPC interoperability test cases, ported to SlimRPC: the services of
 //! grpc's `test.proto` (mirrored in `testdata/grpc_testing`, compiled by our
 //! Rust plugin in `build.rs`), served by our runtime and called by our
-//! runtime, each case point-to-point and on a group of two members, both
+//! runtime, each case point-to-point and on groups of two and three members, both
 //! embedded (one SLIM service in the process) and through our node (each
 //! party its own SLIM service linked to it; MLS on, the default).
 //!
@@ -226,9 +226,10 @@ async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
         .unwrap_or_else(|_| panic!("{what}: liveness bound passed"))
 }
 
-async fn env(via: Via, group: bool, tag: &str) -> Env {
-    let label = format!("{tag} via {via:?}, {}", if group { "group" } else { "p2p" });
-    let count = if group { 2 } else { 1 };
+/// `count` servers (1: point-to-point, more: a group) and a client channel to them.
+async fn env(via: Via, count: usize, tag: &str) -> Env {
+    let group = count > 1;
+    let label = format!("{tag} via {via:?}, {count} member(s)");
     let protocol = Protocol::V3;
     let mut services = Vec::new();
     let (node, url) = match via {
@@ -383,17 +384,13 @@ fn opts() -> CallOptions {
     CallOptions::with_timeout(LIMIT)
 }
 
-/// Runs `case` point-to-point and in a group of two, embedded and through
-/// our node.
+/// Runs `case` point-to-point and in groups of two and three, embedded and
+/// through our node.
 async fn every_setting(tag: &str, case: impl AsyncFn(&Env)) {
     for via in [Via::Embedded, Via::Node] {
-        for group in [false, true] {
-            let t = format!(
-                "{tag}-{}{}",
-                if via == Via::Node { "n" } else { "e" },
-                group as u8
-            );
-            let e = env(via, group, &t).await;
+        for count in [1, 2, 3] {
+            let t = format!("{tag}-{}{count}", if via == Via::Node { "n" } else { "e" },);
+            let e = env(via, count, &t).await;
             case(&e).await;
             e.close().await;
         }
@@ -896,7 +893,7 @@ async fn timeout_on_sleeping_server_ends_the_call_with_deadline_exceeded() {
 async fn a_cancelled_call_leaves_no_handler_on_any_member_within_a_second_and_no_dispatcher_entry()
 {
     for via in [Via::Embedded, Via::Node] {
-        let e = env(via, true, &format!("stubborn-{}", (via == Via::Node) as u8)).await;
+        let e = env(via, 2, &format!("stubborn-{}", (via == Via::Node) as u8)).await;
         // StreamingOutputCall with a 10-minute pause before its answer: the
         // handler never looks at its context or a request stream.
         let req = StreamingOutputCallRequest {
