@@ -46,7 +46,7 @@ use crate::server::Server;
 
 /// `grpc.health.v1`: messages and SlimRPC stubs generated from grpc's
 /// `health.proto`.
-#[allow(clippy::all, missing_docs)]
+#[allow(clippy::all, missing_docs, rustdoc::broken_intra_doc_links)]
 pub mod v1 {
     include!("grpc.health.v1.rs");
 }
