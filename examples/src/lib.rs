@@ -114,18 +114,30 @@ pub async fn app_with(
 }
 
 /// The example server: the same answers as the official `examples/slimrpc/simple/server.py`.
+/// Every answer also carries response metadata (our extension, which official clients
+/// ignore): header `x-served-by: <instance>` and binary trailer `x-served-by-bin`.
 #[derive(Debug, Clone, Default)]
 pub struct TestService {
     /// Instance name, for logs.
     pub instance: String,
 }
 
+impl TestService {
+    /// Names this instance in the call's response metadata.
+    fn sign(&self, context: &Context) {
+        context.set_header("x-served-by", self.instance.as_str());
+        // The key ends in -bin, so this cannot fail.
+        let _ = context.set_trailer_bin("x-served-by-bin", self.instance.as_bytes());
+    }
+}
+
 impl Test for TestService {
     async fn example_unary_unary(
         &self,
         request: ExampleRequest,
-        _context: Context,
+        context: Context,
     ) -> Result<ExampleResponse, RpcError> {
+        self.sign(&context);
         tracing::info!(instance = %self.instance, ?request, "unary-unary");
         Ok(ExampleResponse {
             example_integer: 1,
@@ -136,8 +148,9 @@ impl Test for TestService {
     async fn example_unary_stream(
         &self,
         request: ExampleRequest,
-        _context: Context,
+        context: Context,
     ) -> Result<ResponseStream<ExampleResponse>, RpcError> {
+        self.sign(&context);
         tracing::info!(instance = %self.instance, ?request, "unary-stream");
         Ok(Box::pin(stream::iter((0..5).map(|i| {
             Ok(ExampleResponse {
@@ -150,8 +163,9 @@ impl Test for TestService {
     async fn example_stream_unary(
         &self,
         requests: RequestStream<ExampleRequest>,
-        _context: Context,
+        context: Context,
     ) -> Result<ExampleResponse, RpcError> {
+        self.sign(&context);
         let mut seen = Vec::new();
         let mut requests = requests;
         while let Some(request) = requests.next().await {
@@ -167,8 +181,9 @@ impl Test for TestService {
     async fn example_stream_stream(
         &self,
         requests: RequestStream<ExampleRequest>,
-        _context: Context,
+        context: Context,
     ) -> Result<ResponseStream<ExampleResponse>, RpcError> {
+        self.sign(&context);
         tracing::info!(instance = %self.instance, "stream-stream");
         Ok(Box::pin(requests.map(|r| {
             r.map(|r| ExampleResponse {
@@ -293,6 +308,16 @@ pub async fn serve(
     instance: &str,
     conn: Option<slimrpc::transport::ConnId>,
 ) -> Result<slimrpc::ServerHandle, ExampleError> {
+    Ok(serve_with_health(app, instance, conn).await?.0)
+}
+
+/// [`serve`], also serving `grpc.health.v1.Health`; returns the reporter that sets what it
+/// answers (the whole server starts SERVING).
+pub async fn serve_with_health(
+    app: Arc<App>,
+    instance: &str,
+    conn: Option<slimrpc::transport::ConnId>,
+) -> Result<(slimrpc::ServerHandle, slimrpc::health::HealthReporter), ExampleError> {
     let mut server = match conn {
         Some(c) => slimrpc::Server::new_with_connection(app, name(instance), c),
         None => slimrpc::Server::new(app, name(instance)),
@@ -301,7 +326,8 @@ pub async fn serve(
         instance: instance.to_string(),
     })
     .register(&mut server);
-    Ok(server.start().await?)
+    let health = server.enable_health();
+    Ok((server.start().await?, health))
 }
 
 /// Logs to stderr, `RUST_LOG` filtered (default `warn`).

@@ -570,7 +570,8 @@ fn method_view(m: &MethodSpec, fn_name: String, fn_with: String, const_name: Str
         client_doc: doc_block(&with_note(&m.doc, &[sends, returns]), 8),
         with_doc: doc_block(
             &[format!(
-                "[`Self::{fn_name}`] with per-call options (timeout, metadata)."
+                "[`Self::{fn_name}`] with per-call options: timeout, request metadata, and \
+                 `CallOptions::capture` for the servers' headers and trailers."
             )],
             8,
         ),

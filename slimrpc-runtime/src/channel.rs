@@ -35,10 +35,12 @@ use crate::dispatcher::{
     RegisterError,
 };
 use crate::error::RpcError;
+use crate::interceptor::{Chain, Interceptor, Request};
 use crate::metadata::{
     CANCEL_MESSAGE, MAX_TIMEOUT, Metadata, RequestsSent, client_cancel, client_eos1, client_eos2,
     client_first_frame, client_next_frame, new_rpc_id,
 };
+use crate::response_meta::{Response, ResponseMetadataSink};
 use crate::tracker::{CallTracker, Output, Step};
 use crate::transport::{
     ConnId, IntoTransport, RpcSessionHandle, RpcTransport, SessionKind, SessionOptions,
@@ -222,6 +224,8 @@ pub struct ChannelOptions {
 #[derive(Clone)]
 pub struct Channel {
     inner: Arc<ChannelInner>,
+    /// Run before every call made through this handle ([`Self::with_interceptor`]).
+    interceptors: Chain,
 }
 
 impl std::fmt::Debug for Channel {
@@ -297,6 +301,7 @@ impl Channel {
                 slot: Mutex::new(Slot::Empty),
                 closed: AtomicBool::new(false),
             }),
+            interceptors: Chain::default(),
         })
     }
 
@@ -317,6 +322,18 @@ impl Channel {
             .collect();
         let names = members.into_iter().map(|(n, _)| n).collect();
         Self::build(app, names, options, pins)
+    }
+
+    /// This channel (sharing its session) with `interceptor` run before
+    /// each of its calls, after the interceptors it already has. It sees
+    /// the call's metadata, service and method, may change the metadata,
+    /// or refuse the call: the call then fails with its error and sends
+    /// nothing. See [`crate::interceptor`].
+    pub fn with_interceptor(&self, interceptor: impl Interceptor) -> Channel {
+        Channel {
+            inner: self.inner.clone(),
+            interceptors: self.interceptors.with(interceptor),
+        }
     }
 
     /// True for a group channel (more than one member).
@@ -386,6 +403,33 @@ impl Channel {
             Output::Unary,
         );
         first_message(stream).await
+    }
+
+    /// Unary call returning the server's headers and trailers with the
+    /// response (tonic's `Response`). On a group channel: the first
+    /// member's answer, with the metadata of every member that answered
+    /// by then, merged (use [`CallOptions::capture`] for per-member
+    /// metadata).
+    pub async fn unary_with_metadata<Req, Res>(
+        &self,
+        service: &str,
+        method: &str,
+        request: Req,
+        options: CallOptions,
+    ) -> Result<Response<Res>, RpcError>
+    where
+        Req: prost::Message,
+        Res: prost::Message + Default + Send + 'static,
+    {
+        let sink = ResponseMetadataSink::new();
+        let message = self
+            .unary(service, method, request, options.capture(&sink))
+            .await?;
+        let meta = crate::ResponseMetadata {
+            headers: sink.headers(),
+            trailers: sink.trailers(),
+        };
+        Ok(Response::new(message, meta))
     }
 
     /// Unary-stream call: one request, a stream of responses.
@@ -555,6 +599,14 @@ impl Channel {
     where
         Res: prost::Message + Default + Send + 'static,
     {
+        let mut options = options;
+        if !self.interceptors.is_empty() {
+            let request = Request::for_call((), options.metadata, service, method);
+            match self.interceptors.run(request) {
+                Ok(mut r) => options.metadata = std::mem::take(r.metadata_mut()),
+                Err(e) => return Box::pin(futures::stream::once(async move { Err(e) })),
+            }
+        }
         let timeout = options.timeout.unwrap_or(MAX_TIMEOUT);
         let now = SystemTime::now();
         let state = CallState::<Res> {
@@ -569,6 +621,7 @@ impl Channel {
             running: None,
             done: false,
             trailing: None,
+            sink: options.response_metadata,
             _res: PhantomData,
         };
         // Fused: a caller may poll again after the end (e.g. `select!` or a
@@ -787,6 +840,8 @@ struct CallState<Res> {
     done: bool,
     /// Owed to the caller after the last response: members left mid-call.
     trailing: Option<RpcError>,
+    /// Where the servers' headers and trailers go, if the caller asked.
+    sink: Option<ResponseMetadataSink>,
     _res: PhantomData<fn() -> Res>,
 }
 
@@ -843,7 +898,12 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
                         "Client deadline exceeded while receiving response",
                     ));
                 }
-                Event::Frame(Some(CallEvent::Frame(msg))) => running.tracker.on_frame(msg),
+                Event::Frame(Some(CallEvent::Frame(msg))) => {
+                    if let Some(sink) = &self.sink {
+                        sink.record(&msg.source, &msg.metadata);
+                    }
+                    running.tracker.on_frame(msg)
+                }
                 Event::Frame(Some(CallEvent::MessageLost { source, message_id })) => {
                     match running.tracker.on_message_lost(&source, message_id) {
                         Some(e) => Step::Error(e),

@@ -16,6 +16,9 @@ use tokio::sync::mpsc;
 
 use crate::error::RpcError;
 use crate::metadata::{Metadata, frame_code, is_eos};
+use crate::response_meta::{
+    MetadataError, MetadataExt, Outgoing, ResponseMetadataSink, encode_bin, is_binary_key,
+};
 use crate::transport::IncomingMessage;
 
 /// Per-call options of a client call.
@@ -25,6 +28,8 @@ pub struct CallOptions {
     pub timeout: Option<Duration>,
     /// User metadata, sent on the call's first frame.
     pub metadata: HashMap<String, String>,
+    /// Where the servers' response metadata goes (see [`Self::capture`]).
+    pub response_metadata: Option<ResponseMetadataSink>,
 }
 
 impl CallOptions {
@@ -32,8 +37,21 @@ impl CallOptions {
     pub fn with_timeout(timeout: Duration) -> Self {
         Self {
             timeout: Some(timeout),
-            metadata: HashMap::new(),
+            ..Self::default()
         }
+    }
+
+    /// Adds one binary metadata entry: `key` must end in `-bin`; the value
+    /// travels as standard base64.
+    pub fn metadata_bin(mut self, key: &str, value: &[u8]) -> Result<Self, MetadataError> {
+        self.metadata.insert_bin(key, value)?;
+        Ok(self)
+    }
+
+    /// Collects the servers' headers and trailers into `sink`, per member.
+    pub fn capture(mut self, sink: &ResponseMetadataSink) -> Self {
+        self.response_metadata = Some(sink.clone());
+        self
     }
 
     /// Adds one metadata entry.
@@ -63,6 +81,8 @@ pub struct Context {
     peer_subject: Option<String>,
     /// Turns `true` when the caller cancels the call.
     cancelled: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Headers and trailers the handler sets, sent with its answer.
+    response: Outgoing,
 }
 
 impl Context {
@@ -83,7 +103,56 @@ impl Context {
             method,
             peer_subject: None,
             cancelled: None,
+            response: Outgoing::default(),
         }
+    }
+
+    /// The context with the metadata the server's interceptors left.
+    pub(crate) fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// The handle the call's responder sends the response metadata from.
+    pub(crate) fn outgoing(&self) -> Outgoing {
+        self.response.clone()
+    }
+
+    /// Sets an initial metadata entry (a header): it goes with the first
+    /// response frame sent after this call (or with the end of the call).
+    pub fn set_header(&self, key: impl Into<String>, value: impl Into<String>) {
+        self.response.set_header(key.into(), value.into());
+    }
+
+    /// Sets a binary header; `key` must end in `-bin`.
+    pub fn set_header_bin(&self, key: &str, value: &[u8]) -> Result<(), MetadataError> {
+        if !is_binary_key(key) {
+            return Err(MetadataError::NotBinaryKey(key.to_string()));
+        }
+        self.response.set_header(key.to_string(), encode_bin(value));
+        Ok(())
+    }
+
+    /// Sets a trailing metadata entry: it goes with the end of the answer
+    /// (its EOS or error frame; for one-response methods, the response).
+    pub fn set_trailer(&self, key: impl Into<String>, value: impl Into<String>) {
+        self.response.set_trailer(key.into(), value.into());
+    }
+
+    /// Sets a binary trailer; `key` must end in `-bin`.
+    pub fn set_trailer_bin(&self, key: &str, value: &[u8]) -> Result<(), MetadataError> {
+        if !is_binary_key(key) {
+            return Err(MetadataError::NotBinaryKey(key.to_string()));
+        }
+        self.response
+            .set_trailer(key.to_string(), encode_bin(value));
+        Ok(())
+    }
+
+    /// The bytes of binary request metadata entry `key` (see
+    /// [`MetadataExt::get_bin`]).
+    pub fn metadata_bin(&self, key: &str) -> Option<Result<Vec<u8>, MetadataError>> {
+        self.metadata.get_bin(key)
     }
 
     /// The context with the signal of the caller's cancel frame.

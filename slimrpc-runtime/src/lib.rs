@@ -71,11 +71,17 @@ pub mod code;
 pub mod context;
 pub mod dispatcher;
 pub mod error;
+pub mod health;
+pub mod interceptor;
 pub mod metadata;
+pub mod response_meta;
 pub mod server;
 pub mod slim_app;
 pub mod tracker;
 pub mod transport;
+
+// Generated code (the health service) names the runtime `slimrpc`.
+extern crate self as slimrpc;
 
 #[cfg(test)]
 mod testing;
@@ -84,7 +90,11 @@ pub use channel::{Channel, ChannelOptions, MulticastStream, ResponseStream};
 pub use code::Code;
 pub use context::{CallOptions, Context, MulticastItem, RequestStream};
 pub use error::{RpcError, unimplemented};
+pub use interceptor::{Interceptor, Request};
 pub use metadata::Metadata;
+pub use response_meta::{
+    MetadataError, MetadataExt, Response, ResponseMetadata, ResponseMetadataSink,
+};
 pub use server::{Server, ServerHandle};
 pub use slim_transport::Name;
 pub use transport::{

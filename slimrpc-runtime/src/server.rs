@@ -27,10 +27,12 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::code::Code;
 use crate::context::{Context, Input, RawRequests, RequestStream};
 use crate::error::RpcError;
+use crate::interceptor::{Chain, Interceptor, Request};
 use crate::metadata::{
     METHOD_KEY, Metadata, SERVICE_KEY, STATUS_CODE_KEY, deadline_from_metadata, frame_code,
     is_cancel, is_client_frame, is_eos, response_frame, rpc_id, status_frame,
 };
+use crate::response_meta::Outgoing;
 use crate::transport::{
     ConnId, IncomingMessage, IntoTransport, RpcSessionEvents, RpcSessionHandle, RpcTransport,
     TransportEvent, TransportSession,
@@ -197,6 +199,8 @@ struct Responder {
     handle: Arc<dyn RpcSessionHandle>,
     caller: Name,
     rpc_id: String,
+    /// Headers and trailers the handler set ([`crate::response_meta`]).
+    meta: Outgoing,
 }
 
 impl Responder {
@@ -205,8 +209,21 @@ impl Responder {
     /// `google.protobuf.Empty` is never read as the end of the stream; 1.x
     /// clients read an absent code as OK).
     async fn response(&self, payload: Vec<u8>) -> Result<(), RpcError> {
+        self.send_response(payload, false).await
+    }
+
+    /// The one response of a unary-output method: it carries the
+    /// trailers too (the handler returned; the caller stops there), then
+    /// the EOS follows.
+    async fn answer(&self, payload: Vec<u8>) -> Result<(), RpcError> {
+        self.send_response(payload, true).await?;
+        self.eos().await
+    }
+
+    async fn send_response(&self, payload: Vec<u8>, last: bool) -> Result<(), RpcError> {
+        let meta = self.meta.stamp(response_frame(&self.rpc_id), last);
         self.handle
-            .publish_unicast(&self.caller, payload, response_frame(&self.rpc_id))
+            .publish_unicast(&self.caller, payload, meta)
             .await
             .map_err(|e| RpcError::internal(format!("Failed to send response: {e}")))
     }
@@ -217,7 +234,7 @@ impl Responder {
             .publish_unicast(
                 &self.caller,
                 Vec::new(),
-                status_frame(Code::Ok, &self.rpc_id),
+                self.meta.stamp(status_frame(Code::Ok, &self.rpc_id), true),
             )
             .await
             .map_err(|e| RpcError::internal(format!("Failed to send response: {e}")))
@@ -237,7 +254,7 @@ impl Responder {
             .publish_unicast(
                 &self.caller,
                 e.message().into_bytes(),
-                status_frame(code, &self.rpc_id),
+                self.meta.stamp(status_frame(code, &self.rpc_id), true),
             )
             .await;
         if let Err(err) = sent {
@@ -281,6 +298,7 @@ pub struct Server {
     connection: Option<ConnId>,
     handlers: HashMap<String, Handler>,
     request_buffer: usize,
+    interceptors: ServerInterceptors,
 }
 
 impl Server {
@@ -292,7 +310,28 @@ impl Server {
             connection: None,
             handlers: HashMap::new(),
             request_buffer: REQUEST_BUFFER,
+            interceptors: ServerInterceptors::default(),
         }
+    }
+
+    /// Runs `interceptor` when any call starts, before its handler (after
+    /// the interceptors added before it). An error answers the call with
+    /// that error, and its handler never runs. See [`crate::interceptor`].
+    pub fn add_interceptor(&mut self, interceptor: impl Interceptor) -> &mut Self {
+        self.interceptors.all = self.interceptors.all.with(interceptor);
+        self
+    }
+
+    /// Like [`Self::add_interceptor`], for the calls of `service`
+    /// (`package.Service`) only; they run after the server-wide ones.
+    pub fn intercept_service(&mut self, service: &str, interceptor: impl Interceptor) -> &mut Self {
+        let chain = self
+            .interceptors
+            .per_service
+            .entry(service.to_string())
+            .or_default();
+        *chain = chain.with(interceptor);
+        self
     }
 
     /// How many request frames a stream-input call may hold for a handler
@@ -335,8 +374,7 @@ impl Server {
             let handler = handler.clone();
             async move {
                 let res = handler(decode::<Req>(&bytes)?, ctx).await?;
-                out.response(res.encode_to_vec()).await?;
-                out.eos().await
+                out.answer(res.encode_to_vec()).await
             }
             .boxed()
         });
@@ -385,8 +423,7 @@ impl Server {
             let handler = handler.clone();
             async move {
                 let res = handler(RequestStream::new(raw), ctx).await?;
-                out.response(res.encode_to_vec()).await?;
-                out.eos().await
+                out.answer(res.encode_to_vec()).await
             }
             .boxed()
         });
@@ -456,6 +493,7 @@ impl Server {
                 })
             }));
         let shared = Arc::new(Shared {
+            interceptors: self.interceptors,
             handlers: self.handlers,
             stats: stats.clone(),
             request_buffer: self.request_buffer,
@@ -478,7 +516,34 @@ struct Stats {
     skipped: AtomicUsize,
 }
 
+/// The server's interceptors: for every call, then per service.
+#[derive(Default)]
+struct ServerInterceptors {
+    all: Chain,
+    per_service: HashMap<String, Chain>,
+}
+
+impl ServerInterceptors {
+    /// Runs the interceptors of a starting call; the metadata its handler
+    /// sees, or the error to answer.
+    fn run(&self, ctx: &Context) -> Result<Option<Metadata>, RpcError> {
+        let per_service = self.per_service.get(ctx.service());
+        if self.all.is_empty() && per_service.is_none() {
+            return Ok(None);
+        }
+        let mut request =
+            Request::for_call((), ctx.metadata().clone(), ctx.service(), ctx.method())
+                .with_caller(ctx.caller().clone(), ctx.peer_subject().map(str::to_string));
+        request = self.all.run(request)?;
+        if let Some(chain) = per_service {
+            request = chain.run(request)?;
+        }
+        Ok(Some(std::mem::take(request.metadata_mut())))
+    }
+}
+
 struct Shared {
+    interceptors: ServerInterceptors,
     handlers: HashMap<String, Handler>,
     stats: Arc<Stats>,
     request_buffer: usize,
@@ -807,10 +872,11 @@ impl Demux {
         method: String,
     ) {
         let path = format!("{service}/{method}");
-        let out = Responder {
+        let mut out = Responder {
             handle: self.handle.clone(),
             caller: msg.source.clone(),
             rpc_id: rpc_id.clone(),
+            meta: Outgoing::default(),
         };
         let Some(handler) = self.shared.handlers.get(&path).cloned() else {
             tracing::debug!(%path, %rpc_id, "unknown method");
@@ -831,6 +897,16 @@ impl Demux {
             method,
         )
         .with_peer_subject(msg.peer_subject.clone());
+        out.meta = ctx.outgoing();
+        let ctx = match self.shared.interceptors.run(&ctx) {
+            Ok(None) => ctx,
+            Ok(Some(metadata)) => ctx.with_metadata(metadata),
+            Err(e) => {
+                tracing::debug!(%path, %rpc_id, error = %e, "call refused by an interceptor");
+                out.error(&e).await;
+                return;
+            }
+        };
         let (cancelled_tx, mut cancelled) = watch::channel(false);
         let ctx = ctx.with_cancel(cancelled.clone());
         self.calls

@@ -21,6 +21,17 @@ pub mod crossing_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -38,7 +49,7 @@ pub mod crossing_client {
                 .await
         }
 
-        /// [`Self::b_to_c`] with per-call options (timeout, metadata).
+        /// [`Self::b_to_c`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn b_to_c_with(
             &self,
             request: super::super::super::b::v1::Shared,
@@ -62,7 +73,7 @@ pub mod crossing_client {
                 .await
         }
 
-        /// [`Self::c_to_b`] with per-call options (timeout, metadata).
+        /// [`Self::c_to_b`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn c_to_b_with(
             &self,
             requests: impl futures::Stream<Item = super::super::super::c::v1::Shared> + Send + 'static,
@@ -92,6 +103,17 @@ pub mod crossing_client {
             Self { channel }
         }
 
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -108,7 +130,7 @@ pub mod crossing_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::b_to_c`] with per-call options (timeout, metadata).
+        /// [`Self::b_to_c`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn b_to_c_with(
             &self,
             request: super::super::super::b::v1::Shared,
@@ -130,7 +152,7 @@ pub mod crossing_client {
                 .group_stream_unary(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::c_to_b`] with per-call options (timeout, metadata).
+        /// [`Self::c_to_b`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn c_to_b_with(
             &self,
             requests: impl futures::Stream<Item = super::super::super::c::v1::Shared> + Send + 'static,
@@ -195,6 +217,7 @@ pub mod crossing_server {
     #[derive(Debug)]
     pub struct CrossingServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Crossing> CrossingServer<T> {
@@ -205,7 +228,20 @@ pub mod crossing_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -215,6 +251,7 @@ pub mod crossing_server {
 
         /// Registers every method of `a.v1.Crossing` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::B_TO_C;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {

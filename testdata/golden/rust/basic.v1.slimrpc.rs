@@ -21,6 +21,17 @@ pub mod nothing_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -42,6 +53,17 @@ pub mod nothing_client {
         /// A group client calling through `channel`.
         pub fn new(channel: slimrpc::Channel) -> Self {
             Self { channel }
+        }
+
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
         }
 
         /// The channel this client calls through.
@@ -72,6 +94,7 @@ pub mod nothing_server {
     #[derive(Debug)]
     pub struct NothingServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Nothing> NothingServer<T> {
@@ -82,7 +105,20 @@ pub mod nothing_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -92,6 +128,7 @@ pub mod nothing_server {
 
         /// Registers every method of `basic.v1.Nothing` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let _ = server;
         }
     }
@@ -118,6 +155,17 @@ pub mod mixed_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -135,7 +183,7 @@ pub mod mixed_client {
                 .await
         }
 
-        /// [`Self::from_other_file`] with per-call options (timeout, metadata).
+        /// [`Self::from_other_file`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn from_other_file_with(
             &self,
             request: super::Ping,
@@ -159,7 +207,7 @@ pub mod mixed_client {
                 .await
         }
 
-        /// [`Self::from_this_file`] with per-call options (timeout, metadata).
+        /// [`Self::from_this_file`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn from_this_file_with(
             &self,
             request: super::Local,
@@ -189,6 +237,17 @@ pub mod mixed_client {
             Self { channel }
         }
 
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -205,7 +264,7 @@ pub mod mixed_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::from_other_file`] with per-call options (timeout, metadata).
+        /// [`Self::from_other_file`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn from_other_file_with(
             &self,
             request: super::Ping,
@@ -227,7 +286,7 @@ pub mod mixed_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::from_this_file`] with per-call options (timeout, metadata).
+        /// [`Self::from_this_file`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn from_this_file_with(
             &self,
             request: super::Local,
@@ -291,6 +350,7 @@ pub mod mixed_server {
     #[derive(Debug)]
     pub struct MixedServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Mixed> MixedServer<T> {
@@ -301,7 +361,20 @@ pub mod mixed_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -311,6 +384,7 @@ pub mod mixed_server {
 
         /// Registers every method of `basic.v1.Mixed` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::FROM_OTHER_FILE;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {
@@ -349,6 +423,17 @@ pub mod shapes_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -365,7 +450,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::unary`] with per-call options (timeout, metadata).
+        /// [`Self::unary`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn unary_with(
             &self,
             request: super::Ping,
@@ -387,7 +472,7 @@ pub mod shapes_client {
                 .unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::server_stream`] with per-call options (timeout, metadata).
+        /// [`Self::server_stream`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn server_stream_with(
             &self,
             request: super::Ping,
@@ -412,7 +497,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::client_stream`] with per-call options (timeout, metadata).
+        /// [`Self::client_stream`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn client_stream_with(
             &self,
             requests: impl futures::Stream<Item = super::Ping> + Send + 'static,
@@ -438,7 +523,7 @@ pub mod shapes_client {
                 .stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::bidi`] with per-call options (timeout, metadata).
+        /// [`Self::bidi`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         #[deprecated]
         pub fn bidi_with(
             &self,
@@ -470,6 +555,17 @@ pub mod shapes_client {
             Self { channel }
         }
 
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -485,7 +581,7 @@ pub mod shapes_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::unary`] with per-call options (timeout, metadata).
+        /// [`Self::unary`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn unary_with(
             &self,
             request: super::Ping,
@@ -506,7 +602,7 @@ pub mod shapes_client {
                 .group_unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::server_stream`] with per-call options (timeout, metadata).
+        /// [`Self::server_stream`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn server_stream_with(
             &self,
             request: super::Ping,
@@ -530,7 +626,7 @@ pub mod shapes_client {
                 .group_stream_unary(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::client_stream`] with per-call options (timeout, metadata).
+        /// [`Self::client_stream`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn client_stream_with(
             &self,
             requests: impl futures::Stream<Item = super::Ping> + Send + 'static,
@@ -555,7 +651,7 @@ pub mod shapes_client {
                 .group_stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::bidi`] with per-call options (timeout, metadata).
+        /// [`Self::bidi`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         #[deprecated]
         pub fn bidi_with(
             &self,
@@ -661,6 +757,7 @@ pub mod shapes_server {
     #[derive(Debug)]
     pub struct ShapesServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Shapes> ShapesServer<T> {
@@ -671,7 +768,20 @@ pub mod shapes_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -681,6 +791,7 @@ pub mod shapes_server {
 
         /// Registers every method of `basic.v1.Shapes` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::UNARY;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {
@@ -731,6 +842,17 @@ pub mod legacy_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -745,7 +867,7 @@ pub mod legacy_client {
                 .await
         }
 
-        /// [`Self::old`] with per-call options (timeout, metadata).
+        /// [`Self::old`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn old_with(
             &self,
             request: super::Ping,
@@ -776,6 +898,17 @@ pub mod legacy_client {
             Self { channel }
         }
 
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -789,7 +922,7 @@ pub mod legacy_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::old`] with per-call options (timeout, metadata).
+        /// [`Self::old`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn old_with(
             &self,
             request: super::Ping,
@@ -841,6 +974,7 @@ pub mod legacy_server {
     #[derive(Debug)]
     pub struct LegacyServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Legacy> LegacyServer<T> {
@@ -851,7 +985,20 @@ pub mod legacy_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -861,6 +1008,7 @@ pub mod legacy_server {
 
         /// Registers every method of `basic.v1.Legacy` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::OLD;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {

@@ -21,6 +21,17 @@ pub mod editions2024_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -38,7 +49,7 @@ pub mod editions2024_client {
                 .await
         }
 
-        /// [`Self::echo`] with per-call options (timeout, metadata).
+        /// [`Self::echo`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn echo_with(
             &self,
             request: super::Ed24Request,
@@ -68,6 +79,17 @@ pub mod editions2024_client {
             Self { channel }
         }
 
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -84,7 +106,7 @@ pub mod editions2024_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::echo`] with per-call options (timeout, metadata).
+        /// [`Self::echo`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn echo_with(
             &self,
             request: super::Ed24Request,
@@ -133,6 +155,7 @@ pub mod editions2024_server {
     #[derive(Debug)]
     pub struct Editions2024Server<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Editions2024> Editions2024Server<T> {
@@ -143,7 +166,20 @@ pub mod editions2024_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -153,6 +189,7 @@ pub mod editions2024_server {
 
         /// Registers every method of `editions.v2.Editions2024` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::ECHO;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {

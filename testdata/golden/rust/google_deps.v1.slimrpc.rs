@@ -21,6 +21,17 @@ pub mod calendar_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -38,7 +49,7 @@ pub mod calendar_client {
                 .await
         }
 
-        /// [`Self::check`] with per-call options (timeout, metadata).
+        /// [`Self::check`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn check_with(
             &self,
             request: super::super::super::google::r#type::Date,
@@ -68,6 +79,17 @@ pub mod calendar_client {
             Self { channel }
         }
 
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -84,7 +106,7 @@ pub mod calendar_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::check`] with per-call options (timeout, metadata).
+        /// [`Self::check`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn check_with(
             &self,
             request: super::super::super::google::r#type::Date,
@@ -135,6 +157,7 @@ pub mod calendar_server {
     #[derive(Debug)]
     pub struct CalendarServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Calendar> CalendarServer<T> {
@@ -145,7 +168,20 @@ pub mod calendar_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -155,6 +191,7 @@ pub mod calendar_server {
 
         /// Registers every method of `google_deps.v1.Calendar` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::CHECK;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {

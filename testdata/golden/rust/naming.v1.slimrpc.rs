@@ -21,6 +21,17 @@ pub mod snake_service_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -38,7 +49,7 @@ pub mod snake_service_client {
                 .await
         }
 
-        /// [`Self::get_thing`] with per-call options (timeout, metadata).
+        /// [`Self::get_thing`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn get_thing_with(
             &self,
             request: super::Thing,
@@ -62,7 +73,7 @@ pub mod snake_service_client {
                 .await
         }
 
-        /// [`Self::import`] with per-call options (timeout, metadata).
+        /// [`Self::import`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn import_with(
             &self,
             request: super::Thing,
@@ -86,7 +97,7 @@ pub mod snake_service_client {
                 .await
         }
 
-        /// [`Self::class`] with per-call options (timeout, metadata).
+        /// [`Self::class`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn class_with(
             &self,
             requests: impl futures::Stream<Item = super::Thing> + Send + 'static,
@@ -106,7 +117,7 @@ pub mod snake_service_client {
                 .unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::none`] with per-call options (timeout, metadata).
+        /// [`Self::none`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn none_with(
             &self,
             request: super::Thing,
@@ -128,7 +139,7 @@ pub mod snake_service_client {
                 .stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::r#match`] with per-call options (timeout, metadata).
+        /// [`Self::r#match`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn match_with(
             &self,
             requests: impl futures::Stream<Item = super::Thing> + Send + 'static,
@@ -157,6 +168,17 @@ pub mod snake_service_client {
             Self { channel }
         }
 
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -170,7 +192,7 @@ pub mod snake_service_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::get_thing`] with per-call options (timeout, metadata).
+        /// [`Self::get_thing`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn get_thing_with(
             &self,
             request: super::Thing,
@@ -189,7 +211,7 @@ pub mod snake_service_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::import`] with per-call options (timeout, metadata).
+        /// [`Self::import`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn import_with(
             &self,
             request: super::Thing,
@@ -211,7 +233,7 @@ pub mod snake_service_client {
                 .group_stream_unary(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::class`] with per-call options (timeout, metadata).
+        /// [`Self::class`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn class_with(
             &self,
             requests: impl futures::Stream<Item = super::Thing> + Send + 'static,
@@ -230,7 +252,7 @@ pub mod snake_service_client {
                 .group_unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::none`] with per-call options (timeout, metadata).
+        /// [`Self::none`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn none_with(
             &self,
             request: super::Thing,
@@ -252,7 +274,7 @@ pub mod snake_service_client {
                 .group_stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::r#match`] with per-call options (timeout, metadata).
+        /// [`Self::r#match`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn match_with(
             &self,
             requests: impl futures::Stream<Item = super::Thing> + Send + 'static,
@@ -359,6 +381,7 @@ pub mod snake_service_server {
     #[derive(Debug)]
     pub struct SnakeServiceServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: SnakeService> SnakeServiceServer<T> {
@@ -369,7 +392,20 @@ pub mod snake_service_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -379,6 +415,7 @@ pub mod snake_service_server {
 
         /// Registers every method of `naming.v1.snake_service` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::GET_THING;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {

@@ -21,6 +21,17 @@ pub mod nested_service_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -38,7 +49,7 @@ pub mod nested_service_client {
                 .await
         }
 
-        /// [`Self::deep`] with per-call options (timeout, metadata).
+        /// [`Self::deep`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn deep_with(
             &self,
             request: super::outer::Inner,
@@ -61,7 +72,7 @@ pub mod nested_service_client {
                 .unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::foreign`] with per-call options (timeout, metadata).
+        /// [`Self::foreign`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn foreign_with(
             &self,
             request: super::Outer,
@@ -90,6 +101,17 @@ pub mod nested_service_client {
             Self { channel }
         }
 
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -106,7 +128,7 @@ pub mod nested_service_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::deep`] with per-call options (timeout, metadata).
+        /// [`Self::deep`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn deep_with(
             &self,
             request: super::outer::Inner,
@@ -128,7 +150,7 @@ pub mod nested_service_client {
                 .group_unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::foreign`] with per-call options (timeout, metadata).
+        /// [`Self::foreign`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn foreign_with(
             &self,
             request: super::Outer,
@@ -197,6 +219,7 @@ pub mod nested_service_server {
     #[derive(Debug)]
     pub struct NestedServiceServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: NestedService> NestedServiceServer<T> {
@@ -207,7 +230,20 @@ pub mod nested_service_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -217,6 +253,7 @@ pub mod nested_service_server {
 
         /// Registers every method of `nested.v1.NestedService` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::DEEP;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {

@@ -35,6 +35,17 @@ pub mod docs_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -51,7 +62,7 @@ pub mod docs_client {
                 .await
         }
 
-        /// [`Self::link`] with per-call options (timeout, metadata).
+        /// [`Self::link`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn link_with(
             &self,
             request: super::Note,
@@ -80,7 +91,7 @@ pub mod docs_client {
                 .await
         }
 
-        /// [`Self::heading`] with per-call options (timeout, metadata).
+        /// [`Self::heading`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         #[deprecated]
         pub async fn heading_with(
             &self,
@@ -125,6 +136,17 @@ pub mod docs_client {
             Self { channel }
         }
 
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -140,7 +162,7 @@ pub mod docs_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::link`] with per-call options (timeout, metadata).
+        /// [`Self::link`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn link_with(
             &self,
             request: super::Note,
@@ -164,7 +186,7 @@ pub mod docs_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::heading`] with per-call options (timeout, metadata).
+        /// [`Self::heading`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         #[deprecated]
         pub fn heading_with(
             &self,
@@ -250,6 +272,7 @@ pub mod docs_server {
     #[derive(Debug)]
     pub struct DocsServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Docs> DocsServer<T> {
@@ -260,7 +283,20 @@ pub mod docs_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -270,6 +306,7 @@ pub mod docs_server {
 
         /// Registers every method of `slimrpc.go.docs.Docs` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::LINK;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {

@@ -19,6 +19,17 @@ pub mod snake_case_service_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -36,7 +47,7 @@ pub mod snake_case_service_client {
                 .await
         }
 
-        /// [`Self::do_it`] with per-call options (timeout, metadata).
+        /// [`Self::do_it`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn do_it_with(
             &self,
             request: super::super::collide::proto::Thing,
@@ -59,7 +70,7 @@ pub mod snake_case_service_client {
                 .unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::private`] with per-call options (timeout, metadata).
+        /// [`Self::private`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn private_with(
             &self,
             request: super::super::collide::metadata::Thing,
@@ -86,6 +97,17 @@ pub mod snake_case_service_client {
             Self { channel }
         }
 
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -102,7 +124,7 @@ pub mod snake_case_service_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::do_it`] with per-call options (timeout, metadata).
+        /// [`Self::do_it`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn do_it_with(
             &self,
             request: super::super::collide::proto::Thing,
@@ -124,7 +146,7 @@ pub mod snake_case_service_client {
                 .group_unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::private`] with per-call options (timeout, metadata).
+        /// [`Self::private`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn private_with(
             &self,
             request: super::super::collide::metadata::Thing,
@@ -191,6 +213,7 @@ pub mod snake_case_service_server {
     #[derive(Debug)]
     pub struct SnakeCaseServiceServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: SnakeCaseService> SnakeCaseServiceServer<T> {
@@ -201,7 +224,20 @@ pub mod snake_case_service_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -211,6 +247,7 @@ pub mod snake_case_service_server {
 
         /// Registers every method of `slimrpc.go.naming.snake_case_service` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::DO_IT;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {

@@ -29,6 +29,17 @@ pub mod shapes_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -45,7 +56,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::unary`] with per-call options (timeout, metadata).
+        /// [`Self::unary`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn unary_with(
             &self,
             request: super::Ping,
@@ -70,7 +81,7 @@ pub mod shapes_client {
                 .unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::server_stream`] with per-call options (timeout, metadata).
+        /// [`Self::server_stream`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn server_stream_with(
             &self,
             request: super::Ping,
@@ -95,7 +106,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::client_stream`] with per-call options (timeout, metadata).
+        /// [`Self::client_stream`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn client_stream_with(
             &self,
             requests: impl futures::Stream<Item = super::Ping> + Send + 'static,
@@ -118,7 +129,7 @@ pub mod shapes_client {
                 .stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::bidi`] with per-call options (timeout, metadata).
+        /// [`Self::bidi`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn bidi_with(
             &self,
             requests: impl futures::Stream<Item = super::Ping> + Send + 'static,
@@ -143,7 +154,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::stamp`] with per-call options (timeout, metadata).
+        /// [`Self::stamp`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn stamp_with(
             &self,
             request: (),
@@ -167,7 +178,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::wrap`] with per-call options (timeout, metadata).
+        /// [`Self::wrap`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn wrap_with(
             &self,
             request: ::prost::alloc::string::String,
@@ -193,7 +204,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::cross`] with per-call options (timeout, metadata).
+        /// [`Self::cross`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn cross_with(
             &self,
             request: super::super::super::b::v1::Shared,
@@ -216,7 +227,7 @@ pub mod shapes_client {
                 .unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::cross_nested`] with per-call options (timeout, metadata).
+        /// [`Self::cross_nested`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn cross_nested_with(
             &self,
             request: super::super::super::b::v1::shared::Nested,
@@ -241,7 +252,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::get_thing`] with per-call options (timeout, metadata).
+        /// [`Self::get_thing`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn get_thing_with(
             &self,
             request: super::Ping,
@@ -262,7 +273,7 @@ pub mod shapes_client {
                 .await
         }
 
-        /// [`Self::import`] with per-call options (timeout, metadata).
+        /// [`Self::import`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn import_with(
             &self,
             request: super::Ping,
@@ -300,6 +311,17 @@ pub mod shapes_client {
             Self { channel }
         }
 
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -315,7 +337,7 @@ pub mod shapes_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::unary`] with per-call options (timeout, metadata).
+        /// [`Self::unary`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn unary_with(
             &self,
             request: super::Ping,
@@ -339,7 +361,7 @@ pub mod shapes_client {
                 .group_unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::server_stream`] with per-call options (timeout, metadata).
+        /// [`Self::server_stream`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn server_stream_with(
             &self,
             request: super::Ping,
@@ -363,7 +385,7 @@ pub mod shapes_client {
                 .group_stream_unary(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::client_stream`] with per-call options (timeout, metadata).
+        /// [`Self::client_stream`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn client_stream_with(
             &self,
             requests: impl futures::Stream<Item = super::Ping> + Send + 'static,
@@ -385,7 +407,7 @@ pub mod shapes_client {
                 .group_stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::bidi`] with per-call options (timeout, metadata).
+        /// [`Self::bidi`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn bidi_with(
             &self,
             requests: impl futures::Stream<Item = super::Ping> + Send + 'static,
@@ -406,7 +428,7 @@ pub mod shapes_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::stamp`] with per-call options (timeout, metadata).
+        /// [`Self::stamp`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn stamp_with(
             &self,
             request: (),
@@ -428,7 +450,7 @@ pub mod shapes_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::wrap`] with per-call options (timeout, metadata).
+        /// [`Self::wrap`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn wrap_with(
             &self,
             request: ::prost::alloc::string::String,
@@ -452,7 +474,7 @@ pub mod shapes_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::cross`] with per-call options (timeout, metadata).
+        /// [`Self::cross`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn cross_with(
             &self,
             request: super::super::super::b::v1::Shared,
@@ -474,7 +496,7 @@ pub mod shapes_client {
                 .group_unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::cross_nested`] with per-call options (timeout, metadata).
+        /// [`Self::cross_nested`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn cross_nested_with(
             &self,
             request: super::super::super::b::v1::shared::Nested,
@@ -495,7 +517,7 @@ pub mod shapes_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::get_thing`] with per-call options (timeout, metadata).
+        /// [`Self::get_thing`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn get_thing_with(
             &self,
             request: super::Ping,
@@ -514,7 +536,7 @@ pub mod shapes_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::import`] with per-call options (timeout, metadata).
+        /// [`Self::import`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn import_with(
             &self,
             request: super::Ping,
@@ -720,6 +742,7 @@ pub mod shapes_server {
     #[derive(Debug)]
     pub struct ShapesServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Shapes> ShapesServer<T> {
@@ -730,7 +753,20 @@ pub mod shapes_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -740,6 +776,7 @@ pub mod shapes_server {
 
         /// Registers every method of `slimrpc.go.shapes.v1.Shapes` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::UNARY;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {
@@ -826,6 +863,17 @@ pub mod legacy_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -841,7 +889,7 @@ pub mod legacy_client {
                 .await
         }
 
-        /// [`Self::old`] with per-call options (timeout, metadata).
+        /// [`Self::old`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         #[deprecated]
         pub async fn old_with(
             &self,
@@ -868,7 +916,7 @@ pub mod legacy_client {
                 .stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::older`] with per-call options (timeout, metadata).
+        /// [`Self::older`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         #[deprecated]
         pub fn older_with(
             &self,
@@ -899,6 +947,17 @@ pub mod legacy_client {
             Self { channel }
         }
 
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -913,7 +972,7 @@ pub mod legacy_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::old`] with per-call options (timeout, metadata).
+        /// [`Self::old`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         #[deprecated]
         pub fn old_with(
             &self,
@@ -939,7 +998,7 @@ pub mod legacy_client {
                 .group_stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::older`] with per-call options (timeout, metadata).
+        /// [`Self::older`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         #[deprecated]
         pub fn older_with(
             &self,
@@ -1011,6 +1070,7 @@ pub mod legacy_server {
     #[derive(Debug)]
     pub struct LegacyServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Legacy> LegacyServer<T> {
@@ -1021,7 +1081,20 @@ pub mod legacy_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -1031,6 +1104,7 @@ pub mod legacy_server {
 
         /// Registers every method of `slimrpc.go.shapes.v1.Legacy` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::OLD;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {
@@ -1066,6 +1140,17 @@ pub mod nothing_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -1087,6 +1172,17 @@ pub mod nothing_client {
         /// A group client calling through `channel`.
         pub fn new(channel: slimrpc::Channel) -> Self {
             Self { channel }
+        }
+
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
         }
 
         /// The channel this client calls through.
@@ -1117,6 +1213,7 @@ pub mod nothing_server {
     #[derive(Debug)]
     pub struct NothingServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: Nothing> NothingServer<T> {
@@ -1127,7 +1224,20 @@ pub mod nothing_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -1137,6 +1247,7 @@ pub mod nothing_server {
 
         /// Registers every method of `slimrpc.go.shapes.v1.Nothing` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let _ = server;
         }
     }

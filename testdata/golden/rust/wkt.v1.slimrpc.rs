@@ -21,6 +21,17 @@ pub mod well_known_client {
             Self { channel }
         }
 
+        /// A client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -35,7 +46,7 @@ pub mod well_known_client {
                 .await
         }
 
-        /// [`Self::empty_to_empty`] with per-call options (timeout, metadata).
+        /// [`Self::empty_to_empty`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn empty_to_empty_with(
             &self,
             request: (),
@@ -59,7 +70,7 @@ pub mod well_known_client {
                 .await
         }
 
-        /// [`Self::string_to_int`] with per-call options (timeout, metadata).
+        /// [`Self::string_to_int`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn string_to_int_with(
             &self,
             request: ::prost::alloc::string::String,
@@ -83,7 +94,7 @@ pub mod well_known_client {
                 .await
         }
 
-        /// [`Self::bool_to_bytes`] with per-call options (timeout, metadata).
+        /// [`Self::bool_to_bytes`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn bool_to_bytes_with(
             &self,
             request: bool,
@@ -104,7 +115,7 @@ pub mod well_known_client {
                 .await
         }
 
-        /// [`Self::double_to_float`] with per-call options (timeout, metadata).
+        /// [`Self::double_to_float`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn double_to_float_with(
             &self,
             request: f64,
@@ -125,7 +136,7 @@ pub mod well_known_client {
                 .await
         }
 
-        /// [`Self::u_int32_to_u_int64`] with per-call options (timeout, metadata).
+        /// [`Self::u_int32_to_u_int64`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn u_int32_to_u_int64_with(
             &self,
             request: u32,
@@ -149,7 +160,7 @@ pub mod well_known_client {
                 .await
         }
 
-        /// [`Self::int32_to_struct`] with per-call options (timeout, metadata).
+        /// [`Self::int32_to_struct`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn int32_to_struct_with(
             &self,
             request: i32,
@@ -172,7 +183,7 @@ pub mod well_known_client {
                 .unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::value_to_list`] with per-call options (timeout, metadata).
+        /// [`Self::value_to_list`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn value_to_list_with(
             &self,
             request: ::prost_types::Value,
@@ -195,7 +206,7 @@ pub mod well_known_client {
                 .await
         }
 
-        /// [`Self::timestamp_to_duration`] with per-call options (timeout, metadata).
+        /// [`Self::timestamp_to_duration`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub async fn timestamp_to_duration_with(
             &self,
             requests: impl futures::Stream<Item = ::prost_types::Timestamp> + Send + 'static,
@@ -218,7 +229,7 @@ pub mod well_known_client {
                 .stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::any_to_field_mask`] with per-call options (timeout, metadata).
+        /// [`Self::any_to_field_mask`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn any_to_field_mask_with(
             &self,
             requests: impl futures::Stream<Item = ::prost_types::Any> + Send + 'static,
@@ -247,6 +258,17 @@ pub mod well_known_client {
             Self { channel }
         }
 
+        /// A group client calling through `channel`, running `interceptor` before every call
+        /// (it may add metadata or refuse the call; see [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(
+            channel: slimrpc::Channel,
+            interceptor: impl slimrpc::Interceptor,
+        ) -> Self {
+            Self {
+                channel: channel.with_interceptor(interceptor),
+            }
+        }
+
         /// The channel this client calls through.
         pub fn channel(&self) -> &slimrpc::Channel {
             &self.channel
@@ -260,7 +282,7 @@ pub mod well_known_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::empty_to_empty`] with per-call options (timeout, metadata).
+        /// [`Self::empty_to_empty`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn empty_to_empty_with(
             &self,
             request: (),
@@ -282,7 +304,7 @@ pub mod well_known_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::string_to_int`] with per-call options (timeout, metadata).
+        /// [`Self::string_to_int`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn string_to_int_with(
             &self,
             request: ::prost::alloc::string::String,
@@ -304,7 +326,7 @@ pub mod well_known_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::bool_to_bytes`] with per-call options (timeout, metadata).
+        /// [`Self::bool_to_bytes`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn bool_to_bytes_with(
             &self,
             request: bool,
@@ -323,7 +345,7 @@ pub mod well_known_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::double_to_float`] with per-call options (timeout, metadata).
+        /// [`Self::double_to_float`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn double_to_float_with(
             &self,
             request: f64,
@@ -342,7 +364,7 @@ pub mod well_known_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::u_int32_to_u_int64`] with per-call options (timeout, metadata).
+        /// [`Self::u_int32_to_u_int64`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn u_int32_to_u_int64_with(
             &self,
             request: u32,
@@ -364,7 +386,7 @@ pub mod well_known_client {
                 .group_unary(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::int32_to_struct`] with per-call options (timeout, metadata).
+        /// [`Self::int32_to_struct`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn int32_to_struct_with(
             &self,
             request: i32,
@@ -386,7 +408,7 @@ pub mod well_known_client {
                 .group_unary_stream(SERVICE_NAME, method, request, Default::default())
         }
 
-        /// [`Self::value_to_list`] with per-call options (timeout, metadata).
+        /// [`Self::value_to_list`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn value_to_list_with(
             &self,
             request: ::prost_types::Value,
@@ -408,7 +430,7 @@ pub mod well_known_client {
                 .group_stream_unary(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::timestamp_to_duration`] with per-call options (timeout, metadata).
+        /// [`Self::timestamp_to_duration`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn timestamp_to_duration_with(
             &self,
             requests: impl futures::Stream<Item = ::prost_types::Timestamp> + Send + 'static,
@@ -430,7 +452,7 @@ pub mod well_known_client {
                 .group_stream_stream(SERVICE_NAME, method, requests, Default::default())
         }
 
-        /// [`Self::any_to_field_mask`] with per-call options (timeout, metadata).
+        /// [`Self::any_to_field_mask`] with per-call options: timeout, request metadata, and `CallOptions::capture` for the servers' headers and trailers.
         pub fn any_to_field_mask_with(
             &self,
             requests: impl futures::Stream<Item = ::prost_types::Any> + Send + 'static,
@@ -597,6 +619,7 @@ pub mod well_known_server {
     #[derive(Debug)]
     pub struct WellKnownServer<T> {
         inner: std::sync::Arc<T>,
+        interceptor: slimrpc::interceptor::ServiceInterceptor,
     }
 
     impl<T: WellKnown> WellKnownServer<T> {
@@ -607,7 +630,20 @@ pub mod well_known_server {
 
         /// Serves an implementation shared with other code.
         pub fn from_arc(inner: std::sync::Arc<T>) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                interceptor: Default::default(),
+            }
+        }
+
+        /// Serves `inner`, running `interceptor` when any call of this service starts,
+        /// before its handler (it may check credentials and refuse the call; see
+        /// [`slimrpc::Interceptor`]).
+        pub fn with_interceptor(inner: T, interceptor: impl slimrpc::Interceptor) -> Self {
+            Self {
+                inner: std::sync::Arc::new(inner),
+                interceptor: slimrpc::interceptor::ServiceInterceptor::new(interceptor),
+            }
         }
 
         /// The implementation.
@@ -617,6 +653,7 @@ pub mod well_known_server {
 
         /// Registers every method of `wkt.v1.WellKnown` on `server`.
         pub fn register(self, server: &mut slimrpc::Server) {
+            self.interceptor.install(server, SERVICE_NAME);
             let method = method::EMPTY_TO_EMPTY;
             let service = self.inner.clone();
             server.register_unary_unary(SERVICE_NAME, method, move |request, context| {

@@ -23,6 +23,14 @@ Per service ``X``:
 
 Wire names are exported as ``X_SERVICE_NAME`` and ``X_<METHOD>_METHOD``.
 
+What ``slim_bindings`` cannot do, so these stubs do not offer it: response
+metadata (a servicer cannot send headers or trailers, a stub returns only the
+response or raises), cancelling a call on the wire (abandoning a call sends
+nothing; the server's handler runs until the call's deadline), and
+interceptors. Servers built on the SlimRPC Rust runtime send response metadata
+under keys these stubs ignore, and end a call's handler when a Rust client
+cancels it.
+
 Written for slim-bindings 3.x (plugin parameter ``runtime=v3``, the default);
 ``runtime=v1`` writes stubs for slim-bindings 1.3/1.4.
 """

@@ -27,6 +27,10 @@ const Bare_Ask_MethodName = "Ask"
 // BareClient is the client API for the Bare service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // A service in a file without a package.
 type BareClient interface {
 	Ask(ctx context.Context, in *BareRequest) (*BareReply, error)

@@ -26,6 +26,10 @@ const Editions2024_Echo_MethodName = "Echo"
 // Editions2024Client is the client API for the Editions2024 service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // A service in an edition 2024 file.
 type Editions2024Client interface {
 	Echo(ctx context.Context, in *Ed24Request) (*Ed24Request, error)

@@ -42,6 +42,10 @@ const SnakeService_Match_MethodName = "match"
 // SnakeServiceClient is the client API for the snake_service service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // rpc names that are snake_case, Python keywords and soft keywords.
 type SnakeServiceClient interface {
 	GetThing(ctx context.Context, in *Thing) (*Thing, error)

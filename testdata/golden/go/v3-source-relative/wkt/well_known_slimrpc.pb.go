@@ -65,6 +65,10 @@ const WellKnown_AnyToFieldMask_MethodName = "AnyToFieldMask"
 // WellKnownClient is the client API for the WellKnown service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // Every well-known type as a request or response.
 type WellKnownClient interface {
 	EmptyToEmpty(ctx context.Context, in *emptypb.Empty) (*emptypb.Empty, error)

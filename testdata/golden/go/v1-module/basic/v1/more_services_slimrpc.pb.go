@@ -23,6 +23,10 @@ const Nothing_ServiceName = "basic.v1.Nothing"
 // NothingClient is the client API for the Nothing service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // A service without methods.
 type NothingClient interface {
 }
@@ -107,6 +111,10 @@ const Mixed_FromThisFile_MethodName = "FromThisFile"
 // MixedClient is the client API for the Mixed service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // Uses types of this file and of another file of the same package.
 type MixedClient interface {
 	FromOtherFile(ctx context.Context, in *Ping) (*Local, error)

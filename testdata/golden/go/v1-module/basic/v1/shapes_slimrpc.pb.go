@@ -39,6 +39,10 @@ const Shapes_Bidi_MethodName = "Bidi"
 // ShapesClient is the client API for the Shapes service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // Shapes covers the four interaction patterns.
 //
 // It has a second paragraph with `code`, a backslash \ and "quotes".
@@ -351,6 +355,10 @@ const Legacy_Old_MethodName = "Old"
 // LegacyClient is the client API for the Legacy service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // A deprecated service with one method.
 //
 // Deprecated: Do not use.

@@ -33,6 +33,10 @@ const Crossing_CToB_MethodName = "CToB"
 // CrossingClient is the client API for the Crossing service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // Two packages whose last element (v1) and file name (common) are the same.
 type CrossingClient interface {
 	BToC(ctx context.Context, in *bv1.Shared) (*v1.Shared, error)

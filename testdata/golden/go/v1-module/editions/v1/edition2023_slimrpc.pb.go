@@ -27,6 +27,10 @@ const Editions2023_Echo_MethodName = "Echo"
 // Editions2023Client is the client API for the Editions2023 service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // A service in an editions file (needs FEATURE_SUPPORTS_EDITIONS).
 type Editions2023Client interface {
 	Echo(ctx context.Context, in *EdRequest) (*EdReply, error)

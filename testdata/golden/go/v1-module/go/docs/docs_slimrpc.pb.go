@@ -31,6 +31,10 @@ const Docs_Heading_MethodName = "Heading"
 // DocsClient is the client API for the Docs service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // # Not a heading
 // [spec]: https://example.com/spec
 // tab-indented code

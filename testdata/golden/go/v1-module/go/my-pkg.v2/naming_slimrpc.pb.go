@@ -34,6 +34,10 @@ const SnakeCaseService_XPrivate_MethodName = "_private"
 // SnakeCaseServiceClient is the client API for the snake_case_service service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 type SnakeCaseServiceClient interface {
 	DoIt(ctx context.Context, in *proto1.Thing) (*context1.Thing, error)
 	XPrivate(ctx context.Context, in *metadata1.Thing) (slimrpc.ResponseStream[*proto1.Thing], error)

@@ -32,6 +32,10 @@ const NestedService_Foreign_MethodName = "Foreign"
 // NestedServiceClient is the client API for the NestedService service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // Request and response types nested in messages, here and in another package.
 type NestedServiceClient interface {
 	Deep(ctx context.Context, in *Outer_Inner) (*Outer_Inner_Deepest, error)

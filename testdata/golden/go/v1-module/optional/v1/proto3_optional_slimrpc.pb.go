@@ -27,6 +27,10 @@ const Maybe_Check_MethodName = "Check"
 // MaybeClient is the client API for the Maybe service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // Messages with proto3 optional fields (needs FEATURE_PROTO3_OPTIONAL).
 type MaybeClient interface {
 	Check(ctx context.Context, in *MaybeRequest) (*MaybeReply, error)

@@ -67,6 +67,10 @@ const Shapes_Import_MethodName = "import"
 // ShapesClient is the client API for the Shapes service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // Shapes exercises the four call shapes.
 //
 // A second paragraph, with an indented example:
@@ -783,6 +787,10 @@ const Legacy_Older_MethodName = "Older"
 // LegacyClient is the client API for the Legacy service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // Legacy is on its way out.
 //
 // Deprecated: Do not use.
@@ -989,6 +997,10 @@ const Nothing_ServiceName = "slimrpc.go.shapes.v1.Nothing"
 // NothingClient is the client API for the Nothing service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // Nothing is a service without methods.
 type NothingClient interface {
 }

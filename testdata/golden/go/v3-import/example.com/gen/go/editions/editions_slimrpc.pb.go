@@ -26,6 +26,10 @@ const Editions_Greet_MethodName = "Greet"
 // EditionsClient is the client API for the Editions service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 type EditionsClient interface {
 	Greet(ctx context.Context, in *Req) (*Resp, error)
 }

@@ -28,6 +28,10 @@ const Calendar_Check_MethodName = "Check"
 // CalendarClient is the client API for the Calendar service, for calls to one
 // server over a point-to-point channel. A response stream ends when Recv returns a nil
 // message and a nil error.
+//
+// The SLIM Go bindings cannot read response metadata (headers, trailers), cancel a call on
+// the wire (cancelling ctx ends the call here only; the server's handler runs until the
+// deadline), or run interceptors: these stubs offer none of them.
 // Types from google.* packages other than google.protobuf.
 type CalendarClient interface {
 	Check(ctx context.Context, in *date.Date) (*status.Status, error)
