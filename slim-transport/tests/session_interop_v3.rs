@@ -4,14 +4,15 @@
 //! live group and removes one, through our node. Each participant prints
 //! what it receives and answers the sender, as the official example does.
 
+mod session_common;
+
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use session_common::{V3Net, app_v3_with, invite_via};
 use slim_transport::Name;
 use slim_transport::app::{Session, SessionConfig, SessionEvent, SessionKind};
-use slim_transport::identity::SharedSecret;
-use slim_transport::service::{Generation, LinkOptions, Service};
 use slimrpc_testkit::{Child, venv3_script};
 
 const SECRET: &str = "a-shared-secret-for-the-v3-group-test-0123";
@@ -81,58 +82,18 @@ async fn answers(group: &mut Session, n: usize) -> Vec<String> {
     got
 }
 
-/// Invites `who` (routed over `link`) and waits until it joined.
-async fn invite(
-    moderator: &slim_transport::app::App,
-    group: &Session,
-    link: slim_transport::service::ConnId,
-    who: &str,
-) {
-    let base: Name = who.parse().unwrap();
-    moderator.set_route(&base, link).await.expect("route");
-    let done = group.invite(&base).await.expect("invite queued");
-    tokio::time::timeout(LIMIT, done)
-        .await
-        .expect("invite finished in time")
-        .unwrap_or_else(|e| panic!("invite of {who} failed: {e}"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_v3_moderator_invites_adds_and_removes_official_3_3_8_participants_with_mls() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let node = Service::new();
-    let addr = node
-        .run_server("127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("node listens");
-    let url = format!("http://{addr}");
+    let net = V3Net::start().await;
+    let (url, link) = (net.url.clone(), net.link);
     let p1 = participant(&url, "org/ns/v3p1").await;
     let p2 = participant(&url, "org/ns/v3p2").await;
     let p3 = participant(&url, "org/ns/v3p3").await;
-
-    let client = Service::new();
-    let link = client
-        .connect_with(
-            &url,
-            LinkOptions {
-                generation: Some(Generation::V3),
-                ..LinkOptions::default()
-            },
-        )
-        .await
-        .expect("linked");
-    let identity = SharedSecret::new("org/ns/v3mod", SECRET).unwrap();
-    let moderator = client
-        .app_v3("org/ns/v3mod".parse().unwrap(), identity)
-        .await
-        .expect("app");
-    moderator
-        .subscribe(moderator.name(), Some(link))
-        .await
-        .expect("subscribed");
+    let moderator = app_v3_with(&net.client, "org/ns/v3mod", SECRET, Some(link)).await;
     let config = SessionConfig {
         kind: SessionKind::Group,
         mls: true,
@@ -144,8 +105,8 @@ async fn our_v3_moderator_invites_adds_and_removes_official_3_3_8_participants_w
         .await
         .expect("group");
     ready.await.expect("group ready");
-    invite(&moderator, &group, link, "org/ns/v3p1").await;
-    invite(&moderator, &group, link, "org/ns/v3p2").await;
+    invite_via(&moderator, &group, link, "org/ns/v3p1").await;
+    invite_via(&moderator, &group, link, "org/ns/v3p2").await;
     group
         .publish(b"hello-one".to_vec(), HashMap::new())
         .await
@@ -154,7 +115,7 @@ async fn our_v3_moderator_invites_adds_and_removes_official_3_3_8_participants_w
     assert_eq!(answers(&mut group, 2).await.len(), 2);
 
     // A third member joins the live group (GROUP_UPDATE ADD to the others).
-    invite(&moderator, &group, link, "org/ns/v3p3").await;
+    invite_via(&moderator, &group, link, "org/ns/v3p3").await;
     group
         .publish(b"hello-two".to_vec(), HashMap::new())
         .await
@@ -183,6 +144,5 @@ async fn our_v3_moderator_invites_adds_and_removes_official_3_3_8_participants_w
         p2.output()
     );
     let _ = group.close().await;
-    client.shutdown().await;
-    node.shutdown().await;
+    net.shutdown().await;
 }

@@ -16,14 +16,14 @@
 //! Afterwards everybody reads the returned member and it reads everybody in
 //! the new epoch.
 
+mod session_common;
+
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use slim_transport::Name;
+use session_common::{V3Net, app_v3_with, invite_via};
 use slim_transport::app::{App, Session, SessionConfig, SessionEvent, SessionKind};
-use slim_transport::identity::SharedSecret;
-use slim_transport::service::{ConnId, Generation, LinkOptions, Service};
 use slimrpc_testkit::{Child, python3};
 
 const SECRET: &str = "a-shared-secret-for-the-presence-test-0123";
@@ -87,26 +87,8 @@ async fn receives(s: &mut Session, text: &str) {
     }
 }
 
-async fn our_app(service: &Service, link: ConnId, name: &str) -> App {
-    let identity = SharedSecret::new(name, SECRET).unwrap();
-    let app = service
-        .app_v3(name.parse().unwrap(), identity)
-        .await
-        .expect("app");
-    app.subscribe(app.name(), Some(link))
-        .await
-        .expect("subscribed");
-    app
-}
-
-async fn invite(moderator: &App, group: &Session, link: ConnId, who: &str) {
-    let base: Name = who.parse().unwrap();
-    moderator.set_route(&base, link).await.expect("route");
-    let done = group.invite(&base).await.expect("invite queued");
-    tokio::time::timeout(LIMIT, done)
-        .await
-        .expect("invite finished in time")
-        .unwrap_or_else(|e| panic!("invite of {who} failed: {e}"));
+async fn our_app(net: &V3Net, name: &str) -> App {
+    app_v3_with(&net.client, name, SECRET, Some(net.link)).await
 }
 
 async fn listen(app: &App) -> Session {
@@ -123,28 +105,12 @@ async fn an_official_participant_soft_closes_and_is_readmitted_by_our_moderator_
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let node = Service::new();
-    let addr = node
-        .run_server("127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("node listens");
-    let url = format!("http://{addr}");
-    let mut py = official("participant", &url, "org/ns/pyp", "").await;
-
-    let client = Service::new();
-    let link = client
-        .connect_with(
-            &url,
-            LinkOptions {
-                generation: Some(Generation::V3),
-                ..LinkOptions::default()
-            },
-        )
-        .await
-        .expect("linked");
-    let moderator = our_app(&client, link, "org/ns/pres-mod").await;
-    let ours = our_app(&client, link, "org/ns/pres-r1").await;
-    let late = our_app(&client, link, "org/ns/pres-r2").await;
+    let net = V3Net::start().await;
+    let link = net.link;
+    let mut py = official("participant", &net.url, "org/ns/pyp", "").await;
+    let moderator = our_app(&net, "org/ns/pres-mod").await;
+    let ours = our_app(&net, "org/ns/pres-r1").await;
+    let late = our_app(&net, "org/ns/pres-r2").await;
     let config = SessionConfig {
         kind: SessionKind::Group,
         mls: true,
@@ -155,8 +121,8 @@ async fn an_official_participant_soft_closes_and_is_readmitted_by_our_moderator_
         .await
         .expect("group");
     ready.await.expect("group ready");
-    invite(&moderator, &group, link, "org/ns/pyp").await;
-    invite(&moderator, &group, link, "org/ns/pres-r1").await;
+    invite_via(&moderator, &group, link, "org/ns/pyp").await;
+    invite_via(&moderator, &group, link, "org/ns/pres-r1").await;
     let mut r1 = listen(&ours).await;
     prints(&py, "PY_JOINED").await;
 
@@ -180,7 +146,7 @@ async fn an_official_participant_soft_closes_and_is_readmitted_by_our_moderator_
         .await
         .unwrap();
     receives(&mut r1, "while-away").await;
-    invite(&moderator, &group, link, "org/ns/pres-r2").await;
+    invite_via(&moderator, &group, link, "org/ns/pres-r2").await;
     let mut r2 = listen(&late).await;
     assert!(
         !py.output().contains("PY_GOT while-away"),
@@ -203,8 +169,7 @@ async fn an_official_participant_soft_closes_and_is_readmitted_by_our_moderator_
 
     let _ = group.close().await;
     prints(&py, "PY_CLOSED").await;
-    client.shutdown().await;
-    node.shutdown().await;
+    net.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,28 +179,11 @@ async fn our_participant_soft_closes_and_is_readmitted_by_an_official_moderator_
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let node = Service::new();
-    let addr = node
-        .run_server("127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("node listens");
-    let url = format!("http://{addr}");
-    let mut moderator = official("moderator", &url, "org/ns/pymod", "org/ns/pres-chat2").await;
-    let late = official("participant", &url, "org/ns/pyq", "").await;
+    let net = V3Net::start().await;
+    let mut moderator = official("moderator", &net.url, "org/ns/pymod", "org/ns/pres-chat2").await;
+    let late = official("participant", &net.url, "org/ns/pyq", "").await;
     prints(&moderator, "PY_CREATED").await;
-
-    let client = Service::new();
-    let link = client
-        .connect_with(
-            &url,
-            LinkOptions {
-                generation: Some(Generation::V3),
-                ..LinkOptions::default()
-            },
-        )
-        .await
-        .expect("linked");
-    let ours = our_app(&client, link, "org/ns/pres-ours").await;
+    let ours = our_app(&net, "org/ns/pres-ours").await;
     moderator.send_line("invite org/ns/pres-ours");
     let mut s = listen(&ours).await;
     prints(&moderator, "PY_INVITED org/ns/pres-ours").await;
@@ -277,6 +225,5 @@ async fn our_participant_soft_closes_and_is_readmitted_by_an_official_moderator_
 
     moderator.send_line("close");
     prints(&moderator, "PY_CLOSED").await;
-    client.shutdown().await;
-    node.shutdown().await;
+    net.shutdown().await;
 }

@@ -9,35 +9,11 @@ mod session_common;
 
 use std::collections::HashMap;
 
-use session_common::{LIVENESS, SECRET};
+use session_common::{LIVENESS, SECRET, app_v3, next_payload};
 use slim_transport::Name;
-use slim_transport::app::{App, Session, SessionConfig, SessionError, SessionEvent, SessionKind};
+use slim_transport::app::{App, Session, SessionConfig, SessionError, SessionKind};
 use slim_transport::identity::SharedSecret;
 use slim_transport::service::Service;
-
-async fn app_v3(service: &Service, name: &str) -> App {
-    let identity = SharedSecret::new(name, SECRET).unwrap();
-    let app = service
-        .app_v3(name.parse().unwrap(), identity)
-        .await
-        .expect("app started");
-    app.subscribe(app.name(), None).await.expect("subscribed");
-    app
-}
-
-/// The next message's payload; other events are skipped.
-async fn next_payload(s: &mut Session) -> Vec<u8> {
-    loop {
-        match tokio::time::timeout(LIVENESS, s.recv())
-            .await
-            .expect("a message in time")
-        {
-            Ok(SessionEvent::Message(m)) => return m.payload,
-            Ok(_) => {}
-            Err(e) => panic!("session ended: {e}"),
-        }
-    }
-}
 
 fn group_mls() -> SessionConfig {
     SessionConfig {
@@ -57,7 +33,7 @@ struct Group {
 /// Our moderator and `n` of our participants in one v3 group.
 async fn group(n: usize) -> Group {
     let service = Service::new();
-    let m = app_v3(&service, "org/ns/pmod").await;
+    let m = app_v3(&service, "org/ns/pmod", None).await;
     let (moderator, ready) = m
         .create_session(group_mls(), &"org/ns/presence-chat".parse().unwrap())
         .await
@@ -79,7 +55,7 @@ async fn group(n: usize) -> Group {
 }
 
 async fn join(service: &Service, moderator: &Session, name: &str) -> (App, Session) {
-    let app = app_v3(service, name).await;
+    let app = app_v3(service, name, None).await;
     let done = moderator
         .invite(&name.parse::<Name>().unwrap())
         .await

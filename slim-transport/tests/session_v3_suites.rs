@@ -8,8 +8,8 @@ mod session_common;
 
 use std::collections::HashMap;
 
-use session_common::{LIVENESS, SECRET};
-use slim_transport::app::{App, MlsSuite, Session, SessionConfig, SessionEvent, SessionKind};
+use session_common::{LIVENESS, SECRET, next_payload};
+use slim_transport::app::{App, MlsSuite, SessionConfig, SessionKind};
 use slim_transport::identity::SharedSecret;
 use slim_transport::service::Service;
 
@@ -21,19 +21,6 @@ async fn app(service: &Service, name: &str, suite: MlsSuite) -> App {
         .expect("app started");
     app.subscribe(app.name(), None).await.expect("subscribed");
     app
-}
-
-async fn next_payload(s: &mut Session) -> Vec<u8> {
-    loop {
-        match tokio::time::timeout(LIVENESS, s.recv())
-            .await
-            .expect("event in time")
-        {
-            Ok(SessionEvent::Message(m)) => return m.payload,
-            Ok(_) => {}
-            Err(e) => panic!("session ended: {e}"),
-        }
-    }
 }
 
 fn p2p_mls() -> SessionConfig {

@@ -40,6 +40,15 @@ pub struct AddOutput {
     pub welcome: Vec<u8>,
 }
 
+impl From<crate::mls::AddBytes> for AddOutput {
+    fn from(a: crate::mls::AddBytes) -> Self {
+        Self {
+            commit: a.commit,
+            welcome: a.welcome,
+        }
+    }
+}
+
 /// Group cryptography of one session (one MLS group).
 ///
 /// Call order, moderator: [`create_group`](Self::create_group) once, when the
@@ -211,12 +220,7 @@ impl SessionCrypto for crate::mls::MlsSessionCrypto {
     ) -> Result<Option<AddOutput>, CryptoError> {
         self.at(now);
         crate::mls::MlsSessionCrypto::add_member(self, member, key_package)
-            .map(|o| {
-                o.map(|a| AddOutput {
-                    commit: a.commit,
-                    welcome: a.welcome,
-                })
-            })
+            .map(|o| o.map(AddOutput::from))
             .map_err(from_mls)
     }
     fn add_members(
@@ -226,12 +230,7 @@ impl SessionCrypto for crate::mls::MlsSessionCrypto {
     ) -> Result<Option<AddOutput>, CryptoError> {
         self.at(now);
         crate::mls::MlsSessionCrypto::add_members(self, members)
-            .map(|o| {
-                o.map(|a| AddOutput {
-                    commit: a.commit,
-                    welcome: a.welcome,
-                })
-            })
+            .map(|o| o.map(AddOutput::from))
             .map_err(from_mls)
     }
     fn remove_member(&mut self, member: &Name, now: u64) -> Result<Option<Vec<u8>>, CryptoError> {
@@ -246,12 +245,7 @@ impl SessionCrypto for crate::mls::MlsSessionCrypto {
     ) -> Result<Option<AddOutput>, CryptoError> {
         self.at(now);
         crate::mls::MlsSessionCrypto::rejoin_member(self, member, key_package)
-            .map(|o| {
-                o.map(|a| AddOutput {
-                    commit: a.commit,
-                    welcome: a.welcome,
-                })
-            })
+            .map(|o| o.map(AddOutput::from))
             .map_err(from_mls)
     }
     fn fresh_key_package(&mut self, now: u64) -> Result<Option<Vec<u8>>, CryptoError> {

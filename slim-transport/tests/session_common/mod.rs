@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use slim_transport::app::App;
+use slim_transport::app::{App, Session, SessionEvent};
 use slim_transport::identity::SharedSecret;
-use slim_transport::service::Service;
+use slim_transport::service::{ConnId, Generation, LinkOptions, Service};
 
 /// The shared secret of every test app (the official examples' length).
 pub const SECRET: &str = "kjandjansdiasb8udaijdniasdaindasndasndasndasndasndasndasndas";
@@ -27,4 +27,89 @@ pub async fn app_with(service: &Service, name: &str, secret: &str) -> App {
         .await
         .expect("app in time")
         .expect("app started")
+}
+
+/// Starts SLIM v3 app `name` on `service` with [`SECRET`], subscribed on
+/// `link` (a node's) or locally.
+pub async fn app_v3(service: &Service, name: &str, link: Option<ConnId>) -> App {
+    app_v3_with(service, name, SECRET, link).await
+}
+
+/// As [`app_v3`] with the shared secret `secret`.
+pub async fn app_v3_with(service: &Service, name: &str, secret: &str, link: Option<ConnId>) -> App {
+    let identity = SharedSecret::new(name, secret).unwrap();
+    let app = tokio::time::timeout(LIVENESS, service.app_v3(name.parse().unwrap(), identity))
+        .await
+        .expect("app in time")
+        .expect("app started");
+    app.subscribe(app.name(), link).await.expect("subscribed");
+    app
+}
+
+/// The payload of the next message of `s`; other events are skipped.
+pub async fn next_payload(s: &mut Session) -> Vec<u8> {
+    loop {
+        match tokio::time::timeout(LIVENESS, s.recv())
+            .await
+            .expect("a message in time")
+        {
+            Ok(SessionEvent::Message(m)) => return m.payload,
+            Ok(_) => {}
+            Err(e) => panic!("session ended: {e}"),
+        }
+    }
+}
+
+/// Our node listening on 127.0.0.1, and a client service linked to it on
+/// the SLIM v3 wire.
+pub struct V3Net {
+    pub node: Service,
+    pub url: String,
+    pub client: Service,
+    pub link: ConnId,
+}
+
+impl V3Net {
+    pub async fn start() -> Self {
+        let node = Service::new();
+        let addr = node
+            .run_server("127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("node listens");
+        let url = format!("http://{addr}");
+        let client = Service::new();
+        let link = client
+            .connect_with(
+                &url,
+                LinkOptions {
+                    generation: Some(Generation::V3),
+                    ..LinkOptions::default()
+                },
+            )
+            .await
+            .expect("linked");
+        Self {
+            node,
+            url,
+            client,
+            link,
+        }
+    }
+
+    pub async fn shutdown(self) {
+        self.client.shutdown().await;
+        self.node.shutdown().await;
+    }
+}
+
+/// Invites `who` into `group` (its moderator `app` routes it over `link`)
+/// and waits until it joined.
+pub async fn invite_via(app: &App, group: &Session, link: ConnId, who: &str) {
+    let base: slim_transport::Name = who.parse().unwrap();
+    app.set_route(&base, link).await.expect("route");
+    let done = group.invite(&base).await.expect("invite queued");
+    tokio::time::timeout(LIVENESS, done)
+        .await
+        .expect("invite finished in time")
+        .unwrap_or_else(|e| panic!("invite of {who} failed: {e}"));
 }

@@ -341,6 +341,14 @@ impl<T> CommitQueue<T> {
     }
 }
 
+/// The names of a participant list; `None` when one is malformed.
+pub(super) fn names_of(list: &[wire::Name]) -> Option<Vec<Name>> {
+    list.iter()
+        .map(Name::from_wire)
+        .collect::<Result<_, _>>()
+        .ok()
+}
+
 // The facade's side of the jobs (moderator) and of the commits (participant).
 impl Session {
     /// Queues an invite of `member` (moderators only).
@@ -922,12 +930,7 @@ impl Session {
         let Some(Cmd::GroupWelcome(w)) = inb.command() else {
             return self.drop_msg(DropReason::Malformed);
         };
-        let Ok(participants) = w
-            .participants
-            .iter()
-            .map(Name::from_wire)
-            .collect::<Result<Vec<_>, _>>()
-        else {
+        let Some(participants) = names_of(&w.participants) else {
             return self.drop_msg(DropReason::Malformed);
         };
         if self.crypto.enabled() {
@@ -1042,11 +1045,7 @@ impl Session {
         let Ok(who) = Name::from_wire(who) else {
             return self.drop_msg(DropReason::Malformed);
         };
-        let Ok(participants) = participants
-            .iter()
-            .map(Name::from_wire)
-            .collect::<Result<Vec<_>, _>>()
-        else {
+        let Some(participants) = names_of(participants) else {
             return self.drop_msg(DropReason::Malformed);
         };
         if self.crypto.enabled() {

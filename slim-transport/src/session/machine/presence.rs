@@ -530,12 +530,7 @@ impl Session {
         let Some(Cmd::GroupRejoin(a)) = inb.command() else {
             return self.drop_msg(DropReason::Malformed);
         };
-        let Ok(participants) = a
-            .participants
-            .iter()
-            .map(Name::from_wire)
-            .collect::<Result<Vec<_>, _>>()
-        else {
+        let Some(participants) = super::membership::names_of(&a.participants) else {
             return self.drop_msg(DropReason::Malformed);
         };
         for p in &participants {
