@@ -5,46 +5,26 @@
 //! and the handler is stopped. In a group every member is told. A finished
 //! call sends nothing, and a cancel from anyone but the caller is ignored.
 
+mod common;
+
+use common::{Wire, app, bounded};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
 use slim_transport::Name;
 use slim_transport::app::App;
-use slim_transport::identity::SharedSecret;
 use slim_transport::service::Service;
 use slimrpc::{CallOptions, Channel, Code, Context, RequestStream, Server, ServerHandle};
 use tokio::sync::mpsc;
 
-const SECRET: &str = "slimrpc-cancellation-test-secret-0123456789";
 const SVC: &str = "example_service.Test";
-const LIMIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct Msg {
     #[prost(string, tag = "1")]
     text: String,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Wire {
-    V1,
-    V3,
-}
-
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("liveness bound passed")
-}
-
-async fn app(service: &Service, name: &str, wire: Wire) -> Arc<App> {
-    let identity = SharedSecret::new(name, SECRET).unwrap();
-    let app = match wire {
-        Wire::V1 => service.app(name.parse().unwrap(), identity).await,
-        Wire::V3 => service.app_v3(name.parse().unwrap(), identity).await,
-    };
-    Arc::new(app.unwrap())
 }
 
 /// What the handlers report to the test.

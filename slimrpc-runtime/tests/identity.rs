@@ -7,21 +7,20 @@
 //!   `google.protobuf.Empty`) is a response, never the end of the stream,
 //!   in unary and streaming calls, P2P and group.
 
+mod common;
+
+use common::{Wire, app_with_subject, bounded};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::{StreamExt, stream};
 use slim_transport::Name;
 use slim_transport::app::App;
-use slim_transport::identity::{IdentityProvider, SharedSecret};
 use slim_transport::service::Service;
 use slimrpc::{
     CallOptions, Channel, ChannelOptions, Code, Context, RpcError, Server, ServerHandle,
 };
 
-const SECRET: &str = "slimrpc-identity-test-secret-0123456789abcdef";
 const SVC: &str = "example_service.Test";
-const LIMIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct Msg {
@@ -29,29 +28,6 @@ struct Msg {
     text: String,
     #[prost(int64, tag = "2")]
     n: i64,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Wire {
-    V1,
-    V3,
-}
-
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("liveness bound passed")
-}
-
-/// An app named `name` with its identity's subject.
-async fn app(service: &Service, name: &str, wire: Wire) -> (Arc<App>, String) {
-    let identity = SharedSecret::new(name, SECRET).unwrap();
-    let subject = identity.id().to_string();
-    let app = match wire {
-        Wire::V1 => service.app(name.parse().unwrap(), identity).await,
-        Wire::V3 => service.app_v3(name.parse().unwrap(), identity).await,
-    };
-    (Arc::new(app.unwrap()), subject)
 }
 
 async fn server(app: &Arc<App>, label: &'static str) -> ServerHandle {
@@ -87,11 +63,11 @@ async fn net(wire: Wire, labels: &[&'static str]) -> Net {
     let mut servers = Vec::new();
     let mut subjects = Vec::new();
     for label in labels {
-        let (a, subject) = app(&service, &format!("org/ns/{label}"), wire).await;
+        let (a, subject) = app_with_subject(&service, &format!("org/ns/{label}"), wire).await;
         servers.push(server(&a, label).await);
         subjects.push(subject);
     }
-    let (client, client_subject) = app(&service, "org/ns/client", wire).await;
+    let (client, client_subject) = app_with_subject(&service, "org/ns/client", wire).await;
     Net {
         _service: service,
         client,

@@ -5,6 +5,9 @@
 //! sends nothing, and in a group each member's interceptor decides for
 //! that member.
 
+mod common;
+
+use common::{Wire, app, bounded};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,35 +15,16 @@ use std::time::Duration;
 use futures::StreamExt;
 use slim_transport::Name;
 use slim_transport::app::App;
-use slim_transport::identity::SharedSecret;
 use slim_transport::service::Service;
 use slimrpc::{CallOptions, Channel, Code, Context, Request, RpcError, Server, ServerHandle};
 
-const SECRET: &str = "slimrpc-interceptor-test-secret-0123456789";
 const SVC: &str = "test.Guarded";
 const OPEN: &str = "test.Open";
-const LIMIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct Msg {
     #[prost(string, tag = "1")]
     text: String,
-}
-
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("liveness bound passed")
-}
-
-async fn app(service: &Service, name: &str) -> Arc<App> {
-    let identity = SharedSecret::new(name, SECRET).unwrap();
-    Arc::new(
-        service
-            .app_v3(name.parse().unwrap(), identity)
-            .await
-            .unwrap(),
-    )
 }
 
 #[derive(Default)]
@@ -109,9 +93,9 @@ fn bearer(
 async fn a_client_interceptor_adds_the_token_the_server_interceptor_checks() {
     let service = Service::new();
     let counts = Arc::new(Counts::default());
-    let a = app(&service, "org/ns/guard").await;
+    let a = app(&service, "org/ns/guard", Wire::V3).await;
     let _s = server(&a, "guard", "s3cret", counts.clone()).await;
-    let client = app(&service, "org/ns/client").await;
+    let client = app(&service, "org/ns/client", Wire::V3).await;
     let plain = Channel::new(client, vec![Name::new("org", "ns", "guard")]).unwrap();
 
     // No token: refused before the handler.
@@ -151,9 +135,9 @@ async fn a_client_interceptor_adds_the_token_the_server_interceptor_checks() {
 async fn a_refusing_client_interceptor_fails_the_call_and_sends_nothing() {
     let service = Service::new();
     let counts = Arc::new(Counts::default());
-    let a = app(&service, "org/ns/guard").await;
+    let a = app(&service, "org/ns/guard", Wire::V3).await;
     let _s = server(&a, "guard", "s3cret", counts.clone()).await;
-    let client = app(&service, "org/ns/client").await;
+    let client = app(&service, "org/ns/client", Wire::V3).await;
     let ch = Channel::new(client, vec![Name::new("org", "ns", "guard")])
         .unwrap()
         .with_interceptor(|r: Request<()>| {
@@ -189,11 +173,11 @@ async fn a_refusing_client_interceptor_fails_the_call_and_sends_nothing() {
 async fn in_a_group_each_members_interceptor_decides_for_that_member() {
     let service = Service::new();
     let counts = Arc::new(Counts::default());
-    let a = app(&service, "org/ns/m1").await;
-    let b = app(&service, "org/ns/m2").await;
+    let a = app(&service, "org/ns/m1", Wire::V3).await;
+    let b = app(&service, "org/ns/m2", Wire::V3).await;
     let _a = server(&a, "m1", "one", counts.clone()).await;
     let _b = server(&b, "m2", "two", counts.clone()).await;
-    let client = app(&service, "org/ns/client").await;
+    let client = app(&service, "org/ns/client", Wire::V3).await;
     let ch = Channel::new(
         client,
         vec![Name::new("org", "ns", "m1"), Name::new("org", "ns", "m2")],
