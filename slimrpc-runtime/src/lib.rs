@@ -71,6 +71,7 @@ pub mod code;
 pub mod context;
 pub mod dispatcher;
 pub mod error;
+mod membership;
 pub mod metadata;
 pub mod server;
 pub mod slim_app;
