@@ -73,6 +73,7 @@ pub mod dispatcher;
 pub mod error;
 mod membership;
 pub mod metadata;
+pub mod reducers;
 pub mod server;
 pub mod slim_app;
 pub mod tracker;
@@ -86,6 +87,7 @@ pub use code::Code;
 pub use context::{CallOptions, Context, MulticastItem, RequestStream};
 pub use error::{RpcError, unimplemented};
 pub use metadata::Metadata;
+pub use reducers::{Folded, GroupResponsesExt, Majority, ReduceError};
 pub use server::{Server, ServerHandle};
 pub use slim_transport::Name;
 pub use transport::{
