@@ -63,6 +63,8 @@ pub struct Context {
     peer_subject: Option<String>,
     /// Turns `true` when the caller cancels the call.
     cancelled: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The peers' responses of a shared-responses call (see [`crate::shared`]).
+    peers: Option<crate::shared::PeerSlot>,
 }
 
 impl Context {
@@ -83,7 +85,26 @@ impl Context {
             method,
             peer_subject: None,
             cancelled: None,
+            peers: None,
         }
+    }
+
+    /// The context of a shared-responses call, with its peer stream.
+    pub(crate) fn with_peers(mut self, peers: crate::shared::PeerSlot) -> Self {
+        self.peers = Some(peers);
+        self
+    }
+
+    /// The other members' responses to this call, as they arrive, when the
+    /// caller asked for shared responses and this server takes part
+    /// ([`crate::Server::set_shared_responses`]); `None` otherwise, and
+    /// after the first time (one reader per call).
+    pub fn peer_responses(&self) -> Option<crate::shared::PeerResponses> {
+        self.peers
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// The context with the signal of the caller's cancel frame.

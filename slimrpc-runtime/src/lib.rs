@@ -75,6 +75,7 @@ mod membership;
 pub mod metadata;
 pub mod reducers;
 pub mod server;
+pub mod shared;
 pub mod slim_app;
 pub mod tracker;
 pub mod transport;
