@@ -5,7 +5,8 @@
 //! majority and quorum(2) reducers. Each `GROUP_OPS_*_OK` line is printed only after the
 //! step's outcome was checked; `GROUP_OPS_DONE` last. Exits non-zero on the first failed
 //! check. Works with unmodified official servers as members (membership is session-level).
-//! Shared responses are not implemented: `--no-shared` is accepted and changes nothing.
+//! Unless `--no-shared`, a shared-responses call follows (members must run a server that
+//! takes part, such as our example `server`): each member's answer must name the other.
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -29,7 +30,7 @@ struct Args {
     /// SLIM node to connect to.
     #[arg(long, default_value = "http://localhost:46357")]
     slim: String,
-    /// Skip the shared-responses step (always skipped: not implemented).
+    /// Skip the shared-responses step (for servers that do not take part, e.g. official ones).
     #[arg(long)]
     no_shared: bool,
     /// SLIM wire generation: 3 (official 2.x/3.x) or 1 (official 1.3/1.4).
@@ -79,6 +80,48 @@ fn expect(
     if *got != want {
         return Err(failed(format!(
             "{step}: answered by {got:?}, expected {want:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// A shared-responses unary-stream call to {b, c}: each member introduces itself, reads
+/// its peer's introduction and answers `<me> saw <peer>`.
+async fn shared_step(
+    client: &TestGroupClient,
+    b: &slim_transport::Name,
+    c: &slim_transport::Name,
+) -> Result<(), ExampleError> {
+    let request = ExampleRequest {
+        example_integer: 1,
+        example_string: "shared".into(),
+    };
+    let options = slimrpc::shared::shared_responses(options());
+    let items: Vec<_> = client
+        .example_unary_stream_with(request, options)
+        .collect()
+        .await;
+    let mut saw = BTreeSet::new();
+    for item in items {
+        let item = item.map_err(|e| failed(format!("shared: a member failed: {e}")))?;
+        println!(
+            "shared: [{}] {}",
+            short(&item.source),
+            item.message.example_string
+        );
+        if item.message.example_integer == 1 {
+            saw.insert(item.message.example_string);
+        }
+    }
+    let last = |n: &slim_transport::Name| n.strings()[2].clone();
+    let want: BTreeSet<String> = [
+        format!("{} saw {}", last(b), last(c)),
+        format!("{} saw {}", last(c), last(b)),
+    ]
+    .into();
+    if saw != want {
+        return Err(failed(format!(
+            "shared: members saw {saw:?}, expected {want:?}"
         )));
     }
     Ok(())
@@ -175,7 +218,8 @@ async fn run(args: &Args) -> Result<(), ExampleError> {
     println!("GROUP_OPS_QUORUM_OK");
 
     if !args.no_shared {
-        println!("shared responses: not implemented; step skipped");
+        shared_step(&client, &b, &c).await?;
+        println!("GROUP_OPS_SHARED_OK");
     }
     channel.close().await?;
     service.shutdown().await;
