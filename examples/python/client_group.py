@@ -8,6 +8,10 @@ By default it expects the answers of our ``server.py`` (each prefixed with the m
 instance name). With ``--answers official`` it expects those of the official example
 server (and of our Rust ``server``): "Hello, World!", five "Response i", "Saw: ...",
 "Echo: ..."; every named member must still send all of them, tagged with its own name.
+
+With ``--reducers`` (our ``server.py`` only) it also runs the generated reducers over
+group calls (first response, quorum, majority, fold) and, with ``--fail-text``, checks
+that majority and quorum report the refusing member in their ``ReduceError``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,14 @@ from datetime import timedelta
 
 import slim_bindings
 from example_pb2 import ExampleRequest, ExampleResponse
-from example_pb2_slimrpc import TestGroupStub
+from example_pb2_slimrpc import (
+    ReduceError,
+    TestGroupStub,
+    first_response,
+    fold_results,
+    majority,
+    quorum,
+)
 from slim_setup import DEFAULT_NODE, connect, member
 
 TIMEOUT = timedelta(seconds=30)
@@ -94,8 +105,68 @@ def responses_by_member(
     return by_member
 
 
+def answer_text(response: ExampleResponse) -> str:
+    """Our server.py's answer without its ``<member>: `` prefix."""
+    return response.example_string.split(": ", 1)[-1]
+
+
+async def check_reducers(
+    stub: TestGroupStub,
+    request: ExampleRequest,
+    instances: list[str],
+    fail_text: str | None,
+) -> None:
+    source, first = await first_response(
+        stub.ExampleUnaryUnary(request, timeout=TIMEOUT)
+    )
+    name = instance_of(source, instances)
+    expect(first.example_string.startswith(f"{name}: "), f"first: {source} {first}")
+    print(f"REDUCER_FIRST_OK [{name}]", flush=True)
+
+    formed = await quorum(
+        stub.ExampleUnaryUnary(request, timeout=TIMEOUT), len(instances)
+    )
+    names = sorted(instance_of(s, instances) for s, _ in formed)
+    expect(names == sorted(instances), f"quorum formed by {names}")
+    print(f"REDUCER_QUORUM_OK {names}", flush=True)
+
+    key, votes = await majority(
+        stub.ExampleUnaryUnary(request, timeout=TIMEOUT), answer_text
+    )
+    expect(len(votes) == len(instances), f"majority {key!r} with {len(votes)} votes")
+    print(f"REDUCER_MAJORITY_OK {key!r} {len(votes)}", flush=True)
+
+    count, failed = await fold_results(
+        stub.ExampleUnaryStream(request, timeout=TIMEOUT),
+        0,
+        lambda acc, _source, _response: acc + 1,
+    )
+    expect(failed == [] and count == 3 * len(instances), f"fold {count} {failed}")
+    print(f"REDUCER_FOLD_OK {count}", flush=True)
+
+    if fail_text is None:
+        return
+    bad = ExampleRequest(example_integer=7, example_string=fail_text)
+    try:
+        await majority(stub.ExampleUnaryUnary(bad, timeout=TIMEOUT), answer_text)
+        expect(len(instances) > 2, "a majority without the refusing member")
+    except ReduceError as e:
+        expect(len(e.failed) == 1, f"majority error {e}")
+        print(f"REDUCER_NO_MAJORITY_OK {e.reason}", flush=True)
+    try:
+        await quorum(stub.ExampleUnaryUnary(bad, timeout=TIMEOUT), len(instances))
+        expect(False, "a full quorum without the refusing member")
+    except ReduceError as e:
+        expect(len(e.failed) == 1, f"quorum error {e}")
+        print(f"REDUCER_NO_QUORUM_OK {e.reason}", flush=True)
+
+
 async def amain(
-    node: str, instances: list[str], fail_text: str | None, answers: str
+    node: str,
+    instances: list[str],
+    fail_text: str | None,
+    answers: str,
+    reducers: bool = False,
 ) -> None:
     app, conn_id = await connect("group-client", node)
     channel = slim_bindings.Channel.new_group_with_connection(
@@ -139,6 +210,9 @@ async def amain(
         expect(failed != [] and answered != [], f"answered={answered} failed={failed}")
         expect(sorted(answered + failed) == sorted(instances), f"{answered} {failed}")
 
+    if reducers:
+        await check_reducers(stub, request, instances, fail_text)
+
     await channel.close_async(None)
     print("GROUP_CLIENT_DONE", flush=True)
 
@@ -157,11 +231,20 @@ def main() -> None:
         help="answer style to expect: our server.py (default) or the official "
         "example server / our Rust server",
     )
+    parser.add_argument(
+        "--reducers",
+        action="store_true",
+        help="also run the generated reducers (needs our server.py)",
+    )
     args = parser.parse_args()
     if args.fail_text is not None and args.answers == "official":
         parser.error("--fail-text needs servers started with --fail-on (ours)")
     instances = [s.strip() for s in args.servers.split(",") if s.strip()]
-    asyncio.run(amain(args.server, instances, args.fail_text, args.answers))
+    if args.reducers and args.answers == "official":
+        parser.error("--reducers needs our server.py")
+    asyncio.run(
+        amain(args.server, instances, args.fail_text, args.answers, args.reducers)
+    )
 
 
 if __name__ == "__main__":

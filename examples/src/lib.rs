@@ -152,6 +152,9 @@ impl Test for TestService {
     ) -> Result<ResponseStream<ExampleResponse>, RpcError> {
         self.sign(&context);
         tracing::info!(instance = %self.instance, ?request, "unary-stream");
+        if let Some(peers) = context.peer_responses() {
+            return Ok(shared_answers(&self.instance, request, peers));
+        }
         Ok(Box::pin(stream::iter((0..5).map(|i| {
             Ok(ExampleResponse {
                 example_integer: i,
@@ -192,6 +195,43 @@ impl Test for TestService {
             })
         })))
     }
+}
+
+/// A shared-responses unary-stream call (see `slimrpc::shared`): answers
+/// `member <instance>` at once, then reads the other members' answers until
+/// `request.example_integer` of them introduced themselves, and answers
+/// `<instance> saw <peers>` (comma-separated, sorted) with integer 1.
+fn shared_answers(
+    instance: &str,
+    request: ExampleRequest,
+    mut peers: slimrpc::shared::PeerResponses,
+) -> ResponseStream<ExampleResponse> {
+    let me = instance.to_string();
+    let want = usize::try_from(request.example_integer).unwrap_or(0);
+    let hello = ExampleResponse {
+        example_integer: 0,
+        example_string: format!("member {me}"),
+    };
+    let saw = async move {
+        let mut seen = std::collections::BTreeSet::new();
+        while seen.len() < want {
+            let Some(item) = peers.next().await else {
+                break;
+            };
+            if let Some(decoded) = item.decode::<ExampleResponse>() {
+                let (_, r) = decoded?;
+                if let Some(peer) = r.example_string.strip_prefix("member ") {
+                    seen.insert(peer.to_string());
+                }
+            }
+        }
+        let list: Vec<String> = seen.into_iter().collect();
+        Ok(ExampleResponse {
+            example_integer: 1,
+            example_string: format!("{me} saw {}", list.join(",")),
+        })
+    };
+    Box::pin(stream::once(async move { Ok(hello) }).chain(stream::once(saw)))
 }
 
 /// Per-call options of the example clients.
@@ -322,6 +362,8 @@ pub async fn serve_with_health(
         Some(c) => slimrpc::Server::new_with_connection(app, name(instance), c),
         None => slimrpc::Server::new(app, name(instance)),
     };
+    // Takes part in shared-responses calls (group-ops); other calls are unchanged.
+    server.set_shared_responses(true);
     example_service::test_server::TestServer::new(TestService {
         instance: instance.to_string(),
     })

@@ -255,6 +255,18 @@ fn member_rank(name: &str) -> u8 {
     }
 }
 
+/// `from module import a, b, c`, one name per line (isort's vertical hanging indent, as
+/// ruff wants it) when the line would be too long.
+fn wrap_from_names(from: &str, names: &[&str]) -> String {
+    let line = format!("from {from} import {}", names.join(", "));
+    if line.len() <= LINE_LENGTH {
+        line
+    } else {
+        let body: String = names.iter().map(|n| format!("    {n},\n")).collect();
+        format!("from {from} import (\n{body})")
+    }
+}
+
 fn wrap_from_import(from: &str, name: &str, alias: &str) -> String {
     let line = format!("from {from} import {name} as {alias}");
     if line.len() <= LINE_LENGTH {
@@ -499,6 +511,7 @@ pub fn render_file(file: &File, options: &Options) -> Result<String, CodegenErro
             abc.insert("AsyncIterator");
             abc.insert("Awaitable");
             abc.insert("Callable");
+            abc.insert("Hashable");
             typing.insert("TypeVar");
             // Servicer and handlers of streamed requests use _messages; so do stub streams.
             if client_streaming || server_streaming {
@@ -707,9 +720,9 @@ pub fn render_file(file: &File, options: &Options) -> Result<String, CodegenErro
         stdlib.push(format!("import {m}"));
     }
     if !abc.is_empty() {
-        stdlib.push(format!(
-            "from collections.abc import {}",
-            abc.iter().copied().collect::<Vec<_>>().join(", ")
+        stdlib.push(wrap_from_names(
+            "collections.abc",
+            &abc.iter().copied().collect::<Vec<_>>(),
         ));
     }
     if need_timedelta {

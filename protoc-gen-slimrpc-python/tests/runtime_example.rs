@@ -1,8 +1,9 @@
 //! Runtime proof: stubs generated with `runtime=v1` for `examples/example.proto` drive the
 //! example programs of `examples/python/` on the official slim-bindings 1.3.0 with its SLIM
 //! node — four point-to-point shapes, four group shapes with every answer tagged by its
-//! member, a member's error delivered as an item next to the other member's response, and
-//! UNIMPLEMENTED from a servicer that overrides nothing.
+//! member, a member's error delivered as an item next to the other member's response, the
+//! generated reducers over group calls, and UNIMPLEMENTED from a servicer that overrides
+//! nothing.
 
 mod common;
 
@@ -131,6 +132,7 @@ fn generated_python_stubs_run_eight_shapes_answer_unimplemented_and_keep_member_
             "server1,server2",
             "--fail-text",
             "boom",
+            "--reducers",
         ]),
     );
     let (code, out) = group.wait_exit(LIVENESS);
@@ -153,6 +155,17 @@ fn generated_python_stubs_run_eight_shapes_answer_unimplemented_and_keep_member_
         out.contains("GROUP_MEMBER_OK [server1] server1: hello boom"),
         "server1's answer was lost next to server2's error:\n{out}"
     );
+    // The generated reducers over the same group calls.
+    for line in [
+        "REDUCER_FIRST_OK [",
+        "REDUCER_QUORUM_OK ['server1', 'server2']",
+        "REDUCER_MAJORITY_OK 'hello world' 2",
+        "REDUCER_FOLD_OK 6",
+        "REDUCER_NO_MAJORITY_OK no majority: 1 of 2 votes at most",
+        "REDUCER_NO_QUORUM_OK quorum of 2 not reached: 1 answered",
+    ] {
+        assert!(out.contains(line), "group output lacks {line:?}:\n{out}");
+    }
     assert!(out.contains("GROUP_CLIENT_DONE"), "{out}");
     drop((server1, server2, bare, node));
 }

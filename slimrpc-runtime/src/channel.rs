@@ -54,9 +54,9 @@ pub type MulticastStream<T> =
     Pin<Box<dyn Stream<Item = Result<MulticastItem<T>, RpcError>> + Send + 'static>>;
 
 /// A live session with its dispatcher and reader task.
-struct LiveSession {
-    handle: Arc<dyn RpcSessionHandle>,
-    dispatcher: Arc<Dispatcher>,
+pub(crate) struct LiveSession {
+    pub(crate) handle: Arc<dyn RpcSessionHandle>,
+    pub(crate) dispatcher: Arc<Dispatcher>,
     reader: JoinHandle<()>,
     /// Calls given up on before every server ended them: their ids go to
     /// `canceller`, which tells the servers (one task per session, so a
@@ -110,7 +110,7 @@ impl Drop for CancelOnDrop {
 
 impl LiveSession {
     /// Usable for new calls: open, and still holding every member.
-    fn is_alive(&self) -> bool {
+    pub(crate) fn is_alive(&self) -> bool {
         !self.reader.is_finished()
             && !self.dispatcher.is_closed()
             && !self.handle.is_closed()
@@ -136,9 +136,9 @@ impl Drop for LiveSession {
     }
 }
 
-type SessionFuture = Shared<BoxFuture<'static, Result<Arc<LiveSession>, RpcError>>>;
+pub(crate) type SessionFuture = Shared<BoxFuture<'static, Result<Arc<LiveSession>, RpcError>>>;
 
-enum Slot {
+pub(crate) enum Slot {
     Empty,
     Creating(SessionFuture),
     Live(Arc<LiveSession>),
@@ -148,7 +148,7 @@ enum Slot {
 /// for every re-created session so that a new session never shares its
 /// channel name (and the members' subscriptions to it) with the one it
 /// replaces, which may still be closing on the members.
-struct GroupName {
+pub(crate) struct GroupName {
     org: String,
     ns: String,
     current: Name,
@@ -179,14 +179,19 @@ impl GroupName {
     }
 }
 
-struct ChannelInner {
-    transport: Arc<dyn RpcTransport>,
-    /// Members as given (P2P: the single peer).
-    members: Vec<Name>,
+pub(crate) struct ChannelInner {
+    pub(crate) transport: Arc<dyn RpcTransport>,
+    /// The live member set (P2P: the single peer). A group channel's set
+    /// changes with [`Channel::add_member`] / [`Channel::remove_member`];
+    /// each call snapshots it when it registers. Lock order: `slot`, then
+    /// `members`.
+    pub(crate) members: Mutex<Vec<Name>>,
+    /// Serializes membership changes (held across their session round trips).
+    pub(crate) membership: tokio::sync::Mutex<()>,
     /// Group channel naming; `None` for P2P.
-    group: Option<Mutex<GroupName>>,
+    pub(crate) group: Option<Mutex<GroupName>>,
     /// Link towards the members' node, routed before every (re)creation.
-    connection: Option<ConnId>,
+    pub(crate) connection: Option<ConnId>,
     session_options: SessionOptions,
     /// Responses a call may leave unread (see [`ChannelOptions::response_buffer`]).
     response_buffer: usize,
@@ -231,7 +236,7 @@ pub struct Channel {
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Channel")
-            .field("members", &self.inner.members)
+            .field("members", &self.members())
             .field("group_name", &self.group_name())
             .finish()
     }
@@ -290,7 +295,8 @@ impl Channel {
         Ok(Self {
             inner: Arc::new(ChannelInner {
                 transport,
-                members,
+                members: Mutex::new(members),
+                membership: tokio::sync::Mutex::new(()),
                 group,
                 connection: options.connection,
                 session_options: SessionOptions {
@@ -341,9 +347,38 @@ impl Channel {
         self.inner.group.is_some()
     }
 
-    /// The members this channel calls.
-    pub fn members(&self) -> &[Name] {
-        &self.inner.members
+    /// The members this channel calls now: the live set, changed by
+    /// [`Channel::add_member`] and [`Channel::remove_member`].
+    pub fn members(&self) -> Vec<Name> {
+        self.inner.members_now()
+    }
+
+    /// Adds `member` to this group channel's live session (invited into
+    /// it, one MLS commit; nothing is re-created and running calls go on).
+    /// Calls started once this returns are sent to it too; calls already
+    /// running do not wait for it. Without a live session, the member is
+    /// invited with the others when the next call creates one.
+    ///
+    /// Errors: `FailedPrecondition` on a point-to-point channel,
+    /// `AlreadyExists` when `member` is already one, `FailedPrecondition`
+    /// too for a member removed from the live session earlier (the session
+    /// layer cannot re-admit it into the same session), `Unavailable` when
+    /// the session could not invite it (the member set is then unchanged).
+    pub async fn add_member(&self, member: Name) -> Result<(), RpcError> {
+        crate::membership::add_member(&self.inner, member).await
+    }
+
+    /// Removes `member` from this group channel's live session (nothing is
+    /// re-created). Calls started from now on are not sent to it; a running
+    /// call still waiting for it gets an `Unavailable` item naming it
+    /// ("member removed") and goes on with the others.
+    ///
+    /// Errors: `FailedPrecondition` on a point-to-point channel,
+    /// `NotFound` when `member` is not one, `InvalidArgument` for the last
+    /// member, `Unavailable` when the session failed to remove it (it is
+    /// out of the channel's member set all the same).
+    pub async fn remove_member(&self, member: &Name) -> Result<(), RpcError> {
+        crate::membership::remove_member(&self.inner, member).await
     }
 
     /// The name of the group session (the current one, or the next one to
@@ -638,14 +673,22 @@ async fn first_message<Res>(mut stream: MulticastStream<Res>) -> Result<Res, Rpc
 }
 
 impl ChannelInner {
-    fn lock(&self) -> MutexGuard<'_, Slot> {
+    /// The live member set.
+    pub(crate) fn members_now(&self) -> Vec<Name> {
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Slot> {
         // Poison only means a panic elsewhere; the slot is always consistent.
         self.slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The live session, creating it (once, shared by concurrent callers)
     /// when there is none or the previous one died.
-    async fn session(self: &Arc<Self>) -> Result<Arc<LiveSession>, RpcError> {
+    pub(crate) async fn session(self: &Arc<Self>) -> Result<Arc<LiveSession>, RpcError> {
         let fut = {
             let mut slot = self.lock();
             if self.closed.load(Ordering::SeqCst) {
@@ -657,7 +700,7 @@ impl ChannelInner {
                 _ => {
                     let f = open_session(
                         self.transport.clone(),
-                        self.members.clone(),
+                        self.members_now(),
                         self.group
                             .as_ref()
                             .map(|g| g.lock().unwrap_or_else(|p| p.into_inner()).take()),
@@ -910,6 +953,12 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
                         None => continue,
                     }
                 }
+                Event::Frame(Some(CallEvent::MemberRemoved(member))) => {
+                    match running.tracker.on_member_removed(&member) {
+                        Some(e) => Step::Error(e),
+                        None => continue,
+                    }
+                }
                 Event::Frame(Some(CallEvent::Overflow { limit })) => {
                     return self.fail(RpcError::new(
                         Code::ResourceExhausted,
@@ -1066,7 +1115,9 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
             self.method.clone(),
         )
         .boxed();
-        let members = self.channel.members.clone();
+        // Snapshot after registering: a member removed from now on is told
+        // to this call (MemberRemoved), one added is not waited for.
+        let members = self.channel.members_now();
         tracing::debug!(rpc_id = %rpc_id, service = %self.service, method = %self.method, "call started");
         Ok(Running {
             sleep,

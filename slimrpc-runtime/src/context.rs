@@ -83,6 +83,8 @@ pub struct Context {
     cancelled: Option<tokio::sync::watch::Receiver<bool>>,
     /// Headers and trailers the handler sets, sent with its answer.
     response: Outgoing,
+    /// The peers' responses of a shared-responses call (see [`crate::shared`]).
+    peers: Option<crate::shared::PeerSlot>,
 }
 
 impl Context {
@@ -104,6 +106,7 @@ impl Context {
             peer_subject: None,
             cancelled: None,
             response: Outgoing::default(),
+            peers: None,
         }
     }
 
@@ -153,6 +156,24 @@ impl Context {
     /// [`MetadataExt::get_bin`]).
     pub fn metadata_bin(&self, key: &str) -> Option<Result<Vec<u8>, MetadataError>> {
         self.metadata.get_bin(key)
+    }
+
+    /// The context of a shared-responses call, with its peer stream.
+    pub(crate) fn with_peers(mut self, peers: crate::shared::PeerSlot) -> Self {
+        self.peers = Some(peers);
+        self
+    }
+
+    /// The other members' responses to this call, as they arrive, when the
+    /// caller asked for shared responses and this server takes part
+    /// ([`crate::Server::set_shared_responses`]); `None` otherwise, and
+    /// after the first time (one reader per call).
+    pub fn peer_responses(&self) -> Option<crate::shared::PeerResponses> {
+        self.peers
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// The context with the signal of the caller's cancel frame.

@@ -54,6 +54,8 @@ pub enum CallEvent {
     Frame(IncomingMessage),
     /// A member left the session (or stopped answering pings).
     MemberLeft(Name),
+    /// The channel removed this member from the session on purpose.
+    MemberRemoved(Name),
     /// The session gave up recovering message `message_id` from `source`.
     /// Its `rpc-id` is unknown (it never arrived), so every call that still
     /// waits for `source` must assume the gap is in its own stream.
@@ -104,6 +106,16 @@ struct Table {
     closed: bool,
     /// A member left this session; a channel does not start new calls on it.
     lost_member: bool,
+    /// Members the channel is removing on purpose: their departure is not a
+    /// loss (the session stays usable), and calls learn it as
+    /// [`CallEvent::MemberRemoved`].
+    removing: Vec<Name>,
+}
+
+/// True when `name` (as given by a user, maybe without an instance id)
+/// designates `full` (as the session reports it).
+pub(crate) fn designates(name: &Name, full: &Name) -> bool {
+    name.prefix() == full.prefix() && (name.has_null_id() || name == full)
 }
 
 /// Routes frames to calls by `rpc-id`.
@@ -304,9 +316,45 @@ impl Dispatcher {
         }
     }
 
+    /// Marks `member` as being removed by the channel: its departure from
+    /// now on does not make the session unusable.
+    pub fn expect_removal(&self, member: &Name) {
+        let mut t = self.lock();
+        if !t.removing.iter().any(|n| n == member) {
+            t.removing.push(member.clone());
+        }
+    }
+
+    /// True when the channel removed `member` from this session before.
+    pub fn was_removed(&self, member: &Name) -> bool {
+        self.lock()
+            .removing
+            .iter()
+            .any(|n| designates(n, member) || designates(member, n))
+    }
+
+    /// `member` is wanted again (re-added): a later departure is a loss.
+    pub fn forget_removal(&self, member: &Name) {
+        self.lock().removing.retain(|n| !designates(n, member));
+    }
+
+    /// Tells every registered call that `member` was removed on purpose.
+    pub fn member_removed(&self, member: &Name) {
+        let t = self.lock();
+        for call in t.calls.values() {
+            let _ = call.tx.send(CallEvent::MemberRemoved(member.clone()));
+        }
+    }
+
     /// Records that `member` left and tells every registered call.
     pub fn member_left(&self, member: Name) {
         let mut t = self.lock();
+        if t.removing.iter().any(|n| designates(n, &member)) {
+            for call in t.calls.values() {
+                let _ = call.tx.send(CallEvent::MemberRemoved(member.clone()));
+            }
+            return;
+        }
         t.lost_member = true;
         for call in t.calls.values() {
             // A closed receiver is a call that already ended: nothing to tell.
@@ -528,6 +576,22 @@ mod tests {
             })
         );
         assert_eq!(rx.recv().await, Some(CallEvent::MemberLeft(src)));
+    }
+
+    #[tokio::test]
+    async fn a_member_removed_on_purpose_is_no_loss_and_calls_are_told_it_was_removed() {
+        let d = Dispatcher::new();
+        let (_g, mut a) = d.register("A").unwrap();
+        d.expect_removal(&Name::new("org", "ns", "srv"));
+        let gone = Name::new("org", "ns", "srv").with_id(7);
+        d.member_left(gone.clone());
+        assert!(!d.lost_a_member());
+        assert_eq!(a.recv().await, Some(CallEvent::MemberRemoved(gone.clone())));
+        assert!(d.register("B").is_ok());
+        // Re-added, then gone for real: a loss again.
+        d.forget_removal(&gone);
+        d.member_left(gone.clone());
+        assert!(d.lost_a_member());
     }
 
     #[tokio::test]

@@ -73,9 +73,12 @@ pub mod dispatcher;
 pub mod error;
 pub mod health;
 pub mod interceptor;
+mod membership;
 pub mod metadata;
+pub mod reducers;
 pub mod response_meta;
 pub mod server;
+pub mod shared;
 pub mod slim_app;
 pub mod tracker;
 pub mod transport;
@@ -92,6 +95,7 @@ pub use context::{CallOptions, Context, MulticastItem, RequestStream};
 pub use error::{RpcError, unimplemented};
 pub use interceptor::{Interceptor, Request};
 pub use metadata::Metadata;
+pub use reducers::{Folded, GroupResponsesExt, Majority, ReduceError};
 pub use response_meta::{
     MetadataError, MetadataExt, Response, ResponseMetadata, ResponseMetadataSink,
 };

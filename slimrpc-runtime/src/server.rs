@@ -166,7 +166,9 @@ impl Unneeded {
             return true;
         };
         if !is_client_frame(metadata) {
-            return metadata.contains_key(STATUS_CODE_KEY);
+            // A peer's shared response is for the handler of that call.
+            return metadata.contains_key(STATUS_CODE_KEY)
+                && !crate::shared::is_shared_response(metadata);
         }
         if is_cancel(metadata) {
             self.unary.remove(id);
@@ -201,6 +203,8 @@ struct Responder {
     rpc_id: String,
     /// Headers and trailers the handler set ([`crate::response_meta`]).
     meta: Outgoing,
+    /// A shared-responses call: responses and EOS go to the whole group.
+    shared: bool,
 }
 
 impl Responder {
@@ -222,22 +226,30 @@ impl Responder {
 
     async fn send_response(&self, payload: Vec<u8>, last: bool) -> Result<(), RpcError> {
         let meta = self.meta.stamp(response_frame(&self.rpc_id), last);
-        self.handle
-            .publish_unicast(&self.caller, payload, meta)
-            .await
-            .map_err(|e| RpcError::internal(format!("Failed to send response: {e}")))
+        self.deliver(payload, meta).await
+    }
+
+    /// A response or EOS frame: unicast to the caller, or to the whole
+    /// group (marked) for a shared-responses call.
+    async fn deliver(&self, payload: Vec<u8>, mut meta: Metadata) -> Result<(), RpcError> {
+        let sent = if self.shared {
+            meta.insert(crate::shared::SHARED_RESPONSE_KEY.into(), "true".into());
+            self.handle.publish(payload, meta).await
+        } else {
+            self.handle
+                .publish_unicast(&self.caller, payload, meta)
+                .await
+        };
+        sent.map_err(|e| RpcError::internal(format!("Failed to send response: {e}")))
     }
 
     /// The end of this member's response stream: empty, code OK.
     async fn eos(&self) -> Result<(), RpcError> {
-        self.handle
-            .publish_unicast(
-                &self.caller,
-                Vec::new(),
-                self.meta.stamp(status_frame(Code::Ok, &self.rpc_id), true),
-            )
-            .await
-            .map_err(|e| RpcError::internal(format!("Failed to send response: {e}")))
+        self.deliver(
+            Vec::new(),
+            self.meta.stamp(status_frame(Code::Ok, &self.rpc_id), true),
+        )
+        .await
     }
 
     /// One error frame, to the caller only (in a group session too, as
@@ -299,6 +311,7 @@ pub struct Server {
     handlers: HashMap<String, Handler>,
     request_buffer: usize,
     interceptors: ServerInterceptors,
+    shared_responses: bool,
 }
 
 impl Server {
@@ -311,6 +324,7 @@ impl Server {
             handlers: HashMap::new(),
             request_buffer: REQUEST_BUFFER,
             interceptors: ServerInterceptors::default(),
+            shared_responses: false,
         }
     }
 
@@ -331,6 +345,15 @@ impl Server {
             .entry(service.to_string())
             .or_default();
         *chain = chain.with(interceptor);
+        self
+    }
+
+    /// Takes part in shared-responses calls (see [`crate::shared`]): for a
+    /// call whose caller asked for it, responses go to the whole group and
+    /// the handler reads its peers' from [`Context::peer_responses`].
+    /// Off by default: such calls are then answered as any other.
+    pub fn set_shared_responses(&mut self, on: bool) -> &mut Self {
+        self.shared_responses = on;
         self
     }
 
@@ -497,6 +520,8 @@ impl Server {
             handlers: self.handlers,
             stats: stats.clone(),
             request_buffer: self.request_buffer,
+            shared_responses: self.shared_responses,
+            base_name: self.base_name.clone(),
         });
         tracing::info!(base_name = %self.base_name, "slimrpc server started");
         let task = tokio::spawn(accept_loop(self.transport, shared, shutdown_rx));
@@ -547,6 +572,8 @@ struct Shared {
     handlers: HashMap<String, Handler>,
     stats: Arc<Stats>,
     request_buffer: usize,
+    shared_responses: bool,
+    base_name: Name,
 }
 
 /// Counts one live thing in `Stats` for as long as it exists.
@@ -687,6 +714,8 @@ async fn session_loop(
         handlers: JoinSet::new(),
         cancel: watch::channel(false).0,
         calls: HashMap::new(),
+        peers: HashMap::new(),
+        early: HashMap::new(),
         counted_streams: 0,
     };
     let server_shutdown = loop {
@@ -726,8 +755,19 @@ struct Demux {
     /// Running calls by rpc-id: their caller and the signal their caller's
     /// cancel frame fires. Entries go when the handler is done (`prune`).
     calls: HashMap<String, (Name, watch::Sender<bool>)>,
+    /// Shared-responses calls running here, by rpc-id: where their peers'
+    /// responses go.
+    peers: HashMap<String, crate::shared::PeerSender>,
+    /// Peer responses that arrived before their call's request did (the
+    /// peers' frames and the caller's are not ordered with each other),
+    /// by rpc-id; bounded, for a server that shares responses.
+    early: HashMap<String, Vec<IncomingMessage>>,
     counted_streams: usize,
 }
+
+/// Calls whose early peer responses a session keeps, and frames per call.
+const EARLY_CALLS: usize = 256;
+const EARLY_FRAMES: usize = 64;
 
 impl Demux {
     /// Keeps `Stats::streams` equal to the sum of every session's `pending`.
@@ -747,10 +787,15 @@ impl Demux {
     fn prune(&mut self) {
         self.pending.retain(|_, (_, tx)| !tx.is_closed());
         self.calls.retain(|_, (_, tx)| !tx.is_closed());
+        self.peers.retain(|_, tx| !tx.is_closed());
         self.sync_stream_count();
     }
 
     async fn route(&mut self, msg: IncomingMessage) {
+        if crate::shared::is_shared_response(&msg.metadata) && !is_client_frame(&msg.metadata) {
+            self.peer_frame(msg);
+            return;
+        }
         match decide(&msg.metadata, |id| self.pending.contains_key(id)) {
             Decision::Drop(reason) => {
                 tracing::trace!(?reason, source = %msg.source, "frame dropped");
@@ -775,6 +820,40 @@ impl Demux {
             } => self.start_call(msg, rpc_id, service, method).await,
             Decision::Cancel { rpc_id } => self.cancel_call(&msg.source, &rpc_id),
         }
+    }
+
+    /// A peer's shared response: to the handler of its call, if that call
+    /// shares responses here; our own echoes and anything else dropped.
+    fn peer_frame(&mut self, msg: IncomingMessage) {
+        if !self.shared.shared_responses || msg.source.prefix() == self.shared.base_name.prefix() {
+            return;
+        }
+        let Some(id) = rpc_id(&msg.metadata) else {
+            return;
+        };
+        let Some(tx) = self.peers.get(id) else {
+            if self.calls.contains_key(id) {
+                // A call here that does not share: nothing to do with it.
+                return;
+            }
+            if self.early.len() >= EARLY_CALLS && !self.early.contains_key(id) {
+                self.early.clear();
+            }
+            let held = self.early.entry(id.to_string()).or_default();
+            if held.len() < EARLY_FRAMES {
+                held.push(msg);
+            }
+            return;
+        };
+        let item = if is_eos(&msg.metadata, &msg.payload) {
+            crate::shared::PeerItem::End { source: msg.source }
+        } else {
+            crate::shared::PeerItem::Response {
+                source: msg.source,
+                payload: msg.payload,
+            }
+        };
+        tx.send(item);
     }
 
     /// The caller `source` cancelled call `rpc_id`: its request stream ends
@@ -872,11 +951,13 @@ impl Demux {
         method: String,
     ) {
         let path = format!("{service}/{method}");
+        let shared = self.shared.shared_responses && crate::shared::wants_shared(&msg.metadata);
         let mut out = Responder {
             handle: self.handle.clone(),
             caller: msg.source.clone(),
             rpc_id: rpc_id.clone(),
             meta: Outgoing::default(),
+            shared,
         };
         let Some(handler) = self.shared.handlers.get(&path).cloned() else {
             tracing::debug!(%path, %rpc_id, "unknown method");
@@ -908,7 +989,17 @@ impl Demux {
             }
         };
         let (cancelled_tx, mut cancelled) = watch::channel(false);
-        let ctx = ctx.with_cancel(cancelled.clone());
+        let mut ctx = ctx.with_cancel(cancelled.clone());
+        if shared {
+            let (tx, slot) = crate::shared::peer_channel();
+            self.peers.insert(rpc_id.clone(), tx);
+            ctx = ctx.with_peers(slot);
+            for early in self.early.remove(&rpc_id).unwrap_or_default() {
+                self.peer_frame(early);
+            }
+        } else {
+            self.early.remove(&rpc_id);
+        }
         self.calls
             .insert(rpc_id.clone(), (msg.source.clone(), cancelled_tx));
         let call = match handler {

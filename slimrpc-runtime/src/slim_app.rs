@@ -165,6 +165,10 @@ impl RpcSessionHandle for SessionHandle {
         .boxed()
     }
 
+    fn remove<'a>(&'a self, member: &'a Name) -> TransportFuture<'a, ()> {
+        async move { SessionHandle::remove(self, member).await.map_err(err) }.boxed()
+    }
+
     fn close(&self) -> TransportFuture<'_, ()> {
         async move { SessionHandle::close(self).await.map_err(err) }.boxed()
     }

@@ -122,6 +122,33 @@ impl CallTracker {
         true
     }
 
+    /// Accounts the channel removing `name` from the group on purpose: if
+    /// this call still waits for it, that wait ends here with an
+    /// `Unavailable` item naming the member (the others go on). `None` when
+    /// this call does not wait for `name` (not sent to it, or it already
+    /// ended).
+    pub fn on_member_removed(&mut self, name: &Name) -> Option<RpcError> {
+        let member = self.members.iter().position(|m| {
+            crate::dispatcher::designates(name, &m.name)
+                || crate::dispatcher::designates(&m.name, name)
+        })?;
+        let m = &self.members[member];
+        if m.done || m.departed {
+            return None;
+        }
+        self.finish(member);
+        let label = self.label(member);
+        Some(self.attribute(
+            member,
+            RpcError::new(
+                Code::Unavailable,
+                format!(
+                    "member removed: {label} was removed from the group before it ended this call"
+                ),
+            ),
+        ))
+    }
+
     /// Accounts the session giving up on message `message_id` of `name`.
     /// The message never arrived, so nobody knows which call it belonged
     /// to: if `name` is a member this call still waits for, the gap may be
@@ -267,6 +294,37 @@ mod tests {
 
     fn members(n: u64) -> Vec<Name> {
         (0..n).map(m).collect()
+    }
+
+    #[test]
+    fn a_member_removed_mid_call_ends_its_wait_with_an_unavailable_item_naming_it() {
+        let mut t = CallTracker::new(true, Output::Unary, &members(3));
+        assert!(matches!(
+            t.on_frame(frame(&m(0), Code::Ok, b"x")),
+            Step::Response { .. }
+        ));
+        // Removing a member that already answered changes nothing.
+        assert_eq!(t.on_member_removed(&m(0).with_id(0xabc)), None);
+        let e = t.on_member_removed(&m(2).with_id(0xabc)).expect("an item");
+        assert_eq!(e.code(), Code::Unavailable);
+        assert!(e.to_string().contains("member removed"), "{e}");
+        assert!(e.to_string().contains("org/ns/srv2"), "{e}");
+        assert!(!t.is_finished());
+        // Told twice (session event and channel), reported once.
+        assert_eq!(t.on_member_removed(&m(2)), None);
+        assert!(matches!(
+            t.on_frame(frame(&m(1), Code::Ok, b"y")),
+            Step::Response { .. }
+        ));
+        assert!(t.is_finished());
+        assert_eq!(t.departure_error(), None);
+    }
+
+    #[test]
+    fn removing_a_member_the_call_was_not_sent_to_is_ignored() {
+        let mut t = CallTracker::new(true, Output::Unary, &members(2));
+        assert_eq!(t.on_member_removed(&m(7)), None);
+        assert!(!t.is_finished());
     }
 
     #[test]

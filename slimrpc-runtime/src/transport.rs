@@ -16,7 +16,7 @@
 //! | [`RpcTransport::subscribe`] | `App::subscribe(name, conn)` |
 //! | [`RpcTransport::set_route`] | `App::set_route(name, conn)` |
 //! | [`RpcTransport::set_accept_filter`] | `App::set_accept_filter(factory)` |
-//! | [`RpcSessionHandle`] | `SessionHandle` (`publish`, `publish_unicast`, `invite` + `Completion`, `close`, `is_closed`) |
+//! | [`RpcSessionHandle`] | `SessionHandle` (`publish`, `publish_unicast`, `invite` + `Completion`, `remove`, `close`, `is_closed`) |
 //! | [`RpcSessionEvents::recv`] | `Session::recv`, keeping `Message`, `MemberLeft` and `MessageLost` events and ending on `Closed` or an error |
 
 use std::collections::HashMap;
@@ -150,6 +150,17 @@ pub trait RpcSessionHandle: Send + Sync + 'static {
                     .map_err(|e| TransportError(format!("{m}: {}", e.0)))?;
             }
             Ok(())
+        })
+    }
+
+    /// Removes `member` from a group session this app moderates and
+    /// resolves once it is out (the others are told). The default reports
+    /// removal unsupported.
+    fn remove<'a>(&'a self, member: &'a Name) -> TransportFuture<'a, ()> {
+        Box::pin(async move {
+            Err(TransportError(format!(
+                "cannot remove {member}: this transport does not support removal"
+            )))
         })
     }
 

@@ -44,6 +44,14 @@ pub mod nothing_client {
     /// channel's group and yields every member's responses, each tagged with the member
     /// that sent it. A member's error is an item ([`slimrpc::RpcError::MulticastRpc`])
     /// and counts as that member's end; the stream ends once every member has ended.
+    ///
+    /// Reduce a call's responses with [`slimrpc::GroupResponsesExt`] (bring it in scope):
+    /// `first_response()` returns the first answer and cancels the call on the other
+    /// members; `majority(|r| key)` the answer more than half of the members gave;
+    /// `quorum(n)` the answers of the first `n` members; `fold_responses(init, f)` folds
+    /// every answer. Each fails with a [`slimrpc::ReduceError`] saying why (member errors,
+    /// members gone, the deadline). Members can be added and removed on the live channel
+    /// ([`slimrpc::Channel::add_member`], [`slimrpc::Channel::remove_member`]).
     #[derive(Debug, Clone)]
     pub struct NothingGroupClient {
         channel: slimrpc::Channel,
@@ -226,6 +234,14 @@ pub mod mixed_client {
     /// channel's group and yields every member's responses, each tagged with the member
     /// that sent it. A member's error is an item ([`slimrpc::RpcError::MulticastRpc`])
     /// and counts as that member's end; the stream ends once every member has ended.
+    ///
+    /// Reduce a call's responses with [`slimrpc::GroupResponsesExt`] (bring it in scope):
+    /// `first_response()` returns the first answer and cancels the call on the other
+    /// members; `majority(|r| key)` the answer more than half of the members gave;
+    /// `quorum(n)` the answers of the first `n` members; `fold_responses(init, f)` folds
+    /// every answer. Each fails with a [`slimrpc::ReduceError`] saying why (member errors,
+    /// members gone, the deadline). Members can be added and removed on the live channel
+    /// ([`slimrpc::Channel::add_member`], [`slimrpc::Channel::remove_member`]).
     #[derive(Debug, Clone)]
     pub struct MixedGroupClient {
         channel: slimrpc::Channel,
@@ -544,6 +560,14 @@ pub mod shapes_client {
     /// channel's group and yields every member's responses, each tagged with the member
     /// that sent it. A member's error is an item ([`slimrpc::RpcError::MulticastRpc`])
     /// and counts as that member's end; the stream ends once every member has ended.
+    ///
+    /// Reduce a call's responses with [`slimrpc::GroupResponsesExt`] (bring it in scope):
+    /// `first_response()` returns the first answer and cancels the call on the other
+    /// members; `majority(|r| key)` the answer more than half of the members gave;
+    /// `quorum(n)` the answers of the first `n` members; `fold_responses(init, f)` folds
+    /// every answer. Each fails with a [`slimrpc::ReduceError`] saying why (member errors,
+    /// members gone, the deadline). Members can be added and removed on the live channel
+    /// ([`slimrpc::Channel::add_member`], [`slimrpc::Channel::remove_member`]).
     #[derive(Debug, Clone)]
     pub struct ShapesGroupClient {
         channel: slimrpc::Channel,
@@ -886,6 +910,14 @@ pub mod legacy_client {
     /// channel's group and yields every member's responses, each tagged with the member
     /// that sent it. A member's error is an item ([`slimrpc::RpcError::MulticastRpc`])
     /// and counts as that member's end; the stream ends once every member has ended.
+    ///
+    /// Reduce a call's responses with [`slimrpc::GroupResponsesExt`] (bring it in scope):
+    /// `first_response()` returns the first answer and cancels the call on the other
+    /// members; `majority(|r| key)` the answer more than half of the members gave;
+    /// `quorum(n)` the answers of the first `n` members; `fold_responses(init, f)` folds
+    /// every answer. Each fails with a [`slimrpc::ReduceError`] saying why (member errors,
+    /// members gone, the deadline). Members can be added and removed on the live channel
+    /// ([`slimrpc::Channel::add_member`], [`slimrpc::Channel::remove_member`]).
     #[deprecated]
     #[derive(Debug, Clone)]
     pub struct LegacyGroupClient {

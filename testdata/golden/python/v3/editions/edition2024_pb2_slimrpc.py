@@ -14,6 +14,9 @@ Per service ``X``:
   ``code`` and ``message``). A member's error is an item, never the end of the
   call: the other members' responses keep arriving. Errors not tied to one
   member (transport, deadline, group session closed) are raised.
+  Reducers over such a call: ``first_response(call)``, ``quorum(call, n)``,
+  ``majority(call, key)`` and ``fold_results(call, init, step)``; each raises
+  ``ReduceError`` (with the members' errors) when its result is not reached.
 * ``XServicer``: async server base class; methods not overridden answer
   ``UNIMPLEMENTED``. Each method gets the call's ``slim_bindings.Context``: its
   ``peer_subject()`` and ``peer_issuer()`` name the caller's verified
@@ -37,7 +40,7 @@ Written for slim-bindings 3.x (plugin parameter ``runtime=v3``, the default);
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from datetime import timedelta
 from typing import Final, TypeVar
 
@@ -49,6 +52,9 @@ _T = TypeVar("_T")
 
 GroupResult = tuple[str, _T | slim_bindings.RpcError]
 """One item of a group call: (member name, response or that member's RpcError)."""
+
+_A = TypeVar("_A")
+_K = TypeVar("_K", bound=Hashable)
 
 EDITIONS2024_SERVICE_NAME: Final = "editions.v2.Editions2024"
 """Wire name of service ``editions.v2.Editions2024``."""
@@ -93,6 +99,122 @@ async def _group_results(
             yield str(origin), message.error
         else:
             return
+
+
+class ReduceError(Exception):
+    """A group reducer could not reach its result.
+
+    ``reason`` says why; ``failed`` lists the members that ended without an
+    answer, as ``(member, error)`` pairs. Errors not tied to one member (the
+    deadline, the group session closing) are raised by the call itself.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        failed: list[tuple[str, slim_bindings.RpcError]],
+    ) -> None:
+        details = "; ".join(f"{source}: {error}" for source, error in failed)
+        super().__init__(f"{reason}; member errors: [{details}]")
+        self.reason = reason
+        self.failed = failed
+
+
+async def _close(results: AsyncIterator[GroupResult[_T]]) -> None:
+    # Closing the group call's generator ends the call for the members still
+    # working; an iterator without aclose has nothing to end.
+    aclose = getattr(results, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def first_response(results: AsyncIterator[GroupResult[_T]]) -> tuple[str, _T]:
+    """The first member answer of a group call, as ``(member, response)``.
+
+    The call is then closed, which ends it for the other members. Raises
+    ``ReduceError`` when every member failed.
+    """
+    failed: list[tuple[str, slim_bindings.RpcError]] = []
+    try:
+        async for source, result in results:
+            if isinstance(result, slim_bindings.RpcError):
+                failed.append((source, result))
+            else:
+                return source, result
+    finally:
+        await _close(results)
+    raise ReduceError("no member answered", failed)
+
+
+async def quorum(
+    results: AsyncIterator[GroupResult[_T]],
+    n: int,
+) -> list[tuple[str, _T]]:
+    """The answers of the first ``n`` members (one each) that formed the quorum.
+
+    The call is then closed. Raises ``ReduceError`` when the call ended with
+    fewer.
+    """
+    got: list[tuple[str, _T]] = []
+    failed: list[tuple[str, slim_bindings.RpcError]] = []
+    try:
+        async for source, result in results:
+            if len(got) >= n:
+                break
+            if isinstance(result, slim_bindings.RpcError):
+                failed.append((source, result))
+            elif all(source != seen for seen, _ in got):
+                got.append((source, result))
+    finally:
+        await _close(results)
+    if len(got) < n:
+        raise ReduceError(f"quorum of {n} not reached: {len(got)} answered", failed)
+    return got
+
+
+async def majority(
+    results: AsyncIterator[GroupResult[_T]],
+    key: Callable[[_T], _K],
+) -> tuple[_K, list[tuple[str, _T]]]:
+    """Majority vote: the key more than half of the members answered with.
+
+    Waits for every member; a failed member counts as a voter without a vote.
+    Returns ``(key, votes)``; raises ``ReduceError`` when no key has a
+    majority.
+    """
+    votes: dict[_K, list[tuple[str, _T]]] = {}
+    failed: list[tuple[str, slim_bindings.RpcError]] = []
+    voters = 0
+    async for source, result in results:
+        voters += 1
+        if isinstance(result, slim_bindings.RpcError):
+            failed.append((source, result))
+        else:
+            votes.setdefault(key(result), []).append((source, result))
+    for winner, ballots in votes.items():
+        if 2 * len(ballots) > voters:
+            return winner, ballots
+    leading = max((len(b) for b in votes.values()), default=0)
+    raise ReduceError(f"no majority: {leading} of {voters} votes at most", failed)
+
+
+async def fold_results(
+    results: AsyncIterator[GroupResult[_T]],
+    init: _A,
+    step: Callable[[_A, str, _T], _A],
+) -> tuple[_A, list[tuple[str, slim_bindings.RpcError]]]:
+    """Folds every member answer into ``init`` with ``step(acc, member, response)``.
+
+    Returns the value and the members' errors (which are not folded).
+    """
+    value = init
+    failed: list[tuple[str, slim_bindings.RpcError]] = []
+    async for source, result in results:
+        if isinstance(result, slim_bindings.RpcError):
+            failed.append((source, result))
+        else:
+            value = step(value, source, result)
+    return value, failed
 
 
 class Editions2024Stub:

@@ -1,0 +1,277 @@
+//! The reducers (first response, majority, quorum, fold) over real group
+//! calls on the embedded SLIM transport: member errors, a member shut down
+//! mid-call, slow members and deadlines.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use slim_transport::Name;
+use slim_transport::app::App;
+use slim_transport::identity::SharedSecret;
+use slim_transport::service::Service;
+use slimrpc::{
+    CallOptions, Channel, Context, GroupResponsesExt, MulticastStream, ReduceError, RpcError,
+    Server, ServerHandle,
+};
+use tokio::sync::Notify;
+
+const SECRET: &str = "slimrpc-reducers-test-secret-0123456789abcdef";
+const SVC: &str = "example_service.Test";
+/// Liveness bound for every wait (shared, loaded machine).
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Msg {
+    #[prost(string, tag = "1")]
+    text: String,
+    #[prost(int64, tag = "2")]
+    n: i64,
+}
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("liveness bound exceeded")
+}
+
+async fn app(service: &Service, name: &str) -> Arc<App> {
+    let identity = SharedSecret::new(name, SECRET).unwrap();
+    Arc::new(
+        bounded(service.app(name.parse().unwrap(), identity))
+            .await
+            .unwrap(),
+    )
+}
+
+async fn start_server(app: &Arc<App>, label: &'static str, gate: Arc<Notify>) -> ServerHandle {
+    let mut s = Server::new(app.clone(), Name::new("org", "ns", label));
+    s.register_unary_unary(SVC, "Who", move |req: Msg, _ctx: Context| async move {
+        Ok(Msg {
+            text: label.to_string(),
+            n: req.n,
+        })
+    });
+    s.register_unary_unary(SVC, "Vote", move |req: Msg, _ctx: Context| async move {
+        if label.starts_with("bad") {
+            return Err(RpcError::invalid_argument(format!("{label} refuses")));
+        }
+        // Members named `odd*` disagree with the others.
+        let n = if label.starts_with("odd") {
+            req.n + 1
+        } else {
+            req.n
+        };
+        Ok(Msg {
+            text: label.to_string(),
+            n,
+        })
+    });
+    s.register_unary_unary(SVC, "Slow", move |req: Msg, _ctx: Context| {
+        let gate = gate.clone();
+        async move {
+            gate.notified().await;
+            Ok(Msg {
+                text: label.to_string(),
+                n: req.n,
+            })
+        }
+    });
+    bounded(s.start()).await.unwrap()
+}
+
+struct Net {
+    _service: Service,
+    client: Arc<App>,
+    _apps: Vec<Arc<App>>,
+    servers: Vec<Option<ServerHandle>>,
+    gate: Arc<Notify>,
+}
+
+async fn net(labels: &[&'static str]) -> Net {
+    let service = Service::new();
+    let gate = Arc::new(Notify::new());
+    let mut apps = Vec::new();
+    let mut servers = Vec::new();
+    for label in labels {
+        let a = app(&service, &format!("org/ns/{label}")).await;
+        servers.push(Some(start_server(&a, label, gate.clone()).await));
+        apps.push(a);
+    }
+    let client = app(&service, "org/ns/client").await;
+    Net {
+        _service: service,
+        client,
+        _apps: apps,
+        servers,
+        gate,
+    }
+}
+
+fn channel(n: &Net, labels: &[&str]) -> Channel {
+    let members = labels.iter().map(|l| Name::new("org", "ns", *l)).collect();
+    Channel::new(n.client.clone(), members).unwrap()
+}
+
+fn call(ch: &Channel, method: &str, timeout: Duration) -> MulticastStream<Msg> {
+    ch.group_unary(
+        SVC,
+        method,
+        Msg {
+            text: String::new(),
+            n: 10,
+        },
+        CallOptions::with_timeout(timeout),
+    )
+}
+
+fn label(item: &slimrpc::MulticastItem<Msg>) -> String {
+    item.source.strings()[2].clone()
+}
+
+/// Releases the gated handlers again and again until `f` is done.
+async fn releasing<F: std::future::Future>(gate: &Notify, f: F) -> F::Output {
+    let release = async {
+        loop {
+            gate.notify_waiters();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        out = bounded(f) => out,
+        _ = release => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_response_returns_a_fast_members_answer_while_slow_members_are_cancelled() {
+    let n = net(&["fast", "slow1", "slow2"]).await;
+    let ch = channel(&n, &["fast", "slow1", "slow2"]);
+    // Every member answers Who at once: the first one wins.
+    let first = bounded(call(&ch, "Who", LIMIT).first_response())
+        .await
+        .unwrap();
+    assert_eq!(first.message.text, label(&first));
+    // Slow members only: first_response waits for them and, once it has
+    // one, drops the call (cancelled on the other), leaving nothing pending.
+    let slow = channel(&n, &["slow1", "slow2"]);
+    let got = releasing(&n.gate, call(&slow, "Slow", LIMIT).first_response())
+        .await
+        .unwrap();
+    assert!(label(&got).starts_with("slow"));
+    assert_eq!(slow.pending_calls(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_response_names_every_member_error_when_no_member_answers() {
+    let n = net(&["bad1", "bad2"]).await;
+    let ch = channel(&n, &["bad1", "bad2"]);
+    match bounded(call(&ch, "Vote", LIMIT).first_response()).await {
+        Err(ReduceError::NoAnswer { failed }) => {
+            assert_eq!(failed.len(), 2);
+            let text = ReduceError::NoAnswer { failed }.to_string();
+            assert!(
+                text.contains("bad1 refuses") && text.contains("bad2 refuses"),
+                "{text}"
+            );
+        }
+        other => panic!("expected NoAnswer, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn majority_wins_despite_a_dissenter_and_fails_without_one_naming_the_errors() {
+    let n = net(&["a", "b", "odd", "bad"]).await;
+    let ch = channel(&n, &["a", "b", "odd"]);
+    let m = bounded(call(&ch, "Vote", LIMIT).majority(|r| r.n))
+        .await
+        .unwrap();
+    assert_eq!((m.key, m.votes.len(), m.voters), (10, 2, 3));
+    // a agrees with nobody: 1 of 3 votes, one member failed.
+    let split = channel(&n, &["a", "odd", "bad"]);
+    match bounded(call(&split, "Vote", LIMIT).majority(|r| r.n)).await {
+        Err(ReduceError::NoMajority {
+            leading,
+            voters,
+            failed,
+        }) => {
+            assert_eq!((leading, voters, failed.len()), (1, 3, 1));
+        }
+        other => panic!("expected NoMajority, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_returns_the_answers_that_formed_it_and_reports_a_member_shut_down_mid_call() {
+    let mut n = net(&["a", "b", "c"]).await;
+    let ch = channel(&n, &["a", "b", "c"]);
+    let q = bounded(call(&ch, "Vote", LIMIT).quorum(2)).await.unwrap();
+    assert_eq!(q.len(), 2);
+    assert_ne!(label(&q[0]), label(&q[1]));
+    // c is shut down while the call waits on the gate: quorum(3) cannot be
+    // reached, and the error says how many answered and why c did not.
+    let mut slow = call(&ch, "Slow", LIMIT);
+    let registered = async {
+        while ch.pending_calls() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::select! {
+        early = slow.next() => panic!("a gated call answered: {early:?}"),
+        _ = bounded(registered) => {}
+    }
+    let c = n.servers[2].take().unwrap();
+    bounded(c.shutdown()).await;
+    match releasing(&n.gate, slow.quorum(3)).await {
+        Err(ReduceError::QuorumNotReached {
+            wanted,
+            answered,
+            failed,
+        }) => {
+            assert_eq!((wanted, answered), (3, 2));
+            assert_eq!(failed.len(), 1, "{failed:?}");
+            assert!(failed[0].to_string().contains("org/ns/c"), "{failed:?}");
+        }
+        other => panic!("expected QuorumNotReached, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reducer_reports_the_deadline_when_members_are_too_slow() {
+    let n = net(&["a", "b"]).await;
+    let ch = channel(&n, &["a", "b"]);
+    let short = Duration::from_millis(500);
+    assert!(matches!(
+        bounded(call(&ch, "Slow", short).first_response()).await,
+        Err(ReduceError::Deadline { answered: 0, .. })
+    ));
+    assert!(matches!(
+        bounded(call(&ch, "Slow", short).quorum(1)).await,
+        Err(ReduceError::Deadline { .. })
+    ));
+    assert!(matches!(
+        bounded(call(&ch, "Slow", short).majority(|r| r.n)).await,
+        Err(ReduceError::Deadline { .. })
+    ));
+    let folded = call(&ch, "Slow", short)
+        .fold_responses(0, |acc, item| ControlFlow::Continue(acc + item.message.n));
+    assert!(matches!(
+        bounded(folded).await,
+        Err(ReduceError::Deadline { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fold_sums_every_answer_and_returns_member_errors_beside_the_value() {
+    let n = net(&["a", "b", "bad"]).await;
+    let ch = channel(&n, &["a", "b", "bad"]);
+    let folded = bounded(
+        call(&ch, "Vote", LIMIT)
+            .fold_responses(0, |acc, item| ControlFlow::Continue(acc + item.message.n)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(folded.value, 20);
+    assert_eq!(folded.failed.len(), 1);
+}
