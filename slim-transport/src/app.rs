@@ -847,6 +847,8 @@ fn spawn_session(
         shared: shared.clone(),
         machine,
         inbox,
+        inbox_ref: inbox_tx.downgrade(),
+        told_lingering: false,
         commands,
         commands_open: true,
         events: Some(events_tx),
@@ -883,6 +885,11 @@ struct Driver {
     shared: Arc<Shared>,
     machine: session::Session,
     inbox: mpsc::Receiver<wire::Message>,
+    /// Tells this task's inbox from a newer session's under the same id
+    /// (a participant invited again into the group it was removed from).
+    inbox_ref: mpsc::WeakSender<wire::Message>,
+    /// The layer was told this (participant) session closed and lingers.
+    told_lingering: bool,
     commands: mpsc::Receiver<Command>,
     commands_open: bool,
     /// Dropped right after `Closed` is delivered, which ends the app's
@@ -916,6 +923,10 @@ impl Driver {
             self.flush().await;
             if self.machine.is_finished(Instant::now()) {
                 break;
+            }
+            if !self.told_lingering && self.machine.is_closed() && !self.machine.is_moderator() {
+                self.told_lingering = true;
+                lock(&self.shared.state).layer.set_lingering(id);
             }
             let deadline = self.machine.poll_timeout();
             let sleep = async move {
@@ -981,9 +992,19 @@ impl Driver {
             }
         }
         let mut st = lock(&self.shared.state);
-        st.sessions.remove(&id);
-        st.tasks.remove(&id);
-        st.layer.forget(id);
+        // Unless a new session took the id over (its inbox replaced ours).
+        let own = match st.sessions.get(&id) {
+            None => true,
+            Some(registered) => self
+                .inbox_ref
+                .upgrade()
+                .is_some_and(|ours| registered.same_channel(&ours)),
+        };
+        if own {
+            st.sessions.remove(&id);
+            st.tasks.remove(&id);
+            st.layer.forget(id);
+        }
     }
 
     /// Drops the event sender once `Closed` was handed over, which ends

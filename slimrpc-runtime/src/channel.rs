@@ -360,10 +360,9 @@ impl Channel {
     /// invited with the others when the next call creates one.
     ///
     /// Errors: `FailedPrecondition` on a point-to-point channel,
-    /// `AlreadyExists` when `member` is already one, `FailedPrecondition`
-    /// too for a member removed from the live session earlier (the session
-    /// layer cannot re-admit it into the same session), `Unavailable` when
+    /// `AlreadyExists` when `member` is already one, `Unavailable` when
     /// the session could not invite it (the member set is then unchanged).
+    /// A member removed earlier can be added back into the same session.
     pub async fn add_member(&self, member: Name) -> Result<(), RpcError> {
         crate::membership::add_member(&self.inner, member).await
     }

@@ -335,7 +335,9 @@ impl Dispatcher {
 
     /// `member` is wanted again (re-added): a later departure is a loss.
     pub fn forget_removal(&self, member: &Name) {
-        self.lock().removing.retain(|n| !designates(n, member));
+        self.lock()
+            .removing
+            .retain(|n| !(designates(n, member) || designates(member, n)));
     }
 
     /// Tells every registered call that `member` was removed on purpose.

@@ -48,25 +48,16 @@ async fn current_session(inner: &Arc<ChannelInner>) -> Option<Arc<LiveSession>> 
 }
 
 /// Invites `member` into `session`. A member removed from this very
-/// session cannot be re-admitted into it: the session layer keeps the
-/// removed participant's side of the session (same id) closed, so a second
-/// invitation either times out or yields a member that never receives. It
-/// is refused with a clear error instead of leaving calls waiting for it.
+/// session earlier is invited back the same way (the transport replaces its
+/// closed side of the session); from then on its departure is a loss again.
 async fn invite(session: &LiveSession, member: &Name) -> Result<(), RpcError> {
-    if session.dispatcher.was_removed(member) {
-        return Err(RpcError::new(
-            Code::FailedPrecondition,
-            format!(
-                "{member} was removed from this group session and cannot rejoin it; \
-                 it rejoins when the channel's session is next re-created"
-            ),
-        ));
-    }
     session
         .handle
         .invite(member)
         .await
-        .map_err(|e| RpcError::unavailable(format!("Failed to invite {member}: {e}")))
+        .map_err(|e| RpcError::unavailable(format!("Failed to invite {member}: {e}")))?;
+    session.dispatcher.forget_removal(member);
+    Ok(())
 }
 
 pub(crate) async fn add_member(inner: &Arc<ChannelInner>, member: Name) -> Result<(), RpcError> {

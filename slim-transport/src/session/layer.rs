@@ -52,6 +52,12 @@ pub struct SessionLayer {
     /// Token nonces of stateless replies (a fork of `rng`).
     nonce_rng: StdRng,
     live: HashSet<u32>,
+    /// Live participant sessions that are closed and only linger (to
+    /// answer a repeated LEAVE_REQUEST or GROUP_CLOSE): a new invite into
+    /// the same session (its DISCOVERY_REQUEST, then JOIN_REQUEST) is
+    /// answered and accepted as for an unknown session, so a member
+    /// removed from a group can be added back at once.
+    lingering: HashSet<u32>,
     crypto: Option<CryptoFactory>,
     accept_filter: Option<InboundFilterFactory>,
     counters: Counters,
@@ -74,6 +80,7 @@ impl SessionLayer {
             rng: StdRng::seed_from_u64(seed),
             nonce_rng: super::machine::fork(&StdRng::seed_from_u64(seed)),
             live: HashSet::new(),
+            lingering: HashSet::new(),
             crypto: None,
             accept_filter: None,
             counters: Counters::default(),
@@ -176,14 +183,24 @@ impl SessionLayer {
     /// The session is gone; later messages for its id are "unknown".
     pub fn forget(&mut self, session_id: u32) {
         self.live.remove(&session_id);
+        self.lingering.remove(&session_id);
+    }
+
+    /// Live participant session `session_id` is closed and lingers: a new
+    /// invite into it replaces it (see the field's doc).
+    pub fn set_lingering(&mut self, session_id: u32) {
+        if self.live.contains(&session_id) {
+            self.lingering.insert(session_id);
+        }
     }
 
     /// Routes or answers one received message.
     pub fn handle(&mut self, msg: wire::Message, now: Instant) -> Dispatch {
-        let Some((session_id, _)) = packet::peek(&msg) else {
+        let Some((session_id, kind)) = packet::peek(&msg) else {
             return self.dropped(DropReason::Malformed);
         };
-        if self.live.contains(&session_id) {
+        let invite = kind == Kind::DiscoveryRequest as i32 || kind == Kind::JoinRequest as i32;
+        if self.live.contains(&session_id) && !(invite && self.lingering.contains(&session_id)) {
             return Dispatch::Session(session_id, msg);
         }
         let inb = match Inbound::parse(msg) {
@@ -226,6 +243,7 @@ impl SessionLayer {
                         if let Some(f) = &self.accept_filter {
                             s.set_inbound_filter(f());
                         }
+                        self.lingering.remove(&s.id());
                         self.live.insert(s.id());
                         Dispatch::Accepted(Box::new(s))
                     }

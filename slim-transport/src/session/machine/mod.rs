@@ -1100,6 +1100,8 @@ impl Session {
         self.members.retain(|m| m != name);
         self.presence.forget(name);
         self.data.sender.forget_endpoint(name);
+        // Its sequence ends here: invited back, it starts a new one.
+        self.data.streams.remove(name);
         if let Some(l) = self.liveness_mut() {
             l.forget(name);
         }
