@@ -658,7 +658,9 @@ impl Session {
             }
         });
         let peers: Vec<Name> = joined.into_iter().map(|(n, _)| n).collect();
-        self.members.extend(peers.iter().cloned());
+        for p in &peers {
+            self.admit(p);
+        }
         let participants: Vec<wire::Name> = self.members.iter().map(Name::to_wire).collect();
         for peer in &peers {
             let mid = self.fresh_control_id();
@@ -750,7 +752,7 @@ impl Session {
             Ok(a) => a,
             Err(e) => return self.fail_job(e.into()),
         };
-        self.members.push(peer.clone());
+        self.admit(&peer);
         let (commit, welcome) = match added {
             Some(a) => {
                 let commit = self.next_commit(a.commit);
@@ -1066,13 +1068,11 @@ impl Session {
         if added {
             self.presence.set_online(&who);
             for p in participants {
-                if !self.members.contains(&p) {
-                    self.members.push(p.clone());
+                if self.admit(&p) {
                     self.emit(SessionEvent::MemberJoined(p));
                 }
             }
-            if !self.members.contains(&who) {
-                self.members.push(who.clone());
+            if self.admit(&who) {
                 self.emit(SessionEvent::MemberJoined(who));
             }
         } else if who != self.local && self.members.contains(&who) {

@@ -1095,13 +1095,24 @@ impl Session {
         }
     }
 
+    /// Adds `name` to the member list (false when it already was one). A
+    /// member invited back after a removal comes with a new session and a
+    /// new message sequence: what is left of its old one is forgotten. (Kept
+    /// until then, so late duplicates of its old messages stay duplicates.)
+    fn admit(&mut self, name: &Name) -> bool {
+        if self.members.contains(name) {
+            return false;
+        }
+        self.data.streams.remove(name);
+        self.members.push(name.clone());
+        true
+    }
+
     /// Drops `name` from the member list and the data endpoints.
     fn forget_member(&mut self, name: &Name) {
         self.members.retain(|m| m != name);
         self.presence.forget(name);
         self.data.sender.forget_endpoint(name);
-        // Its sequence ends here: invited back, it starts a new one.
-        self.data.streams.remove(name);
         if let Some(l) = self.liveness_mut() {
             l.forget(name);
         }

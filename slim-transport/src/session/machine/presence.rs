@@ -534,8 +534,7 @@ impl Session {
             return self.drop_msg(DropReason::Malformed);
         };
         for p in &participants {
-            if !self.members.contains(p) {
-                self.members.push(p.clone());
+            if self.admit(p) {
                 self.emit(super::super::SessionEvent::MemberJoined(p.clone()));
             }
         }
