@@ -15,7 +15,9 @@ use crate::error::GoError;
 use crate::imports::{ImportSpec, Imports};
 use crate::naming::{go_camel_case, unexport};
 use crate::packages::PackageMap;
-use crate::reserved::{TEMPLATE_LOCALS, method_identifiers, service_identifiers};
+use crate::reserved::{
+    REDUCER_IDENTIFIERS, TEMPLATE_LOCALS, method_identifiers, service_identifiers,
+};
 use crate::runtime::Runtime;
 
 #[derive(Template)]
@@ -37,6 +39,67 @@ struct FileTemplate {
     /// once per file and never twice in one Go package (service names are unique there).
     /// Empty when no service has methods (no helpers then).
     helper_prefix: String,
+}
+
+/// The group reducers of one Go package (`templates/go/reducers.go.txt`). Its content
+/// depends only on the package name and the runtime, so runs over different files of one
+/// package write the same bytes.
+#[derive(Template)]
+#[template(path = "go/reducers.go.txt", escape = "none")]
+struct ReducersTemplate {
+    version: &'static str,
+    runtime_desc: String,
+    package_name: String,
+    /// The runtime imports, sorted by path (gofmt's order).
+    imports: Vec<ImportSpec>,
+    /// Qualifier of the UniFFI runtime package.
+    rt: String,
+    /// Qualifier of the helper package (`MulticastItem`).
+    h: String,
+}
+
+/// Renders the group reducers file of the Go package named `package_name`.
+pub fn render_reducers(package_name: &str, runtime: Runtime) -> Result<String, GoError> {
+    let rt = runtime.uniffi();
+    let hp = runtime.helpers();
+    let mut imports = vec![ImportSpec {
+        name: rt.name.to_string(),
+        path: rt.path.to_string(),
+    }];
+    if hp.path != rt.path {
+        imports.push(ImportSpec {
+            name: hp.name.to_string(),
+            path: hp.path.to_string(),
+        });
+    }
+    imports.sort_by(|a, b| a.path.cmp(&b.path));
+    let tmpl = ReducersTemplate {
+        version: env!("CARGO_PKG_VERSION"),
+        runtime_desc: runtime_desc(runtime),
+        package_name: package_name.to_string(),
+        imports,
+        rt: rt.name.to_string(),
+        h: hp.name.to_string(),
+    };
+    let mut text = tmpl.render().map_err(|e| GoError::Render {
+        file: format!("the reducers of package {package_name}"),
+        message: e.to_string(),
+    })?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+fn runtime_desc(runtime: Runtime) -> String {
+    format!(
+        "{} ({})",
+        match runtime {
+            Runtime::V3 => "v3",
+            Runtime::V1 => "v1",
+        },
+        runtime.uniffi().path
+    )
 }
 
 struct ServiceView {
@@ -83,7 +146,11 @@ pub fn render_file(
         .ok_or_else(|| GoError::NoImportPath(file.name.clone()))?
         .clone();
 
-    let mut reserved: Vec<String> = TEMPLATE_LOCALS.iter().map(|s| s.to_string()).collect();
+    let mut reserved: Vec<String> = TEMPLATE_LOCALS
+        .iter()
+        .chain(REDUCER_IDENTIFIERS)
+        .map(|s| s.to_string())
+        .collect();
     // Our own package-level names (an import named like one would clash with it).
     for svc in &file.services {
         let go = go_camel_case(&svc.name);
@@ -148,14 +215,7 @@ pub fn render_file(
     let (std_imports, other_imports) = imports.groups();
     let tmpl = FileTemplate {
         version: env!("CARGO_PKG_VERSION"),
-        runtime_desc: format!(
-            "{} ({})",
-            match runtime {
-                Runtime::V3 => "v3",
-                Runtime::V1 => "v1",
-            },
-            rt_pkg.path
-        ),
+        runtime_desc: runtime_desc(runtime),
         source: file.name.clone(),
         package_name: own.name.clone(),
         std_imports,

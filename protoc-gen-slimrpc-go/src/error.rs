@@ -46,6 +46,16 @@ pub enum GoError {
         first: String,
         second: String,
     },
+    /// Two Go packages (same name, different import paths) would write their group reducers
+    /// to the same file (`paths=source_relative` with both in one directory).
+    #[error(
+        "Go packages {first} and {second} would both write their group reducers to {file}: give them different package names or directories"
+    )]
+    ReducersFileCollision {
+        file: String,
+        first: String,
+        second: String,
+    },
     /// The template engine failed (a bug, reported rather than panicking).
     #[error("rendering Go output for {file}: {message}")]
     Render { file: String, message: String },

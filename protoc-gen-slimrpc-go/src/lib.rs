@@ -6,6 +6,9 @@
 //! (group calls: one item per member response, tagged with the member; a member's error does
 //! not end the call), `XServer`, `UnimplementedXServer` (answers `Unimplemented`),
 //! `UnsafeXServer` and `RegisterXServer`. Proto comments and `deprecated` are carried over.
+//! Each Go package with a service with methods also gets `<package>_slimrpc_reducers.go`
+//! (once per package): the client-side group reducers `SlimrpcFirstResponse`,
+//! `SlimrpcQuorum`, `SlimrpcMajority`, `SlimrpcFoldResponses` and `SlimrpcReduceError`.
 //!
 //! Parameters (anything else is an error in `CodeGeneratorResponse.error`):
 //! * `paths=import|source_relative`, `module=<prefix>`, `M<file>=<import path>[;<name>]` —
@@ -55,6 +58,11 @@ pub use runtime::Runtime;
 
 /// Suffix of every generated file (beside protoc-gen-go's `.pb.go`).
 pub const FILE_SUFFIX: &str = "_slimrpc.pb.go";
+
+/// Suffix of the group reducers file written once per Go package with a group client:
+/// `<package name>_slimrpc_reducers.go`, in that package's output directory. protoc-gen-go
+/// only writes names ending in `.pb.go`, so no proto file can produce it.
+pub const REDUCERS_SUFFIX: &str = "_slimrpc_reducers.go";
 
 /// The Go generator, for the shared plugin driver.
 #[derive(Debug, Clone, Copy, Default)]
@@ -158,6 +166,10 @@ impl Generator for GoGenerator {
             let name = packages.output_name(&file.name, FILE_SUFFIX)?;
             out.push(GeneratedFile { name, content });
         }
+        for (name, package_name) in reducers_files(model, &packages)? {
+            let content = emit::render_reducers(&package_name, opts.runtime)?;
+            out.push(GeneratedFile { name, content });
+        }
         Ok(out)
     }
 }
@@ -166,6 +178,53 @@ impl Generator for GoGenerator {
 /// entry point a multi-language plugin calls after taking out its own `lang=` parameter.
 pub fn generate(request: &CodeGeneratorRequest) -> CodeGeneratorResponse {
     slimrpc_codegen::respond(request, &GoGenerator)
+}
+
+/// The group reducers files of a request, as (output name, Go package name): one per Go
+/// import path that has a service with methods among the generated files, named
+/// `<package name>_slimrpc_reducers.go` and placed in the directory of the `_slimrpc.pb.go`
+/// of the package's first such proto file (by name; with `paths=import` every file of a
+/// package has the same directory). Its content depends only on the package name and the
+/// runtime, so separate runs over files of one package write the same file.
+fn reducers_files(model: &Model, packages: &PackageMap) -> Result<Vec<(String, String)>, GoError> {
+    use std::collections::BTreeMap;
+
+    // import path -> (first proto file, package name)
+    let mut first: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    for file in &model.files {
+        if !file.services.iter().any(|s| !s.methods.is_empty()) {
+            continue;
+        }
+        let pkg = packages
+            .get(&file.name)
+            .ok_or_else(|| GoError::NoImportPath(file.name.clone()))?;
+        let entry = first
+            .entry(pkg.import_path.as_str())
+            .or_insert((file.name.as_str(), pkg.name.as_str()));
+        if file.name.as_str() < entry.0 {
+            entry.0 = file.name.as_str();
+        }
+    }
+    // output name -> import path, to refuse two packages writing one file
+    let mut written: BTreeMap<String, &str> = BTreeMap::new();
+    let mut out = Vec::with_capacity(first.len());
+    for (import_path, (file, name)) in first {
+        let stub = packages.output_name(file, FILE_SUFFIX)?;
+        let file_name = format!("{name}{REDUCERS_SUFFIX}");
+        let output = match stub.rsplit_once('/') {
+            Some((dir, _)) => format!("{dir}/{file_name}"),
+            None => file_name,
+        };
+        if let Some(other) = written.insert(output.clone(), import_path) {
+            return Err(GoError::ReducersFileCollision {
+                file: output,
+                first: other.to_string(),
+                second: import_path.to_string(),
+            });
+        }
+        out.push((output, name.to_string()));
+    }
+    Ok(out)
 }
 
 /// Fails when two declarations in one Go package would share an identifier: generated names
@@ -218,6 +277,15 @@ fn check_names(model: &Model, packages: &PackageMap) -> Result<(), GoError> {
         let Some(pkg) = packages.get(&file.name) else {
             continue;
         };
+        if file.services.iter().any(|s| !s.methods.is_empty()) {
+            for name in reserved::REDUCER_IDENTIFIERS {
+                declare(
+                    &pkg.import_path,
+                    name.to_string(),
+                    "the group reducers".to_string(),
+                )?;
+            }
+        }
         for svc in &file.services {
             let go = go_camel_case(&svc.name);
             let owner = format!("service {}", svc.full_name);

@@ -36,6 +36,21 @@ pub const TEMPLATE_LOCALS: &[&str] = &[
     "writer",
 ];
 
+/// Package-level identifiers of the group reducers file, declared once per Go package that
+/// has a service with methods (`templates/go/reducers.go.txt`). Prefixed with `Slimrpc` /
+/// `slimrpc` so that they do not meet protoc-gen-go's names (a message would have to be
+/// named exactly like one; that is reported as a collision).
+pub const REDUCER_IDENTIFIERS: &[&str] = &[
+    "SlimrpcFirstResponse",
+    "SlimrpcFoldResponses",
+    "SlimrpcMajority",
+    "SlimrpcQuorum",
+    "SlimrpcReduceError",
+    "slimrpcMemberOf",
+    "slimrpcSourceOf",
+    "slimrpcStopSending",
+];
+
 /// Package-level identifiers declared for the service whose Go name is `go` (the helper
 /// functions only for the first service with methods of its file; reserved for all).
 pub fn service_identifiers(go: &str) -> Vec<String> {
@@ -70,14 +85,9 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    #[test]
-    fn the_lists_name_exactly_the_package_level_declarations_of_the_template() {
-        let template = include_str!("../../templates/go/file.go.txt")
-            .replace("{{ s.go_name }}", "Svc")
-            .replace("{{ s.lower }}", "svc")
-            .replace("{{ m.go_name }}", "Mth")
-            .replace("{{ helper_prefix }}", "Svc");
-        let declared: BTreeSet<String> = template
+    /// Names after `type`, `const`, `var` or `func` (not methods) at the start of a line.
+    fn declarations(template: &str) -> BTreeSet<String> {
+        template
             .lines()
             .filter_map(|l| {
                 let rest = l
@@ -90,7 +100,24 @@ mod tests {
                     .unwrap_or(rest.len());
                 Some(rest[..end].to_string())
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_reducer_list_names_exactly_the_declarations_of_the_reducers_template() {
+        let declared = declarations(include_str!("../../templates/go/reducers.go.txt"));
+        let listed: BTreeSet<String> = REDUCER_IDENTIFIERS.iter().map(|s| s.to_string()).collect();
+        assert_eq!(declared, listed);
+    }
+
+    #[test]
+    fn the_lists_name_exactly_the_package_level_declarations_of_the_template() {
+        let template = include_str!("../../templates/go/file.go.txt")
+            .replace("{{ s.go_name }}", "Svc")
+            .replace("{{ s.lower }}", "svc")
+            .replace("{{ m.go_name }}", "Mth")
+            .replace("{{ helper_prefix }}", "Svc");
+        let declared = declarations(&template);
         let listed: BTreeSet<String> = service_identifiers("Svc")
             .into_iter()
             .chain(method_identifiers("Svc", "Mth"))

@@ -4,7 +4,9 @@
 //! It checks what the generated code does, not only that it compiles: Unimplemented answers
 //! (not Internal), wrapped RpcErrors kept through errors.As, errors sent instead of closing a
 //! stream, deadline/metadata passed to the channel, a cancelled context failing fast, wire
-//! names, and group calls where one member's error does not end the call for the others.
+//! names, group calls where one member's error does not end the call for the others, and the
+//! package's group reducers (first response, quorum, majority, fold; member errors that make a
+//! quorum or majority unreachable; an error that ends the call).
 
 mod common;
 

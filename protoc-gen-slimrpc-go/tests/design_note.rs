@@ -26,8 +26,8 @@ fn design_note_go_group_client_compiles_against_v1_stubs() {
     let generated = generate_with_protoc_in(&includes, &files, &params, scratch.path());
     assert_eq!(
         generated.keys().collect::<Vec<_>>(),
-        ["example_slimrpc.pb.go"],
-        "output beside protoc-gen-go's example.pb.go"
+        ["example_slimrpc.pb.go", "pb_slimrpc_reducers.go"],
+        "output beside protoc-gen-go's example.pb.go, and the package's group reducers"
     );
     let program = std::fs::read_to_string(testdata().join("go/design-note/client_group.go.tmpl"))
         .expect("read the design note client")

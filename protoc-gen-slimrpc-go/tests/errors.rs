@@ -72,12 +72,77 @@ fn error_of(req: CodeGeneratorRequest) -> String {
 fn valid_request_generates_one_file_and_declares_features() {
     let resp = generate(&request(vec![good_file()], ""));
     assert_eq!(resp.error, None);
-    assert_eq!(resp.file.len(), 1);
+    let names: Vec<_> = resp.file.iter().map(|f| f.name().to_string()).collect();
     assert_eq!(
-        resp.file[0].name.as_deref(),
-        Some("example.com/demo/v1/demo_slimrpc.pb.go")
+        names,
+        [
+            "example.com/demo/v1/demo_slimrpc.pb.go",
+            "example.com/demo/v1/demov1_slimrpc_reducers.go"
+        ]
     );
     assert_eq!(resp.supported_features, Some(3));
+}
+
+#[test]
+fn the_reducers_are_written_once_per_go_package_and_only_with_methods() {
+    let mut second = good_file();
+    second.name = Some("demo/v1/other.proto".into());
+    second.message_type.clear();
+    second.service[0].name = Some("Other".into());
+    let mut empty = file(
+        "demo/v2/empty.proto",
+        Some("example.com/demo/v2;demov2"),
+        "",
+    );
+    empty.service[0].method.clear();
+    let mut req = request(vec![good_file(), second.clone(), empty], "");
+    req.file_to_generate.reverse();
+    let resp = generate(&req);
+    assert_eq!(resp.error, None);
+    let mut names: Vec<_> = resp.file.iter().map(|f| f.name().to_string()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "example.com/demo/v1/demo_slimrpc.pb.go",
+            "example.com/demo/v1/demov1_slimrpc_reducers.go",
+            "example.com/demo/v1/other_slimrpc.pb.go",
+            "example.com/demo/v2/empty_slimrpc.pb.go",
+        ]
+    );
+    // The same bytes whichever files of the package a run generates.
+    let reducers = |resp: &slimrpc_codegen::CodeGeneratorResponse| {
+        resp.file
+            .iter()
+            .find(|f| f.name().ends_with("_slimrpc_reducers.go"))
+            .and_then(|f| f.content.clone())
+            .expect("reducers file")
+    };
+    let mut only_second = request(vec![good_file(), second], "");
+    only_second.file_to_generate = vec!["demo/v1/other.proto".into()];
+    assert_eq!(reducers(&resp), reducers(&generate(&only_second)));
+}
+
+#[test]
+fn a_message_named_like_a_reducer_is_a_collision() {
+    let mut f = good_file();
+    f.message_type.push(message("SlimrpcQuorum"));
+    let e = error_of(request(vec![f], ""));
+    assert!(
+        e.contains("message demo.v1.SlimrpcQuorum") && e.contains("the group reducers"),
+        "{e}"
+    );
+}
+
+#[test]
+fn two_packages_writing_one_reducers_file_are_refused() {
+    let a = file("x/a.proto", Some("example.com/a/v1;v1"), ".demo.v1.Req");
+    let mut b = file("x/b.proto", Some("example.com/b/v1;v1"), ".demo.v1.Req");
+    b.package = Some("demo.v2".into());
+    b.service[0].method[0].output_type = Some(".demo.v2.Resp".into());
+    b.service[0].method[0].input_type = Some(".demo.v2.Req".into());
+    let e = error_of(request(vec![a, b], "paths=source_relative"));
+    assert!(e.contains("x/v1_slimrpc_reducers.go"), "{e}");
 }
 
 #[test]

@@ -47,7 +47,7 @@ fn stress_and_real_api_go_is_gofmt_clean_vets_and_builds_without_go_package_on_u
     // protoc-gen-go does need an import path for every file it writes.
     let packages = package_map(&set, &without_go_package, PathType::Import, None);
     // 11 stress files, 2 googleapis files and 3 gRPC files declare services.
-    assert_eq!(generated.len(), 16, "{:?}", generated.keys());
+    assert_stubs_and_reducers(&generated, 16);
     assert_gofmt_clean(&scratch.path().join("protoc-out"));
     let bidi_only = generated
         .iter()
@@ -65,6 +65,44 @@ fn stress_and_real_api_go_is_gofmt_clean_vets_and_builds_without_go_package_on_u
         Runtime::V3,
         scratch.path(),
         None,
+    );
+}
+
+/// `stubs` `_slimrpc.pb.go` files, and one reducers file per directory holding a stub of a
+/// service with methods (every package of these corpora has its own directory).
+fn assert_stubs_and_reducers(generated: &std::collections::BTreeMap<String, String>, stubs: usize) {
+    let dir = |name: &str| {
+        name.rsplit_once('/')
+            .map_or(String::new(), |(d, _)| d.to_string())
+    };
+    let stub_names: Vec<&String> = generated
+        .keys()
+        .filter(|n| n.ends_with(protoc_gen_slimrpc_go::FILE_SUFFIX))
+        .collect();
+    assert_eq!(stub_names.len(), stubs, "{:?}", generated.keys());
+    let with_methods: std::collections::BTreeSet<String> = generated
+        .iter()
+        .filter(|(n, text)| {
+            n.ends_with(protoc_gen_slimrpc_go::FILE_SUFFIX) && text.contains("_MethodName = ")
+        })
+        .map(|(n, _)| dir(n))
+        .collect();
+    let reducers: Vec<String> = generated
+        .keys()
+        .filter(|n| n.ends_with(protoc_gen_slimrpc_go::REDUCERS_SUFFIX))
+        .map(|n| dir(n))
+        .collect();
+    assert_eq!(
+        reducers.len(),
+        generated.len() - stubs,
+        "{:?}",
+        generated.keys()
+    );
+    assert_eq!(
+        reducers
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>(),
+        with_methods
     );
 }
 
@@ -107,7 +145,7 @@ fn stress_and_real_api_go_of_the_v1_runtime_is_gofmt_clean_vets_and_builds_again
     assert_eq!(params.len(), 2, "{params:?}");
     let generated = generate_with_protoc_in(&includes, &files, &params, scratch.path());
     // 11 stress files, 2 googleapis files and 3 gRPC files declare services.
-    assert_eq!(generated.len(), 16, "{:?}", generated.keys());
+    assert_stubs_and_reducers(&generated, 16);
     assert_gofmt_clean(&scratch.path().join("protoc-out"));
     let packages = package_map(&set, &without_go_package, PathType::Import, None);
     go_vet(

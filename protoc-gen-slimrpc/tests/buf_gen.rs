@@ -41,6 +41,7 @@ fn root_buf_gen_yaml_generates_python_and_go_stubs_for_the_example() {
         "gen/python/example_pb2.pyi",
         "gen/python/example_pb2_slimrpc.py",
         "gen/go/example_slimrpc.pb.go",
+        "gen/go/exampleservice_slimrpc_reducers.go",
     ] {
         assert!(out.join(f).is_file(), "buf generate did not write {f}");
     }

@@ -89,6 +89,12 @@ fn lang_go_equals_the_go_plugin_output_with_the_remaining_parameters() {
         .expect("go plugin output");
     assert!(multi.contains("package "));
     assert_eq!(multi, single);
+    let reducers = |sub: &str| {
+        std::fs::read_to_string(dir.join(sub).join("basic/basicv1_slimrpc_reducers.go"))
+            .expect("the package's group reducers")
+    };
+    assert!(reducers("multi").contains("func SlimrpcQuorum["));
+    assert_eq!(reducers("multi"), reducers("single"));
 }
 
 fn respond(parameter: Option<&str>) -> CodeGeneratorResponse {

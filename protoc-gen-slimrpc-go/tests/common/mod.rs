@@ -460,9 +460,11 @@ pub fn go_vet(
             std::fs::write(dir.join(base), content).expect("write protoc-gen-go output");
         }
     }
-    // Generated files, placed by their proto file's import path.
+    // Generated files, placed by their proto file's import path; a package's reducers file
+    // by the output directory and package name of the proto files placed there.
     let mut vet_packages = BTreeSet::new();
     let mut placed = 0;
+    let mut reducers_of: BTreeMap<String, String> = BTreeMap::new();
     for fd in &set.file {
         let Ok(out_name) = packages.output_name(fd.name(), protoc_gen_slimrpc_go::FILE_SUFFIX)
         else {
@@ -477,6 +479,23 @@ pub fn go_vet(
         std::fs::write(dir.join(path_base(&out_name)), content).expect("write generated");
         placed += 1;
         vet_packages.insert(pkg.import_path.clone());
+        let reducers = format!("{}{}", pkg.name, protoc_gen_slimrpc_go::REDUCERS_SUFFIX);
+        let reducers = match out_name.rsplit_once('/') {
+            Some((d, _)) => format!("{d}/{reducers}"),
+            None => reducers,
+        };
+        reducers_of.insert(reducers, pkg.import_path.clone());
+    }
+    for (out_name, content) in generated {
+        if !out_name.ends_with(protoc_gen_slimrpc_go::REDUCERS_SUFFIX) {
+            continue;
+        }
+        let import_path = reducers_of
+            .get(out_name)
+            .unwrap_or_else(|| panic!("{out_name}: no generated package in its directory"));
+        let dir = dir_of(import_path);
+        std::fs::write(dir.join(path_base(out_name)), content).expect("write reducers");
+        placed += 1;
     }
     assert_eq!(
         placed,

@@ -14,3 +14,8 @@ type Name struct{ components [3]string }
 func NewName(org, namespace, service string) *Name {
 	return &Name{components: [3]string{org, namespace, service}}
 }
+
+// String is the name as text (org/namespace/service).
+func (n *Name) String() string {
+	return n.components[0] + "/" + n.components[1] + "/" + n.components[2]
+}

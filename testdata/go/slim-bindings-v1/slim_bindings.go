@@ -20,6 +20,11 @@ func NewName(org, namespace, service string) *Name {
 	return &Name{components: [3]string{org, namespace, service}}
 }
 
+// String is the name as text (org/namespace/service).
+func (n *Name) String() string {
+	return n.components[0] + "/" + n.components[1] + "/" + n.components[2]
+}
+
 // RpcCode is the status code of an RPC (gRPC numbering).
 type RpcCode uint
 

@@ -71,6 +71,8 @@ func (c *bareClient) Ask(ctx context.Context, in *BareRequest) (*BareReply, erro
 // one item per response, tagged with the member that sent it (item.Context.Source). An
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
+// SlimrpcFirstResponse, SlimrpcQuorum, SlimrpcMajority and SlimrpcFoldResponses (this
+// package's group reducers) reduce a call's responses on the client.
 // A service in a file without a package.
 type BareGroupClient interface {
 	Ask(ctx context.Context, in *BareRequest) (slimrpc.MulticastResponseStream[*BareReply], error)

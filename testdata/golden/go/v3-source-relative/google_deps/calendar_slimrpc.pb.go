@@ -72,6 +72,8 @@ func (c *calendarClient) Check(ctx context.Context, in *date.Date) (*status.Stat
 // one item per response, tagged with the member that sent it (item.Context.Source). An
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
+// SlimrpcFirstResponse, SlimrpcQuorum, SlimrpcMajority and SlimrpcFoldResponses (this
+// package's group reducers) reduce a call's responses on the client.
 // Types from google.* packages other than google.protobuf.
 type CalendarGroupClient interface {
 	Check(ctx context.Context, in *date.Date) (slim_rpc.MulticastResponseStream[*status.Status], error)

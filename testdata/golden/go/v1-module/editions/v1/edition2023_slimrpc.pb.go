@@ -71,6 +71,8 @@ func (c *editions2023Client) Echo(ctx context.Context, in *EdRequest) (*EdReply,
 // one item per response, tagged with the member that sent it (item.Context.Source). An
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
+// SlimrpcFirstResponse, SlimrpcQuorum, SlimrpcMajority and SlimrpcFoldResponses (this
+// package's group reducers) reduce a call's responses on the client.
 // A service in an editions file (needs FEATURE_SUPPORTS_EDITIONS).
 type Editions2023GroupClient interface {
 	Echo(ctx context.Context, in *EdRequest) (slimrpc.MulticastResponseStream[*EdReply], error)

@@ -93,6 +93,8 @@ func (c *snakeCaseServiceClient) XPrivate(ctx context.Context, in *metadata1.Thi
 // one item per response, tagged with the member that sent it (item.Context.Source). An
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
+// SlimrpcFirstResponse, SlimrpcQuorum, SlimrpcMajority and SlimrpcFoldResponses (this
+// package's group reducers) reduce a call's responses on the client.
 type SnakeCaseServiceGroupClient interface {
 	DoIt(ctx context.Context, in *proto1.Thing) (slim_rpc.MulticastResponseStream[*context1.Thing], error)
 	XPrivate(ctx context.Context, in *metadata1.Thing) (slim_rpc.MulticastResponseStream[*proto1.Thing], error)

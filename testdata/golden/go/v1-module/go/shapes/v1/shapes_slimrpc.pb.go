@@ -283,6 +283,8 @@ func (c *shapesClient) Import(ctx context.Context, in *Ping) (*Pong, error) {
 // one item per response, tagged with the member that sent it (item.Context.Source). An
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
+// SlimrpcFirstResponse, SlimrpcQuorum, SlimrpcMajority and SlimrpcFoldResponses (this
+// package's group reducers) reduce a call's responses on the client.
 // Shapes exercises the four call shapes.
 //
 // A second paragraph, with an indented example:
@@ -850,6 +852,8 @@ func (c *legacyClient) Older(ctx context.Context) (slimrpc.ClientBidiStream[*Pin
 // one item per response, tagged with the member that sent it (item.Context.Source). An
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
+// SlimrpcFirstResponse, SlimrpcQuorum, SlimrpcMajority and SlimrpcFoldResponses (this
+// package's group reducers) reduce a call's responses on the client.
 // Legacy is on its way out.
 //
 // Deprecated: Do not use.

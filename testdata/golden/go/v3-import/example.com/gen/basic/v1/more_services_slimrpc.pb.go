@@ -175,6 +175,8 @@ func (c *mixedClient) FromThisFile(ctx context.Context, in *Local) (*Pong, error
 // one item per response, tagged with the member that sent it (item.Context.Source). An
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
+// SlimrpcFirstResponse, SlimrpcQuorum, SlimrpcMajority and SlimrpcFoldResponses (this
+// package's group reducers) reduce a call's responses on the client.
 // Uses types of this file and of another file of the same package.
 type MixedGroupClient interface {
 	FromOtherFile(ctx context.Context, in *Ping) (slim_rpc.MulticastResponseStream[*Local], error)

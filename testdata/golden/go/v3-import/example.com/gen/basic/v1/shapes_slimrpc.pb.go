@@ -127,6 +127,8 @@ func (c *shapesClient) Bidi(ctx context.Context) (slim_rpc.ClientBidiStream[*Pin
 // one item per response, tagged with the member that sent it (item.Context.Source). An
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
+// SlimrpcFirstResponse, SlimrpcQuorum, SlimrpcMajority and SlimrpcFoldResponses (this
+// package's group reducers) reduce a call's responses on the client.
 // Shapes covers the four interaction patterns.
 //
 // It has a second paragraph with `code`, a backslash \ and "quotes".
@@ -402,6 +404,8 @@ func (c *legacyClient) Old(ctx context.Context, in *Ping) (*Pong, error) {
 // one item per response, tagged with the member that sent it (item.Context.Source). An
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
+// SlimrpcFirstResponse, SlimrpcQuorum, SlimrpcMajority and SlimrpcFoldResponses (this
+// package's group reducers) reduce a call's responses on the client.
 // A deprecated service with one method.
 //
 // Deprecated: Do not use.

@@ -86,6 +86,8 @@ func (c *crossingClient) CToB(ctx context.Context) (slim_rpc.ClientRequestStream
 // one item per response, tagged with the member that sent it (item.Context.Source). An
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
+// SlimrpcFirstResponse, SlimrpcQuorum, SlimrpcMajority and SlimrpcFoldResponses (this
+// package's group reducers) reduce a call's responses on the client.
 // Two packages whose last element (v1) and file name (common) are the same.
 type CrossingGroupClient interface {
 	BToC(ctx context.Context, in *bv1.Shared) (slim_rpc.MulticastResponseStream[*v1.Shared], error)

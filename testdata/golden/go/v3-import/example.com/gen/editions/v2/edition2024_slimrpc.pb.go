@@ -70,6 +70,8 @@ func (c *editions2024Client) Echo(ctx context.Context, in *Ed24Request) (*Ed24Re
 // one item per response, tagged with the member that sent it (item.Context.Source). An
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
+// SlimrpcFirstResponse, SlimrpcQuorum, SlimrpcMajority and SlimrpcFoldResponses (this
+// package's group reducers) reduce a call's responses on the client.
 // A service in an edition 2024 file.
 type Editions2024GroupClient interface {
 	Echo(ctx context.Context, in *Ed24Request) (slim_rpc.MulticastResponseStream[*Ed24Request], error)

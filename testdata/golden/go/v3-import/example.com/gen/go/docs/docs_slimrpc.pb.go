@@ -109,6 +109,8 @@ func (c *docsClient) Heading(ctx context.Context, in *Note) (*Note, error) {
 // one item per response, tagged with the member that sent it (item.Context.Source). An
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
+// SlimrpcFirstResponse, SlimrpcQuorum, SlimrpcMajority and SlimrpcFoldResponses (this
+// package's group reducers) reduce a call's responses on the client.
 // # Not a heading
 // [spec]: https://example.com/spec
 // tab-indented code

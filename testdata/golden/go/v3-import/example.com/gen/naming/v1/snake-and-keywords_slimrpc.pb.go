@@ -144,6 +144,8 @@ func (c *snakeServiceClient) Match(ctx context.Context) (slim_rpc.ClientBidiStre
 // one item per response, tagged with the member that sent it (item.Context.Source). An
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
+// SlimrpcFirstResponse, SlimrpcQuorum, SlimrpcMajority and SlimrpcFoldResponses (this
+// package's group reducers) reduce a call's responses on the client.
 // rpc names that are snake_case, Python keywords and soft keywords.
 type SnakeServiceGroupClient interface {
 	GetThing(ctx context.Context, in *Thing) (slim_rpc.MulticastResponseStream[*Thing], error)

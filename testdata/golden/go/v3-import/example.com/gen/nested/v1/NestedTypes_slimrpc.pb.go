@@ -92,6 +92,8 @@ func (c *nestedServiceClient) Foreign(ctx context.Context, in *Outer) (slim_rpc.
 // one item per response, tagged with the member that sent it (item.Context.Source). An
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
+// SlimrpcFirstResponse, SlimrpcQuorum, SlimrpcMajority and SlimrpcFoldResponses (this
+// package's group reducers) reduce a call's responses on the client.
 // Request and response types nested in messages, here and in another package.
 type NestedServiceGroupClient interface {
 	Deep(ctx context.Context, in *Outer_Inner) (slim_rpc.MulticastResponseStream[*Outer_Inner_Deepest], error)

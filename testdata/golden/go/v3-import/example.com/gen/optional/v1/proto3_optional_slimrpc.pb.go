@@ -70,6 +70,8 @@ func (c *maybeClient) Check(ctx context.Context, in *MaybeRequest) (*MaybeReply,
 // one item per response, tagged with the member that sent it (item.Context.Source). An
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
+// SlimrpcFirstResponse, SlimrpcQuorum, SlimrpcMajority and SlimrpcFoldResponses (this
+// package's group reducers) reduce a call's responses on the client.
 // Messages with proto3 optional fields (needs FEATURE_PROTO3_OPTIONAL).
 type MaybeGroupClient interface {
 	Check(ctx context.Context, in *MaybeRequest) (slim_rpc.MulticastResponseStream[*MaybeReply], error)

@@ -251,6 +251,8 @@ func (c *wellKnownClient) AnyToFieldMask(ctx context.Context) (slim_rpc.ClientBi
 // one item per response, tagged with the member that sent it (item.Context.Source). An
 // error from Recv is one member's failure and does not end the call for the others, so
 // keep calling Recv until it returns (nil, nil), which means every member has finished.
+// SlimrpcFirstResponse, SlimrpcQuorum, SlimrpcMajority and SlimrpcFoldResponses (this
+// package's group reducers) reduce a call's responses on the client.
 // Every well-known type as a request or response.
 type WellKnownGroupClient interface {
 	EmptyToEmpty(ctx context.Context, in *emptypb.Empty) (slim_rpc.MulticastResponseStream[*emptypb.Empty], error)
