@@ -78,7 +78,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 struct AppState {
     layer: SessionLayer,
-    sessions: HashMap<u32, mpsc::Sender<wire::Message>>,
+    sessions: HashMap<u32, Inbox>,
     tasks: HashMap<u32, JoinHandle<()>>,
     pending_acks: HashMap<u64, oneshot::Sender<Result<(), String>>>,
     subscriptions: HashMap<(Name, Option<ConnId>), u64>,
@@ -89,6 +89,19 @@ struct AppState {
     /// What its SLIM v3 edge refused, per session (v3 apps only).
     refusals: Option<Arc<Refusals>>,
 }
+
+/// Where the app's reader hands a session its frames: pings (liveness)
+/// have a lane of their own, so a flood of data frames that fills the
+/// session's inbox (a peer retransmitting to a member whose app does not
+/// read) never makes it miss the pings that show its moderator alive.
+#[derive(Clone)]
+struct Inbox {
+    frames: mpsc::Sender<wire::Message>,
+    pings: mpsc::Sender<wire::Message>,
+}
+
+/// Room in a session's ping lane (pings are a few per interval).
+const SESSION_PINGS: usize = 64;
 
 /// Why a SLIM v3 edge refused a session's frames (a signature that does not
 /// verify, an identity token that does not check out): the last cause per
@@ -733,8 +746,13 @@ async fn read_loop<E: std::fmt::Display>(
                 // Session tasks never wait for their apps, so this takes a
                 // task starved of CPU or of data-plane capacity. Counted, so
                 // it is never silent (`App::dropped_counters`).
+                let ping = packet_kind(&m) == Some(wire::SessionMessageType::Ping);
                 if let Some(inbox) = inbox
-                    && let Err(mpsc::error::TrySendError::Full(_)) = inbox.try_send(m)
+                    && let Err(mpsc::error::TrySendError::Full(_)) = if ping {
+                        inbox.pings.try_send(m)
+                    } else {
+                        inbox.frames.try_send(m)
+                    }
                 {
                     lock(&shared.state).layer.count_inbox_full();
                     debug!(app = %shared.name, session_id = id, "session inbox full; message dropped");
@@ -820,6 +838,7 @@ fn spawn_session(
 ) -> Session {
     let id = machine.id();
     let (inbox_tx, inbox) = mpsc::channel(SESSION_INBOX);
+    let (pings_tx, pings) = mpsc::channel(SESSION_PINGS);
     let (cmd_tx, commands) = mpsc::channel(SESSION_COMMANDS);
     let (events_tx, events) = mpsc::channel(SESSION_EVENTS);
     let info = Arc::new(Mutex::new(Info {
@@ -847,6 +866,7 @@ fn spawn_session(
         shared: shared.clone(),
         machine,
         inbox,
+        pings,
         inbox_ref: inbox_tx.downgrade(),
         told_lingering: false,
         commands,
@@ -865,7 +885,13 @@ fn spawn_session(
     };
     // The inbox must be reachable before the task can send anything: a
     // reply may come back before `spawn` even returns.
-    lock(&shared.state).sessions.insert(id, inbox_tx);
+    lock(&shared.state).sessions.insert(
+        id,
+        Inbox {
+            frames: inbox_tx,
+            pings: pings_tx,
+        },
+    );
     let task = tokio::spawn(driver.run());
     {
         let mut st = lock(&shared.state);
@@ -885,6 +911,8 @@ struct Driver {
     shared: Arc<Shared>,
     machine: session::Session,
     inbox: mpsc::Receiver<wire::Message>,
+    /// Pings, apart from the other frames (see [`Inbox`]).
+    pings: mpsc::Receiver<wire::Message>,
     /// Tells this task's inbox from a newer session's under the same id
     /// (a participant invited again into the group it was removed from).
     inbox_ref: mpsc::WeakSender<wire::Message>,
@@ -946,6 +974,9 @@ impl Driver {
                     }
                     None => break,
                 },
+                Some(m) = self.pings.recv() => {
+                    self.machine.handle_message(m, Instant::now());
+                }
                 permit = reserve(events), if behind => match permit {
                     Some(permit) => {
                         if let Some(ev) = self.backlog.pop_front() {
@@ -998,7 +1029,7 @@ impl Driver {
             Some(registered) => self
                 .inbox_ref
                 .upgrade()
-                .is_some_and(|ours| registered.same_channel(&ours)),
+                .is_some_and(|ours| registered.frames.same_channel(&ours)),
         };
         if own {
             st.sessions.remove(&id);
@@ -1454,6 +1485,11 @@ impl Future for Completion {
             },
         }
     }
+}
+
+/// The session message type of a frame, if it is a session message.
+fn packet_kind(m: &wire::Message) -> Option<wire::SessionMessageType> {
+    session::packet::peek(m).and_then(|(_, k)| wire::SessionMessageType::try_from(k).ok())
 }
 
 #[cfg(test)]
