@@ -3,6 +3,9 @@
 //! members added to and removed from the running session, calls accounted
 //! against the members they were sent to.
 
+mod common;
+
+use common::{LIMIT, Msg, Wire, app, bounded};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,40 +14,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use slim_transport::Name;
 use slim_transport::app::App;
-use slim_transport::identity::SharedSecret;
 use slim_transport::service::Service;
 use slimrpc::{
     CallOptions, Channel, Code, Context, MulticastStream, RpcError, Server, ServerHandle,
 };
 use tokio::sync::Notify;
 
-const SECRET: &str = "slimrpc-membership-test-secret-0123456789abcdef";
 const SVC: &str = "example_service.Test";
-/// Liveness bound for every wait (shared, loaded machine).
-const LIMIT: Duration = Duration::from_secs(120);
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct Msg {
-    #[prost(string, tag = "1")]
-    text: String,
-    #[prost(int64, tag = "2")]
-    n: i64,
-}
-
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("liveness bound exceeded")
-}
-
-async fn app(service: &Service, name: &str) -> Arc<App> {
-    let identity = SharedSecret::new(name, SECRET).unwrap();
-    Arc::new(
-        bounded(service.app(name.parse().unwrap(), identity))
-            .await
-            .unwrap(),
-    )
-}
 
 async fn start_server(app: &Arc<App>, label: &'static str, gate: Arc<Notify>) -> ServerHandle {
     let mut s = Server::new(app.clone(), Name::new("org", "ns", label));
@@ -81,11 +57,11 @@ async fn net(labels: &[&'static str]) -> Net {
     let mut apps = Vec::new();
     let mut servers = Vec::new();
     for label in labels {
-        let a = app(&service, &format!("org/ns/{label}")).await;
+        let a = app(&service, &format!("org/ns/{label}"), Wire::V1).await;
         servers.push(start_server(&a, label, gate.clone()).await);
         apps.push(a);
     }
-    let client = app(&service, "org/ns/client").await;
+    let client = app(&service, "org/ns/client", Wire::V1).await;
     Net {
         _service: service,
         client,

@@ -2,45 +2,20 @@
 //! transport: each member's handler reads the other members' responses to
 //! the same call; members that do not take part are unaffected.
 
+mod common;
+
+use common::{LIMIT, Msg, Wire, app, bounded};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::{StreamExt, stream};
 use slim_transport::Name;
 use slim_transport::app::App;
-use slim_transport::identity::SharedSecret;
 use slim_transport::service::Service;
 use slimrpc::shared::{PeerItem, shared_responses};
 use slimrpc::{CallOptions, Channel, Context, RpcError, Server, ServerHandle};
 
-const SECRET: &str = "slimrpc-shared-test-secret-0123456789abcdef";
 const SVC: &str = "example_service.Test";
-/// Liveness bound for every wait (shared, loaded machine).
-const LIMIT: Duration = Duration::from_secs(120);
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct Msg {
-    #[prost(string, tag = "1")]
-    text: String,
-    #[prost(int64, tag = "2")]
-    n: i64,
-}
-
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("liveness bound exceeded")
-}
-
-async fn app(service: &Service, name: &str) -> Arc<App> {
-    let identity = SharedSecret::new(name, SECRET).unwrap();
-    Arc::new(
-        bounded(service.app(name.parse().unwrap(), identity))
-            .await
-            .unwrap(),
-    )
-}
 
 /// `Gossip`: answers its own label at once, then, when the call shares
 /// responses, reads its peers' responses until `req.n` peers answered and
@@ -98,11 +73,11 @@ async fn net(members: &[(&'static str, bool)]) -> Net {
     let mut apps = Vec::new();
     let mut servers = Vec::new();
     for (label, shares) in members {
-        let a = app(&service, &format!("org/ns/{label}")).await;
+        let a = app(&service, &format!("org/ns/{label}"), Wire::V1).await;
         servers.push(start_server(&a, label, *shares).await);
         apps.push(a);
     }
-    let client = app(&service, "org/ns/client").await;
+    let client = app(&service, "org/ns/client", Wire::V1).await;
     Net {
         _service: service,
         client,

@@ -13,7 +13,16 @@ use slim_transport::service::Service;
 /// The shared secret of every test app.
 pub const SECRET: &str = "slimrpc-runtime-tests-shared-secret-0123456789";
 /// Liveness bound for every wait (a shared, loaded machine).
-pub const LIMIT: Duration = Duration::from_secs(60);
+pub const LIMIT: Duration = Duration::from_secs(120);
+
+/// The message most tests exchange.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Msg {
+    #[prost(string, tag = "1")]
+    pub text: String,
+    #[prost(int64, tag = "2")]
+    pub n: i64,
+}
 
 /// The SLIM wire generation an app speaks.
 #[derive(Clone, Copy, Debug)]
