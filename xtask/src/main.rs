@@ -219,6 +219,14 @@ fn build_official_rust(env: &tools::Env, peer: &OfficialRust) -> Result<std::pat
     let root = tools::root();
     let project = root.join(peer.dir);
     let target = root.join(peer.cache);
+    if !has_libclang() {
+        return Err(
+            "no libclang found: the official crates turn on aws-lc-rs's `bindgen` \
+                    feature, whose build needs it (Debian: `apt-get install libclang-dev`, \
+                    or set LIBCLANG_PATH)"
+                .into(),
+        );
+    }
     run(cargo(env)
         .args(["build", "--release", "--locked", "--manifest-path"])
         .arg(project.join("Cargo.toml"))
@@ -230,6 +238,36 @@ fn build_official_rust(env: &tools::Env, peer: &OfficialRust) -> Result<std::pat
     } else {
         Err(format!("{} was not built", bin.display()))
     }
+}
+
+/// Whether bindgen will find a libclang shared library: `LIBCLANG_PATH`, or
+/// the places the Debian packages put it.
+fn has_libclang() -> bool {
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("LIBCLANG_PATH")
+        .map(|p| vec![p.into()])
+        .unwrap_or_default();
+    dirs.push("/usr/lib/x86_64-linux-gnu".into());
+    dirs.push("/usr/lib/aarch64-linux-gnu".into());
+    dirs.push("/usr/lib64".into());
+    dirs.push("/usr/lib".into());
+    if let Ok(llvm) = std::fs::read_dir("/usr/lib") {
+        dirs.extend(
+            llvm.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("llvm-"))
+                .map(|e| e.path().join("lib")),
+        );
+    }
+    dirs.iter().any(|d| {
+        std::fs::read_dir(d).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                (name.starts_with("libclang.so") || name.starts_with("libclang-"))
+                    && name.contains(".so")
+                    && !name.starts_with("libclang-cpp")
+            })
+        })
+    })
 }
 
 /// The official SlimRPC plugins, as shipped on crates.io, for the plugin
