@@ -132,7 +132,7 @@ where
 pub async fn run_client<F, Fut>(case: &str, k: usize, n: usize, one: F) -> Result<(), BoxError>
 where
     F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<(), BoxError>> + Send,
+    Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
 {
     let t = Instant::now();
     one().await?;
