@@ -148,7 +148,7 @@ fn bench(extra: &[String]) -> Result {
                 .any(|a| a == "--no-official" || a == "--no-official-rust");
             if !skip {
                 for peer in &OFFICIAL_RUST {
-                    match build_official_rust(&env, peer) {
+                    match build_official_rust(peer) {
                         Ok(bin) => {
                             cmd.env(peer.env, bin);
                         }
@@ -215,7 +215,7 @@ const OFFICIAL_RUST: [OfficialRust; 2] = [
 /// under `target/official-rust/` and returns its binary. The first
 /// build compiles the official crates and takes minutes; later ones find it
 /// up to date. Only `cargo xtask bench` calls this (never the tests).
-fn build_official_rust(env: &tools::Env, peer: &OfficialRust) -> Result<std::path::PathBuf> {
+fn build_official_rust(peer: &OfficialRust) -> Result<std::path::PathBuf> {
     let root = tools::root();
     let project = root.join(peer.dir);
     let target = root.join(peer.cache);
@@ -227,7 +227,13 @@ fn build_official_rust(env: &tools::Env, peer: &OfficialRust) -> Result<std::pat
                 .into(),
         );
     }
-    run(cargo(env)
+    // Without the tools' environment (`env` is only passed along for the
+    // bench itself): its PATH and PROTOC would make the official crates'
+    // build scripts rerun, so a build made by hand with plain `cargo build`
+    // would not be found up to date, nor the other way round.
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(&root);
+    run(cmd
         .args(["build", "--release", "--locked", "--manifest-path"])
         .arg(project.join("Cargo.toml"))
         .arg("--target-dir")
