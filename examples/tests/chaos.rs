@@ -567,10 +567,8 @@ async fn an_unread_stream_ends_alone_with_resource_exhausted_in_group_and_p2p_ch
         server(members[1], &url).await,
         server(members[2], &url).await,
     ];
-    // Three members stream five responses (and an EOS) each into a call that
-    // holds at most eight: a full call is ended at once, so a caller that
-    // does read gets room for a burst of eight.
-    let (_client, ch) = channel(&url, "chaos-r-client", &members, Some(8)).await;
+    // Three members stream five responses each into a call that holds at most four.
+    let (_client, ch) = channel(&url, "chaos-r-client", &members, Some(4)).await;
     let mut unread =
         ch.group_unary_stream::<_, ExampleResponse>(SVC, "ExampleUnaryStream", req("x", 1), opts());
     assert!(
@@ -587,7 +585,7 @@ async fn an_unread_stream_ends_alone_with_resource_exhausted_in_group_and_p2p_ch
     assert_group_whole(&ch, &members).await;
     let streamed =
         ch.group_unary_stream::<_, ExampleResponse>(SVC, "ExampleUnaryStream", req("x", 1), opts());
-    // Read as it comes: 15 responses through an eight-response buffer.
+    // Read as it comes: 15 responses through a four-response buffer.
     let all: Vec<_> = bounded("a read stream", streamed.collect::<Vec<_>>()).await;
     assert_eq!(all.len(), 15);
     assert!(all.iter().all(Result::is_ok));
@@ -622,7 +620,7 @@ async fn an_unread_stream_ends_alone_with_resource_exhausted_in_group_and_p2p_ch
             None => panic!("the unread call ended without an error after {held} items"),
         }
     };
-    assert!(held <= 8, "{held}");
+    assert!(held <= 4, "{held}");
     assert_eq!(end.code(), Code::ResourceExhausted, "{end}");
     assert!(bounded("after the end", unread.next()).await.is_none());
 

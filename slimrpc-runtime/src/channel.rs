@@ -31,7 +31,8 @@ use tokio::task::JoinHandle;
 use crate::code::Code;
 use crate::context::{CallOptions, MulticastItem};
 use crate::dispatcher::{
-    CALL_BUFFER, CallEvent, CallReceiver, DispatchGuard, Dispatcher, RegisterError,
+    CALL_BUFFER, CALL_BUFFER_WAIT, CallEvent, CallReceiver, DispatchGuard, Dispatcher,
+    RegisterError,
 };
 use crate::error::RpcError;
 use crate::interceptor::{Chain, Interceptor, Request};
@@ -208,11 +209,11 @@ pub struct ChannelOptions {
     /// keeps SLIM's 10 s (so about 30 s to notice a dead member).
     pub ping_interval: Option<Duration>,
     /// How many responses one call may hold for a caller that has not read
-    /// them yet. When one more arrives, that call ends at once with
-    /// `ResourceExhausted` (after the responses it holds). So a caller that
-    /// stops reading costs bounded memory and only itself: the other calls
-    /// of the channel and its session never wait for it. `None` keeps
-    /// [`CALL_BUFFER`].
+    /// them yet. When one more arrives, the caller gets [`CALL_BUFFER_WAIT`]
+    /// to take one; if it does not, that call ends with `ResourceExhausted`
+    /// (after the responses it holds). So a caller that stops reading costs
+    /// bounded memory, and the other calls of the channel wait at most that
+    /// long, once. `None` keeps [`CALL_BUFFER`].
     pub response_buffer: Option<usize>,
 }
 
@@ -749,7 +750,7 @@ async fn open_session(
         }
     }
     tracing::debug!(session_id = session.handle.id(), %destination, "channel session ready");
-    let dispatcher = Dispatcher::with_pins(response_buffer, pins);
+    let dispatcher = Dispatcher::with_pins(response_buffer, CALL_BUFFER_WAIT, pins);
     let reader = tokio::spawn(dispatcher.clone().run_reader(session.events));
     let (cancels, ids) = tokio::sync::mpsc::channel(CANCEL_QUEUE);
     let canceller = tokio::spawn(send_cancels(session.handle.clone(), ids));

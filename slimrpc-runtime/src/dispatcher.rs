@@ -6,30 +6,34 @@
 //! dies so waiting calls learn it at once. A [`DispatchGuard`] removes its
 //! entry on drop, so a call abandoned at any point leaves nothing behind.
 //! Must not: interpret frames (the call does), hold its lock across `.await`,
-//! or wait for any one call: the reader serves every call of the session,
-//! so a call whose caller stopped reading must cost only itself. Delivery
-//! never waits: a call already holding [`CALL_BUFFER`] unread frames when
-//! one more arrives is ended at once (its queue gets
-//! [`CallEvent::Overflow`], which the call reports as `ResourceExhausted`,
-//! and no further frame), which bounds its memory and leaves every other
-//! call of the session and the reader's pace untouched. The session's acks
-//! and timers never wait for the reader at all (the transport's session
-//! task buffers and pushes back).
+//! or wait long for any one call: the reader serves every call of the
+//! session, so a call whose caller stopped reading must not stall the
+//! others. A call holding [`CALL_BUFFER`] unread frames gets at most
+//! [`CALL_BUFFER_WAIT`] to make room (a caller that merely hiccuped
+//! catches up; the others wait that long at most, once); then it is ended
+//! (its queue gets [`CallEvent::Overflow`] and no further frame), which
+//! bounds its memory. The session's acks and timers never wait for the
+//! reader at all (the transport's session task buffers and pushes back).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use slim_transport::Name;
 
 use crate::transport::{IncomingMessage, RpcSessionEvents, TransportEvent};
 
 /// Response frames one call buffers for a caller that has not read them
-/// yet; one more ends that call at once with `ResourceExhausted`. Large
-/// enough for a caller that reads steadily but slower than a burst arrives.
+/// yet; one more ends that call with `ResourceExhausted`. Large enough for
+/// a caller that reads steadily but slower than a burst arrives.
 pub const CALL_BUFFER: usize = 1024;
+
+/// How long the reader waits for a call with a full buffer to make room
+/// before ending it.
+pub const CALL_BUFFER_WAIT: Duration = Duration::from_secs(1);
 
 /// Why a registration failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +69,8 @@ struct CallSender {
     tx: mpsc::UnboundedSender<CallEvent>,
     /// Frames queued and not yet taken by the call.
     buffered: Arc<AtomicUsize>,
+    /// Signalled each time the call takes a frame.
+    taken: Arc<Notify>,
 }
 
 /// The call's end of its queue.
@@ -76,6 +82,7 @@ struct CallSender {
 pub struct CallReceiver {
     rx: mpsc::UnboundedReceiver<CallEvent>,
     buffered: Arc<AtomicUsize>,
+    taken: Arc<Notify>,
 }
 
 impl CallReceiver {
@@ -85,6 +92,7 @@ impl CallReceiver {
         let event = self.rx.recv().await;
         if let Some(CallEvent::Frame(_)) = &event {
             self.buffered.fetch_sub(1, Ordering::AcqRel);
+            self.taken.notify_one();
         }
         event
     }
@@ -103,6 +111,8 @@ pub struct Dispatcher {
     table: Mutex<Table>,
     /// Frames a call may leave unread.
     call_buffer: usize,
+    /// How long a call with a full buffer gets to make room.
+    call_wait: Duration,
     /// Members pinned to an identity (by `org/ns/svc`): a frame from one of
     /// them under another verified identity becomes an error frame.
     pins: HashMap<[u64; 3], String>,
@@ -113,6 +123,7 @@ impl Default for Dispatcher {
         Self {
             table: Mutex::default(),
             call_buffer: CALL_BUFFER,
+            call_wait: CALL_BUFFER_WAIT,
             pins: HashMap::new(),
         }
     }
@@ -145,22 +156,23 @@ fn refused(msg: IncomingMessage, expected: &str) -> IncomingMessage {
 
 impl Dispatcher {
     pub fn new() -> Arc<Self> {
-        Self::with_call_buffer(CALL_BUFFER)
+        Self::with_call_buffer(CALL_BUFFER, CALL_BUFFER_WAIT)
     }
 
     /// A dispatcher whose calls may leave `limit` frames unread (at least
-    /// 1); one more ends the call.
-    pub fn with_call_buffer(limit: usize) -> Arc<Self> {
-        Self::with_pins(limit, HashMap::new())
+    /// 1), and get `wait` to make room before they are ended.
+    pub fn with_call_buffer(limit: usize, wait: Duration) -> Arc<Self> {
+        Self::with_pins(limit, wait, HashMap::new())
     }
 
     /// As [`Self::with_call_buffer`], refusing answers of the members in
     /// `pins` (keyed by `org/ns/svc`) unless their verified identity is the
     /// pinned one.
-    pub fn with_pins(limit: usize, pins: HashMap<[u64; 3], String>) -> Arc<Self> {
+    pub fn with_pins(limit: usize, wait: Duration, pins: HashMap<[u64; 3], String>) -> Arc<Self> {
         Arc::new(Self {
             table: Mutex::default(),
             call_buffer: limit.max(1),
+            call_wait: wait,
             pins,
         })
     }
@@ -190,11 +202,13 @@ impl Dispatcher {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let buffered = Arc::new(AtomicUsize::new(0));
+        let taken = Arc::new(Notify::new());
         t.calls.insert(
             rpc_id.to_string(),
             CallSender {
                 tx,
                 buffered: buffered.clone(),
+                taken: taken.clone(),
             },
         );
         Ok((
@@ -202,7 +216,11 @@ impl Dispatcher {
                 dispatcher: self.clone(),
                 rpc_id: rpc_id.to_string(),
             },
-            CallReceiver { rx, buffered },
+            CallReceiver {
+                rx,
+                buffered,
+                taken,
+            },
         ))
     }
 
@@ -233,24 +251,31 @@ impl Dispatcher {
         t.calls.clear();
     }
 
-    /// Delivers `msg` to its call, without ever waiting. Returns false when
-    /// no live call wants it, or when that call had fallen too far behind:
-    /// a call already holding its whole buffer is ended at once with
-    /// [`CallEvent::Overflow`] and unregistered, and `msg` is dropped.
-    pub fn dispatch(&self, msg: IncomingMessage) -> bool {
-        let Some(id) = crate::metadata::rpc_id(&msg.metadata) else {
+    /// Delivers `msg` to its call. Returns false when no live call wants it,
+    /// or when that call had fallen too far behind: a call holding its whole
+    /// buffer gets the dispatcher's wait to take a frame (without the lock
+    /// held), then it ends with [`CallEvent::Overflow`] and is unregistered.
+    pub async fn dispatch(&self, msg: IncomingMessage) -> bool {
+        let Some(id) = crate::metadata::rpc_id(&msg.metadata).map(str::to_string) else {
             return false;
         };
-        let Some(call) = self.lock().calls.get(id).cloned() else {
+        let Some(call) = self.lock().calls.get(&id).cloned() else {
             return false;
         };
-        if call.tx.is_closed() {
-            // The call was dropped: its guard removes it.
-            return false;
-        }
         if call.buffered.load(Ordering::Acquire) >= self.call_buffer {
-            self.overflow(id, &call);
-            return false;
+            let deadline = tokio::time::Instant::now() + self.call_wait;
+            while call.buffered.load(Ordering::Acquire) >= self.call_buffer {
+                let taken = call.taken.notified();
+                if call.tx.is_closed() {
+                    return false;
+                }
+                if tokio::time::timeout_at(deadline, taken).await.is_err()
+                    && call.buffered.load(Ordering::Acquire) >= self.call_buffer
+                {
+                    self.overflow(&id, &call);
+                    return false;
+                }
+            }
         }
         // Counted before the send so the call never sees it go below zero.
         call.buffered.fetch_add(1, Ordering::AcqRel);
@@ -313,7 +338,7 @@ impl Dispatcher {
                         }
                         _ => msg,
                     };
-                    if !self.dispatch(msg) {
+                    if !self.dispatch(msg).await {
                         tracing::trace!("dropping a frame for no registered call");
                     }
                 }
@@ -373,9 +398,9 @@ mod tests {
         let d = Dispatcher::new();
         let (_ga, mut a) = d.register("A").unwrap();
         let (_gb, mut b) = d.register("B").unwrap();
-        assert!(d.dispatch(frame("B", b"b1")));
-        assert!(d.dispatch(frame("A", b"a1")));
-        assert!(!d.dispatch(frame("C", b"c1")));
+        assert!(d.dispatch(frame("B", b"b1")).await);
+        assert!(d.dispatch(frame("A", b"a1")).await);
+        assert!(!d.dispatch(frame("C", b"c1")).await);
         assert_eq!(payload(a.recv().await), b"a1");
         assert_eq!(payload(b.recv().await), b"b1");
     }
@@ -399,7 +424,7 @@ mod tests {
         assert_eq!(a.recv().await, Some(CallEvent::MemberLeft(gone.clone())));
         assert_eq!(b.recv().await, Some(CallEvent::MemberLeft(gone)));
         // Frames still flow to the calls already running.
-        assert!(d.dispatch(frame("A", b"after")));
+        assert!(d.dispatch(frame("A", b"after")).await);
         assert_eq!(payload(a.recv().await), b"after");
     }
 
@@ -411,7 +436,7 @@ mod tests {
         drop(rx);
         drop(g);
         assert_eq!(d.len(), 0);
-        assert!(!d.dispatch(frame("A", b"late")));
+        assert!(!d.dispatch(frame("A", b"late")).await);
     }
 
     #[tokio::test]
@@ -435,26 +460,26 @@ mod tests {
         let d = Dispatcher::new();
         let (_g, _rx) = d.register("").unwrap();
         let mut f = frame("", b"x");
-        assert!(!d.dispatch(f.clone()));
+        assert!(!d.dispatch(f.clone()).await);
         f.metadata.clear();
-        assert!(!d.dispatch(f));
+        assert!(!d.dispatch(f).await);
     }
 
     #[tokio::test]
     async fn a_call_whose_caller_stops_reading_is_ended_and_the_others_keep_getting_frames() {
-        let d = Dispatcher::with_call_buffer(4);
+        let d = Dispatcher::with_call_buffer(4, Duration::from_millis(50));
         let (_ga, mut slow) = d.register("slow").unwrap();
         let (_gb, mut busy) = d.register("busy").unwrap();
         for i in 0..4u8 {
-            assert!(d.dispatch(frame("slow", &[i])));
+            assert!(d.dispatch(frame("slow", &[i])).await);
         }
         // The fifth unread frame ends the slow call instead of waiting.
-        assert!(!d.dispatch(frame("slow", b"one too many")));
+        assert!(!d.dispatch(frame("slow", b"one too many")).await);
         assert_eq!(d.len(), 1, "the slow call is unregistered");
-        assert!(!d.dispatch(frame("slow", b"later")));
+        assert!(!d.dispatch(frame("slow", b"later")).await);
         // The other call is not affected, however many frames it gets.
         for _ in 0..(CALL_BUFFER * 2) {
-            assert!(d.dispatch(frame("busy", b"x")));
+            assert!(d.dispatch(frame("busy", b"x")).await);
             assert_eq!(payload(busy.recv().await), b"x");
         }
         // The slow caller still gets what was buffered, then the overflow, then the end.
@@ -466,42 +491,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_caller_that_reads_makes_room_and_keeps_its_call() {
-        let d = Dispatcher::with_call_buffer(2);
+    async fn a_caller_that_takes_a_frame_within_the_wait_keeps_its_call() {
+        // A wait far beyond the test: only the caller's read can end it.
+        let d = Dispatcher::with_call_buffer(2, Duration::from_secs(600));
         let (_g, mut rx) = d.register("A").unwrap();
-        assert!(d.dispatch(frame("A", b"1")));
-        assert!(d.dispatch(frame("A", b"2")));
-        assert_eq!(payload(rx.recv().await), b"1");
-        assert!(d.dispatch(frame("A", b"3")), "the read made room");
+        assert!(d.dispatch(frame("A", b"1")).await);
+        assert!(d.dispatch(frame("A", b"2")).await);
+        let third = d.dispatch(frame("A", b"3"));
+        let reader = async {
+            assert_eq!(payload(rx.recv().await), b"1");
+            rx
+        };
+        let (delivered, mut rx) = tokio::join!(third, reader);
+        assert!(delivered, "room was made in time");
         assert_eq!(payload(rx.recv().await), b"2");
         assert_eq!(payload(rx.recv().await), b"3");
         assert_eq!(d.len(), 1);
     }
 
     #[tokio::test]
-    async fn a_full_call_is_ended_by_the_next_frame_without_the_reader_waiting_for_it() {
-        // Delivery is synchronous: the frame that finds the call full ends
-        // it there and then, and the very next frame (another call's) goes
-        // through, with nobody reading the full call at all.
-        let d = Dispatcher::with_call_buffer(1);
-        let (_gs, mut stalled) = d.register("stalled").unwrap();
-        let (_go, mut other) = d.register("other").unwrap();
-        assert!(d.dispatch(frame("stalled", b"1")));
-        assert!(!d.dispatch(frame("stalled", b"2")));
-        assert!(d.dispatch(frame("other", b"o")));
-        assert_eq!(d.len(), 1);
-        assert_eq!(payload(other.recv().await), b"o");
-        assert_eq!(payload(stalled.recv().await), b"1");
-        assert_eq!(stalled.recv().await, Some(CallEvent::Overflow { limit: 1 }));
-        assert_eq!(stalled.recv().await, None);
-    }
-
-    #[tokio::test]
     async fn notices_reach_a_call_whose_buffer_is_full() {
-        let d = Dispatcher::with_call_buffer(2);
+        let d = Dispatcher::with_call_buffer(2, Duration::from_millis(50));
         let (_g, mut rx) = d.register("A").unwrap();
-        assert!(d.dispatch(frame("A", b"1")));
-        assert!(d.dispatch(frame("A", b"2")));
+        assert!(d.dispatch(frame("A", b"1")).await);
+        assert!(d.dispatch(frame("A", b"2")).await);
         let src = Name::new("org", "ns", "srv").with_id(1);
         d.message_lost(src.clone(), 17);
         d.member_left(src.clone());
@@ -530,7 +543,7 @@ mod tests {
         let (_g, rx) = d.register("A").unwrap();
         drop(rx);
         for _ in 0..(CALL_BUFFER * 2) {
-            assert!(!d.dispatch(frame("A", b"x")));
+            assert!(!d.dispatch(frame("A", b"x")).await);
         }
     }
 }
