@@ -129,7 +129,11 @@ async fn role_client(service: Arc<Service>, args: &[String]) -> Result<(), BoxEr
         .await?;
     let app = app(&service, &a.me, conn).await?;
     let channel = Arc::new(if k > 1 {
-        Channel::new_group_with_connection(app, a.members.iter().map(|m| name(m)).collect(), Some(conn))?
+        Channel::new_group_with_connection(
+            app,
+            a.members.iter().map(|m| name(m)).collect(),
+            Some(conn),
+        )?
     } else {
         Channel::new_with_connection(app, name(&a.members[0]), Some(conn))
     });

@@ -97,8 +97,13 @@ async fn role_servers(args: &[String]) -> Result<(), BoxError> {
 
 async fn one(channel: Channel, k: usize) -> Result<(), BoxError> {
     if k > 1 {
-        let answers =
-            channel.multicast_unary::<Vec<u8>, Vec<u8>>(SVC, METHOD, payload(), Some(TIMEOUT), None);
+        let answers = channel.multicast_unary::<Vec<u8>, Vec<u8>>(
+            SVC,
+            METHOD,
+            payload(),
+            Some(TIMEOUT),
+            None,
+        );
         futures::pin_mut!(answers);
         let mut got = 0;
         while let Some(a) = answers.next().await {
