@@ -1,24 +1,36 @@
-//! End-to-end SlimRPC benchmark of issue #5: our stack and the official
-//! `slim_bindings` 1.3.0 wheel side by side, through a real SLIM node over
-//! loopback gRPC, MLS on (the default session configuration).
+//! End-to-end SlimRPC benchmark of issues #5 and #19: our stack and the
+//! official ones side by side, through a real SLIM node over loopback gRPC,
+//! MLS on (the default session configuration).
 //!
 //! Topology per stack: one node process; for every case a fresh server
 //! process (K apps serving a trivial unary echo) and a fresh client process
 //! that times the calls and reports its own VmRSS. Ours are this binary
-//! re-executed in a role (`node`, `servers`, `client`); the official ones are
-//! `benches/official_rpc.py` run by the venv's Python with the same
-//! arguments, once as shipped and once with `TCP_NODELAY` forced on all its
-//! sockets (the `slimrpc-nodelay-preload` library, built by this program
-//! with cargo through `slimrpc_testkit::nodelay_preload_library` and loaded
-//! with `LD_PRELOAD`), the two ways the issue quotes the official figures.
-//! Every client prints one `BENCH_ROW key=value ...` line, which the
-//! orchestrator turns into one table.
+//! re-executed in a role (`node`, `servers`, `client`). The official peers
+//! take the same roles with the same arguments:
+//!
+//! * the `slim_bindings` 1.3.0 wheel: `benches/official_rpc.py`, run by the
+//!   venv's Python;
+//! * the official Rust 1.3.0 crates (`benches-extra/official-rust-1.3`) and
+//!   3.x crates (`benches-extra/official-rust-3`, `agntcy-slim-rpc` 3.4.6):
+//!   standalone Cargo projects that `cargo xtask bench` builds on demand and
+//!   names in `SLIMRPC_BENCH_OFFICIAL_RUST_1_3` / `SLIMRPC_BENCH_OFFICIAL_RUST_3`
+//!   (no rows for a peer whose variable is unset).
+//!
+//! Each official peer runs once as shipped and once with `TCP_NODELAY`
+//! forced on all its sockets (the `slimrpc-nodelay-preload` library, built by
+//! this program with cargo through `slimrpc_testkit::nodelay_preload_library`
+//! and loaded with `LD_PRELOAD`). Every client prints one
+//! `BENCH_ROW key=value ...` line, which the orchestrator turns into one
+//! table (rows grouped by case, each official row with our throughput and
+//! p50 over its own), followed by issue #19's targets against each official
+//! Rust line.
 //!
 //! Run: `cargo xtask bench` (or `cargo bench -p slimrpc-runtime --bench e2e`;
-//! options after `--`: `--no-official`, `--no-nodelay`, `--k 2,8`,
-//! `--official-k 8`, `--n-seq N`, `--n-conc N`, `--n-group N`,
-//! `--current-thread` to run our three roles on tokio's current-thread
-//! runtime instead of the default multi-thread one).
+//! options after `--`: `--no-official`, `--no-python`, `--no-nodelay`,
+//! `--k 2,8`, `--official-k 8` (Python), `--official-rust-k 2,8` (default:
+//! `--k`), `--n-seq N`, `--n-conc N`, `--n-group N`, `--current-thread` to
+//! run our three roles on tokio's current-thread runtime instead of the
+//! default multi-thread one).
 //!
 //! This is a benchmark, not a test: it prints figures and asserts nothing
 //! about speed. Every child process is killed by PID when dropped (panics
@@ -262,47 +274,93 @@ fn run_role(role: &str, args: &[String]) -> Result<(), BoxError> {
 
 // ---- orchestrator -----------------------------------------------------------
 
+/// An official stack the bench runs beside ours.
+#[derive(Clone, Copy, PartialEq)]
+enum Official {
+    /// The `slim_bindings` 1.3.0 wheel (`benches/official_rpc.py`).
+    Python,
+    /// The 1.3.0 Rust crates (`agntcy-slim-bindings` 1.3.0 used natively;
+    /// `benches-extra/official-rust-1.3`).
+    Rust13,
+    /// The 3.x Rust crates (`agntcy-slim-rpc` 3.4.6;
+    /// `benches-extra/official-rust-3`).
+    Rust3,
+}
+
+impl Official {
+    const ALL: [Official; 3] = [Official::Python, Official::Rust13, Official::Rust3];
+
+    fn name(self) -> &'static str {
+        match self {
+            Official::Python => "official 1.3.0 (py)",
+            Official::Rust13 => "official 1.3.0 (Rust)",
+            Official::Rust3 => "official 3.4.6 (Rust)",
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Stack {
     Ours,
-    Official,
-    /// The official stack with `TCP_NODELAY` forced on all its sockets by the
-    /// `slimrpc-nodelay-preload` library (`LD_PRELOAD`), as in the issue's
-    /// second set of official figures.
-    OfficialNoDelay,
+    /// An official stack; `true`: with `TCP_NODELAY` forced on all its
+    /// sockets by the `slimrpc-nodelay-preload` library (`LD_PRELOAD`), as in
+    /// the issues' second set of official figures.
+    Official(Official, bool),
 }
 
 impl Stack {
-    fn label(self) -> &'static str {
+    fn label(self) -> String {
         match self {
-            Stack::Ours => "ours",
-            Stack::Official => "official 1.3.0 (py)",
-            Stack::OfficialNoDelay => "official, NODELAY",
+            Stack::Ours => "ours".into(),
+            Stack::Official(o, false) => o.name().into(),
+            Stack::Official(o, true) => format!("{}, NODELAY", o.name()),
+        }
+    }
+
+    /// Prefix of this stack's process names and app instances.
+    fn tag(self) -> String {
+        match self {
+            Stack::Ours => "r".into(),
+            Stack::Official(o, nodelay) => {
+                let o = match o {
+                    Official::Python => "py",
+                    Official::Rust13 => "r13",
+                    Official::Rust3 => "r3",
+                };
+                format!("{o}{}", if nodelay { "nd" } else { "" })
+            }
         }
     }
 
     /// The command running `role` for this stack.
     fn command(self, role: &str, opts: &Opts) -> Command {
-        match self {
+        let (official, nodelay) = match self {
             Stack::Ours => {
                 let mut c = Command::new(std::env::current_exe().expect("own path"));
                 c.arg(role);
                 if opts.current_thread {
                     c.env(CURRENT_THREAD_ENV, "1");
                 }
-                c
+                return c;
             }
-            Stack::Official | Stack::OfficialNoDelay => {
+            Stack::Official(o, nodelay) => (o, nodelay),
+        };
+        let mut c = match official {
+            Official::Python => {
                 let mut c = Command::new(slimrpc_testkit::python());
-                c.arg(official_script()).arg(role);
-                if self == Stack::OfficialNoDelay
-                    && let Some(lib) = &opts.nodelay_lib
-                {
-                    c.env("LD_PRELOAD", lib);
-                }
+                c.arg(official_script());
                 c
             }
+            Official::Rust13 | Official::Rust3 => Command::new(
+                opts.rust_peer(official)
+                    .expect("only run when its binary is built"),
+            ),
+        };
+        c.arg(role);
+        if nodelay && let Some(lib) = &opts.nodelay_lib {
+            c.env("LD_PRELOAD", lib);
         }
+        c
     }
 }
 
@@ -310,11 +368,28 @@ fn official_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/official_rpc.py")
 }
 
+/// Where `cargo xtask bench` tells us it built the official Rust peers.
+const RUST13_ENV: &str = "SLIMRPC_BENCH_OFFICIAL_RUST_1_3";
+const RUST3_ENV: &str = "SLIMRPC_BENCH_OFFICIAL_RUST_3";
+
 /// What the orchestrator passes on to the role processes.
 struct Opts {
     current_thread: bool,
-    /// The built `LD_PRELOAD` library for [`Stack::OfficialNoDelay`].
+    /// The built `LD_PRELOAD` library for the NODELAY rows.
     nodelay_lib: Option<PathBuf>,
+    /// The official Rust peers' binaries, when built.
+    rust13: Option<PathBuf>,
+    rust3: Option<PathBuf>,
+}
+
+impl Opts {
+    fn rust_peer(&self, o: Official) -> Option<&PathBuf> {
+        match o {
+            Official::Python => None,
+            Official::Rust13 => self.rust13.as_ref(),
+            Official::Rust3 => self.rust3.as_ref(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -402,21 +477,14 @@ fn run_case(stack: Stack, opts: &Opts, url: &str, case: &Case, tag: &str) -> Row
 fn run_stack(stack: Stack, opts: &Opts, cases: &[Case]) -> Vec<Row> {
     let port = free_port();
     let mut node = Child::spawn(
-        &format!(
-            "bench-node-{}",
-            stack.label().split(' ').next().unwrap_or("x")
-        ),
+        &format!("bench-node-{}", stack.tag()),
         stack
             .command("node", opts)
             .args(["--port", &port.to_string()]),
     );
     node.wait_for("NODE_READY", READY_LIMIT);
     let url = format!("http://127.0.0.1:{port}");
-    let prefix = match stack {
-        Stack::Ours => "r",
-        Stack::Official => "py",
-        Stack::OfficialNoDelay => "nd",
-    };
+    let prefix = stack.tag();
     cases
         .iter()
         .enumerate()
@@ -479,10 +547,49 @@ fn cell(row: &Row, key: &str) -> String {
     }
 }
 
+/// A row's figure as a number (`None` for a failed run or a missing key).
+fn num(row: &Row, key: &str) -> Option<f64> {
+    row.fields.as_ref().ok()?.get(key)?.parse().ok()
+}
+
+/// Our row for the case of `row`, if it ran.
+fn ours_for<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
+    rows.iter()
+        .find(|r| r.stack == Stack::Ours && r.case.name == row.case.name)
+}
+
+/// Ours against an official row: (throughput ours/theirs, p50 ours/theirs).
+fn ratios(ours: &Row, theirs: &Row) -> (Option<f64>, Option<f64>) {
+    let div = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 && a.is_finite() && b.is_finite() => Some(a / b),
+        _ => None,
+    };
+    (
+        div(num(ours, "calls_per_s"), num(theirs, "calls_per_s")),
+        div(num(ours, "p50_ms"), num(theirs, "p50_ms")),
+    )
+}
+
+fn times(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.2}x"))
+}
+
+/// Where a case sorts in the table: P2P sequential, P2P 16-way, then groups by K.
+fn case_order(c: &Case) -> (usize, usize) {
+    let kind = match c.kind {
+        "p2p-seq" => 0,
+        "p2p-conc" => 1,
+        _ => 2,
+    };
+    (kind, c.k)
+}
+
 fn print_table(rows: &[Row]) {
+    let mut sorted: Vec<&Row> = rows.iter().collect();
+    sorted.sort_by_key(|r| case_order(&r.case));
     println!();
     println!(
-        "| {:<19} | {:<22} | {:>6} | {:>8} | {:>7} | {:>7} | {:>13} | {:>8} | {:>9} | {:<42} |",
+        "| {:<30} | {:<22} | {:>6} | {:>8} | {:>7} | {:>7} | {:>13} | {:>8} | {:>9} | {:>20} | {:<42} |",
         "stack",
         "case",
         "calls",
@@ -492,29 +599,33 @@ fn print_table(rows: &[Row]) {
         "first call ms",
         "RSS MB",
         "us/member",
+        "ours: calls/s, p50",
         "target (ours)"
     );
     println!(
-        "|{:-<21}|{:-<24}|{:->8}|{:->10}|{:->9}|{:->9}|{:->15}|{:->10}|{:->11}|{:-<44}|",
-        "", "", "", "", "", "", "", "", "", ""
+        "|{:-<32}|{:-<24}|{:->8}|{:->10}|{:->9}|{:->9}|{:->15}|{:->10}|{:->11}|{:->22}|{:-<44}|",
+        "", "", "", "", "", "", "", "", "", "", ""
     );
-    for r in rows {
+    for r in sorted {
         // Cost per call and member: flat or falling with K means linear.
-        let per_member = match &r.fields {
-            Ok(f) => f
-                .get("calls_per_s")
-                .and_then(|v| v.parse::<f64>().ok())
-                .map(|c| format!("{:.0}", 1e6 / (c * r.case.k as f64)))
-                .unwrap_or_else(|| "-".into()),
-            Err(_) => "-".into(),
-        };
-        let target = if r.stack == Stack::Ours {
-            r.case.target
-        } else {
-            ""
+        let per_member = num(r, "calls_per_s")
+            .map(|c| format!("{:.0}", 1e6 / (c * r.case.k as f64)))
+            .unwrap_or_else(|| "-".into());
+        let (target, vs) = match r.stack {
+            Stack::Ours => (r.case.target, String::new()),
+            Stack::Official(..) => (
+                "",
+                match ours_for(rows, r) {
+                    Some(ours) => {
+                        let (thr, p50) = ratios(ours, r);
+                        format!("{}, {}", times(thr), times(p50))
+                    }
+                    None => "-".into(),
+                },
+            ),
         };
         println!(
-            "| {:<19} | {:<22} | {:>6} | {:>8} | {:>7} | {:>7} | {:>13} | {:>8} | {:>9} | {:<42} |",
+            "| {:<30} | {:<22} | {:>6} | {:>8} | {:>7} | {:>7} | {:>13} | {:>8} | {:>9} | {:>20} | {:<42} |",
             r.stack.label(),
             r.case.name,
             cell(r, "calls"),
@@ -524,6 +635,7 @@ fn print_table(rows: &[Row]) {
             cell(r, "setup_ms"),
             cell(r, "rss_mb"),
             per_member,
+            vs,
             target
         );
     }
@@ -532,7 +644,8 @@ fn print_table(rows: &[Row]) {
         "Release build; node, servers and client are separate processes on 127.0.0.1 (gRPC), \
          MLS on; {PAYLOAD}-byte payload; RSS is the client's VmRSS after the timed calls; \
          first call = channel creation to first answer (session set-up + call). \
-         \"official, NODELAY\" is the official stack with TCP_NODELAY forced on its sockets."
+         \"NODELAY\": that official stack with TCP_NODELAY forced on its sockets. \
+         \"ours: calls/s, p50\": our throughput and p50 over that row's (same case, same run)."
     );
     for r in rows {
         if let Ok(f) = &r.fields
@@ -544,6 +657,74 @@ fn print_table(rows: &[Row]) {
                 r.case.name,
                 f.get("calls").map_or("?", String::as_str),
                 r.case.n,
+            );
+        }
+    }
+    print_targets(rows);
+}
+
+/// Issue #19's targets against each official Rust line, per case: at least
+/// 2x its throughput and at most 0.5x its p50, against the faster of its two
+/// rows (as shipped, NODELAY).
+fn print_targets(rows: &[Row]) {
+    let lines = [Official::Rust13, Official::Rust3];
+    if !rows
+        .iter()
+        .any(|r| matches!(r.stack, Stack::Official(o, _) if lines.contains(&o)))
+    {
+        return;
+    }
+    println!();
+    println!(
+        "Targets (issue #19): ours >= 2x the official Rust throughput and <= 0.5x its p50, per case, against the faster of its rows:"
+    );
+    println!();
+    println!(
+        "| case | vs | ours calls/s | theirs calls/s | ratio | ours p50 | theirs p50 | ratio | holds |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut ours: Vec<&Row> = rows.iter().filter(|r| r.stack == Stack::Ours).collect();
+    ours.sort_by_key(|r| case_order(&r.case));
+    for o in ours {
+        for line in lines {
+            let best = rows
+                .iter()
+                .filter(|r| {
+                    matches!(r.stack, Stack::Official(l, _) if l == line)
+                        && r.case.name == o.case.name
+                })
+                .max_by(|a, b| {
+                    let a = num(a, "calls_per_s").unwrap_or(-1.0);
+                    let b = num(b, "calls_per_s").unwrap_or(-1.0);
+                    a.total_cmp(&b)
+                });
+            let Some(best) = best else { continue };
+            let (thr, p50) = ratios(o, best);
+            let stopped = best
+                .fields
+                .as_ref()
+                .map_or(true, |f| f.contains_key("error"));
+            let holds = match (thr, p50) {
+                (Some(t), Some(p)) if t >= 2.0 && p <= 0.5 => "yes".to_string(),
+                (Some(_), Some(_)) => "no".to_string(),
+                _ if stopped => "theirs failed".to_string(),
+                _ => "-".to_string(),
+            };
+            let holds = if stopped && holds != "theirs failed" {
+                format!("{holds} (theirs stopped by an error)")
+            } else {
+                holds
+            };
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {holds} |",
+                o.case.name,
+                best.stack.label(),
+                cell(o, "calls_per_s"),
+                cell(best, "calls_per_s"),
+                times(thr),
+                cell(o, "p50_ms"),
+                cell(best, "p50_ms"),
+                times(p50),
             );
         }
     }
@@ -656,30 +837,53 @@ fn print_mls_ceiling(ks: &[usize]) {
 fn orchestrate(args: &[String]) {
     let ks = opt_list(args, "--k", &[2, 8, 32, 64]);
     let official_ks = opt_list(args, "--official-k", &[2, 8]);
+    let rust_ks = opt_list(args, "--official-rust-k", &ks);
     let has = |flag: &str| args.iter().any(|a| a == flag);
+    let built = |env: &str| {
+        let path = PathBuf::from(std::env::var_os(env)?);
+        if path.is_file() {
+            Some(path)
+        } else {
+            eprintln!("bench: {env}={} is not a file", path.display());
+            None
+        }
+    };
     let mut opts = Opts {
         current_thread: has("--current-thread"),
         nodelay_lib: None,
+        rust13: built(RUST13_ENV),
+        rust3: built(RUST3_ENV),
     };
     let mut rows = run_stack(Stack::Ours, &opts, &cases(args, &ks));
-    if !has("--no-official") {
-        rows.extend(run_stack(
-            Stack::Official,
-            &opts,
-            &cases(args, &official_ks),
-        ));
-        if !has("--no-nodelay") {
-            match slimrpc_testkit::nodelay_preload_library() {
-                Ok(lib) => {
-                    opts.nodelay_lib = Some(lib);
-                    rows.extend(run_stack(
-                        Stack::OfficialNoDelay,
-                        &opts,
-                        &cases(args, &official_ks),
-                    ));
-                }
-                Err(e) => eprintln!("bench: no TCP_NODELAY rows: {e}"),
+    if has("--no-official") {
+        print_table(&rows);
+        print_mls_ceiling(&ks);
+        return;
+    }
+    if !has("--no-nodelay") {
+        match slimrpc_testkit::nodelay_preload_library() {
+            Ok(lib) => opts.nodelay_lib = Some(lib),
+            Err(e) => eprintln!("bench: no TCP_NODELAY rows: {e}"),
+        }
+    }
+    for official in Official::ALL {
+        let ks = match official {
+            Official::Python if has("--no-python") => continue,
+            Official::Python => &official_ks,
+            _ if opts.rust_peer(official).is_none() => {
+                eprintln!(
+                    "bench: no {} rows: its peer is not built (`cargo xtask bench` builds it; \
+                     or set {RUST13_ENV} / {RUST3_ENV})",
+                    official.name()
+                );
+                continue;
             }
+            _ => &rust_ks,
+        };
+        let cases = cases(args, ks);
+        rows.extend(run_stack(Stack::Official(official, false), &opts, &cases));
+        if opts.nodelay_lib.is_some() {
+            rows.extend(run_stack(Stack::Official(official, true), &opts, &cases));
         }
     }
     print_table(&rows);

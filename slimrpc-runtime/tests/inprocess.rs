@@ -642,6 +642,96 @@ async fn an_unread_group_stream_stalls_neither_the_session_nor_the_other_group_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_never_reads_again_costs_only_itself_while_concurrent_calls_and_the_session_timers_go_on()
+ {
+    // Issue 19: one stalled caller must not hold up the other calls of its
+    // session (no head-of-line blocking in the dispatcher) nor the session's
+    // own acks and pings.
+    let labels = ["h1", "h2"];
+    let n = net(&labels).await;
+    let options = ChannelOptions {
+        // Pings run throughout: a member missing three rounds would be
+        // declared gone and the session replaced.
+        ping_interval: Some(Duration::from_secs(1)),
+        // More than any other call below ever holds (so only the stalled
+        // one can fill it, however late the others read), far less than
+        // the stalled call is sent.
+        response_buffer: Some(128),
+        ..ChannelOptions::default()
+    };
+    let ch = Channel::with_options(n.client.clone(), members(&labels), options).unwrap();
+    // Started (its first item read, so it is registered and answered), then
+    // never read again.
+    let mut stalled =
+        ch.group_unary_stream::<_, Msg>(SVC, "ExampleUnaryStream", msg("", 2_000), opts());
+    assert!(bounded(stalled.next()).await.unwrap().is_ok());
+    let session = ch.group_name();
+
+    // Rounds of concurrent calls on the same session: unary calls through
+    // every member and long streams, all complete and in full.
+    for _ in 0..3 {
+        let unary = (0..16).map(|i| {
+            let ch = ch.clone();
+            async move {
+                let (ok, err) = collect(ch.group_unary::<_, Msg>(
+                    SVC,
+                    "ExampleUnaryUnary",
+                    msg("u", i),
+                    opts(),
+                ))
+                .await;
+                assert!(err.is_empty(), "{err:?}");
+                assert_eq!(
+                    sorted(&ok, |m| m.n),
+                    vec![("h1".into(), i), ("h2".into(), i)]
+                );
+            }
+        });
+        let streams = (0..2).map(|_| {
+            let ch = ch.clone();
+            async move {
+                let (ok, err) = collect(ch.group_unary_stream::<_, Msg>(
+                    SVC,
+                    "ExampleUnaryStream",
+                    msg("", 60),
+                    opts(),
+                ))
+                .await;
+                assert!(err.is_empty(), "{err:?}");
+                assert_eq!(ok.len(), 120, "60 items from each member");
+            }
+        });
+        bounded(futures::future::join(
+            futures::future::join_all(unary),
+            futures::future::join_all(streams),
+        ))
+        .await;
+    }
+    // Every call but the stalled one is done, and the stalled one was ended
+    // (unregistered) meanwhile; the session is the first one: no member was
+    // lost on the way, so its pings and acks kept going.
+    eventually(|| ch.pending_calls() == 0).await;
+    assert_eq!(
+        ch.group_name(),
+        session,
+        "no member was lost, no new session"
+    );
+
+    // The stalled caller gets what its call held, then ResourceExhausted.
+    let mut held = 0;
+    let mut ended = None;
+    while let Some(item) = bounded(stalled.next()).await {
+        match item {
+            Ok(_) => held += 1,
+            Err(e) => ended = Some(e),
+        }
+    }
+    assert!(held <= 128, "at most the buffer: {held}");
+    let end = ended.expect("the stalled call ends with an error");
+    assert_eq!(end.code(), Code::ResourceExhausted, "{end}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_default_options_an_unread_stream_does_not_stall_the_next_calls_of_its_channel() {
     // Issue 21 as reported: one stream of a channel left unread, and a second
     // stream (then a short one) on the same channel got nothing.

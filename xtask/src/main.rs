@@ -8,8 +8,10 @@
 //!   every test with the tools' paths in the environment.
 //! * `golden` — regenerate golden files (`SLIMRPC_BLESS=1` on the golden tests).
 //! * `bench`  — release-build and run benchmarks, printing their tables:
-//!   no argument (or `e2e`) runs the SlimRPC end-to-end bench of issue #5
-//!   (ours vs the official wheel through a real node, one table);
+//!   no argument (or `e2e`) runs the SlimRPC end-to-end bench of issues #5
+//!   and #19 (ours vs the official wheel and the official Rust crates, 1.3.0
+//!   and 3.x, through a real node, one table; the official Rust peers are
+//!   built first, on demand, see [`build_official_rust`]);
 //!   `all` runs every bench of the workspace; any other name runs that
 //!   bench target (`rpc`, `session`, `mls`, `dataplane`, ...). Arguments after
 //!   `--` go to the bench program (e.g. `cargo xtask bench -- --no-official`).
@@ -140,7 +142,22 @@ fn bench(extra: &[String]) -> Result {
     let mut cmd = cargo(&env);
     match which {
         "all" => cmd.args(["bench", "--workspace"]),
-        "e2e" => cmd.args(["bench", "-p", "slimrpc-runtime", "--bench", "e2e"]),
+        "e2e" => {
+            let skip = rest
+                .iter()
+                .any(|a| a == "--no-official" || a == "--no-official-rust");
+            if !skip {
+                for peer in &OFFICIAL_RUST {
+                    match build_official_rust(peer) {
+                        Ok(bin) => {
+                            cmd.env(peer.env, bin);
+                        }
+                        Err(e) => eprintln!("xtask: no {} rows: {e}", peer.line),
+                    }
+                }
+            }
+            cmd.args(["bench", "-p", "slimrpc-runtime", "--bench", "e2e"])
+        }
         "plugins" => return bench_plugins(&env),
         // A crate of its own (not a workspace member), so the test build
         // never compiles the candidate crypto libraries.
@@ -160,6 +177,103 @@ fn bench(extra: &[String]) -> Result {
         cmd.arg("--").args(rest);
     }
     run(&mut cmd)
+}
+
+/// An official Rust stack as a bench peer: a standalone Cargo project under
+/// `benches-extra/` (not a workspace member, its own Cargo.lock).
+struct OfficialRust {
+    /// Release line, as printed.
+    line: &'static str,
+    /// The project, from the repository root.
+    dir: &'static str,
+    /// Its binary's name.
+    bin: &'static str,
+    /// Its build cache (Cargo target directory), from the repository root.
+    cache: &'static str,
+    /// The variable naming the built binary for the e2e bench.
+    env: &'static str,
+}
+
+const OFFICIAL_RUST: [OfficialRust; 2] = [
+    OfficialRust {
+        line: "official Rust 1.3.0",
+        dir: "benches-extra/official-rust-1.3",
+        bin: "slimrpc-bench-official-rust-1-3",
+        cache: "target/official-rust/build-1.3",
+        env: "SLIMRPC_BENCH_OFFICIAL_RUST_1_3",
+    },
+    OfficialRust {
+        line: "official Rust 3.4.6",
+        dir: "benches-extra/official-rust-3",
+        bin: "slimrpc-bench-official-rust-3",
+        cache: "target/official-rust/build-3",
+        env: "SLIMRPC_BENCH_OFFICIAL_RUST_3",
+    },
+];
+
+/// Builds one official Rust peer (release, `--locked`) into its cache
+/// under `target/official-rust/` and returns its binary. The first
+/// build compiles the official crates and takes minutes; later ones find it
+/// up to date. Only `cargo xtask bench` calls this (never the tests).
+fn build_official_rust(peer: &OfficialRust) -> Result<std::path::PathBuf> {
+    let root = tools::root();
+    let project = root.join(peer.dir);
+    let target = root.join(peer.cache);
+    if !has_libclang() {
+        return Err(
+            "no libclang found: the official crates turn on aws-lc-rs's `bindgen` \
+                    feature, whose build needs it (Debian: `apt-get install libclang-dev`, \
+                    or set LIBCLANG_PATH)"
+                .into(),
+        );
+    }
+    // Without the tools' environment (`env` is only passed along for the
+    // bench itself): its PATH and PROTOC would make the official crates'
+    // build scripts rerun, so a build made by hand with plain `cargo build`
+    // would not be found up to date, nor the other way round.
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(&root);
+    run(cmd
+        .args(["build", "--release", "--locked", "--manifest-path"])
+        .arg(project.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target))?;
+    let bin = target.join("release").join(peer.bin);
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!("{} was not built", bin.display()))
+    }
+}
+
+/// Whether bindgen will find a libclang shared library: `LIBCLANG_PATH`, or
+/// the places the Debian packages put it.
+fn has_libclang() -> bool {
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("LIBCLANG_PATH")
+        .map(|p| vec![p.into()])
+        .unwrap_or_default();
+    dirs.push("/usr/lib/x86_64-linux-gnu".into());
+    dirs.push("/usr/lib/aarch64-linux-gnu".into());
+    dirs.push("/usr/lib64".into());
+    dirs.push("/usr/lib".into());
+    if let Ok(llvm) = std::fs::read_dir("/usr/lib") {
+        dirs.extend(
+            llvm.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("llvm-"))
+                .map(|e| e.path().join("lib")),
+        );
+    }
+    dirs.iter().any(|d| {
+        std::fs::read_dir(d).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                (name.starts_with("libclang.so") || name.starts_with("libclang-"))
+                    && name.contains(".so")
+                    && !name.starts_with("libclang-cpp")
+            })
+        })
+    })
 }
 
 /// The official SlimRPC plugins, as shipped on crates.io, for the plugin
