@@ -547,6 +547,12 @@ async fn a_point_to_point_server_frozen_mid_call_ends_it_with_an_error_in_every_
 
 // ---- a caller that stops reading -----------------------------------------------------
 
+/// `count` requests `r0`, `r1`, ..., then a request stream that stays open.
+fn endless_requests(count: i64) -> impl futures::Stream<Item = ExampleRequest> + Send + 'static {
+    futures::stream::iter((0..count).map(|i| req(&format!("r{i}"), i)))
+        .chain(futures::stream::pending())
+}
+
 /// Waits (bounded) until `cond` holds.
 async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     bounded(what, async {
@@ -567,10 +573,16 @@ async fn an_unread_stream_ends_alone_with_resource_exhausted_in_group_and_p2p_ch
         server(members[1], &url).await,
         server(members[2], &url).await,
     ];
-    // Three members stream five responses each into a call that holds at most four.
+    // Three members echo forty requests each (and the request stream stays
+    // open, so more could come) into a call that buffers four and holds at
+    // most twenty: it must end, whenever the caller would have read.
     let (_client, ch) = channel(&url, "chaos-r-client", &members, Some(4)).await;
-    let mut unread =
-        ch.group_unary_stream::<_, ExampleResponse>(SVC, "ExampleUnaryStream", req("x", 1), opts());
+    let mut unread = ch.group_stream_stream::<_, ExampleResponse>(
+        SVC,
+        "ExampleStreamStream",
+        endless_requests(40),
+        opts(),
+    );
     assert!(
         bounded("the first response", unread.next())
             .await
@@ -620,18 +632,23 @@ async fn an_unread_stream_ends_alone_with_resource_exhausted_in_group_and_p2p_ch
             None => panic!("the unread call ended without an error after {held} items"),
         }
     };
-    assert!(held <= 4, "{held}");
+    assert!(held <= slimrpc::dispatcher::hold_limit(4), "{held}");
     assert_eq!(end.code(), Code::ResourceExhausted, "{end}");
     assert!(bounded("after the end", unread.next()).await.is_none());
 
-    // Point-to-point: five responses into a call that holds at most two.
+    // Point-to-point: thirty echoes into a call that buffers two and holds
+    // at most eighteen.
     let (_p2p_client, p2p) = channel(&url, "chaos-r-p2p-client", &members[..1], Some(2)).await;
-    let mut unread =
-        p2p.unary_stream::<_, ExampleResponse>(SVC, "ExampleUnaryStream", req("x", 1), opts());
+    let mut unread = p2p.stream_stream::<_, ExampleResponse>(
+        SVC,
+        "ExampleStreamStream",
+        endless_requests(30),
+        opts(),
+    );
     let first = bounded("the first response", unread.next()).await;
     assert_eq!(
         first.expect("an item").expect("ok").example_string,
-        "Response 0"
+        "Echo: r0"
     );
     eventually("the unread call is ended", || p2p.pending_calls() == 0).await;
     let hello = bounded(
@@ -645,14 +662,14 @@ async fn an_unread_stream_ends_alone_with_resource_exhausted_in_group_and_p2p_ch
     let end = loop {
         match bounded("the unread call", unread.next()).await {
             Some(Ok(r)) => {
-                assert_eq!(r.example_string, format!("Response {next}"), "in order");
+                assert_eq!(r.example_string, format!("Echo: r{next}"), "in order");
                 next += 1;
             }
             Some(Err(e)) => break e,
             None => panic!("the unread call ended without an error after {next} items"),
         }
     };
-    assert!(next - 1 <= 2, "{next}");
+    assert!(next - 1 <= slimrpc::dispatcher::hold_limit(2), "{next}");
     assert_eq!(end.code(), Code::ResourceExhausted, "{end}");
 }
 

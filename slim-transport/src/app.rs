@@ -529,8 +529,38 @@ impl App {
             }
             None => Completion::ready(Ok(())),
         };
-        let session = spawn_session(&self.shared, machine, jobs, None);
+        let session = spawn_session(&self.shared, machine, jobs, None, None);
         Ok((session, completion))
+    }
+
+    /// As [`App::create_session`], but every event of the session goes to
+    /// `sink`, called on the session's own task as the event happens: no
+    /// queue and no task between the session and its reader (one wake-up
+    /// less per message). The sink sees `Closed` last, once (also when the
+    /// task ends without the machine saying so), and is dropped then. It
+    /// must not block: it holds up the session's acks and timers while it
+    /// runs. Returns the session's handle and its completion.
+    pub async fn create_session_with_sink(
+        &self,
+        config: SessionConfig,
+        dest: &Name,
+        sink: EventSink,
+    ) -> Result<(SessionHandle, Completion), SessionError> {
+        let (machine, job) =
+            lock(&self.shared.state)
+                .layer
+                .create(&config, dest, Instant::now())?;
+        let mut jobs = HashMap::new();
+        let completion = match job {
+            Some(job) => {
+                let (tx, rx) = oneshot::channel();
+                jobs.insert(job, tx);
+                Completion::pending(rx)
+            }
+            None => Completion::ready(Ok(())),
+        };
+        let session = spawn_session(&self.shared, machine, jobs, None, Some(sink));
+        Ok((session.handle, completion))
     }
 
     /// The next session another app created with this one (its welcome
@@ -759,7 +789,7 @@ async fn read_loop<E: std::fmt::Display>(
                 }
             }
             Dispatch::Accepted(s) => {
-                spawn_session(&shared, *s, HashMap::new(), Some(listen.clone()));
+                spawn_session(&shared, *s, HashMap::new(), Some(listen.clone()), None);
             }
             Dispatch::Reply(m) => {
                 let _ = shared.tx.send(m).await;
@@ -827,14 +857,20 @@ async fn reserve(
     }
 }
 
+/// Receives the events of a session created with
+/// [`App::create_session_with_sink`], on the session's task.
+pub type EventSink = Box<dyn FnMut(SessionEvent) + Send + 'static>;
+
 /// Starts the task of one session and returns its application side. For an
 /// accepted (participant) session the application side is handed to
-/// `listen` once the welcome arrived.
+/// `listen` once the welcome arrived. With a `sink`, events go to it and
+/// the returned side's event queue stays empty.
 fn spawn_session(
     shared: &Arc<Shared>,
     machine: session::Session,
     jobs: HashMap<JobId, oneshot::Sender<Result<(), SessionError>>>,
     listen: Option<mpsc::Sender<Session>>,
+    sink: Option<EventSink>,
 ) -> Session {
     let id = machine.id();
     let (inbox_tx, inbox) = mpsc::channel(SESSION_INBOX);
@@ -871,7 +907,12 @@ fn spawn_session(
         told_lingering: false,
         commands,
         commands_open: true,
-        events: Some(events_tx),
+        events: if sink.is_some() {
+            None
+        } else {
+            Some(events_tx)
+        },
+        sink,
         backlog: VecDeque::new(),
         events_end: false,
         info,
@@ -923,6 +964,9 @@ struct Driver {
     /// Dropped right after `Closed` is delivered, which ends the app's
     /// event stream.
     events: Option<mpsc::Sender<SessionEvent>>,
+    /// Takes the events instead of `events` (never both); dropped after
+    /// `Closed`.
+    sink: Option<EventSink>,
     /// Events for the app that did not fit its queue, oldest first. Bounded
     /// in practice: while it is not empty the machine refuses fresh MSGs,
     /// so only messages it had already acknowledged (held for reordering)
@@ -1011,6 +1055,11 @@ impl Driver {
         // A session that ended without unsubscribing (its inbox closed)
         // still gives its share of the channel back.
         self.release_channel().await;
+        if let Some(mut sink) = self.sink.take() {
+            sink(SessionEvent::Closed {
+                reason: "the session's task ended".to_string(),
+            });
+        }
         // What the app has not taken yet is still its own (the last messages
         // and `Closed`): hand it over before leaving. This waits for the app
         // to read or drop its side, while the task is still registered, so
@@ -1170,6 +1219,13 @@ impl Driver {
         match e {
             Event::App(ev) => {
                 let last = matches!(ev, SessionEvent::Closed { .. });
+                if let Some(sink) = self.sink.as_mut() {
+                    sink(ev);
+                    if last {
+                        self.sink = None;
+                    }
+                    return;
+                }
                 if let Some(events) = &self.events {
                     // Never waits: a full queue parks the event in the
                     // backlog (behind any already there, to keep order).

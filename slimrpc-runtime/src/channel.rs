@@ -53,11 +53,10 @@ pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, RpcError>> + Se
 pub type MulticastStream<T> =
     Pin<Box<dyn Stream<Item = Result<MulticastItem<T>, RpcError>> + Send + 'static>>;
 
-/// A live session with its dispatcher and reader task.
+/// A live session with its dispatcher, which the session feeds.
 pub(crate) struct LiveSession {
     pub(crate) handle: Arc<dyn RpcSessionHandle>,
     pub(crate) dispatcher: Arc<Dispatcher>,
-    reader: JoinHandle<()>,
     /// Calls given up on before every server ended them: their ids go to
     /// `canceller`, which tells the servers (one task per session, so a
     /// dropped call needs no task of its own).
@@ -111,17 +110,12 @@ impl Drop for CancelOnDrop {
 impl LiveSession {
     /// Usable for new calls: open, and still holding every member.
     pub(crate) fn is_alive(&self) -> bool {
-        !self.reader.is_finished()
-            && !self.dispatcher.is_closed()
-            && !self.handle.is_closed()
-            && !self.dispatcher.lost_a_member()
+        !self.dispatcher.is_closed() && !self.handle.is_closed() && !self.dispatcher.lost_a_member()
     }
 }
 
 impl Drop for LiveSession {
     fn drop(&mut self) {
-        // The reader owns the session's event receiver; nobody is left to read.
-        self.reader.abort();
         self.canceller.abort();
         // The last user is gone (the channel dropped or replaced it, and no
         // call runs on it): close it on the peers too. Best effort, bounded.
@@ -214,11 +208,14 @@ pub struct ChannelOptions {
     /// keeps SLIM's 10 s (so about 30 s to notice a dead member).
     pub ping_interval: Option<Duration>,
     /// How many responses one call may hold for a caller that has not read
-    /// them yet. When one more arrives, the caller gets [`CALL_BUFFER_WAIT`]
-    /// to take one; if it does not, that call ends with `ResourceExhausted`
+    /// them yet. Past it, the call keeps receiving as long as its caller
+    /// takes a response at least every [`CALL_BUFFER_WAIT`]; a caller that
+    /// takes none for that long, or lets
+    /// [`hold_limit`](crate::dispatcher::hold_limit) responses pile up
+    /// (twice this buffer), has its call ended with `ResourceExhausted`
     /// (after the responses it holds). So a caller that stops reading costs
-    /// bounded memory, and the other calls of the channel wait at most that
-    /// long, once. `None` keeps [`CALL_BUFFER`].
+    /// bounded memory and only its own call; the other calls of the channel
+    /// never wait for it. `None` keeps [`CALL_BUFFER`].
     pub response_buffer: Option<usize>,
 }
 
@@ -405,7 +402,6 @@ impl Channel {
         let slot = std::mem::replace(&mut *self.inner.lock(), Slot::Empty);
         if let Slot::Live(s) = slot {
             s.dispatcher.close();
-            s.reader.abort();
             s.handle
                 .close()
                 .await
@@ -764,8 +760,11 @@ async fn open_session(
     if group_name.is_none() {
         route(&destination).await?;
     }
-    let session = transport
-        .create_session(kind, &destination, options)
+    // The session hands its events straight to the dispatcher, on its own
+    // task: no reader task between them.
+    let dispatcher = Dispatcher::with_pins(response_buffer, CALL_BUFFER_WAIT, pins);
+    let handle = transport
+        .create_session_delivering(kind, &destination, options, dispatcher.sink())
         .await
         .map_err(|e| {
             RpcError::unavailable(format!("Failed to create session to {destination}: {e}"))
@@ -781,25 +780,22 @@ async fn open_session(
             }
         }
         if invited.is_ok() {
-            invited = session.handle.invite_many(&members).await.map_err(|e| {
+            invited = handle.invite_many(&members).await.map_err(|e| {
                 let names: Vec<String> = members.iter().map(Name::to_string).collect();
                 RpcError::unavailable(format!("Failed to invite [{}]: {e}", names.join(", ")))
             });
         }
         if let Err(e) = invited {
-            let _ = session.handle.close().await;
+            let _ = handle.close().await;
             return Err(e);
         }
     }
-    tracing::debug!(session_id = session.handle.id(), %destination, "channel session ready");
-    let dispatcher = Dispatcher::with_pins(response_buffer, CALL_BUFFER_WAIT, pins);
-    let reader = tokio::spawn(dispatcher.clone().run_reader(session.events));
+    tracing::debug!(session_id = handle.id(), %destination, "channel session ready");
     let (cancels, ids) = tokio::sync::mpsc::channel(CANCEL_QUEUE);
-    let canceller = tokio::spawn(send_cancels(session.handle.clone(), ids));
+    let canceller = tokio::spawn(send_cancels(handle.clone(), ids));
     Ok(Arc::new(LiveSession {
-        handle: session.handle,
+        handle,
         dispatcher,
-        reader,
         cancels,
         canceller,
     }))

@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 
 use futures::Stream;
 use slim_transport::Name;
-use tokio::sync::mpsc;
 
 use crate::error::RpcError;
 use crate::metadata::{Metadata, frame_code, is_eos};
@@ -272,12 +271,12 @@ pub(crate) enum Input {
 /// `req` frames routed by the server, until the client EOS.
 pub(crate) struct RawRequests {
     first: Option<IncomingMessage>,
-    rest: Option<mpsc::Receiver<Input>>,
+    rest: Option<crate::lane::LaneRx<Input>>,
     ended: bool,
 }
 
 impl RawRequests {
-    pub(crate) fn new(first: IncomingMessage, rest: Option<mpsc::Receiver<Input>>) -> Self {
+    pub(crate) fn new(first: IncomingMessage, rest: Option<crate::lane::LaneRx<Input>>) -> Self {
         Self {
             first: Some(first),
             rest,

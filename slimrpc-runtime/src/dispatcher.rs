@@ -6,33 +6,41 @@
 //! dies so waiting calls learn it at once. A [`DispatchGuard`] removes its
 //! entry on drop, so a call abandoned at any point leaves nothing behind.
 //! Must not: interpret frames (the call does), hold its lock across `.await`,
-//! or wait long for any one call: the reader serves every call of the
-//! session, so a call whose caller stopped reading must not stall the
-//! others. A call holding [`CALL_BUFFER`] unread frames gets at most
-//! [`CALL_BUFFER_WAIT`] to make room (a caller that merely hiccuped
-//! catches up; the others wait that long at most, once); then it is ended
-//! (its queue gets [`CallEvent::Overflow`] and no further frame), which
-//! bounds its memory. The session's acks and timers never wait for the
-//! reader at all (the transport's session task buffers and pushes back).
+//! or wait for any one call: the reader serves every call of the session,
+//! so [`Dispatcher::dispatch`] never waits (no head-of-line blocking).
+//!
+//! A call's memory stays bounded without making anyone wait. Past its
+//! buffer ([`CALL_BUFFER`], or the channel's `response_buffer`), a call
+//! keeps receiving as long as its caller makes progress: a watchdog checks
+//! every [`CALL_BUFFER_WAIT`] that the caller took at least one frame since
+//! the last look, and ends the call (its queue gets [`CallEvent::Overflow`]
+//! after the frames it holds, and nothing further) when it did not. A call
+//! that reaches [`hold_limit`] frames is ended at once, late or stalled.
+//! So a caller that reads behind a burst keeps its call, a caller that
+//! stopped reading loses only its own call, and the other calls never wait.
+//! The session's acks and timers never wait for the reader at all (the
+//! transport's session task buffers and pushes back).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
-
 use slim_transport::Name;
 
-use crate::transport::{IncomingMessage, RpcSessionEvents, TransportEvent};
+use crate::lane::{LaneRx, LaneTx, Push, lane};
+use crate::transport::{EventSink, IncomingMessage, RpcSessionEvents, TransportEvent};
+
+pub use crate::lane::hold_limit;
 
 /// Response frames one call buffers for a caller that has not read them
-/// yet; one more ends that call with `ResourceExhausted`. Large enough for
-/// a caller that reads steadily but slower than a burst arrives.
+/// yet. Past it, the call must show progress (see [`CALL_BUFFER_WAIT`]) and
+/// may hold at most [`hold_limit`] frames. Large enough for a caller that
+/// reads steadily but slower than a burst arrives.
 pub const CALL_BUFFER: usize = 1024;
 
-/// How long the reader waits for a call with a full buffer to make room
-/// before ending it.
+/// How long a call holding more than its buffer may go without its caller
+/// taking a frame before it is ended. Nobody waits for it: the frames
+/// keep flowing to every call meanwhile.
 pub const CALL_BUFFER_WAIT: Duration = Duration::from_secs(1);
 
 /// Why a registration failed.
@@ -60,43 +68,27 @@ pub enum CallEvent {
     /// Its `rpc-id` is unknown (it never arrived), so every call that still
     /// waits for `source` must assume the gap is in its own stream.
     MessageLost { source: Name, message_id: u32 },
-    /// The caller left `limit` frames unread: the call is over, nothing
-    /// follows this event.
+    /// The caller left more than `limit` frames unread and stopped taking
+    /// them (or let [`hold_limit`] of them pile up): the call is over,
+    /// nothing follows this event.
     Overflow { limit: usize },
 }
 
-/// The dispatcher's end of one call's queue.
-#[derive(Clone)]
-struct CallSender {
-    tx: mpsc::UnboundedSender<CallEvent>,
-    /// Frames queued and not yet taken by the call.
-    buffered: Arc<AtomicUsize>,
-    /// Signalled each time the call takes a frame.
-    taken: Arc<Notify>,
-}
+/// The dispatcher's end of one call's queue: frames are counted, notices
+/// (member left, message lost, overflow) are not.
+type CallSender = LaneTx<CallEvent>;
 
-/// The call's end of its queue.
-///
-/// Unbounded as a channel, bounded by count: only frames count towards the
-/// limit (the dispatcher checks `buffered` before queuing one), while the
-/// few notices (member left, message lost, overflow) always get through
-/// without ever making the reader wait.
+/// The call's end of its queue (a lane, see the `lane` module): the few notices
+/// always get through without ever making the reader wait.
 pub struct CallReceiver {
-    rx: mpsc::UnboundedReceiver<CallEvent>,
-    buffered: Arc<AtomicUsize>,
-    taken: Arc<Notify>,
+    rx: LaneRx<CallEvent>,
 }
 
 impl CallReceiver {
     /// The next event; `None` once the session closed or the call was
     /// unregistered. Cancel-safe (the call selects on it).
     pub async fn recv(&mut self) -> Option<CallEvent> {
-        let event = self.rx.recv().await;
-        if let Some(CallEvent::Frame(_)) = &event {
-            self.buffered.fetch_sub(1, Ordering::AcqRel);
-            self.taken.notify_one();
-        }
-        event
+        self.rx.recv().await
     }
 }
 
@@ -121,9 +113,9 @@ pub(crate) fn designates(name: &Name, full: &Name) -> bool {
 /// Routes frames to calls by `rpc-id`.
 pub struct Dispatcher {
     table: Mutex<Table>,
-    /// Frames a call may leave unread.
+    /// Frames a call may leave unread without showing progress.
     call_buffer: usize,
-    /// How long a call with a full buffer gets to make room.
+    /// How long a call past its buffer may go without taking a frame.
     call_wait: Duration,
     /// Members pinned to an identity (by `org/ns/svc`): a frame from one of
     /// them under another verified identity becomes an error frame.
@@ -172,7 +164,8 @@ impl Dispatcher {
     }
 
     /// A dispatcher whose calls may leave `limit` frames unread (at least
-    /// 1), and get `wait` to make room before they are ended.
+    /// 1); past that, a call whose caller takes no frame for `wait` is
+    /// ended, and so is one that reaches [`hold_limit`]`(limit)` frames.
     pub fn with_call_buffer(limit: usize, wait: Duration) -> Arc<Self> {
         Self::with_pins(limit, wait, HashMap::new())
     }
@@ -212,27 +205,14 @@ impl Dispatcher {
         if t.calls.contains_key(rpc_id) {
             return Err(RegisterError::Duplicate);
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let buffered = Arc::new(AtomicUsize::new(0));
-        let taken = Arc::new(Notify::new());
-        t.calls.insert(
-            rpc_id.to_string(),
-            CallSender {
-                tx,
-                buffered: buffered.clone(),
-                taken: taken.clone(),
-            },
-        );
+        let (tx, rx) = lane(self.call_buffer);
+        t.calls.insert(rpc_id.to_string(), tx);
         Ok((
             DispatchGuard {
                 dispatcher: self.clone(),
                 rpc_id: rpc_id.to_string(),
             },
-            CallReceiver {
-                rx,
-                buffered,
-                taken,
-            },
+            CallReceiver { rx },
         ))
     }
 
@@ -263,55 +243,54 @@ impl Dispatcher {
         t.calls.clear();
     }
 
-    /// Delivers `msg` to its call. Returns false when no live call wants it,
-    /// or when that call had fallen too far behind: a call holding its whole
-    /// buffer gets the dispatcher's wait to take a frame (without the lock
-    /// held), then it ends with [`CallEvent::Overflow`] and is unregistered.
-    pub async fn dispatch(&self, msg: IncomingMessage) -> bool {
-        let Some(id) = crate::metadata::rpc_id(&msg.metadata).map(str::to_string) else {
+    /// Delivers `msg` to its call, without waiting. Returns false when no
+    /// live call wants it, or when that call already holds
+    /// [`hold_limit`] frames: it is then ended ([`CallEvent::Overflow`]
+    /// after what it holds) and unregistered. A call that goes past its
+    /// buffer gets a watchdog that ends it once its caller takes no frame
+    /// for the dispatcher's wait.
+    pub fn dispatch(self: &Arc<Self>, msg: IncomingMessage) -> bool {
+        let Some(id) = crate::metadata::rpc_id(&msg.metadata) else {
             return false;
         };
-        let Some(call) = self.lock().calls.get(&id).cloned() else {
+        let Some(call) = self.lock().calls.get(id).cloned() else {
             return false;
         };
-        if call.buffered.load(Ordering::Acquire) >= self.call_buffer {
-            let deadline = tokio::time::Instant::now() + self.call_wait;
-            while call.buffered.load(Ordering::Acquire) >= self.call_buffer {
-                let taken = call.taken.notified();
-                if call.tx.is_closed() {
-                    return false;
-                }
-                if tokio::time::timeout_at(deadline, taken).await.is_err()
-                    && call.buffered.load(Ordering::Acquire) >= self.call_buffer
-                {
-                    self.overflow(&id, &call);
-                    return false;
-                }
+        let id = id.to_string();
+        match call.push(CallEvent::Frame(msg)) {
+            Push::Queued => true,
+            Push::Watch => {
+                let dispatcher = Arc::downgrade(self);
+                let lane = call.clone();
+                call.watch(self.call_wait, move || {
+                    if let Some(d) = dispatcher.upgrade() {
+                        d.overflow(&id, &lane);
+                    }
+                });
+                true
             }
+            Push::Full => {
+                self.overflow(&id, &call);
+                false
+            }
+            // The call was dropped or ended meanwhile: its guard removes it.
+            Push::Closed => false,
         }
-        // Counted before the send so the call never sees it go below zero.
-        call.buffered.fetch_add(1, Ordering::AcqRel);
-        if call.tx.send(CallEvent::Frame(msg)).is_err() {
-            // The call was dropped meanwhile: its guard removes it.
-            call.buffered.fetch_sub(1, Ordering::AcqRel);
-            return false;
-        }
-        true
     }
 
-    /// Ends call `id`, which left its whole buffer unread.
+    /// Ends call `id`, whose caller left too much unread.
     fn overflow(&self, id: &str, call: &CallSender) {
         tracing::warn!(
             rpc_id = %id,
             limit = self.call_buffer,
             "caller stopped reading a call's responses; ending that call"
         );
-        let _ = call.tx.send(CallEvent::Overflow {
+        call.end(CallEvent::Overflow {
             limit: self.call_buffer,
         });
         let mut t = self.lock();
         // Only this call's entry: the id may have been re-registered since.
-        if t.calls.get(id).is_some_and(|c| c.tx.same_channel(&call.tx)) {
+        if t.calls.get(id).is_some_and(|c| c.same_lane(call)) {
             t.calls.remove(id);
         }
     }
@@ -344,7 +323,7 @@ impl Dispatcher {
     pub fn member_removed(&self, member: &Name) {
         let t = self.lock();
         for call in t.calls.values() {
-            let _ = call.tx.send(CallEvent::MemberRemoved(member.clone()));
+            call.notice(CallEvent::MemberRemoved(member.clone()));
         }
     }
 
@@ -353,14 +332,14 @@ impl Dispatcher {
         let mut t = self.lock();
         if t.removing.iter().any(|n| designates(n, &member)) {
             for call in t.calls.values() {
-                let _ = call.tx.send(CallEvent::MemberRemoved(member.clone()));
+                call.notice(CallEvent::MemberRemoved(member.clone()));
             }
             return;
         }
         t.lost_member = true;
         for call in t.calls.values() {
             // A closed receiver is a call that already ended: nothing to tell.
-            let _ = call.tx.send(CallEvent::MemberLeft(member.clone()));
+            call.notice(CallEvent::MemberLeft(member.clone()));
         }
     }
 
@@ -368,42 +347,59 @@ impl Dispatcher {
     pub fn message_lost(&self, source: Name, message_id: u32) {
         let t = self.lock();
         for call in t.calls.values() {
-            let _ = call.tx.send(CallEvent::MessageLost {
+            call.notice(CallEvent::MessageLost {
                 source: source.clone(),
                 message_id,
             });
         }
     }
 
-    /// The reader loop: routes every message of `events` until the session
+    /// Handles one event of the session: routes a message to its call,
+    /// tells the calls of a departure or a loss, and closes the table at
+    /// the end (`None`). Never waits.
+    pub fn on_event(self: &Arc<Self>, event: Option<TransportEvent>) {
+        match event {
+            Some(TransportEvent::Message(msg)) => {
+                let msg = match self.pins.get(&msg.source.prefix()) {
+                    Some(want) if msg.peer_subject.as_deref() != Some(want.as_str()) => {
+                        tracing::warn!(source = %msg.source, expected = %want, got = ?msg.peer_subject, "answer from an unexpected identity refused");
+                        refused(msg, want)
+                    }
+                    _ => msg,
+                };
+                if !self.dispatch(msg) {
+                    tracing::trace!("dropping a frame for no registered call");
+                }
+            }
+            Some(TransportEvent::MemberLeft(member)) => {
+                tracing::debug!(%member, "member left the session");
+                self.member_left(member);
+            }
+            Some(TransportEvent::MessageLost { source, message_id }) => {
+                tracing::debug!(%source, message_id, "the session lost a message");
+                self.message_lost(source, message_id);
+            }
+            None => {
+                tracing::debug!("session closed; ending every pending call");
+                self.close();
+            }
+        }
+    }
+
+    /// This dispatcher as the sink of its session's events
+    /// ([`crate::RpcTransport::create_session_delivering`]).
+    pub fn sink(self: &Arc<Self>) -> EventSink {
+        let me = self.clone();
+        Box::new(move |event| me.on_event(event))
+    }
+
+    /// The reader loop: routes every event of `events` until the session
     /// ends, then closes the table.
     pub async fn run_reader(self: Arc<Self>, mut events: Box<dyn RpcSessionEvents>) {
         while let Some(event) = events.recv().await {
-            match event {
-                TransportEvent::Message(msg) => {
-                    let msg = match self.pins.get(&msg.source.prefix()) {
-                        Some(want) if msg.peer_subject.as_deref() != Some(want.as_str()) => {
-                            tracing::warn!(source = %msg.source, expected = %want, got = ?msg.peer_subject, "answer from an unexpected identity refused");
-                            refused(msg, want)
-                        }
-                        _ => msg,
-                    };
-                    if !self.dispatch(msg).await {
-                        tracing::trace!("dropping a frame for no registered call");
-                    }
-                }
-                TransportEvent::MemberLeft(member) => {
-                    tracing::debug!(%member, "member left the session");
-                    self.member_left(member);
-                }
-                TransportEvent::MessageLost { source, message_id } => {
-                    tracing::debug!(%source, message_id, "the session lost a message");
-                    self.message_lost(source, message_id);
-                }
-            }
+            self.on_event(Some(event));
         }
-        tracing::debug!("session closed; ending every pending call");
-        self.close();
+        self.on_event(None);
     }
 
     fn unregister(&self, rpc_id: &str) {
@@ -448,9 +444,9 @@ mod tests {
         let d = Dispatcher::new();
         let (_ga, mut a) = d.register("A").unwrap();
         let (_gb, mut b) = d.register("B").unwrap();
-        assert!(d.dispatch(frame("B", b"b1")).await);
-        assert!(d.dispatch(frame("A", b"a1")).await);
-        assert!(!d.dispatch(frame("C", b"c1")).await);
+        assert!(d.dispatch(frame("B", b"b1")));
+        assert!(d.dispatch(frame("A", b"a1")));
+        assert!(!d.dispatch(frame("C", b"c1")));
         assert_eq!(payload(a.recv().await), b"a1");
         assert_eq!(payload(b.recv().await), b"b1");
     }
@@ -474,7 +470,7 @@ mod tests {
         assert_eq!(a.recv().await, Some(CallEvent::MemberLeft(gone.clone())));
         assert_eq!(b.recv().await, Some(CallEvent::MemberLeft(gone)));
         // Frames still flow to the calls already running.
-        assert!(d.dispatch(frame("A", b"after")).await);
+        assert!(d.dispatch(frame("A", b"after")));
         assert_eq!(payload(a.recv().await), b"after");
     }
 
@@ -486,7 +482,7 @@ mod tests {
         drop(rx);
         drop(g);
         assert_eq!(d.len(), 0);
-        assert!(!d.dispatch(frame("A", b"late")).await);
+        assert!(!d.dispatch(frame("A", b"late")));
     }
 
     #[tokio::test]
@@ -510,61 +506,89 @@ mod tests {
         let d = Dispatcher::new();
         let (_g, _rx) = d.register("").unwrap();
         let mut f = frame("", b"x");
-        assert!(!d.dispatch(f.clone()).await);
+        assert!(!d.dispatch(f.clone()));
         f.metadata.clear();
-        assert!(!d.dispatch(f).await);
+        assert!(!d.dispatch(f));
     }
 
-    #[tokio::test]
-    async fn a_call_whose_caller_stops_reading_is_ended_and_the_others_keep_getting_frames() {
+    #[tokio::test(start_paused = true)]
+    async fn a_call_whose_caller_stops_reading_is_ended_after_the_wait_and_the_others_never_wait() {
         let d = Dispatcher::with_call_buffer(4, Duration::from_millis(50));
         let (_ga, mut slow) = d.register("slow").unwrap();
         let (_gb, mut busy) = d.register("busy").unwrap();
-        for i in 0..4u8 {
-            assert!(d.dispatch(frame("slow", &[i])).await);
+        // Past its buffer, the slow call still takes frames: nobody waits.
+        for i in 0..6u8 {
+            assert!(d.dispatch(frame("slow", &[i])));
         }
-        // The fifth unread frame ends the slow call instead of waiting.
-        assert!(!d.dispatch(frame("slow", b"one too many")).await);
-        assert_eq!(d.len(), 1, "the slow call is unregistered");
-        assert!(!d.dispatch(frame("slow", b"later")).await);
-        // The other call is not affected, however many frames it gets.
+        // The other call is served meanwhile, however many frames it gets.
         for _ in 0..(CALL_BUFFER * 2) {
-            assert!(d.dispatch(frame("busy", b"x")).await);
+            assert!(d.dispatch(frame("busy", b"x")));
             assert_eq!(payload(busy.recv().await), b"x");
         }
-        // The slow caller still gets what was buffered, then the overflow, then the end.
-        for i in 0..4u8 {
+        assert_eq!(d.len(), 2, "not ended before the wait is over");
+        // No frame taken during the wait: the slow call is ended.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(d.len(), 1, "the slow call is unregistered");
+        assert!(!d.dispatch(frame("slow", b"later")));
+        assert!(d.dispatch(frame("busy", b"y")));
+        // The slow caller still gets what was queued, then the overflow, then the end.
+        for i in 0..6u8 {
             assert_eq!(payload(slow.recv().await), vec![i]);
         }
         assert_eq!(slow.recv().await, Some(CallEvent::Overflow { limit: 4 }));
         assert_eq!(slow.recv().await, None);
     }
 
-    #[tokio::test]
-    async fn a_caller_that_takes_a_frame_within_the_wait_keeps_its_call() {
-        // A wait far beyond the test: only the caller's read can end it.
-        let d = Dispatcher::with_call_buffer(2, Duration::from_secs(600));
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_that_reads_behind_a_burst_keeps_its_call_past_its_buffer() {
+        let d = Dispatcher::with_call_buffer(2, Duration::from_millis(50));
         let (_g, mut rx) = d.register("A").unwrap();
-        assert!(d.dispatch(frame("A", b"1")).await);
-        assert!(d.dispatch(frame("A", b"2")).await);
-        let third = d.dispatch(frame("A", b"3"));
-        let reader = async {
-            assert_eq!(payload(rx.recv().await), b"1");
-            rx
-        };
-        let (delivered, mut rx) = tokio::join!(third, reader);
-        assert!(delivered, "room was made in time");
-        assert_eq!(payload(rx.recv().await), b"2");
-        assert_eq!(payload(rx.recv().await), b"3");
+        // A burst of ten into a two-frame buffer (the limit is 18).
+        for i in 0..10u8 {
+            assert!(d.dispatch(frame("A", &[i])));
+        }
+        // The caller takes one frame per wait: slow, but it makes progress.
+        for i in 0..9u8 {
+            assert_eq!(payload(rx.recv().await), vec![i]);
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            assert_eq!(d.len(), 1, "kept after {} frames", i + 1);
+        }
+        assert_eq!(payload(rx.recv().await), vec![9]);
+        // Back within its buffer, then stalled with a full buffer: still
+        // bounded by the buffer, nothing to end.
+        assert!(d.dispatch(frame("A", b"a")));
+        assert!(d.dispatch(frame("A", b"b")));
+        tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(d.len(), 1);
+        assert_eq!(payload(rx.recv().await), b"a");
+        assert_eq!(payload(rx.recv().await), b"b");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_reaches_its_hold_limit_is_ended_at_once() {
+        // A wait far beyond the test: only the hold limit can end it.
+        let d = Dispatcher::with_call_buffer(4, Duration::from_secs(600));
+        let (_g, mut rx) = d.register("A").unwrap();
+        let limit = hold_limit(4);
+        assert_eq!(limit, 20);
+        for i in 0..limit {
+            assert!(d.dispatch(frame("A", &[i as u8])));
+        }
+        assert!(!d.dispatch(frame("A", b"one too many")));
+        assert_eq!(d.len(), 0);
+        for i in 0..limit {
+            assert_eq!(payload(rx.recv().await), vec![i as u8]);
+        }
+        assert_eq!(rx.recv().await, Some(CallEvent::Overflow { limit: 4 }));
+        assert_eq!(rx.recv().await, None);
     }
 
     #[tokio::test]
     async fn notices_reach_a_call_whose_buffer_is_full() {
         let d = Dispatcher::with_call_buffer(2, Duration::from_millis(50));
         let (_g, mut rx) = d.register("A").unwrap();
-        assert!(d.dispatch(frame("A", b"1")).await);
-        assert!(d.dispatch(frame("A", b"2")).await);
+        assert!(d.dispatch(frame("A", b"1")));
+        assert!(d.dispatch(frame("A", b"2")));
         let src = Name::new("org", "ns", "srv").with_id(1);
         d.message_lost(src.clone(), 17);
         d.member_left(src.clone());
@@ -609,7 +633,7 @@ mod tests {
         let (_g, rx) = d.register("A").unwrap();
         drop(rx);
         for _ in 0..(CALL_BUFFER * 2) {
-            assert!(!d.dispatch(frame("A", b"x")).await);
+            assert!(!d.dispatch(frame("A", b"x")));
         }
     }
 }

@@ -73,6 +73,7 @@ pub mod dispatcher;
 pub mod error;
 pub mod health;
 pub mod interceptor;
+mod lane;
 mod membership;
 pub mod metadata;
 pub mod reducers;
@@ -102,6 +103,6 @@ pub use response_meta::{
 pub use server::{Server, ServerHandle};
 pub use slim_transport::Name;
 pub use transport::{
-    ConnId, IncomingMessage, IntoTransport, RpcSessionEvents, RpcSessionHandle, RpcTransport,
-    SessionKind, SessionOptions, TransportError, TransportEvent, TransportSession,
+    ConnId, EventSink, IncomingMessage, IntoTransport, RpcSessionEvents, RpcSessionHandle,
+    RpcTransport, SessionKind, SessionOptions, TransportError, TransportEvent, TransportSession,
 };

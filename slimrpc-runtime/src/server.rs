@@ -21,13 +21,14 @@ use std::time::{Duration, SystemTime};
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{Stream, StreamExt};
 use slim_transport::Name;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::code::Code;
 use crate::context::{Context, Input, RawRequests, RequestStream};
 use crate::error::RpcError;
 use crate::interceptor::{Chain, Interceptor, Request};
+use crate::lane::{LaneTx, Push, lane};
 use crate::metadata::{
     METHOD_KEY, Metadata, SERVICE_KEY, STATUS_CODE_KEY, deadline_from_metadata, frame_code,
     is_cancel, is_client_frame, is_eos, response_frame, rpc_id, status_frame,
@@ -40,11 +41,11 @@ use crate::transport::{
 use slim_transport::session::InboundFilter;
 
 /// Request frames a stream-input call buffers for a handler that has not
-/// read them yet, by default; one more ends its request stream with
-/// `ResourceExhausted` (see [`Server::set_request_buffer`]).
+/// read them yet, by default (see [`Server::set_request_buffer`]).
 pub const REQUEST_BUFFER: usize = 1024;
-/// How long the server waits for a handler with a full request buffer to
-/// take a request before ending its request stream.
+/// How long a handler holding more than its request buffer may go without
+/// taking a request before its request stream is ended. Nobody waits for
+/// it meanwhile.
 pub const REQUEST_BUFFER_WAIT: Duration = Duration::from_secs(1);
 /// How long a cancelled call's handler may go on (seeing
 /// [`Context::is_cancelled`]) before it is stopped.
@@ -358,11 +359,14 @@ impl Server {
     }
 
     /// How many request frames a stream-input call may hold for a handler
-    /// that has not read them (default [`REQUEST_BUFFER`], at least 1). When
-    /// one more arrives the handler gets [`REQUEST_BUFFER_WAIT`] to take
-    /// one, then that call's request stream ends with `ResourceExhausted`:
-    /// the session's reader waits that long at most for one handler, so the
-    /// other calls of the session keep going and memory stays bounded.
+    /// that has not read them (default [`REQUEST_BUFFER`], at least 1).
+    /// Past it, the call keeps receiving as long as its handler takes a
+    /// request at least every [`REQUEST_BUFFER_WAIT`], up to
+    /// [`hold_limit`](crate::dispatcher::hold_limit) frames (twice the
+    /// buffer); a handler that takes none for that long, or lets that many
+    /// pile up, has its request stream ended with `ResourceExhausted`. The
+    /// session's reader never waits for a handler, so the other calls of
+    /// the session keep going, and memory stays bounded.
     pub fn set_request_buffer(&mut self, frames: usize) -> &mut Self {
         self.request_buffer = frames.max(1);
         self
@@ -745,10 +749,8 @@ struct Demux {
     handle: Arc<dyn RpcSessionHandle>,
     shared: Arc<Shared>,
     /// Stream-input calls still reading input, by rpc-id: their caller and
-    /// their input queue. The queue has one slot more than the request
-    /// buffer: the last one is kept for the [`Input::Fail`] that ends it, so
-    /// that notice never has to wait either.
-    pending: HashMap<String, (Name, mpsc::Sender<Input>)>,
+    /// their input lane (which never makes the reader wait).
+    pending: HashMap<String, (Name, LaneTx<Input>)>,
     handlers: JoinSet<()>,
     /// Fires when the server shuts down: running handlers answer `Cancelled`.
     cancel: watch::Sender<bool>,
@@ -809,7 +811,7 @@ impl Demux {
                     self.pending.get(&rpc_id).map(|(_, tx)| tx.clone())
                 };
                 if let Some(tx) = tx {
-                    self.queue(&rpc_id, &tx, msg, terminal).await;
+                    self.queue(&rpc_id, &tx, msg);
                 }
                 self.sync_stream_count();
             }
@@ -872,47 +874,42 @@ impl Demux {
         tracing::debug!(%rpc_id, %source, "call cancelled by its caller");
         let _ = signal.send(true);
         if let Some((_, tx)) = self.pending.remove(rpc_id) {
-            let _ = tx.try_send(Input::Fail(RpcError::cancelled("Cancelled by the caller")));
+            tx.end(Input::Fail(RpcError::cancelled("Cancelled by the caller")));
         }
         self.sync_stream_count();
     }
 
-    /// Hands `msg` to its call. The session's one reader serves every call,
-    /// so a handler that stops reading its requests must not hold up the
-    /// others for long: a full buffer gets [`REQUEST_BUFFER_WAIT`] to make
-    /// room (a handler that merely hiccuped keeps its call), then the
-    /// call's input ends with `ResourceExhausted`.
-    async fn queue(
-        &mut self,
-        rpc_id: &str,
-        tx: &mpsc::Sender<Input>,
-        msg: IncomingMessage,
-        last: bool,
-    ) {
-        // The client's EOS (or error) ends the stream as the notice would,
-        // so it may take the reserved last slot; any other frame needs one
-        // slot more, which it then gives back.
-        let need = if last { 1 } else { 2 };
-        let room = tokio::time::timeout(REQUEST_BUFFER_WAIT, tx.reserve_many(need)).await;
-        match room {
-            Ok(Ok(mut permits)) => {
-                if let Some(permit) = permits.next() {
-                    permit.send(Input::Frame(msg));
-                }
+    /// Hands `msg` to its call, never waiting: the session's one reader
+    /// serves every call. A handler past its request buffer gets a
+    /// watchdog, which ends its request stream with `ResourceExhausted`
+    /// once it takes no request for [`REQUEST_BUFFER_WAIT`]; at
+    /// [`hold_limit`](crate::dispatcher::hold_limit) frames the stream ends
+    /// at once.
+    fn queue(&mut self, rpc_id: &str, tx: &LaneTx<Input>, msg: IncomingMessage) {
+        let limit = self.shared.request_buffer;
+        let exhausted = move || {
+            Input::Fail(RpcError::new(
+                Code::ResourceExhausted,
+                format!("the handler left {limit} requests unread; its request stream was ended"),
+            ))
+        };
+        match tx.push(Input::Frame(msg)) {
+            Push::Queued => {}
+            Push::Watch => {
+                let (lane, id) = (tx.clone(), rpc_id.to_string());
+                tx.watch(REQUEST_BUFFER_WAIT, move || {
+                    tracing::warn!(rpc_id = %id, limit, "handler stopped reading its requests; ending its request stream");
+                    lane.end(exhausted());
+                });
             }
-            // Closed: the handler finished without reading it all.
-            Ok(Err(_)) => {
+            Push::Full => {
+                tracing::warn!(%rpc_id, limit, "handler let its requests pile up; ending its request stream");
+                tx.end(exhausted());
                 self.pending.remove(rpc_id);
             }
-            Err(_) => {
-                let limit = self.shared.request_buffer;
-                tracing::warn!(%rpc_id, limit, "handler stopped reading its requests; ending its request stream");
-                let _ = tx.try_send(Input::Fail(RpcError::new(
-                    Code::ResourceExhausted,
-                    format!(
-                        "the handler left {limit} requests unread; its request stream was ended"
-                    ),
-                )));
+            // The handler finished without reading it all, or its stream
+            // was ended.
+            Push::Closed => {
                 self.pending.remove(rpc_id);
             }
         }
@@ -931,7 +928,7 @@ impl Demux {
         for rpc_id in hit {
             if let Some((_, tx)) = self.pending.remove(&rpc_id) {
                 tracing::debug!(%rpc_id, %source, message_id, "request stream lost a frame");
-                let _ = tx.try_send(Input::Fail(RpcError::new(
+                tx.end(Input::Fail(RpcError::new(
                     Code::DataLoss,
                     format!(
                         "request frame {message_id} from {source} was lost (the session gave up \
@@ -1010,7 +1007,7 @@ impl Demux {
                 let rest = if first_is_last {
                     None
                 } else {
-                    let (tx, rx) = mpsc::channel(self.shared.request_buffer + 1);
+                    let (tx, rx) = lane(self.shared.request_buffer);
                     self.pending
                         .insert(rpc_id.clone(), (msg.source.clone(), tx));
                     self.sync_stream_count();

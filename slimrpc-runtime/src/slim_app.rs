@@ -15,8 +15,8 @@ use slim_transport::app::{App, Session, SessionConfig, SessionEvent, SessionHand
 use slim_transport::session::InboundFilterFactory;
 
 use crate::transport::{
-    ConnId, IncomingMessage, RpcSessionEvents, RpcSessionHandle, RpcTransport, SessionKind,
-    SessionOptions, TransportError, TransportEvent, TransportFuture, TransportSession,
+    ConnId, EventSink, IncomingMessage, RpcSessionEvents, RpcSessionHandle, RpcTransport,
+    SessionKind, SessionOptions, TransportError, TransportEvent, TransportFuture, TransportSession,
 };
 
 fn err(e: impl std::fmt::Display) -> TransportError {
@@ -27,6 +27,44 @@ fn wrap(session: Session) -> TransportSession {
     TransportSession {
         handle: Arc::new(session.handle()),
         events: Box::new(session),
+    }
+}
+
+/// The layer's session configuration for a channel's session.
+fn config(kind: SessionKind, options: SessionOptions) -> SessionConfig {
+    let defaults = SessionConfig::default();
+    SessionConfig {
+        kind: match kind {
+            SessionKind::PointToPoint => slim_transport::app::SessionKind::PointToPoint,
+            SessionKind::Group => slim_transport::app::SessionKind::Group,
+        },
+        ping_interval: options.ping_interval.unwrap_or(defaults.ping_interval),
+        ..defaults
+    }
+}
+
+/// What the runtime hears of a session event: `Some(Some(_))` to pass on,
+/// `Some(None)` for the end, `None` for an event it does not use.
+fn translate(event: SessionEvent) -> Option<Option<TransportEvent>> {
+    match event {
+        SessionEvent::Message(m) => Some(Some(TransportEvent::Message(IncomingMessage {
+            source: m.source,
+            payload: m.payload,
+            metadata: m.metadata,
+            peer_subject: m.peer_subject,
+        }))),
+        SessionEvent::MemberLeft(name) => Some(Some(TransportEvent::MemberLeft(name))),
+        SessionEvent::MessageLost { source, message_id } => {
+            Some(Some(TransportEvent::MessageLost { source, message_id }))
+        }
+        SessionEvent::Closed { reason } => {
+            tracing::debug!(%reason, "session closed");
+            Some(None)
+        }
+        other => {
+            tracing::trace!(?other, "session event ignored");
+            None
+        }
     }
 }
 
@@ -43,15 +81,7 @@ impl RpcTransport for App {
     ) -> TransportFuture<'_, TransportSession> {
         let destination = destination.clone();
         async move {
-            let defaults = SessionConfig::default();
-            let config = SessionConfig {
-                kind: match kind {
-                    SessionKind::PointToPoint => slim_transport::app::SessionKind::PointToPoint,
-                    SessionKind::Group => slim_transport::app::SessionKind::Group,
-                },
-                ping_interval: options.ping_interval.unwrap_or(defaults.ping_interval),
-                ..defaults
-            };
+            let config = config(kind, options);
             let (session, done) = self
                 .create_session(config, &destination)
                 .await
@@ -61,6 +91,33 @@ impl RpcTransport for App {
                 return Err(err(e));
             }
             Ok(wrap(session))
+        }
+        .boxed()
+    }
+
+    fn create_session_delivering(
+        &self,
+        kind: SessionKind,
+        destination: &Name,
+        options: SessionOptions,
+        mut sink: EventSink,
+    ) -> TransportFuture<'_, Arc<dyn RpcSessionHandle>> {
+        let destination = destination.clone();
+        async move {
+            let on_event = move |event: SessionEvent| {
+                if let Some(event) = translate(event) {
+                    sink(event);
+                }
+            };
+            let (handle, done) = self
+                .create_session_with_sink(config(kind, options), &destination, Box::new(on_event))
+                .await
+                .map_err(err)?;
+            if let Err(e) = done.await {
+                let _ = handle.close().await;
+                return Err(err(e));
+            }
+            Ok(Arc::new(handle) as Arc<dyn RpcSessionHandle>)
         }
         .boxed()
     }
@@ -96,6 +153,15 @@ impl<T: RpcTransport> RpcTransport for Arc<T> {
         options: SessionOptions,
     ) -> TransportFuture<'_, TransportSession> {
         (**self).create_session(kind, destination, options)
+    }
+    fn create_session_delivering(
+        &self,
+        kind: SessionKind,
+        destination: &Name,
+        options: SessionOptions,
+        sink: EventSink,
+    ) -> TransportFuture<'_, Arc<dyn RpcSessionHandle>> {
+        (**self).create_session_delivering(kind, destination, options, sink)
     }
     fn accept_session(&self) -> TransportFuture<'_, TransportSession> {
         (**self).accept_session()
@@ -183,25 +249,10 @@ impl RpcSessionEvents for Session {
         async move {
             loop {
                 match Session::recv(self).await {
-                    Ok(SessionEvent::Message(m)) => {
-                        return Some(TransportEvent::Message(IncomingMessage {
-                            source: m.source,
-                            payload: m.payload,
-                            metadata: m.metadata,
-                            peer_subject: m.peer_subject,
-                        }));
-                    }
-                    Ok(SessionEvent::MemberLeft(name)) => {
-                        return Some(TransportEvent::MemberLeft(name));
-                    }
-                    Ok(SessionEvent::MessageLost { source, message_id }) => {
-                        return Some(TransportEvent::MessageLost { source, message_id });
-                    }
-                    Ok(SessionEvent::Closed { reason }) => {
-                        tracing::debug!(%reason, "session closed");
-                        return None;
-                    }
-                    Ok(other) => tracing::trace!(?other, "session event ignored"),
+                    Ok(event) => match translate(event) {
+                        Some(passed) => return passed,
+                        None => continue,
+                    },
                     Err(_) => return None,
                 }
             }

@@ -12,6 +12,7 @@
 //! |---|---|
 //! | [`RpcTransport::local_name`] | `App::name` |
 //! | [`RpcTransport::create_session`] | `App::create_session(config{kind, ping_interval}, dest)` + awaiting its `Completion` |
+//! | [`RpcTransport::create_session_delivering`] | `App::create_session_with_sink(config, dest, sink)` + awaiting its `Completion` |
 //! | [`RpcTransport::accept_session`] | `App::listen_for_session` |
 //! | [`RpcTransport::subscribe`] | `App::subscribe(name, conn)` |
 //! | [`RpcTransport::set_route`] | `App::set_route(name, conn)` |
@@ -81,6 +82,12 @@ pub struct IncomingMessage {
     pub peer_subject: Option<String>,
 }
 
+/// Takes a session's events as they happen ([`RpcTransport::create_session_delivering`]):
+/// `Some` for each message, departure or loss, then `None` once, when the
+/// session ended. Called on the session's own task where the transport
+/// allows it, so it must not block.
+pub type EventSink = Box<dyn FnMut(Option<TransportEvent>) + Send + 'static>;
+
 /// A SLIM app as SlimRPC uses it.
 pub trait RpcTransport: Send + Sync + 'static {
     /// This app's full name (including its instance id).
@@ -94,6 +101,25 @@ pub trait RpcTransport: Send + Sync + 'static {
         destination: &Name,
         options: SessionOptions,
     ) -> TransportFuture<'_, TransportSession>;
+
+    /// As [`Self::create_session`], with every event of the session handed
+    /// to `sink` instead of a receiver. The default reads the session's
+    /// receiver in a task of its own; a transport that can call the sink
+    /// from the session itself overrides it (one task hop less per message).
+    fn create_session_delivering(
+        &self,
+        kind: SessionKind,
+        destination: &Name,
+        options: SessionOptions,
+        sink: EventSink,
+    ) -> TransportFuture<'_, Arc<dyn RpcSessionHandle>> {
+        let destination = destination.clone();
+        Box::pin(async move {
+            let session = self.create_session(kind, &destination, options).await?;
+            tokio::spawn(pump(session.events, sink));
+            Ok(session.handle)
+        })
+    }
 
     /// Resolves with the next session another app opened towards this one.
     fn accept_session(&self) -> TransportFuture<'_, TransportSession>;
@@ -177,6 +203,14 @@ pub trait RpcSessionEvents: Send + 'static {
     /// `None` once the session is closed. Other session events (member
     /// joined) are skipped.
     fn recv(&mut self) -> BoxFuture<'_, Option<TransportEvent>>;
+}
+
+/// Feeds every event of `events` to `sink`, then `None`.
+async fn pump(mut events: Box<dyn RpcSessionEvents>, mut sink: EventSink) {
+    while let Some(event) = events.recv().await {
+        sink(Some(event));
+    }
+    sink(None);
 }
 
 /// A live session: its shared handle and its single event receiver.

@@ -903,15 +903,13 @@ async fn a_message_lost_on_the_way_to_a_server_ends_the_request_stream_with_data
     assert!(r.is_err(), "{r:?}");
 }
 
-#[tokio::test]
-async fn a_handler_that_stops_reading_its_requests_gets_resource_exhausted_while_others_go_on() {
-    let net = MemNet::new();
+/// A server whose `Stall` handler reads nothing until `release` fires,
+/// then counts its requests; request buffer 4 (hold limit 20).
+async fn stalling_server(net: &Arc<MemNet>, release: Arc<Notify>) -> ServerHandle {
     let mut s = Server::new(net.app("server"), Name::new("org", "ns", "server"));
     s.set_request_buffer(4);
-    let release = Arc::new(Notify::new());
-    let r = release.clone();
     s.register_stream_unary(SVC, "Stall", move |mut reqs: RequestStream<Msg>, _ctx| {
-        let r = r.clone();
+        let r = release.clone();
         async move {
             r.notified().await;
             let mut n = 0;
@@ -923,13 +921,49 @@ async fn a_handler_that_stops_reading_its_requests_gets_resource_exhausted_while
         }
     });
     s.register_unary_unary(SVC, "Echo", |req: Msg, _ctx| async move { Ok(req) });
-    let server = s.start().await.unwrap();
+    s.start().await.unwrap()
+}
+
+// Paused time: the watchdog's second passes only when every task waits, so
+// the stall is certain and no test waits for real.
+#[tokio::test(start_paused = true)]
+async fn a_handler_that_stops_reading_its_requests_gets_resource_exhausted_while_others_go_on() {
+    let net = MemNet::new();
+    let release = Arc::new(Notify::new());
+    let server = stalling_server(&net, release.clone()).await;
     let ch = Channel::new(net.app("client"), members(&["server"])).unwrap();
-    let requests = stream::iter((0..20).map(|i| msg("r", i)));
+    // Ten requests, then the stream stays open: more would come.
+    let requests = stream::iter((0..10).map(|i| msg("r", i))).chain(stream::pending());
     let stalled = ch.stream_unary::<_, Msg>(SVC, "Stall", requests, opts());
     let others = async {
-        // The request stream outgrew its buffer and was ended; the handler
-        // still runs, and the session serves other calls meanwhile.
+        eventually(|| server.open_streams() == 1 && server.active_handlers() == 1).await;
+        // The session serves other calls while the handler holds more than
+        // its buffer: nobody waits for it.
+        let echo: Msg = bounded(ch.unary(SVC, "Echo", msg("hi", 1), opts()))
+            .await
+            .unwrap();
+        assert_eq!(echo, msg("hi", 1));
+        // Past the wait without taking a request: its stream is ended.
+        tokio::time::sleep(crate::server::REQUEST_BUFFER_WAIT * 3).await;
+        release.notify_one();
+    };
+    let (r, ()) = bounded(futures::future::join(stalled, others)).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e}");
+}
+
+#[tokio::test]
+async fn a_handler_whose_requests_reach_the_hold_limit_gets_resource_exhausted_at_once() {
+    let net = MemNet::new();
+    let release = Arc::new(Notify::new());
+    let server = stalling_server(&net, release.clone()).await;
+    let ch = Channel::new(net.app("client"), members(&["server"])).unwrap();
+    // Forty requests into a stream that holds at most twenty.
+    let requests = stream::iter((0..40).map(|i| msg("r", i)));
+    let stalled = ch.stream_unary::<_, Msg>(SVC, "Stall", requests, opts());
+    let others = async {
+        // Ended at once (no wait): the stream is gone while the handler has
+        // not read a thing, and the session serves other calls.
         eventually(|| server.open_streams() == 0 && server.active_handlers() == 1).await;
         let echo: Msg = bounded(ch.unary(SVC, "Echo", msg("hi", 1), opts()))
             .await
