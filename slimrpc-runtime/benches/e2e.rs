@@ -45,8 +45,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use slim_transport::Name;
+use slim_transport::app::App;
 use slim_transport::identity::SharedSecret;
-use slim_transport::service::Service;
+use slim_transport::service::{Generation, LinkOptions, Service};
 use slimrpc::{CallOptions, Channel, Context, RpcError, Server};
 use slimrpc_testkit::{Child, free_port};
 
@@ -62,6 +63,8 @@ const PAYLOAD: usize = 64;
 const CONCURRENCY: usize = 16;
 /// Set for our role processes by `--current-thread`.
 const CURRENT_THREAD_ENV: &str = "SLIMRPC_BENCH_CURRENT_THREAD";
+/// Set to `3` for our role processes of the "v3 wire" rows (SLIM 3 apps).
+const WIRE_ENV: &str = "SLIMRPC_BENCH_WIRE";
 /// Liveness bounds (not timing assertions).
 const READY_LIMIT: Duration = Duration::from_secs(180);
 const CLIENT_LIMIT: Duration = Duration::from_secs(900);
@@ -94,6 +97,33 @@ fn list(s: &str) -> Vec<String> {
         .collect()
 }
 
+fn v3_wire() -> bool {
+    std::env::var(WIRE_ENV).as_deref() == Ok("3")
+}
+
+/// An app of ours on the wire the orchestrator chose ([`WIRE_ENV`]).
+async fn our_app(service: &Service, name: Name, id: SharedSecret) -> Result<App, BoxError> {
+    Ok(if v3_wire() {
+        service.app_v3(name, id).await?
+    } else {
+        service.app(name, id).await?
+    })
+}
+
+/// A link to the node at `url` on the wire the orchestrator chose.
+async fn our_link(service: &Service, url: &str) -> Result<slim_transport::app::ConnId, BoxError> {
+    let generation = if v3_wire() {
+        Generation::V3
+    } else {
+        Generation::V1
+    };
+    let opts = LinkOptions {
+        generation: Some(generation),
+        ..LinkOptions::default()
+    };
+    Ok(service.connect_with(url, opts).await?)
+}
+
 fn identity(instance: &str) -> Result<SharedSecret, BoxError> {
     Ok(SharedSecret::new(
         &format!("{ORG}/{NS}/{instance}"),
@@ -118,11 +148,11 @@ async fn role_node(args: &[String]) -> Result<(), BoxError> {
 async fn role_servers(args: &[String]) -> Result<(), BoxError> {
     let slim = need(args, "--slim")?;
     let service = Service::new();
-    let conn = service.connect(&slim).await?;
+    let conn = our_link(&service, &slim).await?;
     let mut handles = Vec::new();
     for instance in list(&need(args, "--instances")?) {
         let name = Name::new(ORG, NS, instance.as_str());
-        let app = Arc::new(service.app(name.clone(), identity(&instance)?).await?);
+        let app = Arc::new(our_app(&service, name.clone(), identity(&instance)?).await?);
         let mut server = Server::new_with_connection(app, name, conn);
         server.register_unary_unary(SVC, METHOD, |b: Blob, _: Context| async move {
             Ok::<_, RpcError>(b)
@@ -166,12 +196,8 @@ async fn role_client(args: &[String]) -> Result<(), BoxError> {
     let me = format!("client-{label}");
 
     let service = Service::new();
-    let conn = service.connect(&slim).await?;
-    let app = Arc::new(
-        service
-            .app(Name::new(ORG, NS, me.as_str()), identity(&me)?)
-            .await?,
-    );
+    let conn = our_link(&service, &slim).await?;
+    let app = Arc::new(our_app(&service, Name::new(ORG, NS, me.as_str()), identity(&me)?).await?);
     app.subscribe(app.name(), Some(conn)).await?;
     let channel = Channel::new_with_connection(app.clone(), members, conn)?;
     let opts = CallOptions::with_timeout(Duration::from_secs(60));
@@ -290,6 +316,14 @@ enum Official {
 impl Official {
     const ALL: [Official; 3] = [Official::Python, Official::Rust13, Official::Rust3];
 
+    /// The SLIM wire it speaks: our rows on the same wire are its match.
+    fn wire(self) -> Wire {
+        match self {
+            Official::Python | Official::Rust13 => Wire::V1,
+            Official::Rust3 => Wire::V3,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Official::Python => "official 1.3.0 (py)",
@@ -299,9 +333,19 @@ impl Official {
     }
 }
 
+/// The SLIM wire generation of our rows.
+#[derive(Clone, Copy, PartialEq)]
+enum Wire {
+    /// SLIM 1.3 (what the 1.3.0 stacks speak).
+    V1,
+    /// SLIM 2.x/3.x (what the 3.x stacks speak; our default).
+    V3,
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Stack {
-    Ours,
+    /// Ours, on one wire.
+    Ours(Wire),
     /// An official stack; `true`: with `TCP_NODELAY` forced on all its
     /// sockets by the `slimrpc-nodelay-preload` library (`LD_PRELOAD`), as in
     /// the issues' second set of official figures.
@@ -311,7 +355,8 @@ enum Stack {
 impl Stack {
     fn label(self) -> String {
         match self {
-            Stack::Ours => "ours".into(),
+            Stack::Ours(Wire::V1) => "ours (v1 wire)".into(),
+            Stack::Ours(Wire::V3) => "ours (v3 wire)".into(),
             Stack::Official(o, false) => o.name().into(),
             Stack::Official(o, true) => format!("{}, NODELAY", o.name()),
         }
@@ -320,7 +365,8 @@ impl Stack {
     /// Prefix of this stack's process names and app instances.
     fn tag(self) -> String {
         match self {
-            Stack::Ours => "r".into(),
+            Stack::Ours(Wire::V1) => "r".into(),
+            Stack::Ours(Wire::V3) => "rv".into(),
             Stack::Official(o, nodelay) => {
                 let o = match o {
                     Official::Python => "py",
@@ -335,11 +381,14 @@ impl Stack {
     /// The command running `role` for this stack.
     fn command(self, role: &str, opts: &Opts) -> Command {
         let (official, nodelay) = match self {
-            Stack::Ours => {
+            Stack::Ours(wire) => {
                 let mut c = Command::new(std::env::current_exe().expect("own path"));
                 c.arg(role);
                 if opts.current_thread {
                     c.env(CURRENT_THREAD_ENV, "1");
+                }
+                if wire == Wire::V3 {
+                    c.env(WIRE_ENV, "3");
                 }
                 return c;
             }
@@ -552,10 +601,14 @@ fn num(row: &Row, key: &str) -> Option<f64> {
     row.fields.as_ref().ok()?.get(key)?.parse().ok()
 }
 
-/// Our row for the case of `row`, if it ran.
+/// Our row for the case of `row`, on the wire of `row`'s stack, if it ran.
 fn ours_for<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
+    let wire = match row.stack {
+        Stack::Ours(w) => w,
+        Stack::Official(o, _) => o.wire(),
+    };
     rows.iter()
-        .find(|r| r.stack == Stack::Ours && r.case.name == row.case.name)
+        .find(|r| r.stack == Stack::Ours(wire) && r.case.name == row.case.name)
 }
 
 /// Ours against an official row: (throughput ours/theirs, p50 ours/theirs).
@@ -612,7 +665,7 @@ fn print_table(rows: &[Row]) {
             .map(|c| format!("{:.0}", 1e6 / (c * r.case.k as f64)))
             .unwrap_or_else(|| "-".into());
         let (target, vs) = match r.stack {
-            Stack::Ours => (r.case.target, String::new()),
+            Stack::Ours(_) => (r.case.target, String::new()),
             Stack::Official(..) => (
                 "",
                 match ours_for(rows, r) {
@@ -645,7 +698,8 @@ fn print_table(rows: &[Row]) {
          MLS on; {PAYLOAD}-byte payload; RSS is the client's VmRSS after the timed calls; \
          first call = channel creation to first answer (session set-up + call). \
          \"NODELAY\": that official stack with TCP_NODELAY forced on its sockets. \
-         \"ours: calls/s, p50\": our throughput and p50 over that row's (same case, same run)."
+         \"ours: calls/s, p50\": our throughput and p50 over that row's (same case, same run), \
+         ours on the same wire (v1 for the 1.3.0 stacks, v3 for 3.4.6)."
     );
     for r in rows {
         if let Ok(f) = &r.fields
@@ -683,10 +737,21 @@ fn print_targets(rows: &[Row]) {
         "| case | vs | ours calls/s | theirs calls/s | ratio | ours p50 | theirs p50 | ratio | holds |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    let mut ours: Vec<&Row> = rows.iter().filter(|r| r.stack == Stack::Ours).collect();
-    ours.sort_by_key(|r| case_order(&r.case));
-    for o in ours {
+    let mut cases: Vec<&Case> = Vec::new();
+    for r in rows {
+        if matches!(r.stack, Stack::Ours(_)) && !cases.iter().any(|c| c.name == r.case.name) {
+            cases.push(&r.case);
+        }
+    }
+    cases.sort_by_key(|c| case_order(c));
+    for case in cases {
         for line in lines {
+            let Some(o) = rows
+                .iter()
+                .find(|r| r.stack == Stack::Ours(line.wire()) && r.case.name == case.name)
+            else {
+                continue;
+            };
             let best = rows
                 .iter()
                 .filter(|r| {
@@ -800,7 +865,8 @@ fn print_mls_ceiling(ks: &[usize]) {
     println!();
     println!(
         "MLS ceiling (same run, in-process, {cores} cores): encrypt {e:.1} µs, decrypt {d:.1} µs \
-         per 100-byte message."
+         per 100-byte message, in the v1 wire's suite (Ed25519); the v3 wire's default suite \
+         signs with P-256 (`cargo xtask bench crypto`)."
     );
     println!();
     println!(
@@ -854,7 +920,19 @@ fn orchestrate(args: &[String]) {
         rust13: built(RUST13_ENV),
         rust3: built(RUST3_ENV),
     };
-    let mut rows = run_stack(Stack::Ours, &opts, &cases(args, &ks));
+    // Ours on each wire asked for (`--ours-wire 1,3`, the default).
+    let mut rows = Vec::new();
+    for wire in opt_list(args, "--ours-wire", &[1, 3]) {
+        let wire = match wire {
+            1 => Wire::V1,
+            3 => Wire::V3,
+            other => {
+                eprintln!("bench: no wire {other} (1 or 3)");
+                continue;
+            }
+        };
+        rows.extend(run_stack(Stack::Ours(wire), &opts, &cases(args, &ks)));
+    }
     if has("--no-official") {
         print_table(&rows);
         print_mls_ceiling(&ks);
