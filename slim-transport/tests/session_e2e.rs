@@ -229,3 +229,55 @@ async fn api_edges_subscriptions_failed_invites_and_commands_after_close() {
     g.close().await.unwrap();
     assert!(g.is_closed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_with_a_sink_hands_over_every_event_in_order_and_closed_last() {
+    let service = Service::new();
+    let alice = app(&service, "org/ns/alice-sink").await;
+    let bob = app(&service, "org/ns/bob-sink").await;
+    // Alice's events go to a sink (no event queue), Bob's to his queue.
+    let (tx, mut from_sink) = tokio::sync::mpsc::unbounded_channel();
+    let (a, done) = alice
+        .create_session_with_sink(
+            SessionConfig::default(),
+            &"org/ns/bob-sink".parse().unwrap(),
+            Box::new(move |e| {
+                let _ = tx.send(e);
+            }),
+        )
+        .await
+        .unwrap();
+    let mut b = listen(&bob).await;
+    tokio::time::timeout(LIVENESS, done).await.unwrap().unwrap();
+    a.publish(b"hello".to_vec(), HashMap::new()).await.unwrap();
+    let (src, p) = next_message(&mut b).await;
+    assert_eq!((src, p), (alice.name().clone(), b"hello".to_vec()));
+    for i in 0..100 {
+        b.publish(format!("b {i}").into_bytes(), HashMap::new())
+            .await
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 100 {
+        let e = tokio::time::timeout(LIVENESS, from_sink.recv())
+            .await
+            .expect("event in time")
+            .expect("sink open");
+        if let SessionEvent::Message(m) = e {
+            got.push(String::from_utf8(m.payload).unwrap());
+        }
+    }
+    let want: Vec<String> = (0..100).map(|i| format!("b {i}")).collect();
+    assert_eq!(got, want, "every message, in order");
+    // The sink sees `Closed` last, then is dropped.
+    a.close().await.unwrap();
+    let mut closed = false;
+    while let Some(e) = tokio::time::timeout(LIVENESS, from_sink.recv())
+        .await
+        .expect("the sink is dropped in time")
+    {
+        assert!(!closed, "nothing after Closed: {e:?}");
+        closed |= matches!(e, SessionEvent::Closed { .. });
+    }
+    assert!(closed);
+}
