@@ -894,6 +894,16 @@ impl Session {
         {
             self.timers.set(Timer::Watchdog, self.now + WATCHDOG_PERIOD);
         }
+        // And whatever a member sends shows it is alive to the moderator:
+        // SLIM 3 members answer no ping round (their heartbeats are one-way
+        // and arrive under ids of their own), and under load they send
+        // data instead of heartbeats.
+        if moderator && self.members.contains(&inb.source) {
+            let source = inb.source.clone();
+            if let Some(l) = self.liveness_mut() {
+                l.heard_from(&source);
+            }
+        }
         if self.presence.away() && !Presence::takes_while_away(inb.kind) {
             return self.drop_msg(DropReason::Unexpected);
         }
