@@ -516,10 +516,20 @@ impl App {
         config: SessionConfig,
         dest: &Name,
     ) -> Result<(Session, Completion), SessionError> {
-        let (machine, job) =
-            lock(&self.shared.state)
-                .layer
-                .create(&config, dest, Instant::now())?;
+        self.start_session(&config, dest, None)
+    }
+
+    /// Creates the machine of a session this app moderates and starts its
+    /// task (events to `sink`, or to the returned side's queue).
+    fn start_session(
+        &self,
+        config: &SessionConfig,
+        dest: &Name,
+        sink: Option<EventSink>,
+    ) -> Result<(Session, Completion), SessionError> {
+        let (machine, job) = lock(&self.shared.state)
+            .layer
+            .create(config, dest, Instant::now())?;
         let mut jobs = HashMap::new();
         let completion = match job {
             Some(job) => {
@@ -529,7 +539,7 @@ impl App {
             }
             None => Completion::ready(Ok(())),
         };
-        let session = spawn_session(&self.shared, machine, jobs, None, None);
+        let session = spawn_session(&self.shared, machine, jobs, None, sink);
         Ok((session, completion))
     }
 
@@ -546,20 +556,7 @@ impl App {
         dest: &Name,
         sink: EventSink,
     ) -> Result<(SessionHandle, Completion), SessionError> {
-        let (machine, job) =
-            lock(&self.shared.state)
-                .layer
-                .create(&config, dest, Instant::now())?;
-        let mut jobs = HashMap::new();
-        let completion = match job {
-            Some(job) => {
-                let (tx, rx) = oneshot::channel();
-                jobs.insert(job, tx);
-                Completion::pending(rx)
-            }
-            None => Completion::ready(Ok(())),
-        };
-        let session = spawn_session(&self.shared, machine, jobs, None, Some(sink));
+        let (session, completion) = self.start_session(&config, dest, Some(sink))?;
         Ok((session.handle, completion))
     }
 

@@ -8,26 +8,10 @@ mod session_common;
 
 use std::collections::HashMap;
 
-use session_common::{LIVENESS, app, app_v3, next_payload};
+use session_common::{LIVENESS, app, app_v3, joined, next_payload};
 use slim_transport::Name;
-use slim_transport::app::{App, Session, SessionConfig, SessionKind};
+use slim_transport::app::{SessionConfig, SessionKind};
 use slim_transport::service::Service;
-
-async fn joined(moderator: &Session, member: &App) -> Session {
-    let done = moderator
-        .invite(&member.name().with_id(slim_transport::name::NULL_ID))
-        .await
-        .expect("invite queued");
-    let session = tokio::time::timeout(LIVENESS, member.listen_for_session())
-        .await
-        .expect("invited in time")
-        .expect("session");
-    tokio::time::timeout(LIVENESS, done)
-        .await
-        .expect("joined in time")
-        .expect("joined");
-    session
-}
 
 async fn remove_and_add_back(v3: bool) {
     let service = Service::new();

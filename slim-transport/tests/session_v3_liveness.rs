@@ -9,8 +9,7 @@ mod session_common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use session_common::{LIVENESS, app_v3};
-use slim_transport::Name;
+use session_common::{LIVENESS, app_v3, joined};
 use slim_transport::app::{SessionConfig, SessionKind};
 use slim_transport::service::Service;
 
@@ -31,18 +30,7 @@ async fn a_v3_group_keeps_its_members_over_many_ping_rounds_idle_and_busy() {
         .expect("group");
     ready.await.expect("ready");
     let p = app_v3(&service, "org/ns/live-p1", None).await;
-    let done = moderator
-        .invite(&"org/ns/live-p1".parse::<Name>().unwrap())
-        .await
-        .expect("invite queued");
-    let member = tokio::time::timeout(LIVENESS, p.listen_for_session())
-        .await
-        .expect("invited in time")
-        .expect("session");
-    tokio::time::timeout(LIVENESS, done)
-        .await
-        .expect("joined in time")
-        .expect("joined");
+    let member = joined(&moderator, &p).await;
     assert_eq!(moderator.members().len(), 2);
 
     // Idle for ten rounds: the member's heartbeats keep it in.

@@ -9,8 +9,7 @@ mod session_common;
 
 use std::collections::HashMap;
 
-use session_common::{LIVENESS, SECRET, app_v3, next_payload};
-use slim_transport::Name;
+use session_common::{LIVENESS, SECRET, app_v3, joined, next_payload};
 use slim_transport::app::{App, Session, SessionConfig, SessionError, SessionKind};
 use slim_transport::identity::SharedSecret;
 use slim_transport::service::Service;
@@ -56,18 +55,7 @@ async fn group(n: usize) -> Group {
 
 async fn join(service: &Service, moderator: &Session, name: &str) -> (App, Session) {
     let app = app_v3(service, name, None).await;
-    let done = moderator
-        .invite(&name.parse::<Name>().unwrap())
-        .await
-        .expect("invite queued");
-    let session = tokio::time::timeout(LIVENESS, app.listen_for_session())
-        .await
-        .expect("invited in time")
-        .expect("session");
-    tokio::time::timeout(LIVENESS, done)
-        .await
-        .expect("joined in time")
-        .expect("joined");
+    let session = joined(moderator, &app).await;
     (app, session)
 }
 

@@ -113,3 +113,21 @@ pub async fn invite_via(app: &App, group: &Session, link: ConnId, who: &str) {
         .expect("invite finished in time")
         .unwrap_or_else(|e| panic!("invite of {who} failed: {e}"));
 }
+
+/// Invites `member` (an app on the moderator's service) into the group of
+/// `moderator` and returns its side of the session once it joined.
+pub async fn joined(moderator: &Session, member: &App) -> Session {
+    let done = moderator
+        .invite(&member.name().with_id(slim_transport::name::NULL_ID))
+        .await
+        .expect("invite queued");
+    let session = tokio::time::timeout(LIVENESS, member.listen_for_session())
+        .await
+        .expect("invited in time")
+        .expect("session");
+    tokio::time::timeout(LIVENESS, done)
+        .await
+        .expect("joined in time")
+        .expect("joined");
+    session
+}
