@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{LIMIT, Msg, Wire, app, bounded};
+use common::{LIMIT, Msg, Net, SVC, bounded, group_net, who_and_slow};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,62 +13,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use slim_transport::Name;
-use slim_transport::app::App;
-use slim_transport::service::Service;
-use slimrpc::{
-    CallOptions, Channel, Code, Context, MulticastStream, RpcError, Server, ServerHandle,
-};
-use tokio::sync::Notify;
-
-const SVC: &str = "example_service.Test";
-
-async fn start_server(app: &Arc<App>, label: &'static str, gate: Arc<Notify>) -> ServerHandle {
-    let mut s = Server::new(app.clone(), Name::new("org", "ns", label));
-    s.register_unary_unary(SVC, "Who", move |req: Msg, _ctx: Context| async move {
-        Ok(Msg {
-            text: label.to_string(),
-            n: req.n,
-        })
-    });
-    s.register_unary_unary(SVC, "Slow", move |req: Msg, _ctx: Context| {
-        let gate = gate.clone();
-        async move {
-            gate.notified().await;
-            Ok(Msg {
-                text: label.to_string(),
-                n: req.n,
-            })
-        }
-    });
-    bounded(s.start()).await.unwrap()
-}
-
-struct Net {
-    _service: Service,
-    client: Arc<App>,
-    _apps: Vec<Arc<App>>,
-    _servers: Vec<ServerHandle>,
-    gate: Arc<Notify>,
-}
+use slimrpc::{CallOptions, Channel, Code, MulticastStream, RpcError};
 
 async fn net(labels: &[&'static str]) -> Net {
-    let service = Service::new();
-    let gate = Arc::new(Notify::new());
-    let mut apps = Vec::new();
-    let mut servers = Vec::new();
-    for label in labels {
-        let a = app(&service, &format!("org/ns/{label}"), Wire::V1).await;
-        servers.push(start_server(&a, label, gate.clone()).await);
-        apps.push(a);
-    }
-    let client = app(&service, "org/ns/client", Wire::V1).await;
-    Net {
-        _service: service,
-        client,
-        _apps: apps,
-        _servers: servers,
-        gate,
-    }
+    group_net(labels, who_and_slow).await
 }
 
 fn name(label: &str) -> Name {

@@ -4,24 +4,18 @@
 
 mod common;
 
-use common::{LIMIT, Msg, Wire, app, bounded};
+use common::{LIMIT, Msg, Net, SVC, bounded, group_net};
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use futures::{StreamExt, stream};
 use slim_transport::Name;
-use slim_transport::app::App;
-use slim_transport::service::Service;
 use slimrpc::shared::{PeerItem, shared_responses};
-use slimrpc::{CallOptions, Channel, Context, RpcError, Server, ServerHandle};
-
-const SVC: &str = "example_service.Test";
+use slimrpc::{CallOptions, Channel, Context, RpcError, Server};
 
 /// `Gossip`: answers its own label at once, then, when the call shares
 /// responses, reads its peers' responses until `req.n` peers answered and
 /// answers `"<label> saw <peers>"` (`"<label> saw -"` without a peer stream).
-async fn start_server(app: &Arc<App>, label: &'static str, shares: bool) -> ServerHandle {
-    let mut s = Server::new(app.clone(), Name::new("org", "ns", label));
+fn gossiper(s: &mut Server, label: &'static str, shares: bool) {
     s.set_shared_responses(shares);
     s.register_unary_stream(SVC, "Gossip", move |req: Msg, ctx: Context| async move {
         let first = Msg {
@@ -58,32 +52,16 @@ async fn start_server(app: &Arc<App>, label: &'static str, shares: bool) -> Serv
         };
         Ok(stream::once(async move { Ok(first) }).chain(stream::once(saw)))
     });
-    bounded(s.start()).await.unwrap()
 }
 
-struct Net {
-    _service: Service,
-    client: Arc<App>,
-    _apps: Vec<Arc<App>>,
-    _servers: Vec<ServerHandle>,
-}
-
+/// Members `(label, shares responses)`.
 async fn net(members: &[(&'static str, bool)]) -> Net {
-    let service = Service::new();
-    let mut apps = Vec::new();
-    let mut servers = Vec::new();
-    for (label, shares) in members {
-        let a = app(&service, &format!("org/ns/{label}"), Wire::V1).await;
-        servers.push(start_server(&a, label, *shares).await);
-        apps.push(a);
-    }
-    let client = app(&service, "org/ns/client", Wire::V1).await;
-    Net {
-        _service: service,
-        client,
-        _apps: apps,
-        _servers: servers,
-    }
+    let labels: Vec<&'static str> = members.iter().map(|(l, _)| *l).collect();
+    group_net(&labels, |s, label, _| {
+        let shares = members.iter().any(|(l, sh)| *l == label && *sh);
+        gossiper(s, label, shares)
+    })
+    .await
 }
 
 /// Each member's second answer ("<label> saw ..."), by member label.
