@@ -1,8 +1,9 @@
-//! Client-side response dispatcher: one reader per session, routing by `rpc-id`.
+//! Client-side response dispatcher: one per session, routing by `rpc-id`.
 //!
 //! Job: keep the table `rpc-id → per-call queue`, feed it from the session's
-//! single reader task, tell every call when a member leaves the session or a
-//! message of the session was lost, and close every entry when the session
+//! events (handed over on the session's own task), tell every call when a
+//! member leaves the session or a message of the session was lost, and
+//! close every entry when the session
 //! dies so waiting calls learn it at once. A [`DispatchGuard`] removes its
 //! entry on drop, so a call abandoned at any point leaves nothing behind.
 //! Must not: interpret frames (the call does), hold its lock across `.await`,
@@ -28,7 +29,7 @@ use std::time::Duration;
 use slim_transport::Name;
 
 use crate::lane::{LaneRx, LaneTx, Push, lane};
-use crate::transport::{EventSink, IncomingMessage, RpcSessionEvents, TransportEvent};
+use crate::transport::{EventSink, IncomingMessage, TransportEvent};
 
 pub use crate::lane::hold_limit;
 
@@ -391,15 +392,6 @@ impl Dispatcher {
     pub fn sink(self: &Arc<Self>) -> EventSink {
         let me = self.clone();
         Box::new(move |event| me.on_event(event))
-    }
-
-    /// The reader loop: routes every event of `events` until the session
-    /// ends, then closes the table.
-    pub async fn run_reader(self: Arc<Self>, mut events: Box<dyn RpcSessionEvents>) {
-        while let Some(event) = events.recv().await {
-            self.on_event(Some(event));
-        }
-        self.on_event(None);
     }
 
     fn unregister(&self, rpc_id: &str) {
