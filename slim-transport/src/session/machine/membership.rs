@@ -25,6 +25,13 @@ use super::super::{DropReason, Event, JobId, SessionError, SessionEvent, Session
 use super::controls::{Control, Purpose, Waiting};
 use super::{Lifecycle, Session};
 
+/// What an MLS payload of the moderator carries for a participant.
+#[derive(Debug, Clone, Copy)]
+enum MlsStep {
+    Welcome,
+    Commit,
+}
+
 /// A membership change the moderator was asked for (or owes the group).
 #[derive(Debug)]
 pub(super) enum Job {
@@ -925,6 +932,33 @@ impl Session {
         }
     }
 
+    /// With MLS on, applies the MLS part of a welcome or commit and
+    /// records its commit id; false (the message dropped) when it is
+    /// missing or refused. With MLS off there is nothing to apply.
+    fn apply_mls(&mut self, mls: Option<&MlsPayload>, step: MlsStep) -> bool {
+        if !self.crypto.enabled() {
+            return true;
+        }
+        let Some(mls) = mls else {
+            self.drop_msg(DropReason::Malformed);
+            return false;
+        };
+        let now = self.unix_secs();
+        let applied = match step {
+            MlsStep::Welcome => self.crypto.process_welcome(&mls.mls_content, now),
+            MlsStep::Commit => self.crypto.process_commit(&mls.mls_content, now),
+        };
+        if let Err(e) = applied {
+            warn!(session_id = self.id, error = %e, ?step, "MLS message rejected");
+            self.drop_msg(DropReason::DecryptFailed);
+            return false;
+        }
+        if let Some(p) = self.participant_mut() {
+            p.commits.applied(mls.commit_id);
+        }
+        true
+    }
+
     pub(super) fn on_welcome(&mut self, inb: &Inbound) {
         if self.is_established() {
             return self.send_group_ack(inb);
@@ -935,20 +969,8 @@ impl Session {
         let Some(participants) = names_of(&w.participants) else {
             return self.drop_msg(DropReason::Malformed);
         };
-        if self.crypto.enabled() {
-            let Some(mls) = &w.mls else {
-                return self.drop_msg(DropReason::Malformed);
-            };
-            if let Err(e) = self
-                .crypto
-                .process_welcome(&mls.mls_content, self.unix_secs())
-            {
-                warn!(session_id = self.id, error = %e, "welcome rejected");
-                return self.drop_msg(DropReason::DecryptFailed);
-            }
-            if let Some(p) = self.participant_mut() {
-                p.commits.applied(mls.commit_id);
-            }
+        if !self.apply_mls(w.mls.as_ref(), MlsStep::Welcome) {
+            return;
         }
         if let Some(p) = self.participant_mut() {
             p.welcomed = true;
@@ -1050,20 +1072,8 @@ impl Session {
         let Some(participants) = names_of(participants) else {
             return self.drop_msg(DropReason::Malformed);
         };
-        if self.crypto.enabled() {
-            let Some(mls) = mls else {
-                return self.drop_msg(DropReason::Malformed);
-            };
-            if let Err(e) = self
-                .crypto
-                .process_commit(&mls.mls_content, self.unix_secs())
-            {
-                warn!(session_id = self.id, error = %e, "commit rejected");
-                return self.drop_msg(DropReason::DecryptFailed);
-            }
-            if let Some(p) = self.participant_mut() {
-                p.commits.applied(mls.commit_id);
-            }
+        if !self.apply_mls(mls.as_ref(), MlsStep::Commit) {
+            return;
         }
         if added {
             self.presence.set_online(&who);
