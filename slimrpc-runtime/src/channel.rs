@@ -37,7 +37,7 @@ use crate::dispatcher::{
 use crate::error::RpcError;
 use crate::interceptor::{Chain, Interceptor, Request};
 use crate::metadata::{
-    CANCEL_MESSAGE, MAX_TIMEOUT, Metadata, RequestsSent, client_cancel, client_eos1, client_eos2,
+    CANCEL_MESSAGE, MAX_TIMEOUT, Metadata, RequestsSent, client_cancel, client_eos1,
     client_first_frame, client_next_frame, new_rpc_id,
 };
 use crate::response_meta::{Response, ResponseMetadataSink};
@@ -813,26 +813,26 @@ impl Requests {
     }
 }
 
-/// Sends every request frame, then client EOS #1 and #2.
+/// Sends the request frames of a call, and for a request stream client
+/// EOS #1 after them.
+///
+/// A unary request is its first frame alone. The official clients follow it
+/// with EOS #1 and EOS #2, and follow a request stream with EOS #2, but no
+/// server reads those frames: official servers and ours drop EOS #2 always
+/// and EOS #1 of a call to a method that reads no stream (its EOS #1 names no
+/// method and opens no stream). Each frame left out is an MLS signature, a
+/// hop through the node for every member, and an acknowledgement from each.
 async fn send_requests(
     handle: Arc<dyn RpcSessionHandle>,
     rpc_id: String,
     first_frame: Metadata,
     requests: Requests,
-    service: String,
-    method: String,
 ) -> Result<(), RpcError> {
     let send_err = |e| RpcError::unavailable(format!("Failed to send request: {e}"));
-    let mut sent = RequestsSent::None;
     match requests {
-        Requests::One(bytes) => {
-            handle
-                .publish(bytes, first_frame.clone())
-                .await
-                .map_err(send_err)?;
-            sent = RequestsSent::Some;
-        }
+        Requests::One(bytes) => handle.publish(bytes, first_frame).await.map_err(send_err),
         Requests::Many(mut s) => {
+            let mut sent = RequestsSent::None;
             while let Some(bytes) = s.next().await {
                 let meta = match sent {
                     RequestsSent::None => first_frame.clone(),
@@ -841,17 +841,12 @@ async fn send_requests(
                 handle.publish(bytes, meta).await.map_err(send_err)?;
                 sent = RequestsSent::Some;
             }
+            handle
+                .publish(Vec::new(), client_eos1(&rpc_id, sent, &first_frame))
+                .await
+                .map_err(send_err)
         }
     }
-    handle
-        .publish(Vec::new(), client_eos1(&rpc_id, sent, &first_frame))
-        .await
-        .map_err(send_err)?;
-    handle
-        .publish(Vec::new(), client_eos2(&rpc_id, sent, &service, &method))
-        .await
-        .map_err(send_err)?;
-    Ok(())
 }
 
 struct Running {
@@ -1106,8 +1101,6 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
             rpc_id.clone(),
             first_frame,
             requests,
-            self.service.clone(),
-            self.method.clone(),
         )
         .boxed();
         // Snapshot after registering: a member removed from now on is told

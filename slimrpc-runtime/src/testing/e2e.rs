@@ -533,11 +533,12 @@ async fn server_answers_responses_without_code_then_an_eos_with_code_and_no_dire
 }
 
 #[tokio::test]
-async fn client_sends_first_frame_eos1_and_eos2_as_slim_v1_3() {
+async fn a_unary_request_is_one_frame_and_a_request_stream_ends_with_eos1_alone() {
     let net = MemNet::new();
     let server = net.app("raw");
     let client = net.app("client");
     let ch = Channel::new(client.clone(), members(&["raw"])).unwrap();
+    let (ch2, ch3) = (ch.clone(), ch.clone());
     let o = CallOptions::with_timeout(Duration::from_secs(30)).metadata("x-user", "u1");
     let call =
         tokio::spawn(async move { ch.unary::<Msg, Msg>(SVC, "Echo", msg("ping", 1), o).await });
@@ -554,35 +555,54 @@ async fn client_sends_first_frame_eos1_and_eos2_as_slim_v1_3() {
     let deadline = metadata::decode_deadline(&m["slimrpc-timeout"]).unwrap();
     let left = deadline.duration_since(SystemTime::now()).unwrap();
     assert!(left <= Duration::from_secs(30));
+    // Answer like a v1.3 server: response then EOS.
+    let server_handle = s.handle.clone();
+    let answer = |source: Name, rpc_id: String| {
+        let handle = server_handle.clone();
+        async move {
+            use prost::Message as _;
+            for payload in [msg("pong", 2).encode_to_vec(), Vec::new()] {
+                handle
+                    .publish_unicast(&source, payload, metadata::status_frame(Code::Ok, &rpc_id))
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    answer(first.source.clone(), rpc_id.clone()).await;
+    assert_eq!(bounded(call).await.unwrap().unwrap(), msg("pong", 2));
+
+    // The next frame on the session is the next call's: the unary call sent
+    // neither EOS #1 nor EOS #2 (no server reads them).
+    let reqs = stream::iter([msg("a", 1), msg("b", 2)]);
+    let call = tokio::spawn(async move {
+        ch2.stream_unary::<_, Msg>(SVC, "Collect", reqs, opts())
+            .await
+    });
+    let first = next_frame(&mut s).await;
+    assert_eq!(first.metadata["method"], "Collect");
+    let stream_id = first.metadata["rpc-id"].clone();
+    assert_ne!(stream_id, rpc_id);
+    let second = next_frame(&mut s).await;
+    assert_eq!(second.metadata, metadata::client_next_frame(&stream_id));
     let eos1 = next_frame(&mut s).await;
     assert!(eos1.payload.is_empty());
     assert_eq!(
         eos1.metadata,
-        metadata::client_eos1(&rpc_id, RequestsSent::Some, m)
+        metadata::client_eos1(&stream_id, RequestsSent::Some, &first.metadata)
     );
-    let eos2 = next_frame(&mut s).await;
-    assert_eq!(
-        eos2.metadata,
-        metadata::client_eos2(&rpc_id, RequestsSent::Some, SVC, "Echo")
-    );
-    // Answer like a v1.3 server: response then EOS.
-    use prost::Message as _;
-    s.handle
-        .publish_unicast(
-            &first.source,
-            msg("pong", 2).encode_to_vec(),
-            metadata::status_frame(Code::Ok, &rpc_id),
-        )
-        .await
-        .unwrap();
-    s.handle
-        .publish_unicast(
-            &first.source,
-            Vec::new(),
-            metadata::status_frame(Code::Ok, &rpc_id),
-        )
-        .await
-        .unwrap();
+    answer(first.source.clone(), stream_id.clone()).await;
+    assert_eq!(bounded(call).await.unwrap().unwrap(), msg("pong", 2));
+
+    // And the request stream sent no EOS #2 after its EOS #1.
+    let call = tokio::spawn(async move {
+        ch3.unary::<Msg, Msg>(SVC, "Echo", msg("c", 3), opts())
+            .await
+    });
+    let third = next_frame(&mut s).await;
+    assert_eq!(third.metadata["method"], "Echo");
+    assert!(third.metadata["rpc-id"] != stream_id && third.metadata["rpc-id"] != rpc_id);
+    answer(third.source.clone(), third.metadata["rpc-id"].clone()).await;
     assert_eq!(bounded(call).await.unwrap().unwrap(), msg("pong", 2));
 }
 
@@ -1221,7 +1241,7 @@ impl RpcSessionHandle for HeldEosHandle {
 }
 
 #[tokio::test]
-async fn client_eos_frames_overtaken_by_the_answer_are_still_sent() {
+async fn client_eos1_overtaken_by_the_answer_is_still_sent() {
     let f = fixture(&["s1", "s2"]).await;
     let (open, rx) = watch::channel(false);
     let client = HeldEos {
@@ -1229,18 +1249,20 @@ async fn client_eos_frames_overtaken_by_the_answer_are_still_sent() {
         open: rx,
         sent: Arc::new(AtomicUsize::new(0)),
     };
+    // `FirstOnly` answers after the first request, before the stream ends.
     let ch = Channel::new(client.clone(), members(&["s1"])).unwrap();
-    let res: Msg = bounded(ch.unary(SVC, "ExampleUnaryUnary", msg("hi", 1), opts()))
+    let reqs = stream::iter([msg("hi", 1)]);
+    let res: Msg = bounded(ch.stream_unary(SVC, "FirstOnly", reqs, opts()))
         .await
         .unwrap();
-    assert_eq!(res, msg("s1: hi", 1));
+    assert_eq!(res, msg("hi", 1));
     let group = Channel::new(client.clone(), members(&["s1", "s2"])).unwrap();
+    let reqs = stream::iter([msg("g", 2)]);
     let (ok, err) =
-        collect_group(group.group_unary::<_, Msg>(SVC, "ExampleUnaryUnary", msg("g", 2), opts()))
-            .await;
+        collect_group(group.group_stream_unary::<_, Msg>(SVC, "FirstOnly", reqs, opts())).await;
     assert_eq!((ok.len(), err.len()), (2, 0));
-    // Both calls ended with their EOS #1 and #2 still held back.
+    // Both calls ended with their EOS #1 still held back.
     assert_eq!(client.sent.load(Ordering::SeqCst), 0);
     open.send(true).unwrap();
-    eventually(|| client.sent.load(Ordering::SeqCst) == 4).await;
+    eventually(|| client.sent.load(Ordering::SeqCst) == 2).await;
 }
