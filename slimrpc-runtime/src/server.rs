@@ -810,10 +810,11 @@ impl Demux {
                 } else {
                     self.pending.get(&rpc_id).map(|(_, tx)| tx.clone())
                 };
+                // Counted before the handler can see its stream end.
+                self.sync_stream_count();
                 if let Some(tx) = tx {
                     self.queue(&rpc_id, &tx, msg);
                 }
-                self.sync_stream_count();
             }
             Decision::NewCall {
                 rpc_id,
@@ -874,9 +875,10 @@ impl Demux {
         tracing::debug!(%rpc_id, %source, "call cancelled by its caller");
         let _ = signal.send(true);
         if let Some((_, tx)) = self.pending.remove(rpc_id) {
+            // Counted before the handler can see its stream end.
+            self.sync_stream_count();
             tx.end(Input::Fail(RpcError::cancelled("Cancelled by the caller")));
         }
-        self.sync_stream_count();
     }
 
     /// Hands `msg` to its call, never waiting: the session's one reader
@@ -904,13 +906,15 @@ impl Demux {
             }
             Push::Full => {
                 tracing::warn!(%rpc_id, limit, "handler let its requests pile up; ending its request stream");
-                tx.end(exhausted());
                 self.pending.remove(rpc_id);
+                self.sync_stream_count();
+                tx.end(exhausted());
             }
             // The handler finished without reading it all, or its stream
             // was ended.
             Push::Closed => {
                 self.pending.remove(rpc_id);
+                self.sync_stream_count();
             }
         }
     }
@@ -925,19 +929,22 @@ impl Demux {
             .filter(|(_, (caller, _))| caller == source)
             .map(|(id, _)| id.clone())
             .collect();
-        for rpc_id in hit {
-            if let Some((_, tx)) = self.pending.remove(&rpc_id) {
-                tracing::debug!(%rpc_id, %source, message_id, "request stream lost a frame");
-                tx.end(Input::Fail(RpcError::new(
-                    Code::DataLoss,
-                    format!(
-                        "request frame {message_id} from {source} was lost (the session gave up \
-                         recovering it)"
-                    ),
-                )));
-            }
-        }
+        let ended: Vec<_> = hit
+            .into_iter()
+            .filter_map(|id| self.pending.remove(&id).map(|(_, tx)| (id, tx)))
+            .collect();
+        // Counted before any handler can see its stream end.
         self.sync_stream_count();
+        for (rpc_id, tx) in ended {
+            tracing::debug!(%rpc_id, %source, message_id, "request stream lost a frame");
+            tx.end(Input::Fail(RpcError::new(
+                Code::DataLoss,
+                format!(
+                    "request frame {message_id} from {source} was lost (the session gave up \
+                     recovering it)"
+                ),
+            )));
+        }
     }
 
     async fn start_call(
