@@ -516,7 +516,7 @@ impl App {
         config: SessionConfig,
         dest: &Name,
     ) -> Result<(Session, Completion), SessionError> {
-        self.start_session(&config, dest, None)
+        self.start_session(&config, dest, None, None)
     }
 
     /// Creates the machine of a session this app moderates and starts its
@@ -526,10 +526,15 @@ impl App {
         config: &SessionConfig,
         dest: &Name,
         sink: Option<EventSink>,
+        filter: Option<session::InboundFilter>,
     ) -> Result<(Session, Completion), SessionError> {
-        let (machine, job) = lock(&self.shared.state)
-            .layer
-            .create(config, dest, Instant::now())?;
+        let (mut machine, job) =
+            lock(&self.shared.state)
+                .layer
+                .create(config, dest, Instant::now())?;
+        if let Some(filter) = filter {
+            machine.set_inbound_filter(filter);
+        }
         let mut jobs = HashMap::new();
         let completion = match job {
             Some(job) => {
@@ -549,14 +554,18 @@ impl App {
     /// less per message). The sink sees `Closed` last, once (also when the
     /// task ends without the machine saying so), and is dropped then. It
     /// must not block: it holds up the session's acks and timers while it
-    /// runs. Returns the session's handle and its completion.
+    /// runs. With a `filter`, the MSGs it picks are acknowledged but
+    /// neither decrypted nor delivered (see [`session::InboundFilter`]): the
+    /// sink's owner knows it would discard them. Returns the session's
+    /// handle and its completion.
     pub async fn create_session_with_sink(
         &self,
         config: SessionConfig,
         dest: &Name,
         sink: EventSink,
+        filter: Option<session::InboundFilter>,
     ) -> Result<(SessionHandle, Completion), SessionError> {
-        let (session, completion) = self.start_session(&config, dest, Some(sink))?;
+        let (session, completion) = self.start_session(&config, dest, Some(sink), filter)?;
         Ok((session.handle, completion))
     }
 

@@ -244,6 +244,7 @@ async fn a_session_with_a_sink_hands_over_every_event_in_order_and_closed_last()
             Box::new(move |e| {
                 let _ = tx.send(e);
             }),
+            None,
         )
         .await
         .unwrap();

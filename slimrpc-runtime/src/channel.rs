@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -191,6 +191,9 @@ pub(crate) struct ChannelInner {
     response_buffer: usize,
     /// Members pinned to a verified identity (see [`Channel::pinned`]).
     pins: HashMap<[u64; 3], String>,
+    /// Frames the channel's sessions acknowledged without decrypting them,
+    /// because no call wanted them (see [`Channel::skipped_frames`]).
+    skipped: Arc<AtomicUsize>,
     slot: Mutex<Slot>,
     closed: AtomicBool,
 }
@@ -301,6 +304,7 @@ impl Channel {
                 },
                 response_buffer: options.response_buffer.unwrap_or(CALL_BUFFER),
                 pins,
+                skipped: Arc::default(),
                 slot: Mutex::new(Slot::Empty),
                 closed: AtomicBool::new(false),
             }),
@@ -384,6 +388,15 @@ impl Channel {
             .group
             .as_ref()
             .map(|g| g.lock().unwrap_or_else(|p| p.into_inner()).current.clone())
+    }
+
+    /// Frames this channel's sessions acknowledged without decrypting or
+    /// delivering them, because no call wanted them: the EOS each member
+    /// sends after a unary answer (the answer already ended its part of
+    /// the call), and frames of calls that had ended. Each one saves an
+    /// MLS decryption (a signature check).
+    pub fn skipped_frames(&self) -> usize {
+        self.inner.skipped.load(Ordering::Relaxed)
     }
 
     /// Calls currently registered with the live session's dispatcher
@@ -701,8 +714,12 @@ impl ChannelInner {
                             .map(|g| g.lock().unwrap_or_else(|p| p.into_inner()).take()),
                         self.connection,
                         self.session_options,
-                        self.response_buffer,
-                        self.pins.clone(),
+                        Dispatcher::with_pins(
+                            self.response_buffer,
+                            CALL_BUFFER_WAIT,
+                            self.pins.clone(),
+                        ),
+                        self.skipped.clone(),
                     )
                     .boxed()
                     .shared();
@@ -741,8 +758,8 @@ async fn open_session(
     group_name: Option<Name>,
     connection: Option<ConnId>,
     options: SessionOptions,
-    response_buffer: usize,
-    pins: HashMap<[u64; 3], String>,
+    dispatcher: Arc<Dispatcher>,
+    skipped: Arc<AtomicUsize>,
 ) -> Result<Arc<LiveSession>, RpcError> {
     let (kind, destination) = match &group_name {
         Some(g) => (SessionKind::Group, g.clone()),
@@ -761,10 +778,16 @@ async fn open_session(
         route(&destination).await?;
     }
     // The session hands its events straight to the dispatcher, on its own
-    // task: no reader task between them.
-    let dispatcher = Dispatcher::with_pins(response_buffer, CALL_BUFFER_WAIT, pins);
+    // task: no reader task between them. Frames no call wants (the EOS
+    // after a unary answer, frames of ended calls) are not even decrypted.
     let handle = transport
-        .create_session_delivering(kind, &destination, options, dispatcher.sink())
+        .create_session_delivering(
+            kind,
+            &destination,
+            options,
+            dispatcher.sink(),
+            Some(dispatcher.skip_filter(skipped)),
+        )
         .await
         .map_err(|e| {
             RpcError::unavailable(format!("Failed to create session to {destination}: {e}"))
@@ -920,6 +943,17 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
                     _ = sleep.as_mut() => Event::Deadline,
                 }
             };
+            // A frame read after the deadline is too late, as in gRPC,
+            // whichever of the two the runtime woke this task for first
+            // (a server's own deadline error races the caller's timer).
+            let event = match event {
+                Event::Frame(Some(CallEvent::Frame(_)))
+                    if tokio::time::Instant::now() >= self.deadline =>
+                {
+                    Event::Deadline
+                }
+                other => other,
+            };
             let step = match event {
                 Event::Sent(Ok(())) => {
                     running.send = None;
@@ -1063,7 +1097,7 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
             // retry with a fresh one a couple of times.
             for _ in 0..3 {
                 let session = channel.session().await?;
-                match session.dispatcher.register(&rpc_id) {
+                match session.dispatcher.register_for(&rpc_id, self.output) {
                     Ok((guard, rx)) => return Ok((session, guard, rx)),
                     // A member left between the liveness check and now:
                     // the call belongs on a fresh session with everyone.

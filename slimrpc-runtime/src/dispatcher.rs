@@ -23,12 +23,15 @@
 //! transport's session task buffers and pushes back).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use slim_transport::Name;
+use slim_transport::session::InboundFilter;
 
 use crate::lane::{LaneRx, LaneTx, Push, lane};
+use crate::tracker::Output;
 use crate::transport::{EventSink, IncomingMessage, TransportEvent};
 
 pub use crate::lane::hold_limit;
@@ -93,9 +96,26 @@ impl CallReceiver {
     }
 }
 
+/// One registered call.
+struct Entry {
+    tx: CallSender,
+    /// For a call whose members answer once (unary output): the senders
+    /// whose answer it already got. A member's first frame ends its part
+    /// (see the tracker), so nothing more from it is wanted.
+    answered: Option<Vec<Name>>,
+}
+
+impl Entry {
+    fn wants(&self, source: &Name) -> bool {
+        self.answered
+            .as_ref()
+            .is_none_or(|done| !done.contains(source))
+    }
+}
+
 #[derive(Default)]
 struct Table {
-    calls: HashMap<String, CallSender>,
+    calls: HashMap<String, Entry>,
     closed: bool,
     /// A member left this session; a channel does not start new calls on it.
     lost_member: bool,
@@ -189,10 +209,24 @@ impl Dispatcher {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers `rpc_id`; the guard unregisters it when dropped.
+    /// Registers `rpc_id` for every frame that carries it; the guard
+    /// unregisters it when dropped.
     pub fn register(
         self: &Arc<Self>,
         rpc_id: &str,
+    ) -> Result<(DispatchGuard, CallReceiver), RegisterError> {
+        self.register_for(rpc_id, Output::Stream)
+    }
+
+    /// Registers `rpc_id` for a call whose members each send `output`:
+    /// with [`Output::Unary`], only the first frame of each sender is
+    /// delivered (it ends that member's part of the call, see
+    /// [`crate::tracker`]), and [`Self::wants`] refuses the rest, such as
+    /// the EOS after a unary answer.
+    pub fn register_for(
+        self: &Arc<Self>,
+        rpc_id: &str,
+        output: Output,
     ) -> Result<(DispatchGuard, CallReceiver), RegisterError> {
         let mut t = self.lock();
         if t.closed {
@@ -207,7 +241,8 @@ impl Dispatcher {
             return Err(RegisterError::Duplicate);
         }
         let (tx, rx) = lane(self.call_buffer);
-        t.calls.insert(rpc_id.to_string(), tx);
+        let answered = (output == Output::Unary).then(Vec::new);
+        t.calls.insert(rpc_id.to_string(), Entry { tx, answered });
         Ok((
             DispatchGuard {
                 dispatcher: self.clone(),
@@ -254,8 +289,18 @@ impl Dispatcher {
         let Some(id) = crate::metadata::rpc_id(&msg.metadata) else {
             return false;
         };
-        let Some(call) = self.lock().calls.get(id).cloned() else {
-            return false;
+        let call = {
+            let mut t = self.lock();
+            let Some(entry) = t.calls.get_mut(id) else {
+                return false;
+            };
+            if !entry.wants(&msg.source) {
+                return false;
+            }
+            if let Some(done) = &mut entry.answered {
+                done.push(msg.source.clone());
+            }
+            entry.tx.clone()
         };
         let id = id.to_string();
         match call.push(CallEvent::Frame(msg)) {
@@ -291,7 +336,7 @@ impl Dispatcher {
         });
         let mut t = self.lock();
         // Only this call's entry: the id may have been re-registered since.
-        if t.calls.get(id).is_some_and(|c| c.same_lane(call)) {
+        if t.calls.get(id).is_some_and(|c| c.tx.same_lane(call)) {
             t.calls.remove(id);
         }
     }
@@ -324,7 +369,7 @@ impl Dispatcher {
     pub fn member_removed(&self, member: &Name) {
         let t = self.lock();
         for call in t.calls.values() {
-            call.notice(CallEvent::MemberRemoved(member.clone()));
+            call.tx.notice(CallEvent::MemberRemoved(member.clone()));
         }
     }
 
@@ -333,14 +378,14 @@ impl Dispatcher {
         let mut t = self.lock();
         if t.removing.iter().any(|n| designates(n, &member)) {
             for call in t.calls.values() {
-                call.notice(CallEvent::MemberRemoved(member.clone()));
+                call.tx.notice(CallEvent::MemberRemoved(member.clone()));
             }
             return;
         }
         t.lost_member = true;
         for call in t.calls.values() {
             // A closed receiver is a call that already ended: nothing to tell.
-            call.notice(CallEvent::MemberLeft(member.clone()));
+            call.tx.notice(CallEvent::MemberLeft(member.clone()));
         }
     }
 
@@ -348,7 +393,7 @@ impl Dispatcher {
     pub fn message_lost(&self, source: Name, message_id: u32) {
         let t = self.lock();
         for call in t.calls.values() {
-            call.notice(CallEvent::MessageLost {
+            call.tx.notice(CallEvent::MessageLost {
                 source: source.clone(),
                 message_id,
             });
@@ -392,6 +437,37 @@ impl Dispatcher {
     pub fn sink(self: &Arc<Self>) -> EventSink {
         let me = self.clone();
         Box::new(move |event| me.on_event(event))
+    }
+
+    /// True when a frame from `source` with this metadata would be
+    /// delivered to a call now: it names a registered call, and that call
+    /// still wants frames from `source`. Anything else [`Self::dispatch`]
+    /// drops, so the session need not decrypt it.
+    pub fn wants(&self, source: &Name, metadata: &HashMap<String, String>) -> bool {
+        let Some(id) = crate::metadata::rpc_id(metadata) else {
+            return false;
+        };
+        self.lock()
+            .calls
+            .get(id)
+            .is_some_and(|entry| entry.wants(source))
+    }
+
+    /// The session filter that skips what this dispatcher would drop
+    /// ([`Self::wants`]), counting each skipped frame in `skipped`.
+    /// Frames reach it in arrival order and are delivered in order after
+    /// it; a frame it lets through may still be dropped (say, an EOS that
+    /// arrived before its answer), but a frame it skips would have been
+    /// dropped: calls only ever stop wanting frames.
+    pub fn skip_filter(self: &Arc<Self>, skipped: Arc<AtomicUsize>) -> InboundFilter {
+        let me = self.clone();
+        Box::new(move |source: &Name, metadata: &HashMap<String, String>| {
+            let skip = !me.wants(source, metadata);
+            if skip {
+                skipped.fetch_add(1, Ordering::Relaxed);
+            }
+            skip
+        })
     }
 
     fn unregister(&self, rpc_id: &str) {
@@ -448,6 +524,60 @@ mod tests {
             Some(CallEvent::Frame(m)) => m.payload,
             other => panic!("expected a frame, got {other:?}"),
         }
+    }
+
+    fn from(member: u64, rpc_id: &str, payload: &[u8]) -> IncomingMessage {
+        IncomingMessage {
+            source: Name::new("org", "ns", format!("srv{member}")).with_id(member),
+            ..frame(rpc_id, payload)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_unary_output_call_takes_the_first_frame_of_each_member_and_wants_no_more_from_it() {
+        let d = Dispatcher::new();
+        let (_g, mut rx) = d.register_for("U", Output::Unary).unwrap();
+        let (_gs, mut stream) = d.register_for("S", Output::Stream).unwrap();
+        let (one, two) = (from(1, "U", b"answer 1"), from(2, "U", b"answer 2"));
+        assert!(d.wants(&one.source, &one.metadata));
+        assert!(d.dispatch(one.clone()));
+        // Member 1's EOS (or anything else from it) is no longer wanted.
+        let eos1 = from(1, "U", b"");
+        assert!(!d.wants(&eos1.source, &eos1.metadata));
+        assert!(!d.dispatch(eos1));
+        // Member 2 has not answered yet.
+        assert!(d.wants(&two.source, &two.metadata));
+        assert!(d.dispatch(two));
+        assert_eq!(payload(rx.recv().await), b"answer 1");
+        assert_eq!(payload(rx.recv().await), b"answer 2");
+        // A streaming call wants every frame of every member.
+        for p in [&b"r1"[..], b"r2", b""] {
+            let f = from(1, "S", p);
+            assert!(d.wants(&f.source, &f.metadata));
+            assert!(d.dispatch(f));
+            assert_eq!(payload(stream.recv().await), p);
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_of_no_registered_call_are_not_wanted_and_the_filter_counts_them() {
+        let d = Dispatcher::new();
+        let skipped = Arc::new(AtomicUsize::new(0));
+        let mut skip = d.skip_filter(skipped.clone());
+        let (g, _rx) = d.register_for("U", Output::Unary).unwrap();
+        let answer = from(1, "U", b"a");
+        assert!(!skip(&answer.source, &answer.metadata));
+        assert!(d.dispatch(answer));
+        let eos = from(1, "U", b"");
+        assert!(skip(&eos.source, &eos.metadata));
+        let none = from(1, "", b"no rpc-id");
+        let mut no_id = none.metadata.clone();
+        no_id.clear();
+        assert!(skip(&none.source, &no_id));
+        drop(g);
+        let late = from(2, "U", b"late");
+        assert!(skip(&late.source, &late.metadata));
+        assert_eq!(skipped.load(Ordering::Relaxed), 3);
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use slim_transport::Name;
 use slim_transport::app::{App, Session, SessionConfig, SessionEvent, SessionHandle};
-use slim_transport::session::InboundFilterFactory;
+use slim_transport::session::{InboundFilter, InboundFilterFactory};
 
 use crate::transport::{
     ConnId, EventSink, IncomingMessage, RpcSessionEvents, RpcSessionHandle, RpcTransport,
@@ -101,6 +101,7 @@ impl RpcTransport for App {
         destination: &Name,
         options: SessionOptions,
         mut sink: EventSink,
+        skip: Option<InboundFilter>,
     ) -> TransportFuture<'_, Arc<dyn RpcSessionHandle>> {
         let destination = destination.clone();
         async move {
@@ -110,7 +111,12 @@ impl RpcTransport for App {
                 }
             };
             let (handle, done) = self
-                .create_session_with_sink(config(kind, options), &destination, Box::new(on_event))
+                .create_session_with_sink(
+                    config(kind, options),
+                    &destination,
+                    Box::new(on_event),
+                    skip,
+                )
                 .await
                 .map_err(err)?;
             if let Err(e) = done.await {
@@ -160,8 +166,9 @@ impl<T: RpcTransport> RpcTransport for Arc<T> {
         destination: &Name,
         options: SessionOptions,
         sink: EventSink,
+        skip: Option<InboundFilter>,
     ) -> TransportFuture<'_, Arc<dyn RpcSessionHandle>> {
-        (**self).create_session_delivering(kind, destination, options, sink)
+        (**self).create_session_delivering(kind, destination, options, sink, skip)
     }
     fn accept_session(&self) -> TransportFuture<'_, TransportSession> {
         (**self).accept_session()

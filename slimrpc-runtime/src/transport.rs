@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use slim_transport::Name;
-use slim_transport::session::InboundFilterFactory;
+use slim_transport::session::{InboundFilter, InboundFilterFactory};
 
 /// A session-layer failure, as text (the runtime only reports it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,13 +106,20 @@ pub trait RpcTransport: Send + Sync + 'static {
     /// to `sink` instead of a receiver. The default reads the session's
     /// receiver in a task of its own; a transport that can call the sink
     /// from the session itself overrides it (one task hop less per message).
+    ///
+    /// `skip` picks, from a frame's sender and clear-text metadata, frames
+    /// the sink's owner would discard: a transport may then acknowledge
+    /// them without decrypting or delivering them. The default ignores it
+    /// (every frame is delivered, and discarded by the owner).
     fn create_session_delivering(
         &self,
         kind: SessionKind,
         destination: &Name,
         options: SessionOptions,
         sink: EventSink,
+        skip: Option<InboundFilter>,
     ) -> TransportFuture<'_, Arc<dyn RpcSessionHandle>> {
+        let _ = skip;
         let destination = destination.clone();
         Box::pin(async move {
             let session = self.create_session(kind, &destination, options).await?;

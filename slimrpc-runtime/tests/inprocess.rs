@@ -634,6 +634,50 @@ async fn our_client_sends_servers_no_frame_they_would_skip() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_client_leaves_the_eos_after_each_unary_answer_undecrypted_and_reads_every_stream_frame()
+ {
+    let n = net(&["s1", "s2", "s3"]).await;
+    let p2p = Channel::new(n.client.clone(), members(&["s1"])).unwrap();
+    for i in 0..4 {
+        let r: Msg = bounded(p2p.unary(SVC, "ExampleUnaryUnary", msg("u", i), opts()))
+            .await
+            .unwrap();
+        assert_eq!(r, msg("s1: u", i));
+    }
+    // Each answer ended its call; the EOS behind it was not decrypted.
+    eventually(|| p2p.skipped_frames() == 4).await;
+    // A response stream needs its EOS: nothing of it is skipped.
+    let out: Vec<_> = bounded(
+        p2p.unary_stream::<_, Msg>(SVC, "ExampleUnaryStream", msg("n", 3), opts())
+            .collect(),
+    )
+    .await;
+    assert_eq!(out.len(), 3);
+    assert!(out.iter().all(|r| r.is_ok()), "{out:?}");
+
+    let group = Channel::new(n.client.clone(), members(&["s1", "s2", "s3"])).unwrap();
+    for i in 0..4 {
+        let (ok, err) =
+            collect(group.group_unary::<_, Msg>(SVC, "ExampleUnaryUnary", msg("g", i), opts()))
+                .await;
+        assert!(err.is_empty(), "{err:?}");
+        assert_eq!(
+            sorted(&ok, |m| m.n),
+            vec![("s1".into(), i), ("s2".into(), i), ("s3".into(), i)]
+        );
+    }
+    // Every member's EOS after its answer, including while the call still
+    // waited for the others.
+    eventually(|| group.skipped_frames() == 4 * 3).await;
+    let (ok, err) =
+        collect(group.group_unary_stream::<_, Msg>(SVC, "ExampleUnaryStream", msg("n", 2), opts()))
+            .await;
+    assert_eq!((ok.len(), err.len()), (3 * 2, 0));
+    assert_eq!(p2p.skipped_frames(), 4);
+    assert_eq!(group.skipped_frames(), 4 * 3);
+}
+
 // ---- a caller that stops reading ------------------------------------------
 
 /// Reads `call` to its end after it was left unread: the items it still

@@ -196,10 +196,8 @@ async fn every_reducer_reports_the_deadline_when_members_are_too_slow() {
     ));
     let folded = call(&ch, "Slow", short)
         .fold_responses(0, |acc, item| ControlFlow::Continue(acc + item.message.n));
-    assert!(matches!(
-        bounded(folded).await,
-        Err(ReduceError::Deadline { .. })
-    ));
+    let r = bounded(folded).await;
+    assert!(matches!(r, Err(ReduceError::Deadline { .. })), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

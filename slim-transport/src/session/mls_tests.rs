@@ -642,6 +642,50 @@ fn filtered_msgs_are_acked_but_not_decrypted_or_delivered_and_later_ones_still_d
     assert_eq!(net.session(m, sid).counters().not_needed, 0);
 }
 
+#[test]
+fn a_long_run_of_filtered_msgs_is_broken_by_a_decryption_so_later_msgs_still_decrypt() {
+    let (mut net, m, members) = nodes(67, 1);
+    let p = members[0];
+    net.nodes[p]
+        .layer
+        .set_accept_filter(Arc::new(|| -> super::InboundFilter {
+            Box::new(|_: &Name, md: &HashMap<String, String>| md.contains_key("discard"))
+        }));
+    let (sid, _) = net.create(m, group(), &"org/ns/chat".parse().unwrap());
+    assert_eq!(invite(&mut net, m, sid, p), Some(Ok(())));
+    // More in a row than the MLS ratchet window (1024 generations ahead).
+    let n = 1500u32;
+    let discard = HashMap::from([("discard".to_string(), "1".to_string())]);
+    for i in 0..n {
+        let text = format!("drop {}", i + 1).into_bytes();
+        net.with(m, sid, |s, now| s.publish(text, discard.clone(), now))
+            .unwrap();
+    }
+    net.with(m, sid, |s, now| {
+        s.publish(b"keep".to_vec(), HashMap::new(), now)
+    })
+    .unwrap();
+    let run = super::machine::MAX_UNDECRYPTED_IN_A_ROW;
+    let forced = n / (run + 1);
+    assert!(net.run_until(LIMIT, |n| {
+        n.payloads_from(p, sid, m)
+            .last()
+            .is_some_and(|l| l == b"keep")
+    }));
+    // One filtered MSG in every run + 1 that arrived was decrypted and
+    // handed to the app (which discards it); the rest were not decrypted.
+    let got = net.payloads_from(p, sid, m);
+    assert_eq!(got.len() as u32, forced + 1, "{got:?}");
+    assert!(
+        got[..forced as usize]
+            .iter()
+            .all(|g| g.starts_with(b"drop "))
+    );
+    let counters = net.session(p, sid).counters();
+    assert_eq!(counters.not_needed, u64::from(n - forced));
+    assert_eq!(counters.decrypt_failed, 0);
+}
+
 // ----- presence (SLIM v3): soft close and rejoin ------------------------------
 
 /// Turns on the SLIM v3 presence messages for every node's future sessions.

@@ -244,8 +244,11 @@ impl SessionError {
 /// depends only on metadata (a SlimRPC server dropping client EOS #2 and
 /// echoed server frames, §g.4) saves an MLS decryption, an Ed25519 check,
 /// per such frame. Skipping is safe for MLS: a later message of the same
-/// sender ratchets past the skipped generation. The filter sees MSGs in
-/// arrival order (before any reordering), once per message id.
+/// sender ratchets past the skipped generation. So that the ratchet never
+/// has to run further ahead than its window, at most 256 MSGs of one
+/// sender in a row are skipped; the next one is decrypted and delivered
+/// (the application discards it). The filter sees MSGs in arrival order
+/// (before any reordering), once per message id.
 pub type InboundFilter = Box<dyn FnMut(&Name, &HashMap<String, String>) -> bool + Send>;
 
 /// Makes the [`InboundFilter`] of each new session (one per session: a

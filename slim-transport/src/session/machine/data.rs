@@ -26,6 +26,17 @@ use super::Session;
 /// How many PUBLISH_TO ids per source are remembered for duplicate removal.
 const PUBLISH_TO_MEMORY: usize = 1024;
 
+/// At most this many MSGs of one sender in a row are left undecrypted by
+/// the session's [`InboundFilter`](super::super::InboundFilter); the next
+/// one is decrypted (and delivered, for the application to discard). A
+/// receiver's MLS ratchet for a sender moves one generation per message,
+/// and a message more than the ratchet window ahead of the last one
+/// decrypted (1024 generations, `crate::mls::SENDER_RATCHET_WINDOW`) no
+/// longer decrypts: without this bound, a long run of skipped frames (a
+/// stream whose caller stopped reading) would make every later frame of
+/// that sender fail.
+pub(crate) const MAX_UNDECRYPTED_IN_A_ROW: u32 = 256;
+
 /// A sequenced publish held back by the send window.
 #[derive(Debug)]
 pub(super) struct Queued {
@@ -78,6 +89,9 @@ pub(super) struct Data {
     publish_to_seen: PublishToSeen,
     /// Sequenced publishes waiting for room in the send window.
     windowed: VecDeque<Queued>,
+    /// Per sender, how many of its MSGs in a row the filter kept from
+    /// decryption (see [`MAX_UNDECRYPTED_IN_A_ROW`]).
+    undecrypted: HashMap<Name, u32>,
 }
 
 impl Data {
@@ -88,6 +102,27 @@ impl Data {
             streams: HashMap::new(),
             publish_to_seen: PublishToSeen::default(),
             windowed: VecDeque::new(),
+            undecrypted: HashMap::new(),
+        }
+    }
+
+    /// The filter wants a MSG of `source` left undecrypted: true when it
+    /// may be, false when it is the one after [`MAX_UNDECRYPTED_IN_A_ROW`]
+    /// undecrypted ones and must be decrypted anyway.
+    fn may_leave_undecrypted(&mut self, source: &Name) -> bool {
+        let run = self.undecrypted.entry(source.clone()).or_default();
+        if *run >= MAX_UNDECRYPTED_IN_A_ROW {
+            *run = 0;
+            return false;
+        }
+        *run += 1;
+        true
+    }
+
+    /// A MSG of `source` was decrypted: its receiver ratchet is current.
+    fn decrypted(&mut self, source: &Name) {
+        if let Some(run) = self.undecrypted.get_mut(source) {
+            *run = 0;
         }
     }
 
@@ -313,12 +348,14 @@ impl Session {
             self.counters.refused_busy += 1;
             return;
         }
-        // What the application would discard is not worth an MLS decryption.
+        // What the application would discard is not worth an MLS decryption,
+        // up to a bound on how far the sender's ratchet may run ahead.
         let unneeded = !skip
             && self
                 .filter
                 .as_mut()
-                .is_some_and(|f| f(&source, &inb.metadata));
+                .is_some_and(|f| f(&source, &inb.metadata))
+            && self.data.may_leave_undecrypted(&source);
         if unneeded {
             self.counters.not_needed += 1;
         }
@@ -326,7 +363,10 @@ impl Session {
             Vec::new()
         } else {
             match self.crypto.decrypt(&payload.blob, self.unix_secs()) {
-                Ok(b) => b,
+                Ok(b) => {
+                    self.data.decrypted(&source);
+                    b
+                }
                 Err(_) => return self.drop_msg(DropReason::DecryptFailed),
             }
         };

@@ -60,6 +60,8 @@ mod timers;
 use close::Lifecycle;
 use controls::{Control, Controls, Due, Purpose, Waiting};
 use data::Data;
+#[cfg(test)]
+pub(crate) use data::MAX_UNDECRYPTED_IN_A_ROW;
 use liveness::{Liveness, WATCHDOG_PERIOD};
 pub(crate) use membership::{CommitQueue, Offer};
 use membership::{Job, Jobs, Stage};
