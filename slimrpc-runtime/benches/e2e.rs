@@ -874,22 +874,24 @@ fn print_mls_ceiling(ks: &[usize]) {
     );
     println!("|---|---|---|---|---|");
     // P2P unary: the request (our client sends no client EOS frames for a
-    // unary request), then response + server EOS the other way.
-    let p2p = 3.0 * e + 3.0 * d;
-    let path = 3.0 * (e + d);
+    // unary request), then response + server EOS the other way; our client
+    // leaves the EOS after the answer undecrypted.
+    let p2p = 3.0 * e + 2.0 * d;
+    let path = 2.0 * (e + d);
     println!(
-        "| P2P unary (3 messages) | {p2p:.0} µs | {:.0} calls/s | {path:.0} µs (request, response, EOS in turn): at most {:.0} calls/s sequential | {} |",
+        "| P2P unary (3 messages, 2 decrypted) | {p2p:.0} µs | {:.0} calls/s | {path:.0} µs (request, then response): at most {:.0} calls/s sequential | {} |",
         cores * 1e6 / p2p,
         1e6 / path,
         setup(1),
     );
     for &k in ks {
         let kf = k as f64;
-        // Client: 1 encrypt (the request), 2K decrypts; each member: 1
+        // Client: 1 encrypt (the request), K decrypts (the answers; each
+        // member's EOS after it is left undecrypted); each member: 1
         // decrypt (the request), 2 encrypts (response, EOS).
-        let cpu = e + kf * (3.0 * d + 2.0 * e);
-        // The client's share is serial (one session): 1 encrypt, 2K decrypts.
-        let client = e + 2.0 * kf * d;
+        let cpu = e + kf * (2.0 * d + 2.0 * e);
+        // The client's share is serial (one session): 1 encrypt, K decrypts.
+        let client = e + kf * d;
         println!(
             "| group unary K={k} | {cpu:.0} µs | {:.0} calls/s | {:.0} µs (all CPU over {cores} cores); the client alone {client:.0} µs | {} |",
             cores * 1e6 / cpu,
