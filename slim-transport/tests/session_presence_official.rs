@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use session_common::{V3Net, app_v3_with, invite_via};
+use session_common::{V3Net, app_v3_with, created, invite_via};
 use slim_transport::app::{App, Session, SessionConfig, SessionEvent, SessionKind};
 use slimrpc_testkit::{Child, python3};
 
@@ -116,11 +116,7 @@ async fn an_official_participant_soft_closes_and_is_readmitted_by_our_moderator_
         mls: true,
         ..SessionConfig::default()
     };
-    let (mut group, ready) = moderator
-        .create_session(config, &"org/ns/pres-chat".parse().unwrap())
-        .await
-        .expect("group");
-    ready.await.expect("group ready");
+    let mut group = created(&moderator, &"org/ns/pres-chat".parse().unwrap(), config).await;
     invite_via(&moderator, &group, link, "org/ns/pyp").await;
     invite_via(&moderator, &group, link, "org/ns/pres-r1").await;
     let mut r1 = listen(&ours).await;

@@ -8,7 +8,7 @@ mod session_common;
 
 use std::collections::HashMap;
 
-use session_common::{LIVENESS, app, app_v3, joined, next_payload};
+use session_common::{LIVENESS, app, app_v3, created, joined, next_payload};
 use slim_transport::Name;
 use slim_transport::app::{SessionConfig, SessionKind};
 use slim_transport::service::Service;
@@ -35,11 +35,7 @@ async fn remove_and_add_back(v3: bool) {
         mls: true,
         ..SessionConfig::default()
     };
-    let (mut group, ready) = m
-        .create_session(config, &"org/ns/readd-chat".parse().unwrap())
-        .await
-        .expect("group");
-    ready.await.expect("ready");
+    let mut group = created(&m, &"org/ns/readd-chat".parse().unwrap(), config).await;
     let p_first = joined(&group, &p).await;
     let mut q_session = joined(&group, &q).await;
     // p's first session leaves a sequence behind at the others.

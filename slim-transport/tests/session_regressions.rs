@@ -7,7 +7,7 @@ mod session_common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use session_common::{LIVENESS, app};
+use session_common::{LIVENESS, app, created};
 use slim_transport::Name;
 use slim_transport::app::{App, Session, SessionConfig, SessionEvent, SessionKind};
 use slim_transport::service::Service;
@@ -281,15 +281,7 @@ async fn fast_ping_group(moderator: &App, channel: &Name) -> Session {
         ping_interval: Duration::from_millis(300),
         ..SessionConfig::default()
     };
-    let (group, done) = moderator
-        .create_session(config, channel)
-        .await
-        .expect("group created");
-    tokio::time::timeout(LIVENESS, done)
-        .await
-        .expect("group ready in time")
-        .expect("group ready");
-    group
+    created(moderator, channel, config).await
 }
 
 /// An app on `node` reachable by name over `link` (it subscribes there).

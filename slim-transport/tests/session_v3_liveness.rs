@@ -9,7 +9,7 @@ mod session_common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use session_common::{LIVENESS, app_v3, joined};
+use session_common::{LIVENESS, app_v3, created, joined};
 use slim_transport::app::{SessionConfig, SessionKind};
 use slim_transport::service::Service;
 
@@ -24,11 +24,7 @@ async fn a_v3_group_keeps_its_members_over_many_ping_rounds_idle_and_busy() {
         ping_interval: Duration::from_millis(200),
         ..SessionConfig::default()
     };
-    let (mut moderator, ready) = m
-        .create_session(config, &"org/ns/live-group".parse().unwrap())
-        .await
-        .expect("group");
-    ready.await.expect("ready");
+    let mut moderator = created(&m, &"org/ns/live-group".parse().unwrap(), config).await;
     let p = app_v3(&service, "org/ns/live-p1", None).await;
     let member = joined(&moderator, &p).await;
     assert_eq!(moderator.members().len(), 2);

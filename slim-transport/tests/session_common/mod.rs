@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use slim_transport::app::{App, Session, SessionEvent};
+use slim_transport::Name;
+use slim_transport::app::{App, Session, SessionConfig, SessionEvent};
 use slim_transport::identity::SharedSecret;
 use slim_transport::service::{ConnId, Generation, LinkOptions, Service};
 
@@ -112,6 +113,20 @@ pub async fn invite_via(app: &App, group: &Session, link: ConnId, who: &str) {
         .await
         .expect("invite finished in time")
         .unwrap_or_else(|e| panic!("invite of {who} failed: {e}"));
+}
+
+/// A session `app` creates on `destination` with `config` (a group: the
+/// channel), once it is ready.
+pub async fn created(app: &App, destination: &Name, config: SessionConfig) -> Session {
+    let (session, ready) = app
+        .create_session(config, destination)
+        .await
+        .expect("session created");
+    tokio::time::timeout(LIVENESS, ready)
+        .await
+        .expect("ready in time")
+        .expect("ready");
+    session
 }
 
 /// Invites `member` (an app on the moderator's service) into the group of
