@@ -943,12 +943,13 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
                     _ = sleep.as_mut() => Event::Deadline,
                 }
             };
-            // A frame read after the deadline is too late, as in gRPC,
-            // whichever of the two the runtime woke this task for first
-            // (a server's own deadline error races the caller's timer).
+            // A server's own deadline error races the caller's timer: read
+            // after the deadline, it is the call's deadline, whichever of
+            // the two the runtime woke this task for first.
             let event = match event {
-                Event::Frame(Some(CallEvent::Frame(_)))
-                    if tokio::time::Instant::now() >= self.deadline =>
+                Event::Frame(Some(CallEvent::Frame(m)))
+                    if crate::metadata::frame_code(&m.metadata) == Code::DeadlineExceeded
+                        && tokio::time::Instant::now() >= self.deadline =>
                 {
                     Event::Deadline
                 }
