@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::Name;
 use crate::wire::{self, SessionMessageType as Kind, command_payload::CommandPayloadType as Cmd};
 
+use super::machine::ACK_DELAY;
 use super::packet::{self, Inbound, MAX_PUBLISH_ID, keys};
 use super::testnet::{Net, SECRET};
 use super::{Event, SessionConfig, SessionEvent, SessionKind};
@@ -394,6 +395,45 @@ fn acks_and_rtx_requests_echo_incoming_conn_as_forward_to() {
         panic!()
     };
     assert_eq!(p.header.as_ref().unwrap().forward_to, Some(alice as u64));
+}
+
+#[test]
+fn a_msg_ack_rides_with_the_next_message_out_or_goes_alone_after_the_ack_delay() {
+    let (mut net, alice, bob, sid) = p2p(Net::perfect(9));
+    let acks_from_bob = |net: &Net| {
+        net.trace
+            .iter()
+            .filter(|t| t.kind == Kind::MsgAck && t.from == bob)
+            .count()
+    };
+    net.publish(alice, sid, b"question");
+    assert!(net.run_until(LIMIT, |n| n.messages(bob, sid).len() == 1));
+    // Delivered at once; its ack waits for bob's next message.
+    assert_eq!(acks_from_bob(&net), 0);
+    net.publish(bob, sid, b"answer");
+    let sent: Vec<Kind> = net
+        .trace
+        .iter()
+        .filter(|t| t.from == bob)
+        .map(|t| t.kind)
+        .collect();
+    assert_eq!(sent[sent.len() - 2..], [Kind::MsgAck, Kind::Msg]);
+    // With nothing to ride on, the ack goes alone once ACK_DELAY passed.
+    net.publish(alice, sid, b"second");
+    assert!(net.run_until(LIMIT, |n| n.messages(bob, sid).len() == 2));
+    let delivered = net.now;
+    assert_eq!(acks_from_bob(&net), 1);
+    assert!(net.run_until(LIMIT, |n| acks_from_bob(n) == 2));
+    assert_eq!(net.now - delivered, ACK_DELAY);
+    // Alice saw both acks: nothing of hers is left to retransmit.
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(
+        net.trace
+            .iter()
+            .filter(|t| t.kind == Kind::Msg && t.from == alice)
+            .count(),
+        2
+    );
 }
 
 #[test]
@@ -1629,6 +1669,8 @@ fn duplicate_msg_is_acked_again_without_being_decrypted_twice() {
     };
     let before = acks(&net);
     net.inject(p, original);
+    // The ack is held for at most ACK_DELAY (nothing else goes out).
+    net.run_for(ACK_DELAY);
     assert_eq!(acks(&net), before + 1);
     assert_eq!(net.session(p, sid).counters().decrypt_failed, 0);
     assert_eq!(net.messages(p, sid).len(), 1);

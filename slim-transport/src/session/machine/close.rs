@@ -134,6 +134,7 @@ impl Session {
         if self.is_closed() {
             return;
         }
+        self.release_acks();
         self.cancel_jobs(SessionError::Closed);
         self.unsubscribe_channel();
         for (source, ready) in self.data.flush() {

@@ -446,7 +446,7 @@ impl Session {
             meta,
         );
         packet::set_forward_to(&mut ack, inb.incoming_conn);
-        self.send(ack);
+        self.hold_ack(ack);
     }
 
     pub(super) fn deliver_ready(

@@ -101,6 +101,8 @@ pub struct Session {
     channel_subscribed: bool,
     timers: Timers,
     outbox: VecDeque<wire::Message>,
+    /// MSG_ACKs waiting for the next message out (or [`Timer::Ack`]).
+    held_acks: Vec<wire::Message>,
     events: VecDeque<Event>,
     counters: Counters,
     /// MSGs the application will discard, recognised before decryption.
@@ -109,6 +111,15 @@ pub struct Session {
     /// refused unacknowledged (see [`Session::set_receive_paused`]).
     receive_paused: bool,
 }
+
+/// How long a MSG_ACK may wait for another message of its session to go
+/// out with. Acks held this way leave in the same flush as that message, so
+/// the data plane and the link write them together (one socket write for an
+/// answer and the ack of its request, or for a request and the acks of the
+/// previous answer); an idle session sends them alone when it expires.
+/// Senders retransmit after their interval (1 s in SlimRPC sessions, both
+/// lines), far above this.
+pub(crate) const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,6 +179,7 @@ impl Session {
             channel_subscribed: false,
             timers: Timers::default(),
             outbox: VecDeque::new(),
+            held_acks: Vec::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
             filter: None,
@@ -429,6 +441,9 @@ impl Session {
         self.tick(now);
         if self.is_closed() {
             return;
+        }
+        if self.timers.is_expired(Timer::Ack, now) {
+            self.release_acks();
         }
         self.sender_timeouts();
         self.stream_timeouts();
@@ -789,9 +804,38 @@ impl Session {
         self.ctx.provider.token_with_nonce(self.unix_secs(), nonce)
     }
 
-    /// Stamps a fresh identity token and queues the message (a MSG sealed
-    /// with an AAD keeps the stamp its AAD covers).
-    fn send(&mut self, mut msg: wire::Message) {
+    /// Queues a message behind the acks held so far (they ride along).
+    fn send(&mut self, msg: wire::Message) {
+        self.release_acks();
+        self.queue(msg);
+    }
+
+    /// Holds a MSG_ACK until the next message out, at most [`ACK_DELAY`]
+    /// (a closed session sends it at once: its timers no longer run).
+    fn hold_ack(&mut self, ack: wire::Message) {
+        if self.is_closed() {
+            return self.send(ack);
+        }
+        if self.held_acks.is_empty() {
+            self.timers.set(Timer::Ack, self.now + ACK_DELAY);
+        }
+        self.held_acks.push(ack);
+    }
+
+    /// Queues the held acks, oldest first.
+    fn release_acks(&mut self) {
+        if self.held_acks.is_empty() {
+            return;
+        }
+        self.timers.stop(Timer::Ack);
+        for a in std::mem::take(&mut self.held_acks) {
+            self.queue(a);
+        }
+    }
+
+    /// Stamps a fresh identity token and puts the message in the outbox (a
+    /// MSG sealed with an AAD keeps the stamp its AAD covers).
+    fn queue(&mut self, mut msg: wire::Message) {
         if self.ctx.aad.is_some()
             && packet::has_identity(&msg)
             && packet::peek(&msg).map(|p| p.1) == Some(Kind::Msg as i32)

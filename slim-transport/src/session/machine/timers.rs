@@ -26,10 +26,12 @@ pub(super) enum Timer {
     Data,
     /// The earliest control-request retransmission or give-up.
     Control,
+    /// Held MSG_ACKs must go out (see `Session::hold_ack`).
+    Ack,
 }
 
 impl Timer {
-    const COUNT: usize = 5;
+    const COUNT: usize = 6;
 
     fn index(self) -> usize {
         match self {
@@ -38,6 +40,7 @@ impl Timer {
             Timer::Linger => 2,
             Timer::Data => 3,
             Timer::Control => 4,
+            Timer::Ack => 5,
         }
     }
 }
