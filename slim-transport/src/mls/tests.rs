@@ -730,6 +730,20 @@ fn signer_signatures_verify_under_its_advertised_public_key() {
     );
 }
 
+#[test]
+fn ed25519_signatures_are_the_bytes_dalek_would_give() {
+    use ed25519_dalek::Signer as _;
+    use openmls_traits::signatures::Signer as _;
+    let seed: [u8; 32] = rand::rng().random();
+    let signer = ed25519_signer(&seed).unwrap();
+    let dalek = ed25519_dalek::SigningKey::from_bytes(&seed);
+    assert_eq!(signer.public(), dalek.verifying_key().as_bytes());
+    for payload in [&b""[..], b"payload", &[0xA5; 4096]] {
+        let ours = signer.sign(payload).unwrap();
+        assert_eq!(ours, dalek.sign(payload).to_bytes().to_vec());
+    }
+}
+
 fn member_v3(name: &str) -> MlsState {
     let identity = SharedSecret::new(name, SECRET).unwrap();
     let verifier: Arc<dyn IdentityVerifier> =
