@@ -923,6 +923,7 @@ fn spawn_session(
         events_end: false,
         info,
         jobs,
+        published: Vec::new(),
         close_waiters: Vec::new(),
         pending,
         listen,
@@ -953,6 +954,9 @@ fn spawn_session(
     })
 }
 
+/// Where a publish's result goes.
+type PublishReply = oneshot::Sender<Result<(), SessionError>>;
+
 /// One session's task: the state machine, its timer and its channels.
 struct Driver {
     shared: Arc<Shared>,
@@ -982,6 +986,9 @@ struct Driver {
     events_end: bool,
     info: Arc<Mutex<Info>>,
     jobs: HashMap<JobId, oneshot::Sender<Result<(), SessionError>>>,
+    /// Results of publishes, answered once their messages are on their way:
+    /// waking the publisher first would put its task ahead of the send.
+    published: Vec<(PublishReply, Result<(), SessionError>)>,
     close_waiters: Vec<oneshot::Sender<()>>,
     pending: Option<Session>,
     listen: Option<mpsc::Sender<Session>>,
@@ -999,6 +1006,9 @@ impl Driver {
         let id = self.machine.id();
         loop {
             self.flush().await;
+            for (reply, r) in self.published.drain(..) {
+                let _ = reply.send(r);
+            }
             if self.machine.is_finished(Instant::now()) {
                 break;
             }
@@ -1115,7 +1125,7 @@ impl Driver {
                     Target::To(m) => self.machine.publish_to(&m, payload, metadata, now),
                     Target::Unicast(m) => self.machine.publish_unicast(&m, payload, metadata, now),
                 };
-                let _ = reply.send(r);
+                self.published.push((reply, r));
             }
             Command::Invite { member, reply } => {
                 let r = self
