@@ -386,6 +386,14 @@ impl Net {
         self.run_until(d, |_| false);
     }
 
+    /// How many messages of `kind` `node` has sent so far.
+    pub fn sent(&self, node: usize, kind: Kind) -> usize {
+        self.trace
+            .iter()
+            .filter(|t| t.from == node && t.kind == kind)
+            .count()
+    }
+
     pub fn app_events(&self, node: usize, sid: u32) -> Vec<SessionEvent> {
         self.nodes[node]
             .events

@@ -400,16 +400,10 @@ fn acks_and_rtx_requests_echo_incoming_conn_as_forward_to() {
 #[test]
 fn a_msg_ack_rides_with_the_next_message_out_or_goes_alone_after_the_ack_delay() {
     let (mut net, alice, bob, sid) = p2p(Net::perfect(9));
-    let acks_from_bob = |net: &Net| {
-        net.trace
-            .iter()
-            .filter(|t| t.kind == Kind::MsgAck && t.from == bob)
-            .count()
-    };
     net.publish(alice, sid, b"question");
     assert!(net.run_until(LIMIT, |n| n.messages(bob, sid).len() == 1));
     // Delivered at once; its ack waits for bob's next message.
-    assert_eq!(acks_from_bob(&net), 0);
+    assert_eq!(net.sent(bob, Kind::MsgAck), 0);
     net.publish(bob, sid, b"answer");
     let sent: Vec<Kind> = net
         .trace
@@ -422,18 +416,12 @@ fn a_msg_ack_rides_with_the_next_message_out_or_goes_alone_after_the_ack_delay()
     net.publish(alice, sid, b"second");
     assert!(net.run_until(LIMIT, |n| n.messages(bob, sid).len() == 2));
     let delivered = net.now;
-    assert_eq!(acks_from_bob(&net), 1);
-    assert!(net.run_until(LIMIT, |n| acks_from_bob(n) == 2));
+    assert_eq!(net.sent(bob, Kind::MsgAck), 1);
+    assert!(net.run_until(LIMIT, |n| n.sent(bob, Kind::MsgAck) == 2));
     assert_eq!(net.now - delivered, ACK_DELAY);
     // Alice saw both acks: nothing of hers is left to retransmit.
     net.run_for(Duration::from_secs(5));
-    assert_eq!(
-        net.trace
-            .iter()
-            .filter(|t| t.kind == Kind::Msg && t.from == alice)
-            .count(),
-        2
-    );
+    assert_eq!(net.sent(alice, Kind::Msg), 2);
 }
 
 #[test]
@@ -750,12 +738,7 @@ fn delivered_in_order(net: &mut Net, a: usize, b: usize, sid: u32, n: usize) {
 #[test]
 fn a_burst_beyond_the_send_window_is_paced_by_acks_and_delivered_in_order() {
     let (mut net, a, b, sid) = p2p(Net::perfect(37));
-    let sent_msgs = |net: &Net| {
-        net.trace
-            .iter()
-            .filter(|t| t.from == a && t.kind == Kind::Msg)
-            .count()
-    };
+    let sent_msgs = |net: &Net| net.sent(a, Kind::Msg);
     let before = sent_msgs(&net);
     let n = crate::session::SEND_WINDOW * 4 + 7;
     publish_numbered(&mut net, a, sid, n);
@@ -1661,12 +1644,7 @@ fn duplicate_msg_is_acked_again_without_being_decrypted_twice() {
         .unwrap()
         .msg
         .clone();
-    let acks = |net: &Net| {
-        net.trace
-            .iter()
-            .filter(|t| t.kind == Kind::MsgAck && t.from == p)
-            .count()
-    };
+    let acks = |net: &Net| net.sent(p, Kind::MsgAck);
     let before = acks(&net);
     net.inject(p, original);
     // The ack is held for at most ACK_DELAY (nothing else goes out).
