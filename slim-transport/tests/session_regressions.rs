@@ -169,14 +169,7 @@ async fn members_list_is_current_when_an_invite_completes_or_a_member_leaves() {
         mls: false,
         ..SessionConfig::default()
     };
-    let (mut group, done) = moderator
-        .create_session(config, &channel)
-        .await
-        .expect("group created");
-    tokio::time::timeout(LIVENESS, done)
-        .await
-        .expect("group ready in time")
-        .expect("group ready");
+    let mut group = created(&moderator, &channel, config).await;
     let mut members = Vec::new();
     for i in 0..8 {
         let member = app(&service, &format!("org/ns/member{i}")).await;

@@ -8,7 +8,7 @@ mod session_common;
 
 use std::collections::HashMap;
 
-use session_common::{LIVENESS, SECRET, next_payload};
+use session_common::{LIVENESS, SECRET, created, next_payload};
 use slim_transport::app::{App, MlsSuite, SessionConfig, SessionKind};
 use slim_transport::identity::SharedSecret;
 use slim_transport::service::Service;
@@ -35,14 +35,7 @@ async fn exchange(suite: MlsSuite) {
     let service = Service::new();
     let alice = app(&service, "org/ns/alice", suite).await;
     let bob = app(&service, "org/ns/bob", suite).await;
-    let (mut a, established) = alice
-        .create_session(p2p_mls(), &"org/ns/bob".parse().unwrap())
-        .await
-        .expect("session");
-    tokio::time::timeout(LIVENESS, established)
-        .await
-        .expect("established in time")
-        .expect("established");
+    let mut a = created(&alice, &"org/ns/bob".parse().unwrap(), p2p_mls()).await;
     let mut b = tokio::time::timeout(LIVENESS, bob.listen_for_session())
         .await
         .expect("invited in time")
