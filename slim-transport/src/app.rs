@@ -1203,9 +1203,17 @@ impl Driver {
         // must already see the new member list.
         let closed = {
             let mut info = lock(&self.info);
-            info.local = self.machine.local_name().clone();
-            info.destination = self.machine.destination().clone();
-            info.members = self.machine.members().to_vec();
+            // Names compare by their integers: copying only what changed
+            // keeps this per-flush step free of allocations.
+            if info.local != *self.machine.local_name() {
+                info.local = self.machine.local_name().clone();
+            }
+            if info.destination != *self.machine.destination() {
+                info.destination = self.machine.destination().clone();
+            }
+            if info.members != self.machine.members() {
+                info.members = self.machine.members().to_vec();
+            }
             info.closed = self.machine.is_closed();
             info.counters = self.machine.counters();
             info.closed

@@ -142,6 +142,7 @@
 //!   context extensions, external senders) and external commits are refused:
 //!   SLIM never sends them.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -360,6 +361,17 @@ pub struct MlsState {
     commit_id: u32,
     /// Unix time at which our current leaf token was minted.
     token_minted: u64,
+    /// Per sender leaf, the credential and key last found good and what its
+    /// token says: a sender's every message carries the same credential, so
+    /// its token is checked once, not once per message.
+    checked: HashMap<u32, CheckedSender>,
+}
+
+/// A current member's credential and signature key, checked, with its claims.
+struct CheckedSender {
+    credential: Credential,
+    signature_key: Vec<u8>,
+    claims: Claims,
 }
 
 impl fmt::Debug for MlsState {
@@ -610,6 +622,7 @@ impl MlsState {
             key_packages: Vec::new(),
             commit_id: 0,
             token_minted: 0,
+            checked: HashMap::new(),
         })
     }
 
@@ -1242,31 +1255,63 @@ impl MlsState {
                 got: "an external sender".into(),
             });
         };
-        let credential = processed.credential().clone();
+        // The sender's credential was admitted earlier: MAC always, pubkey
+        // binding when the leaf still holds that credential (messages from a
+        // past epoch may come from a leaf that changed since).
+        let claims = {
+            let credential = processed.credential();
+            let current_key = self
+                .group()?
+                .public_group()
+                .leaf(index)
+                .filter(|leaf| leaf.credential() == credential)
+                .map(|leaf| leaf.signature_key().as_slice().to_vec());
+            match current_key {
+                Some(key) => self.check_current(index.u32(), credential, key),
+                None => self.check_mac_only(credential),
+            }
+            .map_err(|reason| MlsError::Credential {
+                who: format!("sender {} ({})", index.u32(), subject_of(credential)),
+                reason,
+            })?
+        };
         let ProcessedMessageContent::ApplicationMessage(app) = processed.into_content() else {
             return Err(MlsError::UnexpectedMessage {
                 expected: "an application message",
                 got: "a handshake message".into(),
             });
         };
-        // The sender's credential was admitted earlier: MAC always, pubkey
-        // binding when the leaf still holds that credential (messages from a
-        // past epoch may come from a leaf that changed since).
-        let group = self.group()?;
-        let current = group
-            .member_at(index)
-            .filter(|m| m.credential == credential);
-        let who = || format!("sender {} ({})", index.u32(), subject_of(&credential));
-        let claims = match current {
-            Some(m) => self.check(&credential, &m.signature_key, Age::Admitted),
-            None => self.check_mac_only(&credential),
-        }
-        .map_err(cred_err(who()))?;
         Ok(Decrypted {
             sender: claims.sub,
             sender_index: index.u32(),
             payload: app.into_bytes(),
         })
+    }
+
+    /// [`Self::check`] of a current member's credential, as admitted, done
+    /// once per credential and key of a leaf.
+    fn check_current(
+        &mut self,
+        leaf: u32,
+        credential: &Credential,
+        signature_key: Vec<u8>,
+    ) -> Result<Claims, CredentialError> {
+        if let Some(c) = self.checked.get(&leaf)
+            && c.credential == *credential
+            && c.signature_key == signature_key
+        {
+            return Ok(c.claims.clone());
+        }
+        let claims = self.check(credential, &signature_key, Age::Admitted)?;
+        self.checked.insert(
+            leaf,
+            CheckedSender {
+                credential: credential.clone(),
+                signature_key,
+                claims: claims.clone(),
+            },
+        );
+        Ok(claims)
     }
 
     fn check_mac_only(&self, credential: &Credential) -> Result<Claims, CredentialError> {

@@ -12,6 +12,7 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::wire;
 
@@ -140,10 +141,13 @@ pub enum NameError {
 }
 
 /// A SLIM name: `org/namespace/service` plus an instance id.
+///
+/// The strings are shared: a clone (names are cloned into every packet,
+/// route and member list) copies four integers and bumps one count.
 #[derive(Clone)]
 pub struct Name {
     components: [u64; 4],
-    strings: [String; 3],
+    strings: Arc<[String; 3]>,
 }
 
 impl Name {
@@ -158,7 +162,7 @@ impl Name {
         ];
         Self {
             components,
-            strings,
+            strings: Arc::new(strings),
         }
     }
 
@@ -222,11 +226,24 @@ impl Name {
         let s = n.str_name.as_ref().ok_or(NameError::MissingStrings)?;
         Ok(Self {
             components: [e.component_0, e.component_1, e.component_2, e.component_3],
-            strings: [
+            strings: Arc::new([
                 s.str_component_0.clone(),
                 s.str_component_1.clone(),
                 s.str_component_2.clone(),
-            ],
+            ]),
+        })
+    }
+}
+
+impl TryFrom<wire::Name> for Name {
+    type Error = NameError;
+    /// As [`Name::from_wire`], taking the strings over instead of copying.
+    fn try_from(n: wire::Name) -> Result<Self, NameError> {
+        let e = n.name.ok_or(NameError::MissingEncoded)?;
+        let s = n.str_name.ok_or(NameError::MissingStrings)?;
+        Ok(Self {
+            components: [e.component_0, e.component_1, e.component_2, e.component_3],
+            strings: Arc::new([s.str_component_0, s.str_component_1, s.str_component_2]),
         })
     }
 }
@@ -416,6 +433,18 @@ mod tests {
         let w = a.to_wire();
         assert!(w.name.is_some() && w.str_name.is_some());
         assert_eq!(Name::from_wire(&w).unwrap(), a);
+        let owned = Name::try_from(w).unwrap();
+        assert_eq!(owned, a);
+        assert_eq!(owned.to_string(), a.to_string());
+    }
+
+    #[test]
+    fn clones_share_the_strings_and_keep_their_own_id() {
+        let a = Name::new("org", "ns", "app");
+        let b = a.with_id(5);
+        assert!(std::ptr::eq(a.strings(), b.strings()));
+        assert_eq!((a.id(), b.id()), (NULL_ID, 5));
+        assert_eq!(b.to_string(), "org/ns/app/5");
     }
 
     #[test]
@@ -423,8 +452,10 @@ mod tests {
         let mut w = Name::new("o", "n", "s").to_wire();
         w.str_name = None;
         assert_eq!(Name::from_wire(&w), Err(NameError::MissingStrings));
+        assert_eq!(Name::try_from(w), Err(NameError::MissingStrings));
         w = Name::new("o", "n", "s").to_wire();
         w.name = None;
         assert_eq!(Name::from_wire(&w), Err(NameError::MissingEncoded));
+        assert_eq!(Name::try_from(w), Err(NameError::MissingEncoded));
     }
 }

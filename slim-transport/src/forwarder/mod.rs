@@ -501,7 +501,9 @@ impl<F: Frame> Forwarder<F> {
 
     /// Processes one message that arrived on `conn`.
     pub fn handle(&mut self, conn: ConnId, msg: F) -> Vec<Action<F>> {
-        let mut out = Vec::new();
+        // Most messages make exactly one action (a unicast forward); room
+        // for one keeps that allocation small.
+        let mut out = Vec::with_capacity(1);
         self.handle_into(conn, msg, &mut out);
         self.finish(&mut out);
         out

@@ -807,3 +807,80 @@ fn a_driven_member_mints_and_checks_credentials_at_the_time_it_is_given() {
     late.create_group().unwrap();
     assert!(late.add_member(&name, Some(&kp)).is_err());
 }
+
+/// A shared-secret verifier that counts the tokens it was asked to check.
+struct CountingVerifier {
+    inner: SharedSecret,
+    checks: Arc<AtomicU64>,
+}
+
+impl IdentityVerifier for CountingVerifier {
+    fn verify_at(&self, token: &str, now: u64) -> Result<Claims, IdentityError> {
+        self.checks.fetch_add(1, Ordering::SeqCst);
+        self.inner.verify_at(token, now)
+    }
+}
+
+#[test]
+fn a_senders_token_is_checked_once_per_credential_not_once_per_message() {
+    let clock = VClock::new();
+    let checks = Arc::new(AtomicU64::new(0));
+    let verifier: Arc<dyn IdentityVerifier> = Arc::new(CountingVerifier {
+        inner: SharedSecret::new("verifier", SECRET).unwrap(),
+        checks: checks.clone(),
+    });
+    let mut a = member("org/ns/a", &clock);
+    let mut b = MlsState::with_clock(
+        SharedSecret::new("org/ns/b", SECRET).unwrap(),
+        verifier,
+        clock.clock(),
+    )
+    .unwrap();
+    a.create_group().unwrap();
+    add(&mut a, &mut [], &mut b);
+
+    let before = checks.load(Ordering::SeqCst);
+    for i in 0..5 {
+        roundtrip(&mut a, &mut [&mut b], format!("message {i}").as_bytes());
+    }
+    assert_eq!(
+        checks.load(Ordering::SeqCst) - before,
+        1,
+        "five messages of one credential"
+    );
+
+    // A new credential and key in the sender's leaf is checked again.
+    let out = a.refresh_credential().unwrap();
+    b.process_commit(&out.commit).unwrap();
+    let before = checks.load(Ordering::SeqCst);
+    roundtrip(&mut a, &mut [&mut b], b"after the refresh");
+    roundtrip(&mut a, &mut [&mut b], b"and again");
+    assert_eq!(checks.load(Ordering::SeqCst) - before, 1);
+
+    // A token that no longer passes is not hidden by the cache: a forged
+    // credential in the same leaf (same key, other MAC) is refused.
+    let forged = {
+        let g = b.group().unwrap();
+        let leaf = g.public_group().leaf(LeafNodeIndex::new(0)).unwrap();
+        leaf.credential().clone()
+    };
+    let key = b
+        .group()
+        .unwrap()
+        .public_group()
+        .leaf(LeafNodeIndex::new(0))
+        .unwrap()
+        .signature_key()
+        .as_slice()
+        .to_vec();
+    assert!(b.check_current(0, &forged, key.clone()).is_ok());
+    let other = SharedSecret::new("org/ns/a", OTHER_SECRET)
+        .unwrap()
+        .with_public_key(&key);
+    let forged = BasicCredential::new(other.token().unwrap().into_bytes()).into();
+    let refused = b.check_current(0, &forged, key);
+    assert!(
+        matches!(refused, Err(CredentialError::WrongSecret)),
+        "{refused:?}"
+    );
+}

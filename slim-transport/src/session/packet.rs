@@ -97,13 +97,11 @@ impl Inbound {
         let session = session.ok_or(DropReason::Malformed)?;
         let source = header
             .source
-            .as_ref()
-            .and_then(|n| Name::from_wire(n).ok())
+            .and_then(|n| Name::try_from(n).ok())
             .ok_or(DropReason::Malformed)?;
         let destination = header
             .destination
-            .as_ref()
-            .and_then(|n| Name::from_wire(n).ok())
+            .and_then(|n| Name::try_from(n).ok())
             .ok_or(DropReason::Malformed)?;
         let session_type =
             SessionType::try_from(session.session_type).map_err(|_| DropReason::Malformed)?;

@@ -6,6 +6,7 @@
 //! is due, the session turns that into messages. No clock, no I/O here.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::Name;
@@ -73,7 +74,8 @@ impl Retry {
 /// A sent MSG still waiting for acknowledgements.
 #[derive(Debug)]
 struct Pending {
-    msg: wire::Message,
+    /// Shared with the history's copy ([`Sent`]).
+    msg: Arc<wire::Message>,
     waiting: BTreeSet<Name>,
     retry: Retry,
 }
@@ -94,7 +96,7 @@ pub enum SendAction {
 #[derive(Debug)]
 struct Sent {
     id: u32,
-    msg: wire::Message,
+    msg: Arc<wire::Message>,
     audience: BTreeSet<Name>,
 }
 
@@ -138,7 +140,7 @@ impl Sender {
     /// the copy of a MSG still waiting for acks is never dropped: a receiver
     /// asking for it must get it, not a "lost" answer while the sender is
     /// still retransmitting it.
-    pub fn remember(&mut self, id: u32, msg: &wire::Message, audience: BTreeSet<Name>) {
+    pub fn remember(&mut self, id: u32, msg: Arc<wire::Message>, audience: BTreeSet<Name>) {
         if self.history.len() >= HISTORY
             && let Some(pos) = self
                 .history
@@ -147,18 +149,14 @@ impl Sender {
         {
             self.history.remove(pos);
         }
-        self.history.push_back(Sent {
-            id,
-            msg: msg.clone(),
-            audience,
-        });
+        self.history.push_back(Sent { id, msg, audience });
     }
 
     /// Waits for acks of `id` from `waiting`, retransmitting on `retry`.
     pub fn expect_acks(
         &mut self,
         id: u32,
-        msg: wire::Message,
+        msg: Arc<wire::Message>,
         waiting: BTreeSet<Name>,
         retry: Retry,
     ) {
@@ -201,7 +199,7 @@ impl Sender {
             .iter()
             .rev()
             .find(|s| s.id == id)
-            .map(|s| (&s.msg, &s.audience))
+            .map(|s| (&*s.msg, &s.audience))
     }
 
     /// True when nothing waits for an ack.
@@ -234,7 +232,7 @@ impl Sender {
             };
             match p.retry.fire(now) {
                 Some(Fire::Resend) => out.push(SendAction::Resend {
-                    msg: Box::new(p.msg.clone()),
+                    msg: Box::new(wire::Message::clone(&p.msg)),
                     to: p.waiting.iter().cloned().collect(),
                 }),
                 Some(Fire::GiveUp) => {
@@ -590,13 +588,13 @@ mod tests {
         let peer = Name::new("org", "ns", "peer").with_id(1);
         let audience = BTreeSet::from([peer.clone()]);
         let mut sender = Sender::new();
-        let msg = wire::Message::default();
+        let msg = Arc::new(wire::Message::default());
         let first = sender.take_id();
-        sender.remember(first, &msg, audience.clone());
+        sender.remember(first, msg.clone(), audience.clone());
         sender.expect_acks(first, msg.clone(), audience.clone(), retry());
         for _ in 0..(HISTORY * 2) {
             let id = sender.take_id();
-            sender.remember(id, &msg, audience.clone());
+            sender.remember(id, msg.clone(), audience.clone());
             sender.expect_acks(id, msg.clone(), audience.clone(), retry());
             assert!(sender.on_ack(id, &peer));
         }

@@ -9,6 +9,7 @@
 //! Nothing here reads a clock: retries start from the `now` handed in.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::warn;
@@ -286,10 +287,12 @@ impl Session {
         let msg = self.sealed_msg(dst, fanout, id, &payload, metadata)?;
         if let Some(retry) = self.data_retry() {
             let audience: BTreeSet<Name> = ack_from.into_iter().collect();
-            self.data.sender.remember(id, &msg, audience.clone());
+            // One copy kept for both acks and RTX; `msg` itself goes out.
+            let kept = Arc::new(msg.clone());
             self.data
                 .sender
-                .expect_acks(id, msg.clone(), audience, retry);
+                .remember(id, kept.clone(), audience.clone());
+            self.data.sender.expect_acks(id, kept, audience, retry);
         }
         self.send(msg);
         Ok(())
@@ -602,7 +605,7 @@ mod tests {
         let audience = BTreeSet::from([name("peer")]);
         let retry = d.retry(now).expect("reliable");
         d.sender
-            .expect_acks(id, crate::wire::Message::default(), audience, retry);
+            .expect_acks(id, Default::default(), audience, retry);
         id
     }
 

@@ -24,6 +24,7 @@
 //! through [`super::Context`].
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
@@ -513,9 +514,12 @@ impl Session {
         metadata.insert(keys::PUBLISH_TO.into(), TRUE.into());
         let msg = self.sealed_msg(&target, 1, id, &payload, metadata)?;
         if let Some(retry) = self.data_retry() {
-            self.data
-                .sender
-                .expect_acks(id, msg.clone(), BTreeSet::from([target]), retry);
+            self.data.sender.expect_acks(
+                id,
+                Arc::new(msg.clone()),
+                BTreeSet::from([target]),
+                retry,
+            );
         }
         self.send(msg);
         self.sync_timers();
@@ -828,9 +832,12 @@ impl Session {
             return;
         }
         self.timers.stop(Timer::Ack);
-        for a in std::mem::take(&mut self.held_acks) {
+        // Drained in place: the buffer keeps its room for the next acks.
+        let mut held = std::mem::take(&mut self.held_acks);
+        for a in held.drain(..) {
             self.queue(a);
         }
+        self.held_acks = held;
     }
 
     /// Stamps a fresh identity token and puts the message in the outbox (a
