@@ -37,8 +37,8 @@ use crate::dispatcher::{
 use crate::error::RpcError;
 use crate::interceptor::{Chain, Interceptor, Request};
 use crate::metadata::{
-    CANCEL_MESSAGE, MAX_TIMEOUT, Metadata, RequestsSent, client_cancel, client_eos1,
-    client_first_frame, client_next_frame, new_rpc_id,
+    ANSWER_ENDS_KEY, CANCEL_MESSAGE, MAX_TIMEOUT, Metadata, RequestsSent, client_cancel,
+    client_eos1, client_first_frame, client_next_frame, new_rpc_id,
 };
 use crate::response_meta::{Response, ResponseMetadataSink};
 use crate::tracker::{CallTracker, Output, Step};
@@ -1120,13 +1120,18 @@ impl<Res: prost::Message + Default + Send + 'static> CallState<Res> {
                 ));
             }
         };
-        let first_frame = client_first_frame(
+        let mut first_frame = client_first_frame(
             &self.user_metadata,
             self.deadline_wall,
             &self.service,
             &self.method,
             &rpc_id,
         );
+        if self.output == Output::Unary {
+            // Each member's answer ends its part (the tracker's rule):
+            // servers that know the key leave out the EOS behind it.
+            first_frame.insert(ANSWER_ENDS_KEY.into(), "true".into());
+        }
         let requests = self
             .requests
             .take()

@@ -28,6 +28,21 @@ pub const RPC_DIR_REQ: &str = "req";
 pub const STATUS_CODE_KEY: &str = "slimrpc-code";
 /// Absolute deadline, Unix seconds as a Rust-formatted `f64`; first client frame.
 pub const DEADLINE_KEY: &str = "slimrpc-timeout";
+/// Our extension, on the first client frame of a call to a method with one
+/// answer (unary, client streaming): `"true"` says the caller takes each
+/// member's answer as the end of that member's part, so a server that knows
+/// the key sends no EOS after it. Official servers ignore the key (and send
+/// the EOS, which our client leaves undecrypted); official clients never
+/// send it, so they get the EOS wherever they count it.
+pub const ANSWER_ENDS_KEY: &str = "slimrpc-answer-ends";
+
+/// True when a call's first-frame metadata carries [`ANSWER_ENDS_KEY`].
+pub fn answer_ends(metadata: &Metadata) -> bool {
+    metadata
+        .get(ANSWER_ENDS_KEY)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
 /// The deadline used when a call sets no timeout (SLIM's `MAX_TIMEOUT`).
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(36000);
 

@@ -36,7 +36,7 @@ use crate::metadata::{
 use crate::response_meta::Outgoing;
 use crate::transport::{
     ConnId, IncomingMessage, IntoTransport, RpcSessionEvents, RpcSessionHandle, RpcTransport,
-    TransportEvent, TransportSession,
+    SessionKind, TransportEvent, TransportSession,
 };
 use slim_transport::session::InboundFilter;
 
@@ -206,6 +206,15 @@ struct Responder {
     meta: Outgoing,
     /// A shared-responses call: responses and EOS go to the whole group.
     shared: bool,
+    /// Whether a unary-output answer is followed by an EOS: in a group
+    /// session, where official callers count one per member, unless the
+    /// caller said it takes the answer as the end
+    /// ([`crate::metadata::ANSWER_ENDS_KEY`]), and always for a
+    /// shared-responses call (the peers count EOS too). In a point-to-point
+    /// session the answer ends the call for every client (ours, and the
+    /// official 1.3.0 and 3.x ones, whose `unary` returns at the first
+    /// response), so an EOS there is a frame nobody reads.
+    eos_after_answer: bool,
 }
 
 impl Responder {
@@ -218,10 +227,13 @@ impl Responder {
     }
 
     /// The one response of a unary-output method: it carries the
-    /// trailers too (the handler returned; the caller stops there), then
-    /// the EOS follows.
+    /// trailers too (the handler returned; the caller stops there), then,
+    /// in a group session, the EOS follows.
     async fn answer(&self, payload: Vec<u8>) -> Result<(), RpcError> {
         self.send_response(payload, true).await?;
+        if !self.eos_after_answer {
+            return Ok(());
+        }
         self.eos().await
     }
 
@@ -712,6 +724,7 @@ async fn session_loop(
     let _live = Counted::new(&shared.stats, |s| &s.sessions);
     let TransportSession { handle, mut events } = session;
     let mut demux = Demux {
+        group: handle.kind() == SessionKind::Group,
         handle: handle.clone(),
         shared: shared.clone(),
         pending: HashMap::new(),
@@ -747,6 +760,8 @@ async fn session_loop(
 
 struct Demux {
     handle: Arc<dyn RpcSessionHandle>,
+    /// A group session (not point-to-point): unary answers get an EOS.
+    group: bool,
     shared: Arc<Shared>,
     /// Stream-input calls still reading input, by rpc-id: their caller and
     /// their input lane (which never makes the reader wait).
@@ -962,6 +977,8 @@ impl Demux {
             rpc_id: rpc_id.clone(),
             meta: Outgoing::default(),
             shared,
+            eos_after_answer: shared
+                || (self.group && !crate::metadata::answer_ends(&msg.metadata)),
         };
         let Some(handler) = self.shared.handlers.get(&path).cloned() else {
             tracing::debug!(%path, %rpc_id, "unknown method");

@@ -189,6 +189,13 @@ impl RpcSessionHandle for SessionHandle {
         SessionHandle::id(self)
     }
 
+    fn kind(&self) -> SessionKind {
+        match SessionHandle::kind(self) {
+            slim_transport::session::SessionKind::PointToPoint => SessionKind::PointToPoint,
+            slim_transport::session::SessionKind::Group => SessionKind::Group,
+        }
+    }
+
     fn publish(
         &self,
         payload: Vec<u8>,

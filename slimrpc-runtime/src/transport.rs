@@ -202,6 +202,13 @@ pub trait RpcSessionHandle: Send + Sync + 'static {
 
     /// True once the session is closed (by us, the peer, or a failure).
     fn is_closed(&self) -> bool;
+
+    /// Point-to-point or group. A server ends a unary answer with an EOS
+    /// only in a group session (group clients count them per member); the
+    /// default says group, which is always safe.
+    fn kind(&self) -> SessionKind {
+        SessionKind::Group
+    }
 }
 
 /// The receive side of one session; owned by exactly one reader task.

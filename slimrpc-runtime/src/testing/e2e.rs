@@ -532,6 +532,82 @@ async fn server_answers_responses_without_code_then_an_eos_with_code_and_no_dire
     assert_eq!(eos.metadata, metadata::status_frame(Code::Ok, "R3"));
 }
 
+/// Sends unary call `rpc_id` to the server on raw session `s`, with
+/// `extra` in its first frame.
+async fn raw_unary(s: &TransportSession, rpc_id: &str, n: i64, extra: &[(&str, &str)]) {
+    use prost::Message as _;
+    let mut first = metadata::client_first_frame(
+        &Metadata::new(),
+        SystemTime::now() + Duration::from_secs(60),
+        SVC,
+        "ExampleUnaryUnary",
+        rpc_id,
+    );
+    first.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    s.handle
+        .publish(msg("raw", n).encode_to_vec(), first)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_unary_answer_gets_an_eos_only_in_a_group_and_only_for_callers_that_count_them() {
+    use prost::Message as _;
+    let f = fixture(&["server"]).await;
+    // Point-to-point: two calls, two answers, nothing between them.
+    let mut p2p = raw_session(&f, "server").await;
+    raw_unary(&p2p, "P1", 1, &[]).await;
+    let answer = next_frame(&mut p2p).await;
+    assert_eq!(answer.metadata, metadata::response_frame("P1"));
+    assert_eq!(Msg::decode(answer.payload.as_slice()).unwrap().n, 1);
+    raw_unary(&p2p, "P2", 2, &[]).await;
+    let next = next_frame(&mut p2p).await;
+    assert_eq!(
+        next.metadata,
+        metadata::response_frame("P2"),
+        "the frame after P1's answer is P2's answer, not an EOS"
+    );
+
+    // Group: an official-style caller (no key) gets the answer, then the
+    // EOS it counts; a caller that takes the answer as the end gets none.
+    let mut group = f
+        .client
+        .create_session(
+            SessionKind::Group,
+            &Name::new("org", "ns", "chan"),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    group
+        .handle
+        .invite(&Name::new("org", "ns", "server"))
+        .await
+        .unwrap();
+    raw_unary(&group, "G1", 3, &[]).await;
+    let answer = next_frame(&mut group).await;
+    assert_eq!(answer.metadata, metadata::response_frame("G1"));
+    let eos = next_frame(&mut group).await;
+    assert!(eos.payload.is_empty());
+    assert_eq!(eos.metadata, metadata::status_frame(Code::Ok, "G1"));
+    let ends = [(metadata::ANSWER_ENDS_KEY, "true")];
+    raw_unary(&group, "G2", 4, &ends).await;
+    assert_eq!(
+        next_frame(&mut group).await.metadata,
+        metadata::response_frame("G2")
+    );
+    raw_unary(&group, "G3", 5, &[]).await;
+    assert_eq!(
+        next_frame(&mut group).await.metadata,
+        metadata::response_frame("G3"),
+        "no EOS after G2's answer"
+    );
+    assert_eq!(
+        next_frame(&mut group).await.metadata,
+        metadata::status_frame(Code::Ok, "G3")
+    );
+}
+
 #[tokio::test]
 async fn a_unary_request_is_one_frame_and_a_request_stream_ends_with_eos1_alone() {
     let net = MemNet::new();
@@ -1203,6 +1279,9 @@ impl RpcTransport for HeldEos {
 impl RpcSessionHandle for HeldEosHandle {
     fn id(&self) -> u32 {
         self.inner.id()
+    }
+    fn kind(&self) -> SessionKind {
+        self.inner.kind()
     }
     fn publish(&self, payload: Vec<u8>, metadata: Metadata) -> TransportFuture<'_, ()> {
         Box::pin(async move {

@@ -318,6 +318,10 @@ impl RpcSessionHandle for MemHandle {
         self.session.id
     }
 
+    fn kind(&self) -> SessionKind {
+        self.session.kind
+    }
+
     fn publish(
         &self,
         payload: Vec<u8>,
