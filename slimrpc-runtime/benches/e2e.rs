@@ -28,9 +28,14 @@
 //! Run: `cargo xtask bench` (or `cargo bench -p slimrpc-runtime --bench e2e`;
 //! options after `--`: `--no-official`, `--no-python`, `--no-nodelay`,
 //! `--k 2,8`, `--official-k 8` (Python), `--official-rust-k 2,8` (default:
-//! `--k`), `--n-seq N`, `--n-conc N`, `--n-group N`, `--current-thread` to
-//! run our three roles on tokio's current-thread runtime instead of the
-//! default multi-thread one).
+//! `--k`), `--n-seq N`, `--n-conc N`, `--n-group N`, `--rounds N` (run
+//! everything N times; each row is its median round), `--ours-wire 1,3`,
+//! `--current-thread` to run our three roles on tokio's current-thread
+//! runtime instead of the default multi-thread one).
+//!
+//! Every stack's node starts first; then each case runs on every stack in
+//! turn before the next case starts, so that the machine's drift falls on
+//! all stacks of a case alike.
 //!
 //! This is a benchmark, not a test: it prints figures and asserts nothing
 //! about speed. Every child process is killed by PID when dropped (panics
@@ -523,7 +528,15 @@ fn run_case(stack: Stack, opts: &Opts, url: &str, case: &Case, tag: &str) -> Row
     }
 }
 
-fn run_stack(stack: Stack, opts: &Opts, cases: &[Case]) -> Vec<Row> {
+/// One stack's node, started once and kept for all of its cases.
+struct StackRun {
+    stack: Stack,
+    cases: Vec<Case>,
+    url: String,
+    _node: Child,
+}
+
+fn start_stack(stack: Stack, opts: &Opts, cases: Vec<Case>) -> StackRun {
     let port = free_port();
     let mut node = Child::spawn(
         &format!("bench-node-{}", stack.tag()),
@@ -532,13 +545,74 @@ fn run_stack(stack: Stack, opts: &Opts, cases: &[Case]) -> Vec<Row> {
             .args(["--port", &port.to_string()]),
     );
     node.wait_for("NODE_READY", READY_LIMIT);
-    let url = format!("http://127.0.0.1:{port}");
-    let prefix = stack.tag();
-    cases
-        .iter()
-        .enumerate()
-        .map(|(i, c)| run_case(stack, opts, &url, c, &format!("{prefix}{i}")))
+    StackRun {
+        stack,
+        cases,
+        url: format!("http://127.0.0.1:{port}"),
+        _node: node,
+    }
+}
+
+/// Runs every case of every stack, `rounds` times. Each case runs on all
+/// stacks one after the other before the next case starts, so that this
+/// machine's drift (its speed changes by tens of per cent from one minute
+/// to the next) falls on ours and theirs alike; with several rounds, each
+/// stack and case reports its median round (by throughput).
+fn run_interleaved(stacks: &[StackRun], opts: &Opts, rounds: usize) -> Vec<Row> {
+    let mut all: Vec<&Case> = stacks.iter().flat_map(|s| s.cases.iter()).collect();
+    all.sort_by_key(|c| case_order(c));
+    all.dedup_by_key(|c| case_order(c));
+    let mut runs: Vec<(Stack, Case, Vec<Row>)> = Vec::new();
+    for round in 0..rounds {
+        for case in &all {
+            for (si, st) in stacks.iter().enumerate() {
+                let Some(c) = st.cases.iter().find(|c| case_order(c) == case_order(case)) else {
+                    continue;
+                };
+                let (kind, k) = case_order(c);
+                let tag = format!("{}{round}x{kind}k{k}s{si}", st.stack.tag());
+                let row = run_case(st.stack, opts, &st.url, c, &tag);
+                match runs
+                    .iter_mut()
+                    .find(|(s, c2, _)| *s == st.stack && case_order(c2) == case_order(c))
+                {
+                    Some((_, _, rows)) => rows.push(row),
+                    None => runs.push((st.stack, c.clone(), vec![row])),
+                }
+            }
+        }
+    }
+    runs.into_iter()
+        .map(|(stack, case, rows)| median_row(stack, case, rows))
         .collect()
+}
+
+/// The round with the median throughput among those that ran; the first
+/// failure when none did.
+fn median_row(stack: Stack, case: Case, rows: Vec<Row>) -> Row {
+    let rounds = rows.len();
+    let (mut ok, failed): (Vec<Row>, Vec<Row>) = rows.into_iter().partition(|r| r.fields.is_ok());
+    if ok.is_empty() {
+        return failed.into_iter().next().unwrap_or(Row {
+            stack,
+            case,
+            fields: Err("no round ran".into()),
+        });
+    }
+    ok.sort_by(|a, b| {
+        let t = |r: &Row| num(r, "calls_per_s").unwrap_or(0.0);
+        t(a).total_cmp(&t(b))
+    });
+    let mut row = ok.swap_remove(ok.len() / 2);
+    if rounds > 1
+        && let Ok(f) = &mut row.fields
+    {
+        f.insert(
+            "rounds".into(),
+            format!("{}/{rounds}", rounds - failed.len()),
+        );
+    }
+    row
 }
 
 fn opt_list(args: &[String], name: &str, default: &[usize]) -> Vec<usize> {
@@ -637,7 +711,7 @@ fn case_order(c: &Case) -> (usize, usize) {
     (kind, c.k)
 }
 
-fn print_table(rows: &[Row]) {
+fn print_table(rows: &[Row], rounds: usize) {
     let mut sorted: Vec<&Row> = rows.iter().collect();
     sorted.sort_by_key(|r| case_order(&r.case));
     println!();
@@ -699,7 +773,13 @@ fn print_table(rows: &[Row]) {
          first call = channel creation to first answer (session set-up + call). \
          \"NODELAY\": that official stack with TCP_NODELAY forced on its sockets. \
          \"ours: calls/s, p50\": our throughput and p50 over that row's (same case, same run), \
-         ours on the same wire (v1 for the 1.3.0 stacks, v3 for 3.4.6)."
+         ours on the same wire (v1 for the 1.3.0 stacks, v3 for 3.4.6). \
+         Each case ran on every stack in turn before the next case; {}.",
+        if rounds > 1 {
+            format!("{rounds} rounds, each row is its stack's median round by calls/s")
+        } else {
+            "one round".to_string()
+        }
     );
     for r in rows {
         if let Ok(f) = &r.fields
@@ -874,22 +954,21 @@ fn print_mls_ceiling(ks: &[usize]) {
     );
     println!("|---|---|---|---|---|");
     // P2P unary: the request (our client sends no client EOS frames for a
-    // unary request), then response + server EOS the other way; our client
-    // leaves the EOS after the answer undecrypted.
-    let p2p = 3.0 * e + 2.0 * d;
+    // unary request), then the answer (our server sends no EOS after it).
+    let p2p = 2.0 * (e + d);
     let path = 2.0 * (e + d);
     println!(
-        "| P2P unary (3 messages, 2 decrypted) | {p2p:.0} µs | {:.0} calls/s | {path:.0} µs (request, then response): at most {:.0} calls/s sequential | {} |",
+        "| P2P unary (2 messages, 2 decrypted) | {p2p:.0} µs | {:.0} calls/s | {path:.0} µs (request, then response): at most {:.0} calls/s sequential | {} |",
         cores * 1e6 / p2p,
         1e6 / path,
         setup(1),
     );
     for &k in ks {
         let kf = k as f64;
-        // Client: 1 encrypt (the request), K decrypts (the answers; each
-        // member's EOS after it is left undecrypted); each member: 1
-        // decrypt (the request), 2 encrypts (response, EOS).
-        let cpu = e + kf * (2.0 * d + 2.0 * e);
+        // Client: 1 encrypt (the request), K decrypts (the answers); each
+        // member: 1 decrypt (the request), 1 encrypt (the answer: our
+        // client's call says `slimrpc-answer-ends`, so no EOS follows).
+        let cpu = e + kf * (2.0 * d + e);
         // The client's share is serial (one session): 1 encrypt, K decrypts.
         let client = e + kf * d;
         println!(
@@ -921,8 +1000,9 @@ fn orchestrate(args: &[String]) {
         rust13: built(RUST13_ENV),
         rust3: built(RUST3_ENV),
     };
+    let rounds = opt_num(args, "--rounds", 1).max(1);
     // Ours on each wire asked for (`--ours-wire 1,3`, the default).
-    let mut rows = Vec::new();
+    let mut stacks = Vec::new();
     for wire in opt_list(args, "--ours-wire", &[1, 3]) {
         let wire = match wire {
             1 => Wire::V1,
@@ -932,40 +1012,42 @@ fn orchestrate(args: &[String]) {
                 continue;
             }
         };
-        rows.extend(run_stack(Stack::Ours(wire), &opts, &cases(args, &ks)));
+        stacks.push((Stack::Ours(wire), cases(args, &ks)));
     }
-    if has("--no-official") {
-        print_table(&rows);
-        print_mls_ceiling(&ks);
-        return;
-    }
-    if !has("--no-nodelay") {
-        match slimrpc_testkit::nodelay_preload_library() {
-            Ok(lib) => opts.nodelay_lib = Some(lib),
-            Err(e) => eprintln!("bench: no TCP_NODELAY rows: {e}"),
-        }
-    }
-    for official in Official::ALL {
-        let ks = match official {
-            Official::Python if has("--no-python") => continue,
-            Official::Python => &official_ks,
-            _ if opts.rust_peer(official).is_none() => {
-                eprintln!(
-                    "bench: no {} rows: its peer is not built (`cargo xtask bench` builds it; \
-                     or set {RUST13_ENV} / {RUST3_ENV})",
-                    official.name()
-                );
-                continue;
+    if !has("--no-official") {
+        if !has("--no-nodelay") {
+            match slimrpc_testkit::nodelay_preload_library() {
+                Ok(lib) => opts.nodelay_lib = Some(lib),
+                Err(e) => eprintln!("bench: no TCP_NODELAY rows: {e}"),
             }
-            _ => &rust_ks,
-        };
-        let cases = cases(args, ks);
-        rows.extend(run_stack(Stack::Official(official, false), &opts, &cases));
-        if opts.nodelay_lib.is_some() {
-            rows.extend(run_stack(Stack::Official(official, true), &opts, &cases));
+        }
+        for official in Official::ALL {
+            let ks = match official {
+                Official::Python if has("--no-python") => continue,
+                Official::Python => &official_ks,
+                _ if opts.rust_peer(official).is_none() => {
+                    eprintln!(
+                        "bench: no {} rows: its peer is not built (`cargo xtask bench` builds \
+                         it; or set {RUST13_ENV} / {RUST3_ENV})",
+                        official.name()
+                    );
+                    continue;
+                }
+                _ => &rust_ks,
+            };
+            stacks.push((Stack::Official(official, false), cases(args, ks)));
+            if opts.nodelay_lib.is_some() {
+                stacks.push((Stack::Official(official, true), cases(args, ks)));
+            }
         }
     }
-    print_table(&rows);
+    let stacks: Vec<StackRun> = stacks
+        .into_iter()
+        .map(|(stack, cases)| start_stack(stack, &opts, cases))
+        .collect();
+    let rows = run_interleaved(&stacks, &opts, rounds);
+    drop(stacks);
+    print_table(&rows, rounds);
     print_mls_ceiling(&ks);
 }
 
