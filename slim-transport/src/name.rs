@@ -222,16 +222,7 @@ impl Name {
 
     /// Converts from the wire form; both sub-messages must be present.
     pub fn from_wire(n: &wire::Name) -> Result<Self, NameError> {
-        let e = n.name.as_ref().ok_or(NameError::MissingEncoded)?;
-        let s = n.str_name.as_ref().ok_or(NameError::MissingStrings)?;
-        Ok(Self {
-            components: [e.component_0, e.component_1, e.component_2, e.component_3],
-            strings: Arc::new([
-                s.str_component_0.clone(),
-                s.str_component_1.clone(),
-                s.str_component_2.clone(),
-            ]),
-        })
+        Self::try_from(n.clone())
     }
 }
 

@@ -227,8 +227,8 @@ impl Responder {
     }
 
     /// The one response of a unary-output method: it carries the
-    /// trailers too (the handler returned; the caller stops there), then,
-    /// in a group session, the EOS follows.
+    /// trailers too (the handler returned; the caller stops there), then
+    /// the EOS follows where a caller counts it (`eos_after_answer`).
     async fn answer(&self, payload: Vec<u8>) -> Result<(), RpcError> {
         self.send_response(payload, true).await?;
         if !self.eos_after_answer {
